@@ -1,0 +1,20 @@
+# Developer entry points; README's Quickstart uses `make demo` and `make test`.
+.PHONY: setup demo test lint format
+
+setup:
+	./scripts/setup.sh
+
+demo: setup
+	.venv/bin/mailbot config check --no-secrets
+
+test: setup
+	./scripts/test.sh
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/hadolint Dockerfile
+
+format: setup
+	.venv/bin/ruff format .
+	.venv/bin/ruff check --fix .

@@ -1,0 +1,56 @@
+"""The running application's shared objects: config, database, blob store.
+
+The CLI and the scheduler build one ``App`` and hand it to the service
+functions; nothing is opened until it is first needed, so commands that only
+read the config never touch the database.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from sqlalchemy.engine import Engine
+
+from mailbot.config import Config, load_config
+from storage.blobs import BlobStore
+from storage.db import open_database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class App:
+    config_dir: str | None = None
+    _config: Config | None = field(default=None, repr=False)
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_dir)
+        return self._config
+
+    @cached_property
+    def engine(self) -> Engine:
+        url = self.config.database_url
+        log.debug("opening database %s", _redact(url))
+        return open_database(url)
+
+    @cached_property
+    def blobs(self) -> BlobStore:
+        return BlobStore(self.config.blob_dir)
+
+    def close(self) -> None:
+        if "engine" in self.__dict__:
+            self.engine.dispose()
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a database URL before logging it."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparsable url>"

@@ -1,0 +1,363 @@
+"""The ``mailbot`` command line: thin commands over the service functions.
+
+Exit codes (``interfaces.md``): 0 success, 1 handled failure (message on
+stderr, no traceback), 2 bad usage or bad configuration.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from typer._click.exceptions import ClickException
+
+from mailbot import export as exports
+from mailbot import views
+from mailbot.app import App
+from mailbot.config import check_secrets, load_config
+from mailbot.errors import ConfigError, MailbotError
+from storage import repositories as repo
+from storage.db import session_scope, upgrade
+from storage.errors import StorageError
+from storage.models import DossierStatus, MessageStatus
+
+app = typer.Typer(
+    name="mailbot",
+    help="Mail intake of the label Béthune Smart City.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Check the configuration.", no_args_is_help=True)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+dossiers_app = typer.Typer(help="The dossiers of the candidatures.", no_args_is_help=True)
+messages_app = typer.Typer(help="The ledger of every message seen.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(db_app, name="db")
+app.add_typer(dossiers_app, name="dossiers")
+app.add_typer(messages_app, name="messages")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+# Staff decisions `dossiers set-status` accepts (the others are set by the service).
+STAFF_STATUSES = ("complete", "accepted", "rejected", "withdrawn")
+
+
+def _app(ctx: typer.Context) -> App:
+    return ctx.find_root().obj
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+def _staff_actor() -> str:
+    """Who runs a staff command, for the audit trail."""
+    name = os.environ.get("MAILBOT_STAFF_USER") or os.environ.get("SUDO_USER")
+    if not name:
+        try:
+            name = getpass.getuser()
+        except (KeyError, OSError):
+            name = "unknown"
+    return f"staff:{name}"
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Config directory (default: $MAILBOT_CONFIG, then ./config).",
+            file_okay=False,
+        ),
+    ] = None,
+) -> None:
+    ctx.obj = App(str(config) if config else None)
+    ctx.call_on_close(ctx.obj.close)
+
+
+# --------------------------------------------------------------------------
+# config
+
+
+@config_app.command("check")
+def config_check(
+    ctx: typer.Context,
+    no_secrets: Annotated[
+        bool,
+        typer.Option(
+            "--no-secrets",
+            help="Do not require the password_env variables (for a machine without the secrets).",
+        ),
+    ] = False,
+) -> None:
+    """Validate mailbot.toml, rules.toml and the templates; name each error's file, line and key."""
+    config = load_config(_app(ctx).config_dir)
+    if not no_secrets:
+        check_secrets(config)
+    settings = config.settings
+    out.print(f"configuration OK: {config.directory}")
+    out.print(
+        f"  {len(settings.mailboxes)} mailboxes "
+        f"({', '.join(m.name for m in settings.mailboxes)}), "
+        f"{len(config.rules.fields)} dossier fields, "
+        f"{len(config.rules.detection.signs)} detection signs, "
+        f"{len(config.template_names)} templates"
+    )
+    for var in config.env_overrides:
+        out.print(f"  overridden by environment: {var}")
+    if no_secrets:
+        out.print("  secrets not checked (--no-secrets)")
+
+
+# --------------------------------------------------------------------------
+# db
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Apply the database migrations (the default SQLite database is created if needed)."""
+    application = _app(ctx)
+    from storage.db import current_revision, make_engine
+
+    engine = make_engine(application.config.database_url)
+    try:
+        before = current_revision(engine)
+        upgrade(engine)
+        after = current_revision(engine)
+    finally:
+        engine.dispose()
+    if before == after:
+        out.print(f"database already at revision {after}")
+    else:
+        out.print(f"database upgraded from {before or 'empty'} to {after}")
+
+
+# --------------------------------------------------------------------------
+# dossiers
+
+
+def _dossier_status(value: str | None) -> str | None:
+    if value is None:
+        return None
+    allowed = [s.value for s in DossierStatus]
+    if value not in allowed:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+@dossiers_app.command("list")
+def dossiers_list(
+    ctx: typer.Context,
+    status: Annotated[
+        str | None, typer.Option("--status", help="Only dossiers with this status.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON array on stdout.")] = False,
+) -> None:
+    """The dossiers, newest first."""
+    status = _dossier_status(status)
+    application = _app(ctx)
+    with session_scope(application.engine) as session:
+        dossiers = repo.list_dossiers(session=session, status=status)
+        data = [views.dossier_summary(session, d) for d in dossiers]
+    if as_json:
+        _print_json(data)
+        return
+    if not data:
+        out.print("no dossiers" + (f" with status {status}" if status else ""))
+        return
+    table = Table("Référence", "Statut", "Intitulé", "Porteur", "Reçu le", "Manque")
+    for d in data:
+        table.add_row(
+            d["reference"],
+            d["status"],
+            d["intitule"] or "—",
+            d["porteur_structure"] or "—",
+            (d["received_at"] or "")[:16].replace("T", " "),
+            ", ".join(d["missing"]) or "—",
+        )
+    out.print(table)
+
+
+@dossiers_app.command("show")
+def dossiers_show(
+    ctx: typer.Context,
+    reference: Annotated[str, typer.Argument(help="Reference such as BSC-2026-0007.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """One dossier with its fields, pieces, messages and replies."""
+    application = _app(ctx)
+    with session_scope(application.engine) as session:
+        dossier = repo.get_dossier(session=session, reference=reference.strip().upper())
+        if dossier is None:
+            raise MailbotError(f"no dossier {reference!r}")
+        detail = views.dossier_detail(session, dossier)
+    if as_json:
+        _print_json(detail)
+        return
+    out.print(f"[bold]{detail['reference']}[/bold]  {detail['status']}")
+    out.print(f"reçu le {detail['received_at']}  de {detail['sender']}")
+    out.print(f"boîtes : {', '.join(detail['mailboxes']) or '—'}")
+    if detail["legal_hold"]:
+        out.print("[bold]conservation légale : oui[/bold]")
+    out.print(f"manque : {', '.join(detail['missing']) or 'rien'}")
+    fields = Table("Champ", "Valeur", title="Champs")
+    for key in application.config.rules.fields:
+        value = detail["fields"].get(key)
+        if value is not None:
+            fields.add_row(key, exports._cell(value))
+    out.print(fields)
+    for title, rows, cols in (
+        ("Pièces", detail["pieces"], ("filename", "role", "size")),
+        ("Messages", detail["messages"], ("id", "sender", "subject", "verdict", "status")),
+        ("Réponses", detail["replies"], ("kind", "to", "status", "sent_at")),
+        ("Historique", detail["events"], ("at", "actor", "action")),
+    ):
+        if rows:
+            table = Table(*cols, title=title)
+            for row in rows:
+                table.add_row(*(str(row.get(c) or "") for c in cols))
+            out.print(table)
+
+
+@dossiers_app.command("set-status")
+def dossiers_set_status(
+    ctx: typer.Context,
+    reference: Annotated[str, typer.Argument(help="Reference such as BSC-2026-0007.")],
+    status: Annotated[str, typer.Argument(help="complete, accepted, rejected or withdrawn.")],
+    note: Annotated[
+        str | None, typer.Option("--note", help="Why (kept in the audit trail).")
+    ] = None,
+) -> None:
+    """Record a staff decision on a dossier."""
+    if status not in STAFF_STATUSES:
+        raise typer.BadParameter(f"{status!r} is not one of {', '.join(STAFF_STATUSES)}")
+    application = _app(ctx)
+    actor = _staff_actor()
+    with session_scope(application.engine) as session:
+        dossier = repo.get_dossier(session=session, reference=reference.strip().upper())
+        if dossier is None:
+            raise MailbotError(f"no dossier {reference!r}")
+        old = dossier.status
+        repo.set_dossier_status(
+            session=session, reference=dossier.reference, status=status, actor=actor, note=note
+        )
+        ref = dossier.reference
+    out.print(f"{ref}: {old} -> {status} ({actor})")
+
+
+@dossiers_app.command("export")
+def dossiers_export(
+    ctx: typer.Context,
+    fmt: Annotated[str, typer.Option("--format", help="csv or xlsx.")] = "csv",
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="File to write (default: stdout for csv).")
+    ] = None,
+    status: Annotated[str | None, typer.Option("--status", help="Only this status.")] = None,
+) -> None:
+    """Spreadsheet of the dossiers, one column per field."""
+    if fmt not in ("csv", "xlsx"):
+        raise typer.BadParameter(f"--format must be csv or xlsx, not {fmt!r}")
+    if fmt == "xlsx" and output is None:
+        raise typer.BadParameter("xlsx needs -o FILE")
+    status = _dossier_status(status)
+    application = _app(ctx)
+    with session_scope(application.engine) as session:
+        details = [
+            views.dossier_detail(session, d)
+            for d in repo.list_dossiers(session=session, status=status)
+        ]
+    rules = application.config.rules
+    data = exports.to_csv(rules, details) if fmt == "csv" else exports.to_xlsx(rules, details)
+    if output is None:
+        sys.stdout.buffer.write(data)
+        return
+    exports.write(output, data)
+    err.print(f"{len(details)} dossiers written to {output}")
+
+
+# --------------------------------------------------------------------------
+# messages
+
+
+@messages_app.command("list")
+def messages_list(
+    ctx: typer.Context,
+    status: Annotated[
+        str | None,
+        typer.Option("--status", help="filed, ignored, skipped, needs_review or failed."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Every message seen, with its verdict, rule trace, status and error."""
+    if status is not None and status not in [s.value for s in MessageStatus]:
+        allowed = ", ".join(s.value for s in MessageStatus)
+        raise typer.BadParameter(f"{status!r} is not one of {allowed}")
+    application = _app(ctx)
+    with session_scope(application.engine) as session:
+        data = [
+            views.message_summary(session, m)
+            for m in repo.list_messages(session=session, status=status)
+        ]
+    if as_json:
+        _print_json(data)
+        return
+    if not data:
+        out.print("no messages" + (f" with status {status}" if status else ""))
+        return
+    table = Table("Id", "Reçu le", "Expéditeur", "Objet", "Verdict", "Statut", "Dossier", "Erreur")
+    for m in data:
+        table.add_row(
+            str(m["id"]),
+            (m["first_seen_at"] or "")[:16].replace("T", " "),
+            m["sender"] or "—",
+            (m["subject"] or "")[:60],
+            m["verdict"] or "—",
+            m["status"],
+            m["dossier"] or "—",
+            (m["error"] or "")[:80],
+        )
+    out.print(table)
+
+
+# --------------------------------------------------------------------------
+# entry point
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; map failures to the documented exit codes."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="mailbot", standalone_mode=False)
+    except typer.Exit as exit_:
+        return exit_.exit_code
+    except ClickException as error:
+        # Usage errors (exit 2) are shown as Typer shows them in standalone mode.
+        error.show()
+        return error.exit_code
+    except typer.Abort:
+        err.print("aborted")
+        return 1
+    except ConfigError as error:
+        err.print("configuration error:", markup=False)
+        for problem in error.problems:
+            err.print(f"  {problem}", markup=False, soft_wrap=True)
+        return 2
+    except (MailbotError, StorageError) as error:
+        err.print(f"error: {error}", markup=False, soft_wrap=True)
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

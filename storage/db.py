@@ -1,0 +1,251 @@
+"""Database engines, schema migrations and transactions.
+
+``open_database(url)`` is the entry point: it builds an engine configured for
+safe concurrent use and brings the schema to the latest Alembic revision, so
+that the default SQLite file is created on first use. Two back ends are
+supported:
+
+* SQLite (single host): WAL journal, foreign keys on, a 30 s busy timeout, and
+  every transaction opened with ``BEGIN IMMEDIATE``. Taking the write lock up
+  front means two processes never both hold a read lock and then deadlock
+  when upgrading it to write; the price is that even read-only transactions
+  queue behind a writer, so keep sessions short.
+* PostgreSQL (``postgresql+psycopg://``): pooled connections checked before
+  use; concurrent ``open_database`` calls serialise their migrations on an
+  advisory lock.
+
+The Alembic environment lives in ``storage/migrations`` next to this file and
+is configured in code (``alembic_config``), so no ``alembic.ini`` is needed
+and an installed package migrates its database the same way. To write a new
+revision after changing ``storage.models``::
+
+    from alembic import command
+    from storage.db import alembic_config
+    command.revision(alembic_config("sqlite:///var/dev.db"), "what changed", autogenerate=True)
+
+then review the generated file by hand (it must run on SQLite and PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlmodel import Session
+
+from storage.errors import InvalidValueError, MigrationError, StorageError
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# Key of the PostgreSQL advisory lock held while migrating. Any fixed 64-bit
+# value works as long as nothing else in the database uses it.
+MIGRATION_LOCK_KEY = zlib.crc32(b"bethune-mailbot:storage:migrations")
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _redacted(url: Any) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine for ``url`` (SQLite or PostgreSQL) without touching the schema."""
+    try:
+        sa_url = make_url(url)
+    except ArgumentError as err:
+        raise InvalidValueError(f"invalid database URL {url!r}: {err}") from err
+    backend = sa_url.get_backend_name()
+    if backend == "sqlite":
+        database = sa_url.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(sa_url)
+        _configure_sqlite(engine)
+        return engine
+    if backend == "postgresql":
+        # A connection killed by a server restart or a firewall is detected
+        # before use instead of failing the first statement of a poll.
+        return create_engine(sa_url, pool_pre_ping=True)
+    raise InvalidValueError(
+        f"unsupported database {_redacted(sa_url)!r}: use sqlite:/// or postgresql+psycopg://"
+    )
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 module (which would
+        # otherwise BEGIN lazily, and only before DML); "begin" below emits it.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            # busy_timeout first, so that switching to WAL waits for other connections.
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            # Safe with WAL: a power cut may lose the last commits, never corrupt.
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """Alembic configuration for this package, built in code (no alembic.ini).
+
+    With ``url`` the Alembic command line helpers (revision, history...) can
+    connect on their own; ``upgrade`` passes its connection instead.
+    """
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("path_separator", "os")
+    if url is not None:
+        # ConfigParser interpolation: a literal % in a password must be doubled.
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def head_revision() -> str:
+    """Revision the code expects the database to be at."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:  # pragma: no cover - the package always ships revisions
+        raise MigrationError(f"no migration found in {MIGRATIONS_DIR}")
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """Revision the database is at; None for an empty database."""
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    except SQLAlchemyError as err:
+        raise StorageError(
+            f"cannot read the schema revision of {_redacted(engine.url)}: {err}"
+        ) from err
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the database schema to the latest revision; no-op when already there.
+
+    The whole upgrade runs in one transaction (both back ends have
+    transactional DDL), so a failed migration leaves the previous schema.
+    """
+    try:
+        with engine.connect() as connection:
+            _upgrade(connection)
+    except (MigrationError, CommandError):
+        raise
+    except SQLAlchemyError as err:
+        raise MigrationError(f"migrating {_redacted(engine.url)} failed: {err}") from err
+
+
+def _upgrade(connection: Connection) -> None:
+    sqlite = connection.dialect.name == "sqlite"
+    with _migration_lock(connection):
+        if sqlite:
+            # Batch migrations recreate tables; with foreign keys enforced,
+            # dropping the old copy would cascade or fail. The pragma has no
+            # effect inside a transaction, hence the raw connection before BEGIN.
+            connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+        try:
+            with connection.begin():
+                # Read inside the transaction (after BEGIN IMMEDIATE or under
+                # the advisory lock), so a migration run meanwhile by another
+                # process is seen and not replayed.
+                _check_known_revision(connection)
+                config = alembic_config()
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+                if sqlite:
+                    problems = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if problems:
+                        raise MigrationError(f"foreign keys broken by the migration: {problems}")
+        finally:
+            if sqlite:
+                connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+
+
+def _check_known_revision(connection: Connection) -> None:
+    current = MigrationContext.configure(connection).get_current_revision()
+    if current is None:
+        return
+    script = ScriptDirectory.from_config(alembic_config())
+    try:
+        script.get_revision(current)
+    except CommandError as err:
+        raise MigrationError(
+            f"the database is at revision {current!r}, unknown to this version of the code "
+            f"(head is {script.get_current_head()!r}): was it migrated by a newer release?"
+        ) from err
+
+
+@contextmanager
+def _migration_lock(connection: Connection) -> Iterator[None]:
+    """Serialise migrations between processes (PostgreSQL only).
+
+    SQLite needs nothing more: BEGIN IMMEDIATE already admits one writer.
+    """
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    # Session-level lock: it survives the commit below and is held by this
+    # connection until explicitly released.
+    connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    connection.commit()
+    try:
+        yield
+    finally:
+        try:
+            if connection.in_transaction():
+                connection.rollback()
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            connection.commit()
+        except SQLAlchemyError:
+            # Never hand a pooled connection back still holding the lock:
+            # closing it is what releases a session-level lock.
+            connection.invalidate()
+
+
+def open_database(url: str) -> Engine:
+    """Engine for ``url`` with the schema at the latest revision (created if needed)."""
+    engine = make_engine(url)
+    try:
+        if current_revision(engine) != head_revision():
+            upgrade(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """One unit of work: commit when the block succeeds, roll back when it raises.
+
+    Objects stay usable after the block (``expire_on_commit=False``): the CLI
+    and the poller read attributes of what they just wrote.
+    """
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
