@@ -330,6 +330,48 @@ def messages_list(
     out.print(table)
 
 
+@messages_app.command("retry")
+def messages_retry(
+    ctx: typer.Context,
+    message_id: Annotated[int, typer.Argument(help="Ledger id (see `messages list`).")],
+) -> None:
+    """Run a failed or needs_review message through the pipeline again."""
+    from mailbot.retry import retry_message
+
+    application = _app(ctx)
+    filed = retry_message(application, message_id, actor=_staff_actor())
+    where = f", dossier {filed.dossier_reference}" if filed.dossier_reference else ""
+    out.print(f"message {message_id}: {filed.status} ({filed.verdict or 'no verdict'}){where}")
+
+
+# --------------------------------------------------------------------------
+# poll
+
+
+@app.command("poll")
+def poll(
+    ctx: typer.Context,
+    once: Annotated[
+        bool, typer.Option("--once", help="One pass, then exit (the scheduler is `mailbot run`).")
+    ] = True,
+    no_send: Annotated[
+        bool, typer.Option("--no-send", help="Do not deliver queued replies after the pass.")
+    ] = False,
+) -> None:
+    """One pass over every mailbox; prints a one-line summary per mailbox."""
+    from mailbot.intake import poll_all
+
+    del once  # a single pass is all this command does
+    application = _app(ctx)
+    check_secrets(application.config)
+    reports = poll_all(application)
+    for report in reports:
+        out.print(report.summary(), markup=False, soft_wrap=True)
+    del no_send
+    if any(r.error for r in reports):
+        raise typer.Exit(1)
+
+
 # --------------------------------------------------------------------------
 # entry point
 

@@ -380,6 +380,13 @@ class DetectionRules(Strict):
     mailbox_weights: dict[str, float] = Field(default_factory=dict)
     signs: list[Sign] = Field(default_factory=list)
 
+    @field_validator("reference_pattern")
+    @classmethod
+    def _two_groups(cls, pattern: str) -> str:
+        if compile_pattern(pattern).groups < 2:
+            raise ValueError("reference_pattern needs two groups: (year) and (number)")
+        return pattern
+
     @model_validator(mode="after")
     def _thresholds(self) -> DetectionRules:
         if self.review_threshold > self.candidature_threshold:
@@ -546,6 +553,17 @@ def load_config(
     raw_rules = _read_toml(rules_path, problems)
     rules = _validate(Rules, raw_rules, rules_path, problems)
 
+    if settings is not None and rules is not None:
+        names_ = {m.name for m in settings.mailboxes}
+        for name in sorted(set(rules.detection.mailbox_weights) - names_):
+            problems.append(
+                ConfigProblem(
+                    str(rules_path),
+                    f"detection.mailbox_weights.{name}",
+                    "not a mailbox name of mailbot.toml",
+                    _find_line(_read_text(rules_path) or "", ("detection", "mailbox_weights")),
+                )
+            )
     templates, names = _load_templates(root / TEMPLATES_DIR, problems)
     if problems:
         raise ConfigError(problems)

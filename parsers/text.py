@@ -31,9 +31,13 @@ def strip_accents(text: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
+# Word and Outlook write typographic apostrophes; patterns and labels use '.
+_APOSTROPHES = str.maketrans({c: "'" for c in "\u2019\u2018\u02bc\u2032\u00b4`"})
+
+
 def fold(text: str) -> str:
-    """Accent- and case-folded text with runs of whitespace collapsed."""
-    folded = strip_accents(text).casefold()
+    """Accent- and case-folded text, apostrophes unified, runs of whitespace collapsed."""
+    folded = strip_accents(text.translate(_APOSTROPHES)).casefold()
     folded = folded.replace("œ", "oe").replace("æ", "ae")
     return _WS.sub(" ", folded).strip()
 

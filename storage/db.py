@@ -150,9 +150,9 @@ def upgrade(engine: Engine) -> None:
     try:
         with engine.connect() as connection:
             _upgrade(connection)
-    except (MigrationError, CommandError):
+    except MigrationError:
         raise
-    except SQLAlchemyError as err:
+    except (CommandError, SQLAlchemyError) as err:
         raise MigrationError(f"migrating {_redacted(engine.url)} failed: {err}") from err
 
 

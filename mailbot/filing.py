@@ -1,0 +1,415 @@
+"""Filing an analysed message: ledger, sightings, blobs, dossiers, pieces, audit.
+
+``file_analysis`` runs inside the caller's transaction and writes everything
+a message implies; the caller commits once, then acts on the IMAP server.
+Blobs are written first (content-addressed and idempotent), so a crash
+before the commit leaves at worst an unreferenced blob, never a row pointing
+at nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from parsers.checks import missing_pieces
+from sqlmodel import Session, select
+
+from mailbot.config import Config, Verdict
+from mailbot.pipeline import Analysis, Reading
+from parsers.types import ParsedMail
+from storage import repositories as repo
+from storage.blobs import BlobStore
+from storage.models import (
+    Dossier,
+    DossierStatus,
+    Message,
+    MessageStatus,
+    Piece,
+    PieceRole,
+    dedup_key_for,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+# Headers kept in the ledger for every message, including those whose content is not kept.
+LEDGER_HEADERS = (
+    "from",
+    "to",
+    "cc",
+    "date",
+    "message-id",
+    "in-reply-to",
+    "return-path",
+    "auto-submitted",
+    "precedence",
+    "list-id",
+    "content-type",
+)
+# Dossier statuses the service may change by itself; staff decisions stay.
+SERVICE_STATUSES = (DossierStatus.INCOMPLETE, DossierStatus.COMPLETE, DossierStatus.NEEDS_REVIEW)
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a message sits on the server."""
+
+    mailbox: str
+    folder: str
+    uidvalidity: int
+    uid: int
+
+
+@dataclass(frozen=True)
+class Filed:
+    message_pk: int
+    status: str
+    verdict: str | None
+    duplicate: bool
+    dossier_reference: str | None = None
+    dossier_created: bool = False
+    dossier_completed: bool = False
+    content_kept: bool = False
+
+
+def dedup_key(analysis: Analysis) -> tuple[str, str]:
+    sha = hashlib.sha256(analysis.raw).hexdigest()
+    message_id = analysis.mail.message_id if analysis.mail else None
+    return dedup_key_for(message_id, sha), sha
+
+
+def file_analysis(
+    *,
+    session: Session,
+    blobs: BlobStore,
+    config: Config,
+    analysis: Analysis,
+    position: Position | None,
+    actor: str = "system",
+    now: datetime | None = None,
+) -> Filed:
+    """Write what ``analysis`` implies; a message already in the ledger only gains a sighting."""
+    key, sha = dedup_key(analysis)
+    existing = repo.find_message(session=session, dedup_key=key)
+    if existing is not None:
+        _sight(session, existing, position)
+        return _duplicate(session, existing)
+
+    now = now or utcnow()
+    status, verdict, error = _status_of(analysis)
+    keep = status != MessageStatus.IGNORED
+    raw_blob = blobs.put(analysis.raw) if keep else None
+    mail = analysis.mail
+    message = Message(
+        dedup_key=key,
+        message_id=mail.message_id if mail else None,
+        sha256=sha,
+        raw_blob=raw_blob,
+        size=len(analysis.raw),
+        sender=(mail.sender if mail else "") or "",
+        sender_name=mail.sender_name if mail else None,
+        subject=(mail.subject if mail else "") or "",
+        date_header=mail.date if mail else None,
+        headers=_ledger_headers(mail),
+        verdict=verdict,
+        rule_trace=analysis.classification.trace_as_json() if analysis.classification else [],
+        status=status,
+        error=error,
+        warnings=list(analysis.warnings),
+        first_seen_at=now,
+        updated_at=now,
+        attempts=1,
+    )
+    row, inserted = repo.add_message(session=session, message=message)
+    if not inserted:
+        # Another worker filed it a moment ago (same message, other mailbox).
+        _sight(session, row, position)
+        return _duplicate(session, row)
+    _sight(session, row, position)
+
+    outcome = Filed(row.id, status, verdict, duplicate=False, content_kept=keep)
+    if analysis.failed or mail is None:
+        repo.record_event(
+            session=session,
+            actor=actor,
+            action="message.failed",
+            message=row,
+            details={"error": error},
+        )
+        return outcome
+    return _file_content(session, blobs, config, analysis, row, outcome, actor, now)
+
+
+def refile(
+    *,
+    session: Session,
+    blobs: BlobStore,
+    config: Config,
+    message: Message,
+    analysis: Analysis,
+    actor: str,
+) -> Filed:
+    """Run a quarantined message through filing again (``mailbot messages retry``)."""
+    now = utcnow()
+    status, verdict, error = _status_of(analysis)
+    message.status = status
+    message.verdict = verdict
+    message.error = error
+    message.warnings = list(analysis.warnings)
+    message.rule_trace = analysis.classification.trace_as_json() if analysis.classification else []
+    message.attempts += 1
+    message.updated_at = now
+    if status == MessageStatus.IGNORED:
+        # Not for us after all: forget the content, as for any other such mail.
+        message.raw_blob = None
+    session.add(message)
+    session.flush()
+    repo.record_event(
+        session=session,
+        actor=actor,
+        action="message.retried",
+        message=message,
+        details={"status": status, "verdict": verdict, "error": error},
+    )
+    outcome = Filed(message.id, status, verdict, duplicate=False, content_kept=True)
+    if analysis.failed or analysis.mail is None:
+        return outcome
+    return _file_content(session, blobs, config, analysis, message, outcome, actor, now)
+
+
+def _status_of(analysis: Analysis) -> tuple[str, str | None, str | None]:
+    if analysis.failed:
+        return MessageStatus.FAILED, None, analysis.error
+    verdict = analysis.verdict
+    if verdict in (Verdict.AUTO_REPLY, Verdict.NOT_CANDIDATURE):
+        return MessageStatus.IGNORED, verdict, None
+    if verdict == Verdict.NEEDS_REVIEW:
+        return MessageStatus.NEEDS_REVIEW, verdict, None
+    return MessageStatus.FILED, verdict, None
+
+
+def _file_content(
+    session: Session,
+    blobs: BlobStore,
+    config: Config,
+    analysis: Analysis,
+    message: Message,
+    outcome: Filed,
+    actor: str,
+    now: datetime,
+) -> Filed:
+    mail = analysis.mail
+    assert mail is not None and analysis.classification is not None
+    reading = analysis.reading
+    classification = analysis.classification
+    rule_actor = f"rule:{classification.decided_by}"
+
+    if classification.verdict == Verdict.FOLLOW_UP:
+        dossier = (
+            repo.get_dossier(session=session, reference=classification.reference)
+            if classification.reference
+            else None
+        )
+        if dossier is None:
+            message.status = MessageStatus.NEEDS_REVIEW
+            message.error = f"follow-up names an unknown dossier {classification.reference!r}"
+            session.add(message)
+            return _replace(outcome, status=MessageStatus.NEEDS_REVIEW)
+        completed = _add_to_dossier(session, blobs, config, dossier, message, mail, reading, now)
+        message.dossier_id = dossier.id
+        session.add(message)
+        repo.record_event(
+            session=session,
+            actor=rule_actor,
+            action="dossier.follow_up",
+            dossier=dossier,
+            message=message,
+            details={"missing": list(dossier.missing), "status": dossier.status},
+        )
+        return _replace(outcome, dossier_reference=dossier.reference, dossier_completed=completed)
+
+    if classification.verdict == Verdict.CANDIDATURE and reading is not None:
+        if message.dossier_id is not None:
+            # A retried message that already opened a dossier updates it.
+            dossier = session.get(Dossier, message.dossier_id)
+            assert dossier is not None
+            completed = _add_to_dossier(
+                session, blobs, config, dossier, message, mail, reading, now
+            )
+            return _replace(
+                outcome, dossier_reference=dossier.reference, dossier_completed=completed
+            )
+        status = (
+            DossierStatus.NEEDS_REVIEW
+            if reading.needs_review
+            else (DossierStatus.INCOMPLETE if reading.missing else DossierStatus.COMPLETE)
+        )
+        dossier = repo.create_dossier(
+            session=session,
+            year=_year(now, config),
+            sender=mail.sender,
+            sender_name=mail.sender_name or None,
+            fields=reading.fields,
+            evidence=_evidence(reading),
+            missing=list(reading.missing),
+            status=status,
+            received_at=now,
+            actor=rule_actor,
+        )
+        message.dossier_id = dossier.id
+        session.add(message)
+        _add_pieces(session, blobs, dossier, message, mail, reading)
+        return _replace(outcome, dossier_reference=dossier.reference, dossier_created=True)
+
+    # needs_review without a dossier: the raw message is kept for staff.
+    return outcome
+
+
+def _add_to_dossier(
+    session: Session,
+    blobs: BlobStore,
+    config: Config,
+    dossier: Dossier,
+    message: Message,
+    mail: ParsedMail,
+    reading: Reading | None,
+    now: datetime,
+) -> bool:
+    """Join a message's pieces and fields to a dossier; True when it became complete."""
+    _add_pieces(session, blobs, dossier, message, mail, reading)
+    fields = dict(dossier.fields or {})
+    evidence = dict(dossier.evidence or {})
+    if reading is not None:
+        # The latest document wins for the fields it states (a corrected dossier).
+        fields.update(reading.fields)
+        evidence.update(_evidence(reading))
+    roles = {
+        p.role for p in session.exec(select(Piece).where(Piece.dossier_id == dossier.id)).all()
+    }
+    missing = list(
+        missing_pieces(
+            fields=fields,
+            dossier_present=PieceRole.DOSSIER in roles,
+            letter_present=PieceRole.LETTER in roles,
+            rules=config.rules,
+        )
+    )
+    old_status = dossier.status
+    dossier.fields = fields
+    dossier.evidence = evidence
+    dossier.missing = missing
+    dossier.updated_at = now
+    completed = False
+    if old_status in SERVICE_STATUSES:
+        if reading is not None and reading.needs_review:
+            new_status = DossierStatus.NEEDS_REVIEW
+        else:
+            new_status = DossierStatus.COMPLETE if not missing else DossierStatus.INCOMPLETE
+        if new_status != old_status:
+            dossier.status = new_status
+            completed = new_status == DossierStatus.COMPLETE
+            if completed:
+                dossier.completed_at = now
+            repo.record_event(
+                session=session,
+                actor="system",
+                action="dossier.status_changed",
+                dossier=dossier,
+                message=message,
+                details={"old": old_status, "new": new_status, "missing": missing},
+            )
+    session.add(dossier)
+    session.flush()
+    return completed
+
+
+def _add_pieces(
+    session: Session,
+    blobs: BlobStore,
+    dossier: Dossier,
+    message: Message,
+    mail: ParsedMail,
+    reading: Reading | None,
+) -> None:
+    roles: Mapping[str, str] = reading.roles if reading else {}
+    for attachment in mail.attachments:
+        if not attachment.data:
+            continue  # over the size limit: named in the message's warnings
+        sha = blobs.put(attachment.data)
+        repo.add_piece(
+            session=session,
+            dossier=dossier,
+            message=message,
+            blob_sha256=sha,
+            filename=attachment.filename,
+            content_type=attachment.content_type,
+            size=attachment.size,
+            role=roles.get(attachment.sha256, PieceRole.SUPPORTING),
+            warnings=list(attachment.warnings),
+        )
+
+
+def _evidence(reading: Reading) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, item in reading.dossier.evidence.items():
+        out[key] = {
+            "source": getattr(item, "source", None),
+            "raw": getattr(item, "raw", None),
+            "layer": getattr(item, "layer", None),
+        }
+    if reading.letter.letter_sha256:
+        out["_letter"] = {
+            "sha256": reading.letter.letter_sha256,
+            "page": reading.letter.page,
+            "score": reading.letter.score,
+            "reasons": list(reading.letter.reasons),
+        }
+    return out
+
+
+def _sight(session: Session, message: Message, position: Position | None) -> None:
+    if position is None:
+        return
+    repo.add_sighting(
+        session=session,
+        message=message,
+        mailbox=position.mailbox,
+        folder=position.folder,
+        uidvalidity=position.uidvalidity,
+        uid=position.uid,
+    )
+
+
+def _duplicate(session: Session, message: Message) -> Filed:
+    reference = None
+    if message.dossier_id is not None:
+        dossier = session.get(Dossier, message.dossier_id)
+        reference = dossier.reference if dossier else None
+    return Filed(
+        message.id,
+        message.status,
+        message.verdict,
+        duplicate=True,
+        dossier_reference=reference,
+        content_kept=message.raw_blob is not None,
+    )
+
+
+def _ledger_headers(mail: ParsedMail | None) -> dict[str, Any]:
+    if mail is None:
+        return {}
+    return {name: list(mail.headers[name])[:5] for name in LEDGER_HEADERS if name in mail.headers}
+
+
+def _year(now: datetime, config: Config) -> int:
+    return now.astimezone(ZoneInfo(config.settings.service.timezone)).year
+
+
+def _replace(outcome: Filed, **changes: Any) -> Filed:
+    return replace(outcome, **changes)

@@ -1,0 +1,475 @@
+"""One pass over the mailboxes: fetch new mail, file each message exactly once.
+
+For every message: analyse it (no writes), then in ONE transaction store the
+raw message, the ledger row, the sighting, the dossier changes and the
+cursor; commit; only then flag or move it on the server. A crash before the
+commit leaves nothing (the message is fetched again); a crash after it leaves
+everything, and the ledger's dedup keys stop a second filing. Server actions
+not done yet are recorded as ``pending`` on the sighting and retried at the
+next pass.
+
+Cursors are (mailbox, folder, UIDVALIDITY, last UID). On the first
+connection, or when UIDVALIDITY changes (the folder was recreated), the
+whole folder is scanned: mail older than ``backlog_days`` is recorded as
+skipped and never answered, the rest is deduplicated against the ledger.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import hashlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel import Session, select
+
+from mailbot import faults
+from mailbot.app import App
+from mailbot.config import MailboxSettings, secret
+from mailbot.errors import MailbotError
+from mailbot.filing import Filed, Position, file_analysis
+from mailbot.imap import FetchedMessage, FolderState, ImapError, MailboxClient
+from mailbot.pipeline import Analyser, Analysis
+from storage import repositories as repo
+from storage.db import session_scope
+from storage.errors import BlobError
+from storage.models import (
+    Message,
+    MessageStatus,
+    ServerAction,
+    Sighting,
+    dedup_key_for,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+# Failures of the infrastructure: the message is fetched again next time.
+RETRY_LATER = (OperationalError, BlobError, OSError, ImapError)
+
+
+@dataclass
+class MailboxReport:
+    mailbox: str
+    new: int = 0
+    filed: int = 0
+    ignored: int = 0
+    skipped: int = 0
+    needs_review: int = 0
+    failed: int = 0
+    duplicates: int = 0
+    dossiers_created: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def count(self, filed: Filed) -> None:
+        if filed.duplicate:
+            self.duplicates += 1
+            return
+        attribute = {
+            MessageStatus.FILED: "filed",
+            MessageStatus.IGNORED: "ignored",
+            MessageStatus.SKIPPED: "skipped",
+            MessageStatus.NEEDS_REVIEW: "needs_review",
+            MessageStatus.FAILED: "failed",
+        }[MessageStatus(filed.status)]
+        setattr(self, attribute, getattr(self, attribute) + 1)
+        if filed.dossier_created and filed.dossier_reference:
+            self.dossiers_created.append(filed.dossier_reference)
+
+    def summary(self) -> str:
+        if self.error:
+            return f"{self.mailbox}: ERROR {self.error}"
+        parts = [
+            f"{self.new} new",
+            f"{self.filed} filed",
+            f"{self.needs_review} to review",
+            f"{self.ignored} ignored",
+            f"{self.duplicates} already known",
+        ]
+        if self.skipped:
+            parts.append(f"{self.skipped} skipped (older than the backlog window)")
+        if self.failed:
+            parts.append(f"{self.failed} failed")
+        return f"{self.mailbox}: " + ", ".join(parts)
+
+
+Progress = Callable[[str, int, int], None]
+
+
+def poll_all(app: App, *, progress: Progress | None = None) -> list[MailboxReport]:
+    """One pass over every enabled mailbox; one mailbox's failure never stops the others."""
+    analyser = Analyser(app.config)
+    reports = []
+    for mailbox in app.config.settings.mailboxes:
+        if not mailbox.enabled:
+            continue
+        reports.append(poll_mailbox(app, mailbox, analyser=analyser, progress=progress))
+    return reports
+
+
+def poll_mailbox(
+    app: App,
+    mailbox: MailboxSettings,
+    *,
+    analyser: Analyser | None = None,
+    progress: Progress | None = None,
+    client_factory: Callable[[MailboxSettings, str], MailboxClient] = MailboxClient,
+) -> MailboxReport:
+    report = MailboxReport(mailbox.name)
+    analyser = analyser or Analyser(app.config)
+    try:
+        password = secret(mailbox.password_env) or ""
+        with client_factory(mailbox, password) as client:
+            _poll(app, client, mailbox, analyser, report, progress)
+    except (*RETRY_LATER, MailbotError) as err:
+        log.error("mailbox %s: %s", mailbox.name, err, exc_info=not isinstance(err, MailbotError))
+        report.error = str(err) or type(err).__name__
+    return report
+
+
+def _poll(
+    app: App,
+    client: MailboxClient,
+    mailbox: MailboxSettings,
+    analyser: Analyser,
+    report: MailboxReport,
+    progress: Progress | None,
+) -> None:
+    state = client.select(mailbox.folder)
+    _retry_pending_server_actions(app, client, mailbox, state)
+    with session_scope(app.engine) as session:
+        cursor = repo.get_cursor(session=session, mailbox=mailbox.name, folder=state.name)
+        known = (cursor.uidvalidity, cursor.last_uid) if cursor else None
+
+    if known is not None and known[0] == state.uidvalidity:
+        plan = [(uid, True) for uid in client.uids_after(known[1])]
+    else:
+        if known is not None:
+            log.warning(
+                "mailbox %s/%s: UIDVALIDITY changed from %s to %s; rescanning",
+                mailbox.name,
+                state.name,
+                known[0],
+                state.uidvalidity,
+            )
+            with session_scope(app.engine) as session:
+                repo.record_event(
+                    session=session,
+                    actor="system",
+                    action="mailbox.uidvalidity_changed",
+                    details={
+                        "mailbox": mailbox.name,
+                        "folder": state.name,
+                        "old": known[0],
+                        "new": state.uidvalidity,
+                    },
+                )
+        plan = _full_scan_plan(app, client)
+    if not plan:
+        return
+    report.new = sum(1 for _uid, process in plan if process)
+    batch = app.config.settings.intake.fetch_batch
+    done = 0
+    for start in range(0, len(plan), batch):
+        chunk = plan[start : start + batch]
+        skip = [uid for uid, process in chunk if not process]
+        take = [uid for uid, process in chunk if process]
+        if skip:
+            _record_skipped(app, client, mailbox, state, skip, report)
+        for fetched in client.fetch(take, batch=batch):
+            _handle(app, client, mailbox, state, analyser, fetched, report)
+        done += len(chunk)
+        if progress:
+            progress(mailbox.name, done, len(plan))
+        # Whatever the server did not return (expunged meanwhile) is gone: move on.
+        _advance_cursor(app, mailbox, state, max(uid for uid, _p in chunk))
+
+
+def _full_scan_plan(app: App, client: MailboxClient) -> list[tuple[int, bool]]:
+    settings = app.config.settings
+    today = utcnow().astimezone(ZoneInfo(settings.service.timezone)).date()
+    since = today - timedelta(days=settings.intake.backlog_days)
+    recent = set(client.uids_since(since))
+    return [(uid, uid in recent) for uid in client.all_uids()]
+
+
+def quick_dedup_key(raw: bytes) -> str:
+    """The ledger key from the headers alone, to skip analysing a known message."""
+    headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+    message_id = headers.get("Message-ID")
+    sha = hashlib.sha256(raw).hexdigest()
+    return dedup_key_for(str(message_id) if message_id else None, sha)
+
+
+def _handle(
+    app: App,
+    client: MailboxClient,
+    mailbox: MailboxSettings,
+    state: FolderState,
+    analyser: Analyser,
+    fetched: FetchedMessage,
+    report: MailboxReport,
+) -> None:
+    position = Position(mailbox.name, state.name, state.uidvalidity, fetched.uid)
+    filed = _file_known(app, fetched, position, state)
+    if filed is None:
+        analysis = analyser.analyse(fetched.raw, mailbox=mailbox.name)
+        filed = _file(app, analysis, position, state)
+    faults.checkpoint("after_commit")
+    report.count(filed)
+    _server_action(app, client, mailbox, position, filed)
+
+
+def _file_known(
+    app: App, fetched: FetchedMessage, position: Position, state: FolderState
+) -> Filed | None:
+    """A message already in the ledger (other mailbox, rescan) only gains a sighting."""
+    try:
+        key = quick_dedup_key(fetched.raw)
+    except Exception:  # a header the quick parser chokes on: let the full path decide
+        return None
+    with session_scope(app.engine) as session:
+        existing = repo.find_message(session=session, dedup_key=key)
+        if existing is None:
+            return None
+        repo.add_sighting(
+            session=session,
+            message=existing,
+            mailbox=position.mailbox,
+            folder=position.folder,
+            uidvalidity=position.uidvalidity,
+            uid=position.uid,
+        )
+        _save_cursor(session, position, state)
+        faults.checkpoint("before_commit")
+        reference = None
+        if existing.dossier_id is not None:
+            from storage.models import Dossier
+
+            dossier = session.get(Dossier, existing.dossier_id)
+            reference = dossier.reference if dossier else None
+        return Filed(
+            existing.id,
+            existing.status,
+            existing.verdict,
+            duplicate=True,
+            dossier_reference=reference,
+            content_kept=existing.raw_blob is not None,
+        )
+
+
+def _file(app: App, analysis: Analysis, position: Position, state: FolderState) -> Filed:
+    for attempt in range(3):
+        try:
+            with session_scope(app.engine) as session:
+                filed = file_analysis(
+                    session=session,
+                    blobs=app.blobs,
+                    config=app.config,
+                    analysis=analysis,
+                    position=position,
+                )
+                _save_cursor(session, position, state)
+                faults.checkpoint("before_commit")
+            return filed
+        except IntegrityError:
+            # Another worker filed the same message or took the same number
+            # at the same moment: the next attempt sees its rows.
+            if attempt == 2:
+                raise
+        except RETRY_LATER:
+            raise
+        except Exception as err:  # a bug in filing must quarantine the message, not block the box
+            log.exception("cannot file message at %s", position)
+            return _file_failed(app, analysis, position, state, err)
+    raise AssertionError("unreachable")
+
+
+def _file_failed(
+    app: App, analysis: Analysis, position: Position, state: FolderState, err: Exception
+) -> Filed:
+    failed = Analysis(
+        raw=analysis.raw,
+        mailbox=analysis.mailbox,
+        mail=analysis.mail,
+        classification=analysis.classification,
+        reading=None,
+        verdict=None,
+        error=f"filing error: {err!r}",
+        warnings=analysis.warnings,
+    )
+    with session_scope(app.engine) as session:
+        filed = file_analysis(
+            session=session,
+            blobs=app.blobs,
+            config=app.config,
+            analysis=failed,
+            position=position,
+        )
+        _save_cursor(session, position, state)
+    return filed
+
+
+def _save_cursor(session: Session, position: Position, state: FolderState) -> None:
+    repo.save_cursor(
+        session=session,
+        mailbox=position.mailbox,
+        folder=position.folder,
+        uidvalidity=state.uidvalidity,
+        last_uid=position.uid,
+    )
+
+
+def _advance_cursor(app: App, mailbox: MailboxSettings, state: FolderState, uid: int) -> None:
+    with session_scope(app.engine) as session:
+        repo.save_cursor(
+            session=session,
+            mailbox=mailbox.name,
+            folder=state.name,
+            uidvalidity=state.uidvalidity,
+            last_uid=uid,
+        )
+
+
+def _record_skipped(
+    app: App,
+    client: MailboxClient,
+    mailbox: MailboxSettings,
+    state: FolderState,
+    uids: list[int],
+    report: MailboxReport,
+) -> None:
+    """Mail older than the backlog window: a ledger row from its headers, never answered."""
+    fetched = list(client.fetch(uids, batch=len(uids), headers_only=True))
+    with session_scope(app.engine) as session:
+        for item in fetched:
+            headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(
+                item.raw
+            )
+            sha = hashlib.sha256(item.raw).hexdigest()
+            message_id = headers.get("Message-ID")
+            key = dedup_key_for(str(message_id) if message_id else None, sha)
+            now = utcnow()
+            row, inserted = repo.add_message(
+                session=session,
+                message=Message(
+                    dedup_key=key,
+                    message_id=str(message_id).strip()[:998] if message_id else None,
+                    sha256=sha,
+                    size=len(item.raw),
+                    sender=_header_text(headers.get("From")),
+                    subject=_header_text(headers.get("Subject")),
+                    headers={},
+                    status=MessageStatus.SKIPPED,
+                    rule_trace=[{"rule": "backlog_window", "hit": True, "reason": "too old"}],
+                    first_seen_at=now,
+                    updated_at=now,
+                ),
+            )
+            repo.add_sighting(
+                session=session,
+                message=row,
+                mailbox=mailbox.name,
+                folder=state.name,
+                uidvalidity=state.uidvalidity,
+                uid=item.uid,
+                server_action=ServerAction.NONE,
+            )
+            if inserted:
+                report.skipped += 1
+            else:
+                report.duplicates += 1
+        repo.save_cursor(
+            session=session,
+            mailbox=mailbox.name,
+            folder=state.name,
+            uidvalidity=state.uidvalidity,
+            last_uid=max(uids),
+        )
+
+
+def _header_text(value) -> str:
+    if value is None:
+        return ""
+    from email.header import decode_header, make_header
+
+    try:
+        text = str(make_header(decode_header(str(value))))
+    except (ValueError, LookupError, UnicodeError):
+        text = str(value)
+    from parsers.text import header_safe
+
+    return header_safe(text, max_length=998)
+
+
+def _wanted_action(mailbox: MailboxSettings, status: str) -> str:
+    if status in (MessageStatus.FILED, MessageStatus.NEEDS_REVIEW, MessageStatus.FAILED):
+        return {"keyword": "flag", "move": "move", "none": "none"}[mailbox.on_filed]
+    if status == MessageStatus.IGNORED and mailbox.on_ignored == "keyword":
+        return "flag"
+    return "none"
+
+
+def _server_action(
+    app: App, client: MailboxClient, mailbox: MailboxSettings, position: Position, filed: Filed
+) -> None:
+    _apply_actions(app, client, mailbox, [(position, filed.status)])
+
+
+def _apply_actions(
+    app: App,
+    client: MailboxClient,
+    mailbox: MailboxSettings,
+    items: Iterable[tuple[Position, str]],
+) -> None:
+    for position, status in items:
+        action = _wanted_action(mailbox, status)
+        if action == "flag":
+            client.add_keyword([position.uid], mailbox.keyword)
+            done = ServerAction.FLAGGED
+        elif action == "move":
+            assert mailbox.processed_folder
+            client.ensure_folder(mailbox.processed_folder)
+            client.move([position.uid], mailbox.processed_folder)
+            done = ServerAction.MOVED
+        else:
+            done = ServerAction.NONE
+        with session_scope(app.engine) as session:
+            sighting = repo.find_sighting(
+                session=session,
+                mailbox=position.mailbox,
+                folder=position.folder,
+                uidvalidity=position.uidvalidity,
+                uid=position.uid,
+            )
+            if sighting is not None and sighting.server_action == ServerAction.PENDING:
+                sighting.server_action = done
+                session.add(sighting)
+
+
+def _retry_pending_server_actions(
+    app: App, client: MailboxClient, mailbox: MailboxSettings, state: FolderState
+) -> None:
+    """Finish server actions a crash interrupted (after the commit, before the flag)."""
+    with session_scope(app.engine) as session:
+        rows = session.exec(
+            select(Sighting, Message.status)
+            .join(Message, Message.id == Sighting.message_pk)
+            .where(
+                Sighting.mailbox == mailbox.name,
+                Sighting.folder == state.name,
+                Sighting.uidvalidity == state.uidvalidity,
+                Sighting.server_action == ServerAction.PENDING,
+            )
+        ).all()
+        pending = [
+            (Position(s.mailbox, s.folder, s.uidvalidity, s.uid), status) for s, status in rows
+        ]
+    if pending:
+        log.info("mailbox %s: finishing %d pending server actions", mailbox.name, len(pending))
+        _apply_actions(app, client, mailbox, pending)

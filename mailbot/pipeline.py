@@ -1,0 +1,169 @@
+"""What one message is, read without writing anything: parse, classify, read.
+
+``analyse()`` is shared by the worker (which then files the result) and by
+``mailbot try`` (which only prints it), so what admins test is exactly what
+the service does. Nothing here touches the database, the blob store or the
+network.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from parsers.checks import attachment_roles, describe_missing, missing_pieces
+from parsers.documents import DocumentText, extract_documents
+from parsers.dossier import DossierReading, read_dossier
+from parsers.letter import LetterFinding, find_letter
+from parsers.mail import parse_message
+
+from mailbot.config import Config, Verdict
+from parsers.classify import Classification, Classifier, ClassifyContext
+from parsers.types import Attachment, ParsedMail
+
+log = logging.getLogger(__name__)
+
+# Content types worth reading as documents (the rest is kept as supporting files).
+_DOCUMENT_TYPES = (
+    "application/pdf",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/msword",
+    "application/octet-stream",
+    "image/",
+    "text/plain",
+)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The documents of a candidature read: dossier fields, letter, roles, what is missing."""
+
+    documents: tuple[DocumentText, ...]
+    dossier: DossierReading
+    letter: LetterFinding
+    roles: dict[str, str]
+    missing: tuple[str, ...]
+    missing_text: tuple[str, ...]
+    warnings: tuple[str, ...]
+    needs_review: bool
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        return dict(self.dossier.fields)
+
+    @property
+    def dossier_present(self) -> bool:
+        return self.dossier.dossier_sha256 is not None
+
+    @property
+    def letter_present(self) -> bool:
+        return self.letter.letter_sha256 is not None
+
+
+@dataclass(frozen=True)
+class Analysis:
+    raw: bytes
+    mailbox: str
+    mail: ParsedMail | None
+    classification: Classification | None
+    reading: Reading | None
+    verdict: str | None
+    error: str | None = None
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+
+class Analyser:
+    """Reusable: compiles the rules once for many messages."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.classifier = Classifier(config.rules.detection)
+
+    def analyse(self, raw: bytes, *, mailbox: str) -> Analysis:
+        limits = self.config.settings.limits
+        try:
+            mail = parse_message(raw, limits=limits)
+        except Exception as err:  # any parser bug must quarantine, not stop the poll
+            log.exception("cannot parse a message from %s", mailbox)
+            return Analysis(raw, mailbox, None, None, None, None, error=f"parse error: {err!r}")
+        try:
+            return self._analyse_parsed(raw, mail, mailbox)
+        except Exception as err:
+            log.exception("cannot analyse message %s from %s", mail.message_id, mailbox)
+            return Analysis(raw, mailbox, mail, None, None, None, error=f"analysis error: {err!r}")
+
+    def _context(self, mailbox: str, texts: Sequence[str] = ()) -> ClassifyContext:
+        return ClassifyContext.from_config(self.config, mailbox=mailbox, attachment_texts=texts)
+
+    def _analyse_parsed(self, raw: bytes, mail: ParsedMail, mailbox: str) -> Analysis:
+        classification = self.classifier.classify(mail, ctx=self._context(mailbox))
+        documents: tuple[DocumentText, ...] | None = None
+        scored = classification.decided_by == "score"
+        # Attachment text is a sign only worth reading for when the cheap signs
+        # left the message short of a candidature.
+        if (
+            scored
+            and classification.verdict != Verdict.CANDIDATURE
+            and _documents(mail.attachments)
+        ):
+            documents = self.read_documents(mail.attachments)
+            texts = tuple("\n".join(d.pages) for d in documents)
+            classification = self.classifier.classify(mail, ctx=self._context(mailbox, texts))
+        verdict = classification.verdict
+        reading = None
+        if verdict in (Verdict.CANDIDATURE, Verdict.FOLLOW_UP) or (
+            verdict == Verdict.NEEDS_REVIEW and mail.attachments
+        ):
+            if documents is None:
+                documents = self.read_documents(mail.attachments)
+            reading = self.read(mail, documents)
+            if verdict == Verdict.CANDIDATURE and reading.needs_review:
+                verdict = Verdict.NEEDS_REVIEW
+        warnings = tuple(mail.warnings) + (reading.warnings if reading else ())
+        return Analysis(raw, mailbox, mail, classification, reading, str(verdict), None, warnings)
+
+    def read_documents(self, attachments: Sequence[Attachment]) -> tuple[DocumentText, ...]:
+        wanted = _documents(attachments)
+        if not wanted:
+            return ()
+        return tuple(extract_documents(wanted, limits=self.config.settings.limits))
+
+    def read(self, mail: ParsedMail, documents: tuple[DocumentText, ...]) -> Reading:
+        rules = self.config.rules
+        dossier = read_dossier(documents, rules=rules)
+        letter = find_letter(documents, rules=rules, dossier_sha256=dossier.dossier_sha256)
+        roles = attachment_roles(
+            attachments=mail.attachments, documents=documents, dossier=dossier, letter=letter
+        )
+        missing = missing_pieces(
+            fields=dossier.fields,
+            dossier_present=dossier.dossier_sha256 is not None,
+            letter_present=letter.letter_sha256 is not None,
+            rules=rules,
+        )
+        warnings = tuple(w for d in documents for w in d.warnings) + tuple(dossier.warnings)
+        needs_review = dossier.needs_review or any(d.needs_review for d in documents)
+        return Reading(
+            documents=documents,
+            dossier=dossier,
+            letter=letter,
+            roles=dict(roles),
+            missing=tuple(missing),
+            missing_text=tuple(describe_missing(missing, rules=rules)),
+            warnings=warnings,
+            needs_review=needs_review,
+        )
+
+
+def _documents(attachments: Sequence[Attachment]) -> list[Attachment]:
+    return [
+        a
+        for a in attachments
+        if a.size > 0 and a.data and a.content_type.startswith(_DOCUMENT_TYPES)
+    ]

@@ -1,0 +1,571 @@
+"""Decide what an incoming message is: automatic, ours, a follow-up or a candidature.
+
+Mailman-style rules and chain. Each rule only *decides*: ``check`` answers
+hit or miss with a reason and never acts. The chain, an ordered table of
+(rule, action) loaded from ``config/rules.toml``, is run by one short loop;
+the first hit decides and its action maps to a verdict through ``ACTIONS``.
+A message no rule claims is scored with the weighted candidature signs.
+Every rule and sign evaluated is kept in the trace, so staff can always ask
+"why was this mail treated so?" (``mailbot try``, ``dossiers show``).
+
+All matching is done on our side on folded text (accents and case removed),
+and classifying never raises on odd input: absent headers, empty bodies and
+non-string header values simply do not match.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+from typing import Any, ClassVar
+
+from mailbot.config import (
+    CHAIN_ACTIONS,
+    CHAIN_RULES,
+    Config,
+    DetectionRules,
+    Sign,
+    Verdict,
+    compile_pattern,
+)
+from parsers.text import fold, header_safe
+from parsers.types import ParsedMail
+
+# Signs look at the first 200 KB of the body and of each attachment text:
+# the words that make a candidature are near the top, and admin regexes with
+# ``.{0,40}`` must not be run over megabytes of quoted or extracted text.
+SCAN_CHARS = 200 * 1024
+
+# Applicant-controlled values quoted in a trace reason are cut to this.
+_REASON_VALUE_CHARS = 80
+
+# Our replies' Message-IDs: <mailbot.{REFERENCE}.{kind}.{random}@{domain}>.
+# The reference is always written canonically by make_reply_message_id, so a
+# fixed pattern is right here whatever rules.toml says about references.
+_CANONICAL_REFERENCE = re.compile(r"BSC-\d{4}-\d{4,}")
+_REPLY_KIND = re.compile(r"[a-z0-9_]+")
+_DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+_OUR_MESSAGE_ID = re.compile(
+    r"<?\s*mailbot\.(BSC-\d{4}-\d{4,})\.([a-z0-9_]+)\.([0-9a-f]+)@([^<>\s]+?)\s*>?",
+    re.IGNORECASE,
+)
+_MSGID_TOKEN = re.compile(r"<[^<>\s]+>")
+
+# Word and Outlook turn "d'intention" into "d’intention"; the shipped signs
+# are written with the ASCII apostrophe, so both must read the same.
+_APOSTROPHES = str.maketrans(dict.fromkeys("\u2019\u2018\u02bc\u2032\u00b4`", "'"))
+
+
+def _fold(text: str | None) -> str:
+    return fold((text or "").translate(_APOSTROPHES))
+
+
+# --------------------------------------------------------------------------
+# Decisions and their record
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    """What one rule decided about one message."""
+
+    hit: bool
+    reason: str
+    # The dossier a follow-up belongs to (dossier_reference, reply_to_our_mail).
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
+class RuleHit:
+    """One line of the trace: a rule or sign that was evaluated."""
+
+    rule: str
+    hit: bool
+    reason: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"rule": self.rule, "hit": self.hit, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The verdict on one message and how it was reached."""
+
+    verdict: Verdict
+    trace: tuple[RuleHit, ...]
+    # Sum of the sign weights; None when a chain rule decided.
+    score: float | None
+    reference: str | None
+    # Chain rule name, "score" or "over_limits".
+    decided_by: str
+
+    def trace_as_json(self) -> list[dict[str, Any]]:
+        """The trace as plain data, for the database and ``--json`` output."""
+        return [entry.as_json() for entry in self.trace]
+
+
+@dataclass(frozen=True)
+class ClassifyContext:
+    """What the rules need to know besides the message and the rules file."""
+
+    own_addresses: frozenset[str]
+    loop_header: str
+    message_id_domain: str
+    # Name of the receiving mailbox (for rules.mailbox_weights).
+    mailbox: str
+    # Text the document reader extracted from the attachments, if any.
+    attachment_texts: tuple[str, ...] = field(default=(), repr=False)
+
+    def __post_init__(self) -> None:
+        # Compared with folded addresses from the message, so fold them once
+        # here; a list passed by a caller still becomes a hashable tuple.
+        object.__setattr__(
+            self, "own_addresses", frozenset(fold(a) for a in self.own_addresses if a)
+        )
+        object.__setattr__(self, "attachment_texts", tuple(t for t in self.attachment_texts if t))
+
+    @classmethod
+    def from_config(
+        cls, config: Config, *, mailbox: str, attachment_texts: Iterable[str] = ()
+    ) -> ClassifyContext:
+        settings = config.settings
+        return cls(
+            own_addresses=settings.own_addresses,
+            loop_header=settings.replies.loop_header,
+            message_id_domain=settings.smtp.message_id_domain,
+            mailbox=mailbox,
+            attachment_texts=tuple(attachment_texts),
+        )
+
+
+# --------------------------------------------------------------------------
+# Small helpers shared by the rules
+
+
+def _values(mail: ParsedMail, name: str) -> tuple[str, ...]:
+    """Every value of a header, as strings; () when absent or unreadable."""
+    headers = mail.headers or {}
+    raw = headers.get(name.lower())
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        raw = (raw,)
+    return tuple(str(v) for v in raw if v is not None)
+
+
+def _quote(value: str) -> str:
+    return repr(header_safe(value, max_length=_REASON_VALUE_CHARS))
+
+
+def _address(value: str | None) -> str:
+    """The folded bare address of ``value`` ("Name <a@b>" or "a@b"), or ""."""
+    if not value:
+        return ""
+    text = str(value)
+    bare = parseaddr(text)[1] or text
+    return fold(bare).strip("<> ")
+
+
+def _token(value: str) -> str:
+    """First token of a structured header value: ``Auto-Replied; x=y`` -> ``auto-replied``."""
+    return fold(value.split(";", 1)[0])
+
+
+def canonical_reference(year: str, number: str) -> str:
+    """``BSC-YYYY-NNNN``: upper case, the number zero-padded to 4 digits."""
+    try:
+        return f"BSC-{int(year):04d}-{int(number):04d}"
+    except ValueError:
+        # An admin's reference_pattern whose groups are not plain numbers.
+        return f"BSC-{year}-{number}".upper()
+
+
+def make_reply_message_id(*, reference: str, kind: str, domain: str) -> str:
+    """A Message-ID for one of our replies that threads back to its dossier."""
+    # These land in a header: refuse anything that is not the expected shape
+    # rather than let a stray CR/LF or space through.
+    if not _CANONICAL_REFERENCE.fullmatch(reference):
+        raise ValueError(f"not a canonical dossier reference: {reference!r}")
+    if not _REPLY_KIND.fullmatch(kind):
+        raise ValueError(f"reply kind must be lower-case letters, digits, _: {kind!r}")
+    if not _DOMAIN.fullmatch(domain):
+        raise ValueError(f"not a Message-ID domain: {domain!r}")
+    return f"<mailbot.{reference}.{kind}.{secrets.token_hex(8)}@{domain}>"
+
+
+def reference_from_message_id(msgid: str | None, *, domain: str) -> str | None:
+    """The dossier reference carried by one of our Message-IDs, else None."""
+    if not msgid:
+        return None
+    match = _OUR_MESSAGE_ID.fullmatch(str(msgid).strip())
+    if not match or match.group(4).lower() != domain.lower():
+        return None
+    year, number = match.group(1).split("-")[1:]
+    return canonical_reference(year, number)
+
+
+def _message_ids(values: Iterable[str | None]) -> list[str]:
+    """Message-IDs found in In-Reply-To/References values, in order."""
+    found: list[str] = []
+    for value in values:
+        if not value:
+            continue
+        text = str(value)
+        tokens = _MSGID_TOKEN.findall(text)
+        # Some clients drop the angle brackets; then the value is the id.
+        found.extend(tokens or text.split())
+    return found
+
+
+# --------------------------------------------------------------------------
+# Rules
+
+
+class Rule:
+    """A named yes/no question about a message. Subclasses set ``name``."""
+
+    name: ClassVar[str]
+
+    def __init__(self, rules: DetectionRules) -> None:
+        # Rules that need patterns from rules.toml compile them here, once
+        # per Classifier, not once per message.
+        self.rules = rules
+
+    def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
+        raise NotImplementedError
+
+
+class LoopHeader(Rule):
+    name = "loop_header"
+
+    def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
+        values = _values(mail, ctx.loop_header)
+        # The mere presence is enough: whatever the value, it is one of ours
+        # (or a copy of one) and answering it could start a loop.
+        if values or (mail.headers and ctx.loop_header.lower() in mail.headers):
+            return RuleResult(True, f"{ctx.loop_header} present")
+        return RuleResult(False, f"no {ctx.loop_header} header")
+
+
+class NullReturnPath(Rule):
+    name = "null_return_path"
+
+    def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
+        value = mail.return_path
+        if value is None:
+            # The parser may have left the field unset; the header is the truth.
+            headers = _values(mail, "return-path")
+            value = headers[0] if headers else None
+        if value is None:
+            return RuleResult(False, "no Return-Path")
+        if str(value).strip().strip("<>").strip() == "":
+            return RuleResult(True, f"null Return-Path {_quote(str(value))}")
+        return RuleResult(False, "Return-Path is not null")
+
+
+class RobotSender(Rule):
+    name = "robot_sender"
+
+    def __init__(self, rules: DetectionRules) -> None:
+        super().__init__(rules)
+        self.patterns = [(p, compile_pattern(p)) for p in rules.robot_senders]
+
+    def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
+        for role, address in (("sender", mail.sender), ("From", mail.from_address)):
+            folded = _address(address)
+            if not folded:
+                continue
+            for source, regex in self.patterns:
+                if regex.search(folded):
+                    return RuleResult(True, f"{role} {_quote(folded)} matches {source!r}")
+        return RuleResult(False, "no robot sender")
+
+
+class AutoSubmitted(Rule):
+    name = "auto_submitted"
+
+    def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
+        for value in _values(mail, "auto-submitted"):
+            # RFC 3834: anything but "no" (an empty value included) is automatic.
+            if _token(value) != "no":
+                return RuleResult(True, f"Auto-Submitted: {_quote(value)}")
+        return RuleResult(False, "no Auto-Submitted other than 'no'")
+
+
+class BulkPrecedence(Rule):
+    name = "bulk_precedence"
+    BULK: ClassVar[frozenset[str]] = frozenset({"bulk", "junk", "list"})
+
+    def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
+        for header in ("Precedence", "X-Precedence"):
+            for value in _values(mail, header):
+                if _token(value) in self.BULK:
+                    return RuleResult(True, f"{header}: {_quote(value)}")
+        return RuleResult(False, "no bulk, junk or list precedence")
+
+
+class ListHeaders(Rule):
+    name = "list_headers"
+    EXACT: ClassVar[frozenset[str]] = frozenset({"mailing-list", "x-mailing-list"})
+
+    def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
+        for name in mail.headers or {}:
+            lowered = str(name).lower()
+            if lowered.startswith("list-") or lowered in self.EXACT:
+                return RuleResult(True, f"mailing-list header {name}")
+        return RuleResult(False, "no mailing-list header")
+
+
+class AutoResponseSuppress(Rule):
+    name = "auto_response_suppress"
+    SUPPRESS: ClassVar[frozenset[str]] = frozenset({"all", "autoreply", "oof"})
+    _SPLIT: ClassVar[re.Pattern[str]] = re.compile(r"[,\s]+")
+
+    def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
+        for value in _values(mail, "x-auto-response-suppress"):
+            tokens = {t for t in self._SPLIT.split(fold(value)) if t}
+            if tokens & self.SUPPRESS:
+                return RuleResult(True, f"X-Auto-Response-Suppress: {_quote(value)}")
+        return RuleResult(False, "no X-Auto-Response-Suppress All/AutoReply/OOF")
+
+
+class AutoreplyHeaders(Rule):
+    name = "autoreply_headers"
+    HEADERS: ClassVar[tuple[str, ...]] = ("X-Autoreply", "X-Autorespond", "X-Autoresponder")
+
+    def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
+        headers = mail.headers or {}
+        for header in self.HEADERS:
+            if header.lower() in headers:
+                return RuleResult(True, f"{header} present")
+        return RuleResult(False, "no autoresponder header")
+
+
+class DeliveryReport(Rule):
+    name = "delivery_report"
+    REPORT_TYPES: ClassVar[frozenset[str]] = frozenset(
+        {
+            "multipart/report",
+            "message/delivery-status",
+            "message/global-delivery-status",
+            "message/disposition-notification",
+            "message/global-disposition-notification",
+        }
+    )
+
+    def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
+        types = list(mail.content_types or ())
+        # The top-level Content-Type too, in case the parser listed no parts.
+        types.extend(_values(mail, "content-type"))
+        for content_type in types:
+            if _token(str(content_type)) in self.REPORT_TYPES:
+                return RuleResult(True, f"report content {_quote(_token(str(content_type)))}")
+        return RuleResult(False, "no delivery or disposition report")
+
+
+class OwnSender(Rule):
+    name = "own_sender"
+
+    def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
+        own = ctx.own_addresses
+        sender = _address(mail.sender)
+        outer = _address(mail.from_address)
+        if mail.forwarded:
+            # A forward is judged by the original sender: staff forwarding an
+            # applicant's candidature into the mailbox must be filed, and so
+            # must an applicant forwarding our own reply back with a question.
+            # Only our own mail passed around between ourselves is ignored.
+            if outer in own and sender in own:
+                return RuleResult(True, f"{_quote(outer)} forwarded mail from {_quote(sender)}")
+            return RuleResult(False, f"forwarded mail from {_quote(sender or '?')}, not ours")
+        for address in (sender, outer):
+            if address and address in own:
+                return RuleResult(True, f"{_quote(address)} is one of our addresses")
+        return RuleResult(False, "sender is not one of our addresses")
+
+
+class DossierReference(Rule):
+    name = "dossier_reference"
+
+    def __init__(self, rules: DetectionRules) -> None:
+        super().__init__(rules)
+        self.regex = compile_pattern(rules.reference_pattern)
+
+    def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
+        places = (("subject", mail.subject), ("body", (mail.text or "")[:SCAN_CHARS]))
+        for place, text in places:
+            match = self.regex.search(_fold(text))
+            if match:
+                reference = self._canonical(match)
+                return RuleResult(True, f"reference {reference} in {place}", reference)
+        return RuleResult(False, "no dossier reference in subject or body")
+
+    def _canonical(self, match: re.Match[str]) -> str:
+        if self.regex.groups >= 2:
+            return canonical_reference(match.group(1), match.group(2))
+        # A pattern without the two groups: keep what was written, upper-cased.
+        return match.group(0).upper()
+
+
+class ReplyToOurMail(Rule):
+    name = "reply_to_our_mail"
+
+    def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
+        # In-Reply-To names the mail answered; References is oldest first, so
+        # read it backwards to prefer the latest of our mails in the thread.
+        candidates = _message_ids([mail.in_reply_to])
+        candidates += list(reversed(_message_ids(mail.references or ())))
+        for msgid in candidates:
+            reference = reference_from_message_id(msgid, domain=ctx.message_id_domain)
+            if reference:
+                return RuleResult(True, f"answers our message {_quote(msgid)}", reference)
+        return RuleResult(False, "does not answer one of our messages")
+
+
+RULES: dict[str, type[Rule]] = {
+    rule.name: rule
+    for rule in (
+        LoopHeader,
+        NullReturnPath,
+        RobotSender,
+        AutoSubmitted,
+        BulkPrecedence,
+        ListHeaders,
+        AutoResponseSuppress,
+        AutoreplyHeaders,
+        DeliveryReport,
+        OwnSender,
+        DossierReference,
+        ReplyToOurMail,
+    )
+}
+
+ACTIONS: dict[str, Verdict] = {
+    "auto_reply": Verdict.AUTO_REPLY,
+    "not_candidature": Verdict.NOT_CANDIDATURE,
+    "follow_up": Verdict.FOLLOW_UP,
+}
+
+
+# --------------------------------------------------------------------------
+# The chain and the score
+
+
+@dataclass(frozen=True)
+class _Places:
+    """The folded text of one message, by the names a sign's ``where`` uses."""
+
+    subject: tuple[str, ...]
+    body: tuple[str, ...]
+    attachment_name: tuple[str, ...]
+    attachment_text: tuple[str, ...]
+
+    @classmethod
+    def of(cls, mail: ParsedMail, ctx: ClassifyContext) -> _Places:
+        # File names are folded one by one so that '$' in a pattern means the
+        # end of each name, and texts likewise stay one per document.
+        return cls(
+            subject=(_fold(mail.subject),),
+            body=(_fold((mail.text or "")[:SCAN_CHARS]),),
+            attachment_name=tuple(_fold(a.filename) for a in mail.attachments or () if a.filename),
+            attachment_text=tuple(_fold(t[:SCAN_CHARS]) for t in ctx.attachment_texts),
+        )
+
+
+class Classifier:
+    """The chain and signs of one DetectionRules, compiled once, reused per message."""
+
+    def __init__(self, rules: DetectionRules) -> None:
+        missing = sorted({s.rule for s in rules.chain} - RULES.keys())
+        if missing:
+            raise ValueError(f"no rule class for {', '.join(missing)}")
+        self.rules = rules
+        self.chain: tuple[tuple[Rule, Verdict], ...] = tuple(
+            (RULES[step.rule](rules), ACTIONS[step.action]) for step in rules.chain
+        )
+        self.signs: tuple[tuple[Sign, re.Pattern[str]], ...] = tuple(
+            (sign, sign.regex) for sign in rules.signs
+        )
+
+    def classify(self, mail: ParsedMail, *, ctx: ClassifyContext) -> Classification:
+        trace: list[RuleHit] = []
+        for rule, verdict in self.chain:
+            result = rule.check(mail, ctx)
+            trace.append(RuleHit(rule.name, result.hit, result.reason))
+            if result.hit:
+                return Classification(
+                    verdict=verdict,
+                    trace=tuple(trace),
+                    score=None,
+                    reference=result.reference,
+                    decided_by=rule.name,
+                )
+        return self._score(mail, ctx, trace)
+
+    def _score(
+        self, mail: ParsedMail, ctx: ClassifyContext, trace: list[RuleHit]
+    ) -> Classification:
+        places = _Places.of(mail, ctx)
+        score = 0.0
+        for sign, regex in self.signs:
+            hit = self._match_sign(regex, sign.where, places)
+            if hit is None:
+                trace.append(RuleHit(f"sign:{sign.name}", False, "no match"))
+                continue
+            score += sign.weight
+            where, matched = hit
+            reason = f"matched {_quote(matched)} in {where} ({sign.weight:+g})"
+            trace.append(RuleHit(f"sign:{sign.name}", True, reason))
+
+        weight = self.rules.mailbox_weights.get(ctx.mailbox, 0.0)
+        if weight:
+            score += weight
+            trace.append(RuleHit("mailbox_weight", True, f"mailbox {ctx.mailbox!r} ({weight:+g})"))
+
+        verdict, bound = self._verdict_for(score)
+        trace.append(RuleHit("score", True, f"score {score:g} {bound}: {verdict}"))
+
+        decided_by = "score"
+        if mail.over_limits and verdict is not Verdict.NEEDS_REVIEW:
+            # Something was cut off (parts, pages, attachments): a person must
+            # check what we could not read before it is filed as complete.
+            verdict, decided_by = Verdict.NEEDS_REVIEW, "over_limits"
+            trace.append(
+                RuleHit("over_limits", True, "a configured limit was exceeded: needs_review")
+            )
+        return Classification(
+            verdict=verdict, trace=tuple(trace), score=score, reference=None, decided_by=decided_by
+        )
+
+    def _verdict_for(self, score: float) -> tuple[Verdict, str]:
+        candidature, review = self.rules.candidature_threshold, self.rules.review_threshold
+        if score >= candidature:
+            return Verdict.CANDIDATURE, f">= candidature_threshold {candidature:g}"
+        if score >= review:
+            return Verdict.NEEDS_REVIEW, f">= review_threshold {review:g}"
+        return Verdict.NOT_CANDIDATURE, f"< review_threshold {review:g}"
+
+    @staticmethod
+    def _match_sign(
+        regex: re.Pattern[str], where: Iterable[str], places: _Places
+    ) -> tuple[str, str] | None:
+        for place in where:
+            for text in getattr(places, place):
+                match = regex.search(text)
+                if match:
+                    return place, match.group(0)
+        return None
+
+
+def classify(mail: ParsedMail, *, rules: DetectionRules, ctx: ClassifyContext) -> Classification:
+    """Classify one message; build a ``Classifier`` instead when there are many."""
+    return Classifier(rules).classify(mail, ctx=ctx)
+
+
+# Fail at import, not at 3 a.m., if the names rules.toml may use and the
+# classes here drift apart.
+if RULES.keys() != CHAIN_RULES or ACTIONS.keys() != CHAIN_ACTIONS:
+    drift = sorted((RULES.keys() ^ CHAIN_RULES) | (ACTIONS.keys() ^ CHAIN_ACTIONS))
+    raise ImportError(f"classifier and mailbot.config disagree on: {', '.join(drift)}")

@@ -1,0 +1,220 @@
+"""Schema creation and migrations: open_database, upgrade, models/migrations agreement."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine
+from sqlmodel import Session, SQLModel, select
+
+from storage.db import (
+    alembic_config,
+    current_revision,
+    head_revision,
+    make_engine,
+    open_database,
+    session_scope,
+    upgrade,
+)
+from storage.errors import InvalidValueError, MigrationError
+from storage.models import Event
+
+REPO = Path(__file__).resolve().parents[1]
+
+TABLES = {
+    "dossier",
+    "event",
+    "mailbox_cursor",
+    "message",
+    "outbox",
+    "piece",
+    "reference_counter",
+    "sighting",
+}
+
+
+def _tables(engine: Engine) -> set[str]:
+    with engine.connect() as connection:
+        return set(sa.inspect(connection).get_table_names())
+
+
+def test_open_database_builds_the_whole_schema(engine: Engine) -> None:
+    assert _tables(engine) == TABLES | {"alembic_version"}
+    assert current_revision(engine) == head_revision() == "0001"
+
+
+def test_schema_has_the_dedup_constraints_and_lookup_indexes(engine: Engine) -> None:
+    with engine.connect() as connection:
+        inspector = sa.inspect(connection)
+        uniques = {
+            table: {tuple(u["column_names"]) for u in inspector.get_unique_constraints(table)}
+            for table in TABLES
+        }
+        indexes = {
+            table: {tuple(i["column_names"]) for i in inspector.get_indexes(table)}
+            for table in TABLES
+        }
+    assert ("dedup_key",) in uniques["message"]
+    assert ("mailbox", "folder", "uidvalidity", "uid") in uniques["sighting"]
+    assert ("dossier_id", "blob_sha256") in uniques["piece"]
+    assert {("dedup_key",), ("message_id",)} <= uniques["outbox"]
+    assert {("reference",), ("year", "number")} <= uniques["dossier"]
+    assert ("mailbox", "folder") in uniques["mailbox_cursor"]
+    assert ("status",) in indexes["message"]
+    assert {("status",), ("sender",)} <= indexes["dossier"]
+    assert ("status", "next_attempt_at") in indexes["outbox"]
+
+
+def test_models_and_migrations_agree(engine: Engine) -> None:
+    """Autogenerate against the migrated database finds nothing to do."""
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        differences = compare_metadata(context, SQLModel.metadata)
+    assert differences == []
+
+
+def test_upgrade_is_idempotent_and_keeps_data(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        session.add(Event(actor="system", action="test.before_upgrade"))
+    upgrade(engine)
+    upgrade(engine)
+    assert current_revision(engine) == head_revision()
+    with Session(engine) as session:
+        actions = session.exec(select(Event.action)).all()
+    assert actions == ["test.before_upgrade"]
+
+
+def test_downgrade_to_base_then_upgrade_again(engine: Engine) -> None:
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "base")
+    assert _tables(engine) <= {"alembic_version"}
+    assert current_revision(engine) is None
+    upgrade(engine)
+    assert _tables(engine) == TABLES | {"alembic_version"}
+
+
+def test_database_from_a_newer_release_is_refused(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = 'f00dcafe'")
+    with pytest.raises(MigrationError, match="f00dcafe"):
+        upgrade(engine)
+    with engine.connect() as connection:
+        # Nothing was touched by the refused upgrade.
+        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == (
+            "f00dcafe"
+        )
+
+
+def test_fresh_sqlite_file_is_created_migrated_and_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "not" / "yet" / "there" / "mailbot.sqlite3"
+    engine = open_database(f"sqlite:///{path}")
+    try:
+        assert path.is_file()
+        assert current_revision(engine) == head_revision()
+        with engine.connect() as connection:
+            pragma = connection.exec_driver_sql
+            assert pragma("PRAGMA journal_mode").scalar() == "wal"
+            assert pragma("PRAGMA foreign_keys").scalar() == 1
+            assert pragma("PRAGMA busy_timeout").scalar() == 30000
+            assert pragma("PRAGMA synchronous").scalar() == 1  # NORMAL
+    finally:
+        engine.dispose()
+    # WAL is a property of the file: a plain sqlite3 connection sees it too.
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    raw.close()
+
+
+def test_sqlite_transactions_take_the_write_lock_up_front(tmp_path: Path) -> None:
+    """BEGIN IMMEDIATE: once a session has read, no other connection can start writing."""
+    path = tmp_path / "mailbot.sqlite3"
+    engine = open_database(f"sqlite:///{path}")
+    try:
+        with Session(engine) as session:
+            session.exec(select(Event)).all()  # opens the transaction
+            other = sqlite3.connect(path, timeout=0.1, isolation_level=None)
+            try:
+                with pytest.raises(sqlite3.OperationalError, match="locked"):
+                    other.execute("BEGIN IMMEDIATE")
+            finally:
+                other.close()
+    finally:
+        engine.dispose()
+
+
+def test_session_scope_commits_on_success_and_rolls_back_on_error(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        session.add(Event(actor="system", action="kept"))
+    with pytest.raises(RuntimeError), session_scope(engine) as session:
+        session.add(Event(actor="system", action="discarded"))
+        session.flush()
+        raise RuntimeError("boom")
+    with Session(engine) as session:
+        assert session.exec(select(Event.action)).all() == ["kept"]
+
+
+def test_make_engine_refuses_unsupported_databases() -> None:
+    with pytest.raises(InvalidValueError, match="mysql"):
+        make_engine("mysql://user@localhost/mailbot")
+    with pytest.raises(InvalidValueError, match="invalid database URL"):
+        make_engine("not a url")
+
+
+def test_postgres_engine_pings_connections_before_use(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        assert engine.pool._pre_ping == (engine.dialect.name == "postgresql")
+    finally:
+        engine.dispose()
+
+
+_OPEN_DATABASE = """
+import sys, time
+from storage.db import current_revision, open_database
+start_at = float(sys.argv[2])
+time.sleep(max(0.0, start_at - time.time()))
+engine = open_database(sys.argv[1])
+print(current_revision(engine))
+engine.dispose()
+"""
+
+
+def test_concurrent_first_opens_migrate_once(db_url: str) -> None:
+    """Four processes opening an empty database at once all succeed.
+
+    Without serialisation (BEGIN IMMEDIATE on SQLite, the advisory lock on
+    PostgreSQL) the losers would fail creating tables that already exist.
+    """
+    start_at = str(time.time() + 1.5)
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _OPEN_DATABASE, db_url, start_at],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outcomes = [(*worker.communicate(timeout=90), worker.returncode) for worker in workers]
+    for stdout, stderr, returncode in outcomes:
+        assert returncode == 0, stderr
+        assert stdout.strip() == head_revision()
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            versions = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+        assert versions == [(head_revision(),)]
+    finally:
+        engine.dispose()
