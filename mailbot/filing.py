@@ -17,11 +17,11 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from parsers.checks import missing_pieces
 from sqlmodel import Session, select
 
 from mailbot.config import Config, Verdict
 from mailbot.pipeline import Analysis, Reading
+from parsers.checks import missing_pieces
 from parsers.types import ParsedMail
 from storage import repositories as repo
 from storage.blobs import BlobStore

@@ -8,6 +8,7 @@ Accented words are never sent in SEARCH: matching is done on our side.
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import logging
 import re
@@ -127,10 +128,8 @@ class MailboxClient:
         box, self._box = self._box, None
         if box is None:
             return
-        try:
+        with contextlib.suppress(OSError, imaplib.IMAP4.error, UnexpectedCommandStatusError):
             box.logout()
-        except (OSError, imaplib.IMAP4.error, UnexpectedCommandStatusError):
-            pass
         _quietly_close(box)
 
     @property

@@ -13,14 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mailbot.config import Config, Verdict
 from parsers.checks import attachment_roles, describe_missing, missing_pieces
+from parsers.classify import Classification, Classifier, ClassifyContext
 from parsers.documents import DocumentText, extract_documents
 from parsers.dossier import DossierReading, read_dossier
 from parsers.letter import LetterFinding, find_letter
 from parsers.mail import parse_message
-
-from mailbot.config import Config, Verdict
-from parsers.classify import Classification, Classifier, ClassifyContext
 from parsers.types import Attachment, ParsedMail
 
 log = logging.getLogger(__name__)

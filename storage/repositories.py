@@ -551,3 +551,14 @@ def enqueue_outgoing(
             f"cannot queue {dedup_key!r}: Message-ID {message_id!r} is already used"
         ) from err
     return row if existing is None else None
+
+
+def mailboxes_for_message(*, session: Session, message: Message) -> list[str]:
+    """Names of the mailboxes where ``message`` was seen, sorted."""
+    query = (
+        select(Sighting.mailbox)
+        .where(Sighting.message_pk == message.id)
+        .distinct()
+        .order_by(Sighting.mailbox)
+    )
+    return list(session.exec(query).all())
