@@ -120,6 +120,36 @@ def config_check(
         out.print("  secrets not checked (--no-secrets)")
 
 
+@app.command("health")
+def health(
+    ctx: typer.Context,
+    max_age: Annotated[
+        int | None,
+        typer.Option(
+            help="Heartbeat older than this many seconds is unhealthy (default: 3 polls)."
+        ),
+    ] = None,
+) -> None:
+    """Health check for the container: config loads, database answers, worker heartbeat is fresh."""
+    import time
+
+    from sqlalchemy import text
+
+    application = _app(ctx)
+    settings = application.config.settings
+    with session_scope(application.engine) as session:
+        session.exec(text("SELECT 1"))
+    heartbeat = application.config.resolve_path(settings.service.heartbeat_file)
+    limit = max_age or 3 * settings.schedule.poll_interval_seconds
+    if heartbeat.exists():
+        age = time.time() - heartbeat.stat().st_mtime
+        if age > limit:
+            raise MailbotError(f"heartbeat {heartbeat} is {age:.0f} s old (limit {limit} s)")
+        out.print(f"healthy: heartbeat {age:.0f} s old")
+    else:
+        out.print("healthy: configuration and database OK (no worker heartbeat yet)")
+
+
 # --------------------------------------------------------------------------
 # db
 
