@@ -6,6 +6,7 @@ setup:
 
 demo: setup
 	.venv/bin/mailbot config check --no-secrets
+	.venv/bin/mailbot demo
 
 test: setup
 	./scripts/test.sh

@@ -102,7 +102,10 @@ def config_check(
     ] = False,
 ) -> None:
     """Validate mailbot.toml, rules.toml and the templates; name each error's file, line and key."""
+    from mailbot.replies import check_templates
+
     config = load_config(_app(ctx).config_dir)
+    check_templates(config)
     if not no_secrets:
         check_secrets(config)
     settings = config.settings
@@ -397,9 +400,121 @@ def poll(
     reports = poll_all(application)
     for report in reports:
         out.print(report.summary(), markup=False, soft_wrap=True)
-    del no_send
-    if any(r.error for r in reports):
+    failed = any(r.error for r in reports)
+    if not no_send:
+        from mailbot.smtp import send_outbox
+
+        sent = send_outbox(application)
+        out.print(sent.summary(), markup=False, soft_wrap=True)
+    if failed:
         raise typer.Exit(1)
+
+
+@app.command("run")
+def run_command(ctx: typer.Context) -> None:
+    """The service: polls on schedule (IDLE where possible), sends replies and the digest."""
+    import logging
+
+    from mailbot.worker import run_service
+
+    application = _app(ctx)
+    config = application.config
+    check_secrets(config)
+    logging.basicConfig(
+        level=config.settings.service.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # Scheduler and migration chatter is not what an operator reads.
+    for noisy in ("apscheduler", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    run_service(application)
+
+
+@app.command("demo")
+def demo_command(
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep the demo's database and config afterwards.")
+    ] = False,
+) -> None:
+    """The whole service on embedded mail servers with sample mail; no set-up needed."""
+    import logging
+
+    from mailbot.demo import run_demo
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    run_demo(keep=keep, console=out)
+
+
+@app.command("send")
+def send(ctx: typer.Context) -> None:
+    """Deliver queued replies now."""
+    from mailbot.smtp import send_outbox
+
+    application = _app(ctx)
+    report = send_outbox(application)
+    out.print(report.summary(), markup=False, soft_wrap=True)
+    for error in report.errors:
+        err.print(f"  {error}", markup=False, soft_wrap=True)
+
+
+@app.command("try")
+def try_command(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A saved message (.eml).", dir_okay=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    mailbox: Annotated[
+        str | None, typer.Option(help="Mailbox it arrived in (default: the first).")
+    ] = None,
+) -> None:
+    """Dry run of the whole pipeline on one message; writes nothing anywhere."""
+    from mailbot.trial import try_message
+
+    application = _app(ctx)
+    try:
+        raw = file.read_bytes()
+    except OSError as error:
+        raise MailbotError(f"cannot read {file}: {error.strerror}") from error
+    config = application.config
+    if mailbox is not None and mailbox not in [m.name for m in config.settings.mailboxes]:
+        raise typer.BadParameter(f"no mailbox named {mailbox!r}")
+    result = try_message(config, raw, mailbox=mailbox)
+    if as_json:
+        _print_json(result)
+        return
+    out.print(f"verdict: [bold]{result['verdict']}[/bold]  (score {result['score']})")
+    out.print(f"from: {result['sender']}  message-id: {result['message_id']}")
+    for step in result["rule_trace"]:
+        if step["hit"]:
+            out.print(f"  hit {step['rule']}: {step['reason']}", markup=False)
+    for key, value in result["fields"].items():
+        out.print(f"  {key} = {exports._cell(value)}", markup=False)
+    for item in result["attachments"]:
+        out.print(f"  [{item['role']}] {item['filename']} ({item['size']} bytes)", markup=False)
+    out.print(f"missing: {', '.join(result['missing']) or 'nothing'}")
+    for warning in result["warnings"]:
+        out.print(f"  warning: {warning}", markup=False)
+    if result["reply"]:
+        out.print(f"reply ({result['reply']['kind']}): {result['reply']['subject']}", markup=False)
+        out.print(result["reply"]["text"], markup=False)
+    else:
+        out.print("no reply would be sent")
+
+
+@app.command("template")
+def template_command(
+    ctx: typer.Context,
+    output: Annotated[Path, typer.Option("-o", "--output", help="File to write.")],
+    fmt: Annotated[str, typer.Option("--format", help="pdf or docx.")] = "pdf",
+) -> None:
+    """The blank dossier d'intention, generated from rules.toml."""
+    from mailbot.forms import blank_form_docx, blank_form_pdf
+
+    if fmt not in ("pdf", "docx"):
+        raise typer.BadParameter(f"--format must be pdf or docx, not {fmt!r}")
+    rules = _app(ctx).config.rules
+    data = blank_form_pdf(rules) if fmt == "pdf" else blank_form_docx(rules)
+    exports.write(output, data)
+    err.print(f"blank dossier d'intention written to {output} ({len(data)} bytes)")
 
 
 # --------------------------------------------------------------------------

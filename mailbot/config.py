@@ -123,6 +123,8 @@ class MailboxSettings(Strict):
     sent_folder: str = "Sent"
     idle: bool = True
     timeout_seconds: float = Field(default=60, gt=0, le=600)
+    # A private CA bundle for a server whose certificate the system does not trust.
+    tls_ca_file: str | None = None
     enabled: bool = True
 
     @model_validator(mode="after")
@@ -816,7 +818,7 @@ def _load_templates(
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(directory)),
         undefined=jinja2.StrictUndefined,
-        autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2"), default=False),
         keep_trailing_newline=True,
     )
     if not directory.is_dir():

@@ -17,11 +17,13 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from mailbot.config import Config, Verdict
 from mailbot.pipeline import Analysis, Reading
-from parsers.checks import missing_pieces
+from mailbot.replies import choose_kind, plan_reply
+from parsers.checks import describe_missing, missing_pieces
+from parsers.text import fold
 from parsers.types import ParsedMail
 from storage import repositories as repo
 from storage.blobs import BlobStore
@@ -210,8 +212,29 @@ def _file_content(
     classification = analysis.classification
     rule_actor = f"rule:{classification.decided_by}"
 
-    if classification.verdict == Verdict.FOLLOW_UP:
-        dossier = (
+    joined = None
+    if (
+        classification.verdict == Verdict.CANDIDATURE
+        and reading is not None
+        and message.dossier_id is None
+    ):
+        joined = _open_dossier_of_sender(session, mail, reading)
+        if joined is not None:
+            # Pieces sent in several messages: the letter next week joins the dossier.
+            rule_actor = "rule:same_sender_open_dossier"
+            message.verdict = Verdict.FOLLOW_UP
+            message.rule_trace = [
+                *message.rule_trace,
+                {
+                    "rule": "same_sender_open_dossier",
+                    "hit": True,
+                    "reason": f"{mail.sender} has the open dossier {joined.reference}",
+                },
+            ]
+            outcome = _replace(outcome, verdict=Verdict.FOLLOW_UP)
+
+    if classification.verdict == Verdict.FOLLOW_UP or joined is not None:
+        dossier = joined or (
             repo.get_dossier(session=session, reference=classification.reference)
             if classification.reference
             else None
@@ -221,6 +244,7 @@ def _file_content(
             message.error = f"follow-up names an unknown dossier {classification.reference!r}"
             session.add(message)
             return _replace(outcome, status=MessageStatus.NEEDS_REVIEW)
+        previous_missing = list(dossier.missing or [])
         completed = _add_to_dossier(session, blobs, config, dossier, message, mail, reading, now)
         message.dossier_id = dossier.id
         session.add(message)
@@ -232,6 +256,7 @@ def _file_content(
             message=message,
             details={"missing": list(dossier.missing), "status": dossier.status},
         )
+        _reply(session, config, analysis, message, dossier, False, completed, previous_missing, now)
         return _replace(outcome, dossier_reference=dossier.reference, dossier_completed=completed)
 
     if classification.verdict == Verdict.CANDIDATURE and reading is not None:
@@ -239,8 +264,12 @@ def _file_content(
             # A retried message that already opened a dossier updates it.
             dossier = session.get(Dossier, message.dossier_id)
             assert dossier is not None
+            previous_missing = list(dossier.missing or [])
             completed = _add_to_dossier(
                 session, blobs, config, dossier, message, mail, reading, now
+            )
+            _reply(
+                session, config, analysis, message, dossier, False, completed, previous_missing, now
             )
             return _replace(
                 outcome, dossier_reference=dossier.reference, dossier_completed=completed
@@ -265,10 +294,71 @@ def _file_content(
         message.dossier_id = dossier.id
         session.add(message)
         _add_pieces(session, blobs, dossier, message, mail, reading)
+        _reply(session, config, analysis, message, dossier, True, False, None, now)
         return _replace(outcome, dossier_reference=dossier.reference, dossier_created=True)
 
     # needs_review without a dossier: the raw message is kept for staff.
     return outcome
+
+
+def _open_dossier_of_sender(session: Session, mail: ParsedMail, reading: Reading) -> Dossier | None:
+    """The sender's open dossier this message completes, if it is about the same project.
+
+    A message carrying no dossier d'intention (a letter, photos) belongs to
+    the sender's latest open dossier; one carrying a dossier belongs to an
+    open dossier only when the project titles match (else it is a new project).
+    """
+    if not mail.sender:
+        return None
+    candidates = session.exec(
+        select(Dossier)
+        .where(
+            Dossier.sender == mail.sender,
+            col(Dossier.status).in_((DossierStatus.INCOMPLETE, DossierStatus.NEEDS_REVIEW)),
+        )
+        .order_by(col(Dossier.received_at).desc(), col(Dossier.id).desc())
+    ).all()
+    if not candidates:
+        return None
+    if not reading.dossier_present:
+        return candidates[0]
+    title = fold(str(reading.fields.get("intitule") or ""))
+    for dossier in candidates:
+        if title and fold(str((dossier.fields or {}).get("intitule") or "")) == title:
+            return dossier
+    return None
+
+
+def _reply(
+    session: Session,
+    config: Config,
+    analysis: Analysis,
+    message: Message,
+    dossier: Dossier,
+    created: bool,
+    completed: bool,
+    previous_missing: list[str] | None,
+    now: datetime,
+) -> None:
+    """Queue the reply the event calls for; staff, not the applicant, hear of reviews."""
+    if dossier.status not in (DossierStatus.INCOMPLETE, DossierStatus.COMPLETE):
+        return
+    missing = list(dossier.missing or [])
+    kind = choose_kind(
+        created=created, completed=completed, missing=missing, previous_missing=previous_missing
+    )
+    assert analysis.mail is not None
+    plan_reply(
+        session=session,
+        config=config,
+        mailbox_name=analysis.mailbox,
+        mail=analysis.mail,
+        message=message,
+        dossier=dossier,
+        kind=kind,
+        missing_text=describe_missing(missing, rules=config.rules),
+        now=now,
+    )
 
 
 def _add_to_dossier(
@@ -296,7 +386,8 @@ def _add_to_dossier(
         missing_pieces(
             fields=fields,
             dossier_present=PieceRole.DOSSIER in roles,
-            letter_present=PieceRole.LETTER in roles,
+            # A letter may be a page of the dossier's PDF: then only the evidence says so.
+            letter_present=PieceRole.LETTER in roles or "_letter" in evidence,
             rules=config.rules,
         )
     )

@@ -108,9 +108,11 @@ class MailboxClient:
         s = self.settings
         cls = _MAILBOX_CLASSES[s.security]
         kwargs = {"timeout": s.timeout_seconds}
-        if s.security != "none":
-            kwargs["ssl_context"] = self._ssl_context or ssl.create_default_context()
         try:
+            if s.security != "none":
+                kwargs["ssl_context"] = self._ssl_context or ssl.create_default_context(
+                    cafile=s.tls_ca_file
+                )
             box = cls(s.host, s.port, **kwargs)
         except (OSError, imaplib.IMAP4.error) as err:
             raise ImapError(f"{s.name}: cannot connect to {s.host}:{s.port}: {err}") from err

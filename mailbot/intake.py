@@ -119,13 +119,15 @@ def poll_mailbox(
     analyser: Analyser | None = None,
     progress: Progress | None = None,
     client_factory: Callable[[MailboxSettings, str], MailboxClient] = MailboxClient,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> MailboxReport:
+    """One pass over one mailbox; ``should_stop`` is checked between messages."""
     report = MailboxReport(mailbox.name)
     analyser = analyser or Analyser(app.config)
     try:
         password = secret(mailbox.password_env) or ""
         with client_factory(mailbox, password) as client:
-            _poll(app, client, mailbox, analyser, report, progress)
+            _poll(app, client, mailbox, analyser, report, progress, should_stop)
     except (*RETRY_LATER, MailbotError) as err:
         log.error("mailbox %s: %s", mailbox.name, err, exc_info=not isinstance(err, MailbotError))
         report.error = str(err) or type(err).__name__
@@ -139,6 +141,7 @@ def _poll(
     analyser: Analyser,
     report: MailboxReport,
     progress: Progress | None,
+    should_stop: Callable[[], bool],
 ) -> None:
     state = client.select(mailbox.folder)
     _retry_pending_server_actions(app, client, mailbox, state)
@@ -176,12 +179,16 @@ def _poll(
     batch = app.config.settings.intake.fetch_batch
     done = 0
     for start in range(0, len(plan), batch):
+        if should_stop():
+            return
         chunk = plan[start : start + batch]
         skip = [uid for uid, process in chunk if not process]
         take = [uid for uid, process in chunk if process]
         if skip:
             _record_skipped(app, client, mailbox, state, skip, report)
         for fetched in client.fetch(take, batch=batch):
+            if should_stop():
+                return  # the cursor is at the last message filed: nothing is lost
             _handle(app, client, mailbox, state, analyser, fetched, report)
         done += len(chunk)
         if progress:

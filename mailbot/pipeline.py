@@ -138,7 +138,7 @@ class Analyser:
         dossier = read_dossier(documents, rules=rules)
         letter = find_letter(documents, rules=rules, dossier_sha256=dossier.dossier_sha256)
         roles = attachment_roles(
-            attachments=mail.attachments, documents=documents, dossier=dossier, letter=letter
+            documents, dossier_sha256=dossier.dossier_sha256, letter_sha256=letter.letter_sha256
         )
         missing = missing_pieces(
             fields=dossier.fields,

@@ -192,7 +192,8 @@ def make_reply_message_id(*, reference: str, kind: str, domain: str) -> str:
         raise ValueError(f"reply kind must be lower-case letters, digits, _: {kind!r}")
     if not _DOMAIN.fullmatch(domain):
         raise ValueError(f"not a Message-ID domain: {domain!r}")
-    return f"<mailbot.{reference}.{kind}.{secrets.token_hex(8)}@{domain}>"
+    # Short enough (with the common kinds) for the header to stay on one line.
+    return f"<mailbot.{reference}.{kind}.{secrets.token_hex(4)}@{domain}>"
 
 
 def reference_from_message_id(msgid: str | None, *, domain: str) -> str | None:

@@ -363,7 +363,7 @@ def test_reference_in_subject_wins_over_body(classifier, ctx):
 def test_reply_message_id_round_trip():
     msgid = make_reply_message_id(reference="BSC-2026-0007", kind="missing_pieces", domain=DOMAIN)
     assert re.fullmatch(
-        r"<mailbot\.BSC-2026-0007\.missing_pieces\.[0-9a-f]{16}@ville-bethune\.fr>", msgid
+        r"<mailbot\.BSC-2026-0007\.missing_pieces\.[0-9a-f]{8}@ville-bethune\.fr>", msgid
     )
     assert reference_from_message_id(msgid, domain=DOMAIN) == "BSC-2026-0007"
     assert reference_from_message_id(msgid, domain="VILLE-BETHUNE.FR") == "BSC-2026-0007"

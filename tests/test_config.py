@@ -231,3 +231,16 @@ def test_installed_entry_point_exit_codes(config_dir):
     )
     assert usage.returncode == 2
     assert "Traceback" not in usage.stderr
+
+
+def test_templates_rendered_with_sample_data(config_dir, secrets_env, capsys):
+    path = config_dir / "templates" / "missing_pieces.txt.j2"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[4] = "Il manque {{ pieces_manquantes }}"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    (config_dir / "templates" / "completed.html.j2").unlink()
+    code, _out, err = run_check(config_dir, capsys)
+    assert code == 2
+    assert "missing_pieces.txt.j2:5: cannot render" in err
+    assert "'pieces_manquantes' is undefined" in err
+    assert "completed.html.j2: template missing" in err

@@ -1,0 +1,1345 @@
+"""Text, tables and form fields of the documents a candidature carries.
+
+``extract_documents`` takes the attachments of one message and returns, for
+each, what a reader needs: the text of every page laid out line by line,
+the tables, the AcroForm fields of a fillable PDF, and warnings. It never
+raises: a document that cannot be read comes back empty, with a warning and
+``needs_review``.
+
+All the work on the untrusted bytes runs in ONE sandboxed child per message
+(``parsers.sandbox``): pdfminer, pypdf, pypdfium2, python-docx, Pillow and
+Tesseract run under address-space, CPU and wall-clock limits.
+
+Layout matters more than words here. A dossier is a form: labels and values
+sit side by side in table cells, in two columns, or one above the other. So
+PDF text is rebuilt from word positions (pdfplumber words, or Tesseract's
+TSV words for scans) by one line builder: a wide horizontal gap inside a line
+becomes a tab (a cell boundary), and a page with a vertical gutter is also
+given column by column and as (left block, right block) rows. The dossier
+reader tries these views and keeps the one that reads best.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import time
+import warnings
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from parsers.sandbox import SandboxFailure, SandboxLimits, extend_deadline, map_sandboxed
+from parsers.text import nfc
+from parsers.types import Attachment
+
+KINDS = ("pdf", "docx", "image", "text", "other")
+# Longest page text kept, in characters; more is cut with a warning.
+MAX_PAGE_CHARS = 200_000
+# Images below this many pixels are logos, icons and signatures: not read.
+MIN_OCR_PIXELS = 120_000
+# Scans are read at this resolution; larger photos are scaled down to this.
+OCR_DPI = 300
+OCR_MAX_PIXELS = 10_000_000
+# A page whose text layer has fewer letters than this is treated as a scan.
+MIN_TEXT_CHARS = 20
+# Mean Tesseract word confidence below which a page's orientation is checked.
+LOW_OCR_CONFIDENCE = 60
+
+Table = tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class DocumentLimits:
+    """The limits document extraction needs (a picklable subset of ``LimitsSettings``)."""
+
+    max_pdf_pages: int = 60
+    max_image_pixels: int = 40_000_000
+    ocr_timeout_seconds: float = 120.0
+    max_zip_expanded_bytes: int = 200 * 2**20
+    parse_timeout_seconds: float = 60.0
+    parse_memory_mb: int = 1024
+    parse_cpu_seconds: int = 60
+
+    @classmethod
+    def of(cls, limits: Any) -> DocumentLimits:
+        """From ``LimitsSettings`` (or anything with the same attributes)."""
+        if isinstance(limits, DocumentLimits):
+            return limits
+        names = cls.__dataclass_fields__
+        return cls(**{n: getattr(limits, n) for n in names if hasattr(limits, n)})
+
+
+@dataclass(frozen=True)
+class Widget:
+    """One widget (visible box) of a form field."""
+
+    page: int  # 1-based
+    rect: tuple[float, float, float, float]  # x0, y0, x1, y1 in PDF space
+    on_state: str | None = None  # export value of a checkbox / radio button
+    label_left: str = ""  # printed text left of (or above) the widget
+    label_right: str = ""  # printed text right of the widget (option labels)
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One AcroForm field and its value as filled in."""
+
+    name: str
+    # "text", "checkbox", "radio", "choice", "signature", "button"
+    type: str
+    # Text or chosen option; for buttons the state name without "/" ("Yes",
+    # "Off", "realisee"); None when empty.
+    value: str | None
+    tooltip: str | None = None
+    options: tuple[str, ...] = ()
+    widgets: tuple[Widget, ...] = ()
+
+    @property
+    def checked(self) -> bool:
+        return self.type in ("checkbox", "radio") and self.value not in (None, "", "Off", "off")
+
+
+@dataclass(frozen=True)
+class DocumentText:
+    """What one attachment says, as text; always produced, even for junk."""
+
+    sha256: str
+    filename: str
+    kind: str  # one of KINDS
+    pages: tuple[str, ...] = ()
+    form_fields: dict[str, FormField] = field(default_factory=dict)
+    # Per page: the tables found on it, each a tuple of rows of cell texts.
+    tables: tuple[tuple[Table, ...], ...] = ()
+    warnings: tuple[str, ...] = ()
+    needs_review: bool = False
+    ocr_used: bool = False
+    size: int = 0
+    # Pages in the file (may exceed len(pages) when cut at max_pdf_pages).
+    page_count: int = 0
+    # Per page: the text read column by column when the page has two
+    # columns, else "".
+    columns: tuple[str, ...] = ()
+    # Per page: (left block, right block) rows of a two-column page.
+    column_rows: tuple[Table, ...] = ()
+    # 1-based numbers of the pages whose text comes from OCR.
+    ocr_pages: tuple[int, ...] = ()
+    # What the content really is ("pdf", "jpeg", "png", "zip", "ole", ...).
+    detected: str = ""
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.pages)
+
+
+# --------------------------------------------------------------------------
+# Kind detection
+
+
+_IMAGE_MAGIC = (
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+    (b"BM", "bmp"),
+)
+_EXTENSIONS = {
+    "pdf": {"pdf"},
+    "docx": {"docx", "docm", "dotx"},
+    "image": {"jpg", "jpeg", "png", "gif", "tif", "tiff", "bmp", "webp"},
+    "text": {"txt", "text", "csv", "md", "eml", "htm", "html"},
+}
+
+
+def detect_kind(data: bytes) -> tuple[str, str]:
+    """(kind, format) from the content, never the name: ("image", "jpeg")."""
+    if not data:
+        return "other", "empty"
+    head = data[:1024]
+    if b"%PDF-" in head:
+        return "pdf", "pdf"
+    for magic, name in _IMAGE_MAGIC:
+        if data.startswith(magic):
+            return "image", name
+    if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        return "image", "webp"
+    if data.startswith(b"PK\x03\x04"):
+        return _zip_kind(data)
+    if data.startswith(b"\xd0\xcf\x11\xe0"):
+        return "other", "ole"  # Word 97-2003 .doc, .xls, .msg
+    if data.startswith(b"{\\rtf"):
+        return "other", "rtf"
+    if _looks_like_text(data[:65536]):
+        return "text", "text"
+    return "other", "binary"
+
+
+def _zip_kind(data: bytes) -> tuple[str, str]:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = set(archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return "other", "zip"
+    if "word/document.xml" in names:
+        return "docx", "docx"
+    if "content.xml" in names and "mimetype" in names:
+        return "other", "odf"
+    if "xl/workbook.xml" in names:
+        return "other", "xlsx"
+    return "other", "zip"
+
+
+def _looks_like_text(sample: bytes) -> bool:
+    if b"\x00" in sample:
+        return False
+    try:
+        sample.decode("utf-8")
+        return True
+    except UnicodeDecodeError as err:
+        # A multi-byte character cut by the sample boundary is still text.
+        if err.start >= len(sample) - 4:
+            return True
+    printable = sum(1 for b in sample if b >= 32 or b in (9, 10, 13))
+    return printable / max(1, len(sample)) > 0.95
+
+
+def _safe_name(name: str) -> str:
+    """A file name fit for a warning: no control characters, bounded length."""
+    cleaned = re.sub(r"[\x00-\x1f\x7f\u2028\u2029]", " ", name or "").strip()
+    return (cleaned[:80] + "…") if len(cleaned) > 80 else (cleaned or "(no name)")
+
+
+def _extension(name: str) -> str:
+    return name.rsplit(".", 1)[-1].lower() if "." in name else ""
+
+
+def _mismatch_warning(name: str, kind: str, detected: str) -> str | None:
+    ext = _extension(name)
+    if not ext:
+        return None
+    claimed = next((k for k, exts in _EXTENSIONS.items() if ext in exts), None)
+    if claimed is None or claimed == kind:
+        return None
+    what = {"empty": "empty", "binary": "not a known document type"}.get(detected, detected)
+    return f"{_safe_name(name)}: named .{ext} but the content is {what}"
+
+
+# --------------------------------------------------------------------------
+# Entry points
+
+
+def extract_documents(
+    attachments: Sequence[Attachment], *, limits: Any, tesseract: str | None = "tesseract"
+) -> tuple[DocumentText, ...]:
+    """Read every attachment of one message in one sandboxed child.
+
+    ``limits`` is ``LimitsSettings`` (or ``DocumentLimits``); ``tesseract``
+    is the OCR command (None: no OCR).
+    """
+    doc_limits = DocumentLimits.of(limits)
+    sandbox = SandboxLimits(
+        timeout_seconds=doc_limits.parse_timeout_seconds,
+        memory_mb=doc_limits.parse_memory_mb,
+        cpu_seconds=doc_limits.parse_cpu_seconds,
+    )
+    results = map_sandboxed(
+        extract_document,
+        list(attachments),
+        limits=sandbox,
+        kwargs={"limits": doc_limits, "tesseract": tesseract},
+    )
+    return tuple(
+        _failed(att, result) if isinstance(result, SandboxFailure) else result
+        for att, result in zip(attachments, results, strict=True)
+    )
+
+
+def _failed(att: Attachment, failure: SandboxFailure) -> DocumentText:
+    kind, detected = detect_kind(att.data)
+    return DocumentText(
+        sha256=att.sha256,
+        filename=att.filename,
+        kind=kind,
+        warnings=(f"{_safe_name(att.filename)}: could not be read ({failure})",),
+        needs_review=True,
+        size=att.size,
+        detected=detected,
+    )
+
+
+def extract_document(
+    att: Attachment, *, limits: Any, tesseract: str | None = "tesseract"
+) -> DocumentText:
+    """Read one attachment (meant to run inside the sandbox; never raises)."""
+    doc_limits = DocumentLimits.of(limits)
+    kind, detected = detect_kind(att.data)
+    base = DocumentText(
+        sha256=att.sha256,
+        filename=att.filename,
+        kind=kind,
+        size=att.size or len(att.data),
+        detected=detected,
+    )
+    mismatch = _mismatch_warning(att.filename, kind, detected)
+    if mismatch:
+        # Read as what it is, but a file that lies about its type is for staff to see.
+        base = _warn(base, mismatch)
+    reader = _READERS.get(kind, _read_other)
+    try:
+        return reader(base, att.data, doc_limits, tesseract)
+    except MemoryError:
+        raise  # the sandbox reports it
+    except Exception as err:  # a parser bug or a hostile file: never fatal
+        return _warn(base, f"{_safe_name(att.filename)}: unreadable ({_describe(err)})")
+
+
+def _warn(doc: DocumentText, message: str, *, review: bool = True) -> DocumentText:
+    return replace(doc, warnings=(*doc.warnings, message), needs_review=doc.needs_review or review)
+
+
+def _describe(err: BaseException) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"{type(err).__name__}: {text[:160]}" if text else type(err).__name__
+
+
+# --------------------------------------------------------------------------
+# Layout: words -> lines, columns, rows
+
+
+@dataclass(frozen=True)
+class Word:
+    x0: float
+    x1: float
+    top: float
+    bottom: float
+    text: str
+    # Words of the same seed line (Tesseract's line id); None for PDF words.
+    line: Any = None
+
+    @property
+    def height(self) -> float:
+        return max(1.0, self.bottom - self.top)
+
+    @property
+    def middle(self) -> float:
+        return (self.top + self.bottom) / 2
+
+
+@dataclass(frozen=True)
+class PageLayout:
+    lines: tuple[str, ...]
+    columns: str = ""
+    column_rows: Table = ()
+
+
+def _group_lines(words: Sequence[Word]) -> list[list[Word]]:
+    """Words on the same visual line, top to bottom, each line left to right."""
+    seeds: dict[Any, list[Word]] = {}
+    loose: list[Word] = []
+    for word in words:
+        if word.line is None:
+            loose.append(word)
+        else:
+            seeds.setdefault(word.line, []).append(word)
+    groups = list(seeds.values())
+    # PDF words: cluster by vertical middle, tolerance half a line height.
+    for word in sorted(loose, key=lambda w: (w.middle, w.x0)):
+        for group in reversed(groups[-6:]):
+            ref = group[-1]
+            if abs(ref.middle - word.middle) <= 0.5 * min(ref.height, word.height):
+                group.append(word)
+                break
+        else:
+            groups.append([word])
+    # Seed lines side by side (Tesseract splits columns into blocks) are one row.
+    groups.sort(key=lambda g: min(w.top for w in g))
+    merged: list[list[Word]] = []
+    for group in groups:
+        top, bottom = min(w.top for w in group), max(w.bottom for w in group)
+        for other in reversed(merged[-6:]):
+            o_top, o_bottom = min(w.top for w in other), max(w.bottom for w in other)
+            overlap = min(bottom, o_bottom) - max(top, o_top)
+            if overlap > 0.5 * min(bottom - top, o_bottom - o_top) and _disjoint(group, other):
+                other.extend(group)
+                break
+        else:
+            merged.append(list(group))
+    for group in merged:
+        group.sort(key=lambda w: w.x0)
+    merged.sort(key=lambda g: statistics.median(w.middle for w in g))
+    return merged
+
+
+def _disjoint(a: Sequence[Word], b: Sequence[Word]) -> bool:
+    a0, a1 = min(w.x0 for w in a), max(w.x1 for w in a)
+    b0, b1 = min(w.x0 for w in b), max(w.x1 for w in b)
+    return a1 <= b0 or b1 <= a0
+
+
+def _join_line(words: Sequence[Word]) -> str:
+    """Words joined by spaces, or by a tab across a wide gap (a cell boundary)."""
+    height = statistics.median(w.height for w in words)
+    parts = [words[0].text]
+    for prev, word in itertools.pairwise(words):
+        gap = word.x0 - prev.x1
+        parts.append("\t" if gap > 1.6 * height else " ")
+        parts.append(word.text)
+    return "".join(parts)
+
+
+def _find_gutter(lines: list[list[Word]], width: float) -> tuple[float, float] | None:
+    """A vertical band, near the middle, that no line crosses: two columns."""
+    if len(lines) < 4:
+        return None
+    height = statistics.median(w.height for line in lines for w in line)
+    step = max(1.0, width / 400)
+    best: tuple[float, float] | None = None
+    start: float | None = None
+    x = width * 0.25
+    while x <= width * 0.75 + step:
+        crossing = sum(1 for line in lines if any(w.x0 < x < w.x1 for w in line))
+        if crossing <= max(1, len(lines) // 20) and x <= width * 0.75:
+            start = x if start is None else start
+        elif start is not None:
+            # The band is [start, x - step]: the last position no line crossed.
+            if best is None or x - step - start > best[1] - best[0]:
+                best = (start, x - step)
+            start = None
+        x += step
+    if best is None or best[1] - best[0] < 1.5 * height:
+        return None
+    left = sum(1 for line in lines if any(w.x1 <= best[0] + step for w in line))
+    right = sum(1 for line in lines if any(w.x0 >= best[1] - step for w in line))
+    if left < 3 or right < 3:
+        return None
+    return best
+
+
+def _spans(line: Sequence[Word], g0: float, g1: float) -> bool:
+    left = [w for w in line if w.x1 <= (g0 + g1) / 2]
+    right = [w for w in line if w.x0 >= (g0 + g1) / 2]
+    if len(left) + len(right) < len(line):
+        return True  # a word sits on the gutter
+    if not left or not right:
+        return False
+    height = statistics.median(w.height for w in line)
+    return min(w.x0 for w in right) - max(w.x1 for w in left) <= 1.6 * height
+
+
+def _column_views(lines: list[list[Word]], gutter: tuple[float, float]) -> tuple[str, Table]:
+    """The page read column by column, and as (left block, right block) rows."""
+    g0, g1 = gutter
+    # A line running across the gutter with ordinary word spacing (a title)
+    # is full width: keep it whole, on the left.
+    crossing = [_spans(line, g0, g1) for line in lines]
+    left = [
+        line if cross else [w for w in line if w.x1 <= g1]
+        for line, cross in zip(lines, crossing, strict=True)
+    ]
+    right = [
+        [] if cross else [w for w in line if w.x1 > g1]
+        for line, cross in zip(lines, crossing, strict=True)
+    ]
+    left_text = [_join_line(ws) for ws in left if ws]
+    right_text = [_join_line(ws) for ws in right if ws]
+    columns = "\n".join(left_text + right_text)
+    # Left blocks: consecutive left lines close together (a wrapped label).
+    blocks: list[tuple[float, list[str]]] = []
+    last_bottom = None
+    for ws in left:
+        if not ws:
+            continue
+        top = min(w.top for w in ws)
+        height = statistics.median(w.height for w in ws)
+        if last_bottom is None or top - last_bottom > 0.9 * height:
+            blocks.append((top, []))
+        blocks[-1][1].append(_join_line(ws))
+        last_bottom = max(w.bottom for w in ws)
+    rows: list[tuple[str, ...]] = []
+    for index, (top, texts) in enumerate(blocks):
+        end = blocks[index + 1][0] if index + 1 < len(blocks) else float("inf")
+        values = [
+            _join_line(ws) for ws in right if ws and top - 2 <= min(w.top for w in ws) < end - 2
+        ]
+        rows.append(("\n".join(texts), "\n".join(values)))
+    return columns, tuple(rows)
+
+
+def layout_page(words: Sequence[Word], width: float) -> PageLayout:
+    """Lines (tabs at wide gaps), plus column views when the page has two columns."""
+    words = [w for w in words if w.text.strip()]
+    if not words:
+        return PageLayout(())
+    lines = _group_lines(words)
+    text_lines = tuple(_join_line(line) for line in lines)
+    gutter = _find_gutter(lines, width)
+    if gutter is None:
+        return PageLayout(text_lines)
+    columns, rows = _column_views(lines, gutter)
+    return PageLayout(text_lines, columns, rows)
+
+
+# --------------------------------------------------------------------------
+# OCR
+
+
+@dataclass
+class _OcrBudget:
+    """Tesseract time left for one document."""
+
+    deadline: float
+    command: str | None
+    extended: bool = False
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+def _tesseract_path(command: str | None) -> str | None:
+    if not command:
+        return None
+    return shutil.which(command)
+
+
+def _tesseract(png: bytes, budget: _OcrBudget, args: list[str]) -> str:
+    """Run Tesseract on a PNG (stdin to stdout) within the OCR time left."""
+    path = _tesseract_path(budget.command)
+    if path is None:
+        raise FileNotFoundError("tesseract not found")
+    remaining = budget.remaining()
+    if remaining <= 1:
+        raise TimeoutError("OCR time limit reached")
+    # One thread: OpenMP threads multiply the address space under RLIMIT_AS.
+    env = dict(os.environ, OMP_THREAD_LIMIT="1")
+    proc = subprocess.run(
+        [path, "-", "-", *args],
+        input=png,
+        capture_output=True,
+        timeout=remaining,
+        env=env,
+        check=False,
+    )
+    if proc.returncode != 0:
+        message = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise RuntimeError(f"tesseract failed: {message[-1] if message else proc.returncode}")
+    return proc.stdout.decode("utf-8", "replace")
+
+
+def _ocr_words(
+    png: bytes, budget: _OcrBudget, page_key: Any, dpi: int | None
+) -> tuple[list[Word], float]:
+    """Tesseract TSV words of one image and their mean confidence (0-100)."""
+    resolution = ["--dpi", str(dpi)] if dpi else []
+    tsv = _tesseract(png, budget, ["-l", "fra", *resolution, "--psm", "3", "tsv"])
+    return _parse_tsv(tsv, page_key)
+
+
+def _parse_tsv(tsv: str, page_key: Any) -> tuple[list[Word], float]:
+    words: list[Word] = []
+    confidences: list[float] = []
+    for row in tsv.splitlines()[1:]:
+        cols = row.split("\t")
+        if len(cols) < 12 or cols[0] != "5" or not cols[11].strip():
+            continue
+        left, top, width, height = (int(c) for c in cols[6:10])
+        line_id = (page_key, cols[2], cols[3], cols[4])
+        words.append(Word(left, left + width, top, top + height, nfc(cols[11]), line_id))
+        confidences.append(float(cols[10]))
+    return words, (sum(confidences) / len(confidences) if confidences else 0.0)
+
+
+def _sideways(words: Sequence[Word]) -> bool:
+    """Most long words taller than wide: the text runs vertically."""
+    long_words = [w for w in words if len(w.text) >= 4]
+    if not long_words:
+        return False
+    tall = sum(1 for w in long_words if (w.bottom - w.top) > (w.x1 - w.x0))
+    return tall > len(long_words) / 2
+
+
+def _orientation(png: bytes, budget: _OcrBudget) -> int:
+    """Degrees to turn a page upright, by Tesseract's orientation detection."""
+    try:
+        report = _tesseract(png, budget, ["--psm", "0"])
+    except RuntimeError:  # too little text to tell
+        return 0
+    rotate = re.search(r"Rotate:\s*(\d+)", report)
+    confidence = re.search(r"Orientation confidence:\s*([\d.]+)", report)
+    if rotate and confidence and float(confidence.group(1)) >= 2.0:
+        return int(rotate.group(1)) % 360
+    return 0
+
+
+def _png_for_ocr(image: Any, dpi: int | None) -> tuple[bytes, int | None, float]:
+    """Grey PNG for Tesseract, scaled down if huge; (png, dpi, width)."""
+    from PIL import Image, ImageOps
+
+    image = ImageOps.exif_transpose(image)
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    image = image.convert("L")
+    pixels = image.width * image.height
+    if pixels > OCR_MAX_PIXELS:
+        scale = (OCR_MAX_PIXELS / pixels) ** 0.5
+        size = (max(1, int(image.width * scale)), max(1, int(image.height * scale)))
+        image = image.resize(size, Image.Resampling.LANCZOS)
+        dpi = int(dpi * scale) if dpi else None
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue(), dpi, float(image.width)
+
+
+def _image_dpi(image: Any) -> int | None:
+    """The resolution a scan declares, when plausible (phone photos say 72)."""
+    value = image.info.get("dpi")
+    try:
+        dpi = round(float(value[0])) if value else 0
+    except (TypeError, ValueError, IndexError):
+        return None
+    return dpi if 100 <= dpi <= 1200 else None
+
+
+def _ocr_image(image: Any, budget: _OcrBudget, page_key: Any, dpi: int | None) -> PageLayout:
+    if not budget.extended:
+        # OCR has its own time limit: tell the parent not to kill us for it.
+        extend_deadline(max(0.0, budget.remaining()))
+        budget.extended = True
+    png, dpi, width = _png_for_ocr(image, dpi)
+    words, confidence = _ocr_words(png, budget, page_key, dpi)
+    if words and (confidence < LOW_OCR_CONFIDENCE or _sideways(words)):
+        # A page scanned sideways or upside down reads poorly, or reads as
+        # columns of vertical words: turn it upright and read it again.
+        rotate = _orientation(png, budget)
+        if rotate:
+            from PIL import Image
+
+            turned = Image.open(io.BytesIO(png)).rotate(-rotate, expand=True)
+            png, dpi, width = _png_for_ocr(turned, dpi)
+            upright, better = _ocr_words(png, budget, page_key, dpi)
+            if better >= confidence or _sideways(words):
+                words = upright
+    return layout_page(words, width)
+
+
+# --------------------------------------------------------------------------
+# Images
+
+
+def _open_image(data: bytes) -> Any:
+    """A lazily opened image (header read, pixels not decoded), or None."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        # Sizes are checked against our own limit before any decoding.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, UnidentifiedImageError, OSError, ValueError):
+        return None
+
+
+def _read_image(doc: DocumentText, data: bytes, limits: DocumentLimits, tess: str | None):
+    """JPEG, PNG, TIFF (each frame a page)…: OCR, unless tiny (a logo) or huge."""
+    name = _safe_name(doc.filename)
+    image = _open_image(data)
+    if image is None:
+        return _warn(doc, f"{name}: unreadable image")
+    with image:
+        pixels = image.width * image.height
+        if pixels > limits.max_image_pixels:
+            return _warn(
+                doc,
+                f"{name}: image of {pixels:,} pixels exceeds the limit of "
+                f"{limits.max_image_pixels:,}; not read",
+            )
+        if pixels < MIN_OCR_PIXELS:
+            return replace(doc, page_count=1)
+        frames = max(1, min(getattr(image, "n_frames", 1), limits.max_pdf_pages))
+        budget = _OcrBudget(time.monotonic() + limits.ocr_timeout_seconds, tess)
+        pages: list[str] = []
+        for index in range(frames):
+            image.seek(index)
+            try:
+                layout = _ocr_image(image.copy(), budget, index, _image_dpi(image))
+            except (FileNotFoundError, TimeoutError, subprocess.TimeoutExpired, RuntimeError) as e:
+                return _ocr_failed(doc, e, pages)
+            pages.append("\n".join(layout.lines))
+            doc = _add_layout(doc, layout)
+        return replace(
+            doc,
+            pages=tuple(pages),
+            page_count=frames,
+            ocr_used=True,
+            ocr_pages=tuple(range(1, frames + 1)),
+        )
+
+
+def _add_layout(doc: DocumentText, layout: PageLayout) -> DocumentText:
+    return replace(
+        doc,
+        columns=(*doc.columns, layout.columns),
+        column_rows=(*doc.column_rows, layout.column_rows),
+        tables=(*doc.tables, ()),
+    )
+
+
+def _ocr_failed(doc: DocumentText, err: BaseException, pages: list[str]) -> DocumentText:
+    name = _safe_name(doc.filename)
+    if isinstance(err, FileNotFoundError):
+        message = f"{name}: OCR unavailable: tesseract not found"
+    elif isinstance(err, TimeoutError | subprocess.TimeoutExpired):
+        message = f"{name}: OCR stopped at the time limit after {len(pages)} page(s)"
+    else:
+        message = f"{name}: OCR failed ({_describe(err)})"
+    doc = replace(doc, pages=tuple(pages), ocr_used=bool(pages))
+    return _warn(doc, message)
+
+
+# --------------------------------------------------------------------------
+# Plain text and others
+
+
+def _read_text(doc: DocumentText, data: bytes, limits: DocumentLimits, tess: str | None):
+    for encoding in ("utf-8-sig", "cp1252", "latin-1"):
+        try:
+            text = data.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    if re.search(r"<(html|body|p|div|table)\b", text[:5000], re.I):
+        text = re.sub(r"<(br|/p|/div|/tr|/h\d)\b[^>]*>", "\n", text, flags=re.I)
+        text = re.sub(r"<(td|th)\b[^>]*>", "\t", text, flags=re.I)
+        text = re.sub(r"<[^>]+>", "", text)
+    text = nfc(text.replace("\r\n", "\n").replace("\r", "\n"))[:MAX_PAGE_CHARS]
+    return replace(doc, pages=(text,), page_count=1, tables=((),))
+
+
+def _read_other(doc: DocumentText, data: bytes, limits: DocumentLimits, tess: str | None):
+    name = _safe_name(doc.filename)
+    reasons = {
+        "empty": "empty file (0 bytes)",
+        "ole": "Word/Excel 97-2003 format is not read; please send PDF or DOCX",
+        "rtf": "RTF is not read; please send PDF or DOCX",
+        "odf": "OpenDocument format is not read; please send PDF or DOCX",
+        "xlsx": "spreadsheet not read",
+        "zip": "archive not read here (unpacked with the message)",
+    }
+    return _warn(doc, f"{name}: {reasons.get(doc.detected, 'unknown file type, not read')}")
+
+
+# --------------------------------------------------------------------------
+# DOCX
+
+_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+_W14 = "{http://schemas.microsoft.com/office/word/2010/wordml}"
+TICKED = "☒"
+UNTICKED = "☐"
+
+
+def _read_docx(doc: DocumentText, data: bytes, limits: DocumentLimits, tess: str | None):
+    name = _safe_name(doc.filename)
+    problem = _zip_problem(data, limits)
+    if problem:
+        return _warn(doc, f"{name}: {problem}")
+    from docx import Document
+
+    try:
+        document = Document(io.BytesIO(data))
+    except Exception as err:
+        return _warn(doc, f"{name}: not a readable Word document ({_describe(err)})")
+    lines: list[str] = []
+    tables: list[Table] = []
+    for block in _docx_blocks(document.element.body):
+        if isinstance(block, tuple):
+            tables.append(block)
+            lines.extend("\t".join(c.replace("\n", " / ") for c in row) for row in block)
+        else:
+            lines.append(block)
+    text = "\n".join(lines).strip()
+    doc = replace(doc, pages=(text,), tables=(tuple(tables),), page_count=1)
+    if len(re.sub(r"\W", "", text)) < MIN_TEXT_CHARS:
+        doc = _ocr_docx_images(doc, data, limits, tess)
+    return doc
+
+
+def _zip_problem(data: bytes, limits: DocumentLimits) -> str | None:
+    """Refuse zip bombs before python-docx inflates them."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            infos = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+        return f"not a readable Word document ({_describe(err)})"
+    total = sum(i.file_size for i in infos)
+    if total > limits.max_zip_expanded_bytes:
+        return f"expands to {total:,} bytes, over the limit; not read"
+    if len(infos) > 2000:
+        return f"{len(infos)} parts inside; not read"
+    return None
+
+
+def _docx_blocks(body: Any) -> Iterator[str | Table]:
+    """Paragraph texts and tables in body order (content controls opened)."""
+    for child in body.iterchildren():
+        tag = child.tag
+        if tag == f"{_W}p":
+            yield _paragraph_text(child)
+        elif tag == f"{_W}tbl":
+            yield _table_rows(child)
+        elif tag == f"{_W}sdt":
+            content = child.find(f"{_W}sdtContent")
+            if content is not None:
+                yield from _docx_blocks(content)
+
+
+def _paragraph_text(element: Any) -> str:
+    """Text of a paragraph with tabs, breaks, checkbox states and content controls."""
+    parts: list[str] = []
+    _collect_text(element, parts)
+    return nfc("".join(parts)).replace("\xa0", " ").rstrip()
+
+
+def _collect_text(element: Any, parts: list[str]) -> None:
+    for child in element.iterchildren():
+        tag = child.tag
+        if tag == f"{_W}t":
+            parts.append(child.text or "")
+        elif tag == f"{_W}tab":
+            parts.append("\t")
+        elif tag in (f"{_W}br", f"{_W}cr"):
+            parts.append("\n")
+        elif tag == f"{_W}sdt":
+            _collect_sdt(child, parts)
+        elif tag == f"{_W}fldChar":
+            state = _legacy_checkbox(child)
+            if state is not None:
+                parts.append(TICKED if state else UNTICKED)
+        elif tag in (f"{_W}delText", f"{_W}instrText", f"{_W}rPr", f"{_W}pPr"):
+            continue  # deleted text and field codes are not content
+        elif tag == f"{_W}sym":
+            parts.append(_symbol(child))
+        else:
+            _collect_text(child, parts)
+
+
+def _collect_sdt(sdt: Any, parts: list[str]) -> None:
+    props = sdt.find(f"{_W}sdtPr")
+    content = sdt.find(f"{_W}sdtContent")
+    if props is not None:
+        checkbox = props.find(f"{_W14}checkbox")
+        if checkbox is not None:
+            checked = checkbox.find(f"{_W14}checked")
+            value = checked.get(f"{_W14}val", "0") if checked is not None else "0"
+            # The glyph shown may lag behind the state; the state is the truth.
+            parts.append(TICKED if value in ("1", "true") else UNTICKED)
+            return
+        if props.find(f"{_W}showingPlcHdr") is not None:
+            return  # "Cliquez ici pour taper du texte." is not an answer
+    if content is not None:
+        _collect_text(content, parts)
+
+
+def _legacy_checkbox(fld_char: Any) -> bool | None:
+    """State of a legacy FORMCHECKBOX field (w:ffData/w:checkBox)."""
+    data = fld_char.find(f"{_W}ffData")
+    if data is None:
+        return None
+    box = data.find(f"{_W}checkBox")
+    if box is None:
+        return None
+    for tag in ("checked", "default"):
+        node = box.find(f"{_W}{tag}")
+        if node is not None:
+            return node.get(f"{_W}val", "1") in ("1", "true", "on")
+    return False
+
+
+def _symbol(sym: Any) -> str:
+    # Wingdings ticks and boxes inserted with Insert > Symbol.
+    code = (sym.get(f"{_W}char") or "").upper()
+    wingdings = {"F0FE": TICKED, "F078": TICKED, "F0FD": TICKED, "F0A8": UNTICKED}
+    if code in wingdings:
+        return wingdings[code]
+    try:
+        return chr(int(code, 16)) if code and int(code, 16) < 0xF000 else ""
+    except ValueError:
+        return ""
+
+
+def _table_rows(table: Any) -> Table:
+    rows: list[tuple[str, ...]] = []
+    for tr in table.iterchildren(f"{_W}tr"):
+        cells: list[str] = []
+        for tc in tr.iter(f"{_W}tc"):
+            if tc.getparent() is not tr and tc.getparent().tag != f"{_W}sdtContent":
+                continue  # a nested table's cells belong to their own cell
+            paragraphs = [_paragraph_text(p) for p in tc.iter(f"{_W}p")]
+            cells.append("\n".join(p for p in paragraphs if p.strip()))
+        rows.append(tuple(cells))
+    return tuple(rows)
+
+
+def _ocr_docx_images(doc: DocumentText, data: bytes, limits: DocumentLimits, tess: str | None):
+    """A Word file holding only a scanned page: read the pictures."""
+
+    budget = _OcrBudget(time.monotonic() + limits.ocr_timeout_seconds, tess)
+    pages: list[str] = []
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        media = [i for i in archive.infolist() if i.filename.startswith("word/media/")]
+        media.sort(key=lambda i: -i.file_size)
+        for info in media[:3]:
+            image = _open_image(archive.read(info))
+            if image is None:
+                continue  # a picture Pillow cannot read (EMF, SVG)
+            pixels = image.width * image.height
+            if pixels < MIN_OCR_PIXELS or pixels > limits.max_image_pixels:
+                continue
+            try:
+                layout = _ocr_image(image, budget, info.filename, _image_dpi(image))
+            except (FileNotFoundError, TimeoutError, subprocess.TimeoutExpired, RuntimeError) as e:
+                return _ocr_failed(doc, e, [doc.pages[0], *pages] if doc.pages else pages)
+            pages.append("\n".join(layout.lines))
+    if not pages:
+        return doc
+    text = "\n".join([*doc.pages, *pages]).strip()
+    return replace(doc, pages=(text,), ocr_used=True, ocr_pages=(1,))
+
+
+# --------------------------------------------------------------------------
+# PDF
+
+
+def _read_pdf(doc: DocumentText, data: bytes, limits: DocumentLimits, tess: str | None):
+    name = _safe_name(doc.filename)
+    fields, widgets, info = _pdf_form(data, name)
+    doc = replace(doc, warnings=(*doc.warnings, *info.warnings))
+    if info.locked:
+        return _warn(doc, f"{name}: encrypted PDF (password required); not read")
+    if info.review:
+        doc = replace(doc, needs_review=True)
+    doc = _pdf_pages(doc, data, limits, tess, info.page_count, widgets)
+    if fields:
+        fields = _attach_widgets(fields, widgets)
+    return replace(doc, form_fields=fields)
+
+
+@dataclass
+class _PdfInfo:
+    page_count: int = 0
+    locked: bool = False
+    review: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+def _pdf_form(data: bytes, name: str) -> tuple[dict[str, FormField], list[_RawWidget], _PdfInfo]:
+    """AcroForm fields (pypdf), their widgets, page count and encryption."""
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    info = _PdfInfo()
+    try:
+        reader = PdfReader(io.BytesIO(data), strict=False)
+        if reader.is_encrypted and not reader.decrypt(""):
+            info.locked = True
+            return {}, [], info
+        info.page_count = len(reader.pages)
+    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+        info.warnings.append(f"{name}: damaged PDF structure ({_describe(e)})")
+        info.review = True
+        return {}, [], info
+    except NotImplementedError as e:  # unsupported encryption
+        info.locked = True
+        info.warnings.append(f"{name}: {_describe(e)}")
+        return {}, [], info
+    try:
+        fields = _walk_fields(reader)
+    except Exception as e:  # pypdf walks untrusted object graphs
+        info.warnings.append(f"{name}: form fields unreadable ({_describe(e)})")
+        return {}, [], info
+    widgets = _pdf_widgets(reader) if fields else []
+    return fields, widgets, info
+
+
+def _pdf_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, list | tuple):
+        items = [t for t in (_pdf_text(v) for v in value) if t]
+        return ", ".join(items) if items else None
+    text = str(value)
+    if text.startswith("/"):
+        text = text[1:]
+    text = nfc(text.replace("\r\n", "\n").replace("\r", "\n")).strip()
+    return text or None
+
+
+MAX_FORM_FIELDS = 1000
+_INHERITED = ("/FT", "/Ff", "/V", "/Opt", "/TU")
+
+
+def _walk_fields(reader: Any) -> dict[str, FormField]:
+    """Terminal AcroForm fields, walked by hand.
+
+    pypdf's ``get_fields`` gives up on forms whose buttons lost their
+    appearance streams, exactly the filled forms we must read; this walk
+    also guards against reference loops and absurd sizes.
+    """
+    acroform = reader.trailer["/Root"].get("/AcroForm")
+    if acroform is None:
+        return {}
+    top = acroform.get_object().get("/Fields") or []
+    fields: dict[str, FormField] = {}
+    seen: set[int] = set()
+    stack: list[tuple[Any, str, dict[str, Any]]] = [(ref, "", {}) for ref in reversed(list(top))]
+    while stack and len(fields) < MAX_FORM_FIELDS and len(seen) < 20 * MAX_FORM_FIELDS:
+        ref, parent, inherited = stack.pop()
+        key = id(ref.get_object()) if not hasattr(ref, "idnum") else ref.idnum
+        if key in seen:
+            continue
+        seen.add(key)
+        node = ref.get_object()
+        if not hasattr(node, "get"):
+            continue
+        part = _pdf_text(node.get("/T"))
+        name = f"{parent}.{part}" if parent and part else (part or parent)
+        attrs = dict(inherited)
+        attrs.update({k: node[k] for k in _INHERITED if k in node})
+        kids = [k for k in (node.get("/Kids") or []) if hasattr(k.get_object(), "get")]
+        child_fields = [k for k in kids if "/T" in k.get_object()]
+        if child_fields:
+            stack.extend((k, name, attrs) for k in reversed(child_fields))
+            continue
+        widgets = kids or [node]
+        parsed = _form_field(name, attrs, [w.get_object() for w in widgets[:50]])
+        if parsed is not None and name:
+            fields[name] = parsed
+    return fields
+
+
+def _form_field(name: str, attrs: dict[str, Any], widgets: list[Any]) -> FormField | None:
+    ftype = attrs.get("/FT")
+    flags = int(attrs.get("/Ff", 0) or 0)
+    value = _pdf_text(attrs.get("/V"))
+    tooltip = _pdf_text(attrs.get("/TU"))
+    options: tuple[str, ...] = ()
+    if ftype == "/Tx":
+        kind = "text"
+    elif ftype == "/Btn":
+        if flags & (1 << 16):
+            kind = "button"
+        elif flags & (1 << 15):
+            kind = "radio"
+        else:
+            kind = "checkbox"
+        options = tuple(dict.fromkeys(s for w in widgets for s in _widget_states(w)))
+    elif ftype == "/Ch":
+        kind = "choice"
+        opts = []
+        for opt in (attrs.get("/Opt") or [])[:500]:
+            opt = opt.get_object() if hasattr(opt, "get_object") else opt
+            if isinstance(opt, list | tuple) and opt:
+                opts.append(_pdf_text(opt[-1]) or "")
+            else:
+                opts.append(_pdf_text(opt) or "")
+        options = tuple(opts)
+    elif ftype == "/Sig":
+        kind = "signature"
+        value = "signed" if attrs.get("/V") is not None else None
+    else:
+        return None
+    return FormField(name=name, type=kind, value=value, tooltip=tooltip, options=options)
+
+
+def _widget_states(widget: Any) -> list[str]:
+    """The "on" states of a checkbox or radio widget (its appearance names)."""
+    from pypdf.generic import DictionaryObject, StreamObject
+
+    appearance = widget.get("/AP")
+    if appearance is None:
+        return []
+    normal = appearance.get_object().get("/N")
+    normal = normal.get_object() if normal is not None else None
+    # Buttons have one appearance per state; text fields one stream.
+    if isinstance(normal, DictionaryObject) and not isinstance(normal, StreamObject):
+        return [str(k)[1:] for k in normal if str(k) != "/Off"]
+    return []
+
+
+@dataclass
+class _RawWidget:
+    field_name: str
+    page: int
+    rect: tuple[float, float, float, float]
+    on_state: str | None
+    state: str | None
+    # Filled in while the page is read (pdfplumber words).
+    label_left: str = ""
+    label_right: str = ""
+
+
+def _pdf_widgets(reader: Any) -> list[_RawWidget]:
+    """Every widget annotation of the first pages, with its field's full name."""
+    widgets: list[_RawWidget] = []
+    for number, page in enumerate(reader.pages[:200], start=1):
+        try:
+            annots = page.get("/Annots") or []
+            annots = list(annots.get_object() if hasattr(annots, "get_object") else annots)
+        except Exception:  # noqa: S112 - a broken page must not hide the others
+            continue
+        for ref in annots[:500]:
+            try:
+                annot = ref.get_object()
+                if annot.get("/Subtype") == "/Widget":
+                    widgets.append(_raw_widget(annot, number))
+            except Exception:  # noqa: S112 - nor a broken annotation
+                continue
+    return widgets
+
+
+def _raw_widget(annot: Any, page: int) -> _RawWidget:
+    names: list[str] = []
+    node = annot
+    for _ in range(20):  # parents chain; bounded against loops
+        if node is None:
+            break
+        if "/T" in node:
+            names.append(str(node["/T"]))
+        parent = node.get("/Parent")
+        node = parent.get_object() if parent is not None else None
+    rect = tuple(float(v) for v in annot.get("/Rect", [0, 0, 0, 0]))[:4]
+    states = _widget_states(annot)
+    on_state = states[0] if states else None
+    state = _pdf_text(annot.get("/AS"))
+    return _RawWidget(".".join(reversed(names)), page, rect, on_state, state)  # type: ignore[arg-type]
+
+
+def _attach_widgets(fields: dict[str, FormField], raw: list[Any]) -> dict[str, FormField]:
+    by_field: dict[str, list[Any]] = {}
+    for widget in raw:
+        by_field.setdefault(widget.field_name, []).append(widget)
+    out: dict[str, FormField] = {}
+    for name, form_field in fields.items():
+        widgets = by_field.get(name, [])
+        value = form_field.value
+        if form_field.type in ("checkbox", "radio") and value is None:
+            # Some tools set only the widget's /AS, not the field's /V.
+            value = next((w.state for w in widgets if w.state and w.state != "Off"), None)
+        out[name] = replace(
+            form_field,
+            value=value,
+            widgets=tuple(
+                Widget(w.page, w.rect, w.on_state, w.label_left, w.label_right) for w in widgets
+            ),
+        )
+    return out
+
+
+def _pdf_pages(
+    doc: DocumentText,
+    data: bytes,
+    limits: DocumentLimits,
+    tess: str | None,
+    page_count: int,
+    widgets: list[Any],
+) -> DocumentText:
+    """Text, tables and layout of each page (pdfplumber), OCR for scanned pages."""
+    import pdfplumber
+    from pdfminer.pdfdocument import PDFPasswordIncorrect
+
+    name = _safe_name(doc.filename)
+    wanted = min(page_count or limits.max_pdf_pages, limits.max_pdf_pages)
+    if page_count > limits.max_pdf_pages:
+        doc = _warn(
+            doc,
+            f"{name}: {page_count} pages; only the first {limits.max_pdf_pages} were read",
+        )
+    pages: list[str] = []
+    try:
+        pdf = pdfplumber.open(io.BytesIO(data), pages=list(range(1, wanted + 1)) or None)
+    except PDFPasswordIncorrect:
+        return _warn(doc, f"{name}: encrypted PDF (password required); not read")
+    except Exception as err:
+        return _warn(doc, f"{name}: unreadable PDF ({_describe(err)})")
+    scanned: list[int] = []
+    try:
+        try:
+            # pdfplumber builds the page list from the page tree up front.
+            pdf_pages = pdf.pages
+        except Exception as err:
+            return _warn(doc, f"{name}: page tree unreadable ({_describe(err)})")
+        for index, page in enumerate(pdf_pages):
+            try:
+                layout, tables, needs_ocr = _read_page(page, widgets, index + 1)
+            except Exception as err:
+                doc = _warn(doc, f"{name}: page {index + 1} unreadable ({_describe(err)})")
+                layout, tables, needs_ocr = PageLayout(()), (), False
+            finally:
+                page.close()
+            text = "\n".join(layout.lines)
+            if len(text) > MAX_PAGE_CHARS:
+                doc = _warn(doc, f"{name}: page {index + 1} cut at {MAX_PAGE_CHARS:,} characters")
+            pages.append(text[:MAX_PAGE_CHARS])
+            doc = replace(
+                doc,
+                columns=(*doc.columns, layout.columns),
+                column_rows=(*doc.column_rows, layout.column_rows),
+                tables=(*doc.tables, tables),
+            )
+            if needs_ocr:
+                scanned.append(index)
+    finally:
+        pdf.close()
+    doc = replace(doc, pages=tuple(pages), page_count=page_count or len(pages))
+    if not any(p.strip() for p in pages) and not scanned and pages:
+        doc = _warn(doc, f"{name}: no text found", review=False)
+    if scanned:
+        doc = _ocr_pdf_pages(doc, data, scanned, limits, tess)
+    return doc
+
+
+def _read_page(page: Any, widgets: list[Any], number: int) -> tuple[PageLayout, tuple, bool]:
+    words = [
+        Word(w["x0"], w["x1"], w["top"], w["bottom"], nfc(w["text"]))
+        for w in page.extract_words(x_tolerance=2, y_tolerance=2, keep_blank_chars=False)
+    ]
+    layout = layout_page(words, float(page.width))
+    tables: list[Table] = []
+    for table in page.find_tables()[:20]:
+        rows = tuple(
+            tuple(_cell_text(cell, words) for cell in row.cells) for row in table.rows[:200]
+        )
+        if len(rows) >= 1 and max((len(r) for r in rows), default=0) >= 2:
+            tables.append(rows)
+    _label_widgets(widgets, number, words, float(page.height))
+    letters = sum(len(re.sub(r"\W", "", w.text)) for w in words)
+    graphics = len(page.images) + (1 if len(page.curves) + len(page.rects) > 40 else 0)
+    # Fonts without a character map come out as "(cid:42)": the page must be
+    # read from its image.
+    garbled = sum(1 for w in words if "(cid:" in w.text) > 0.3 * max(1, len(words))
+    return layout, tuple(tables), garbled or (letters < MIN_TEXT_CHARS and graphics > 0)
+
+
+def _cell_text(bbox: Any, words: Sequence[Word]) -> str:
+    """A table cell's text, laid out like the page (tabs at wide gaps)."""
+    if bbox is None:
+        return ""
+    x0, top, x1, bottom = bbox
+    inside = [
+        w
+        for w in words
+        if x0 - 1 <= (w.x0 + w.x1) / 2 <= x1 + 1 and top - 1 <= w.middle <= bottom + 1
+    ]
+    if not inside:
+        return ""
+    return "\n".join(_join_line(line) for line in _group_lines(inside)).strip()
+
+
+def _label_widgets(widgets: list[Any], number: int, words: list[Word], height: float) -> None:
+    """Printed text next to each widget of this page: its label, or its option text."""
+    for widget in widgets:
+        if widget.page != number:
+            continue
+        x0, y0, x1, y1 = widget.rect
+        top, bottom = height - max(y0, y1), height - min(y0, y1)
+        x0, x1 = min(x0, x1), max(x0, x1)
+        same_row = [w for w in words if top <= w.middle <= bottom]
+        left = [w for w in same_row if w.x1 <= x0 + 2 and w.x0 >= x0 - 260]
+        right = sorted((w for w in same_row if w.x0 >= x1 - 2), key=lambda w: w.x0)
+        right_text: list[str] = []
+        edge = x1
+        for w in right:
+            if w.x0 - edge > 14:
+                break
+            right_text.append(w.text)
+            edge = w.x1
+        # The line just above: for a small box (a radio button) it starts at
+        # the box and runs right; for a text box it spans the box.
+        reach = max(x1, x0 + 300)
+        above = [
+            w for w in words if top - 30 <= w.bottom <= top + 2 and w.x1 > x0 - 5 and w.x0 < reach
+        ]
+        if above:
+            nearest = max(w.bottom for w in above)
+            above = [w for w in above if w.bottom >= nearest - 4]
+        label_left = " ".join(w.text for w in sorted(left, key=lambda w: w.x0))
+        if not label_left and above:
+            label_left = " ".join(w.text for w in sorted(above, key=lambda w: w.x0))
+        widget.label_left = label_left
+        widget.label_right = " ".join(right_text)
+
+
+def _ocr_pdf_pages(
+    doc: DocumentText, data: bytes, scanned: list[int], limits: DocumentLimits, tess: str | None
+) -> DocumentText:
+    import pypdfium2 as pdfium
+
+    name = _safe_name(doc.filename)
+    budget = _OcrBudget(time.monotonic() + limits.ocr_timeout_seconds, tess)
+    pages = list(doc.pages)
+    columns = list(doc.columns)
+    rows = list(doc.column_rows)
+    done: list[int] = []
+    pdf = pdfium.PdfDocument(data, password="")
+    try:
+        for index in scanned:
+            page = pdf[index]
+            try:
+                image, dpi = _render(page, limits)
+            finally:
+                page.close()
+            if image is None:
+                doc = _warn(doc, f"{name}: page {index + 1} too large to render; not read")
+                continue
+            try:
+                layout = _ocr_image(image, budget, index, dpi)
+            except (FileNotFoundError, TimeoutError, subprocess.TimeoutExpired, RuntimeError) as e:
+                doc = _ocr_failed(doc, e, [])
+                break
+            pages[index] = "\n".join(layout.lines)
+            columns[index] = layout.columns
+            rows[index] = layout.column_rows
+            done.append(index + 1)
+    finally:
+        pdf.close()
+    return replace(
+        doc,
+        pages=tuple(pages),
+        columns=tuple(columns),
+        column_rows=tuple(rows),
+        ocr_used=bool(done) or doc.ocr_used,
+        ocr_pages=tuple(done),
+    )
+
+
+def _render(page: Any, limits: DocumentLimits) -> tuple[Any, int | None]:
+    """The page as a grey image at OCR_DPI (less for huge pages), and that dpi."""
+    width, height = page.get_size()
+    scale = OCR_DPI / 72
+    pixels = width * height * scale * scale
+    cap = min(limits.max_image_pixels, OCR_MAX_PIXELS)
+    if pixels > cap:
+        scale *= (cap / pixels) ** 0.5
+    if width * scale < 50 or height * scale < 50:
+        return None, None
+    bitmap = page.render(scale=scale, grayscale=True)
+    try:
+        # to_pil() shares the bitmap's memory: copy before closing it.
+        return bitmap.to_pil().copy(), int(scale * 72)
+    finally:
+        bitmap.close()
+
+
+_READERS = {
+    "pdf": _read_pdf,
+    "docx": _read_docx,
+    "image": _read_image,
+    "text": _read_text,
+    "other": _read_other,
+}

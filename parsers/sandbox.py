@@ -1,0 +1,379 @@
+"""Run untrusted-input parsing in a child process with hard limits.
+
+PDF, DOCX and image libraries have known inputs that recurse forever, loop
+forever or allocate gigabytes (pdfminer among them). Such work runs here, in
+a child process that has an address-space limit (``RLIMIT_AS``) and a CPU
+limit (``RLIMIT_CPU``) and is killed, with anything it started, when its
+wall-clock deadline passes. A failure becomes a ``SandboxFailure`` value, never
+an exception or a hang in the worker.
+
+Children come from multiprocessing's *forkserver*: a clean server process
+(no threads, no database connections, no open mailboxes inherited) that has
+already imported the parsing libraries, so starting a child costs a fork and
+not an interpreter start plus a second of imports.
+
+``map_sandboxed`` runs many items (all the documents of one message) in ONE
+child; the child reports progress item by item, so when an item kills the
+child only that item fails and a fresh child carries on with the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import resource
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mailbot.config import LimitsSettings
+
+# Modules the forkserver imports once, so that each child starts warm
+# (parsers.documents imports its libraries lazily, so they are named too).
+PRELOAD = ("parsers.documents", "pdfplumber", "pypdf", "pypdfium2", "docx", "PIL.Image")
+
+_CONTEXT_LOCK = threading.Lock()
+_CONTEXT: Any = None
+# In the child: the connection to the parent, for extend_deadline().
+_CHILD_CONN: Connection | None = None
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Limits of one sandboxed item: wall-clock seconds, address space, CPU seconds."""
+
+    timeout_seconds: float = 60.0
+    memory_mb: int = 1024
+    cpu_seconds: int = 60
+
+    @classmethod
+    def from_settings(cls, limits: LimitsSettings) -> SandboxLimits:
+        return cls(
+            timeout_seconds=limits.parse_timeout_seconds,
+            memory_mb=limits.parse_memory_mb,
+            cpu_seconds=limits.parse_cpu_seconds,
+        )
+
+
+@dataclass(frozen=True)
+class SandboxFailure:
+    """Why an item produced no result.
+
+    ``reason`` is one of ``timeout``, ``memory``, ``cpu``, ``crashed``,
+    ``exception``; ``detail`` is a short human-readable explanation.
+    """
+
+    reason: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.detail}" if self.detail else self.reason
+
+
+def _preload() -> list[str]:
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    preload = list(PRELOAD)
+    # A script that is not a real file (stdin, -c) cannot be preloaded.
+    if main_file and os.path.isfile(main_file):
+        preload.insert(0, "__main__")
+    return preload
+
+
+def _start_forkserver() -> None:
+    """Start the forkserver with the main script imported once, in the server.
+
+    Each forkserver child otherwise re-runs the parent's main script
+    (``multiprocessing.spawn.prepare``), which for the service means
+    importing the whole CLI per child (0.4 s and more). Preloading
+    ``__main__`` avoids it, but Python 3.11 forgets to pass the script's
+    path to the server (it reads ``main_path`` where ``spawn`` writes
+    ``init_main_from_path``): supply it while the server starts.
+    """
+    from multiprocessing import forkserver, spawn
+
+    original = spawn.get_preparation_data
+
+    def with_main_path(name: str) -> dict[str, Any]:
+        data = original(name)
+        if "init_main_from_path" in data:
+            data.setdefault("main_path", data["init_main_from_path"])
+        return data
+
+    spawn.get_preparation_data = with_main_path
+    try:
+        forkserver.ensure_running()
+    finally:
+        spawn.get_preparation_data = original
+
+
+def _context() -> Any:
+    global _CONTEXT
+    with _CONTEXT_LOCK:
+        if _CONTEXT is None:
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(_preload())
+            _start_forkserver()
+            _CONTEXT = ctx
+        return _CONTEXT
+
+
+# --------------------------------------------------------------------------
+# Child side
+
+
+def extend_deadline(seconds: float) -> None:
+    """Called by sandboxed code before slow, separately bounded work (OCR).
+
+    The parent moves the current item's wall-clock deadline by ``seconds``.
+    Outside a sandbox this does nothing.
+    """
+    if _CHILD_CONN is not None:
+        _CHILD_CONN.send(("extend", float(seconds)))
+
+
+def _set_limits(memory_mb: int, cpu_seconds: int) -> None:
+    memory = memory_mb * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    # Core dumps of a child killed by a limit are of no use and cost disk.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    _cpu_budget(cpu_seconds, hard=True)
+
+
+def _cpu_used() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _cpu_budget(cpu_seconds: int, *, hard: bool = False) -> None:
+    """Allow ``cpu_seconds`` more CPU seconds from now (soft limit: SIGXCPU)."""
+    soft = int(_cpu_used()) + cpu_seconds + 1
+    _, current_hard = resource.getrlimit(resource.RLIMIT_CPU)
+    # Each item gets its own CPU budget under one hard limit (which the
+    # child cannot raise again), set at the start for all the items.
+    new_hard = soft + 1 if hard or current_hard == resource.RLIM_INFINITY else current_hard
+    resource.setrlimit(resource.RLIMIT_CPU, (min(soft, new_hard), new_hard))
+
+
+def _child_main(
+    conn: Connection,
+    func: Callable[..., Any],
+    items: Sequence[Any],
+    kwargs: dict[str, Any],
+    memory_mb: int,
+    cpu_seconds: int,
+) -> None:
+    global _CHILD_CONN
+    # Our own process group: the parent kills it whole, with any tesseract
+    # started by the item, when the deadline passes.
+    os.setpgid(0, 0)
+    _CHILD_CONN = conn
+    try:
+        _set_limits(memory_mb, cpu_seconds * max(1, len(items)) + 1)
+        for index, item in enumerate(items):
+            _cpu_budget(cpu_seconds)
+            conn.send(("start", index))
+            try:
+                result = func(item, **kwargs)
+            except MemoryError:
+                conn.send(("failed", index, "memory", "memory limit exceeded"))
+                continue
+            except RecursionError:
+                conn.send(("failed", index, "exception", "recursion too deep"))
+                continue
+            except Exception as err:
+                detail = "".join(traceback.format_exception_only(type(err), err)).strip()
+                conn.send(("failed", index, "exception", detail[:500]))
+                continue
+            try:
+                conn.send(("done", index, result))
+            except (TypeError, AttributeError, ValueError) as err:
+                # pickle failures: the result cannot cross the pipe.
+                conn.send(("failed", index, "exception", f"unpicklable result: {err}"))
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------
+# Parent side
+
+
+@dataclass
+class _Run:
+    """One child and what it has reported so far."""
+
+    process: Any
+    conn: Connection
+    offset: int
+    current: int | None = None
+    deadline: float = 0.0
+
+
+def _start(
+    func: Callable[..., Any],
+    items: Sequence[Any],
+    offset: int,
+    kwargs: dict[str, Any],
+    limits: SandboxLimits,
+) -> _Run:
+    ctx = _context()
+    parent_conn, child_conn = ctx.Pipe(duplex=False)
+    process = ctx.Process(
+        target=_child_main,
+        args=(child_conn, func, items[offset:], kwargs, limits.memory_mb, limits.cpu_seconds),
+        daemon=True,
+    )
+    try:
+        process.start()
+    finally:
+        # The child has its own copy; ours must go or EOF never shows.
+        child_conn.close()
+    return _Run(process, parent_conn, offset, deadline=time.monotonic() + limits.timeout_seconds)
+
+
+def _kill(run: _Run) -> None:
+    pid = run.process.pid
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+    if run.process.is_alive():
+        run.process.kill()
+
+
+def _close(run: _Run) -> None:
+    run.process.join(5)
+    if run.process.is_alive():
+        _kill(run)
+        run.process.join()
+    run.conn.close()
+    run.process.close()
+
+
+def _death_reason(exitcode: int | None, limits: SandboxLimits) -> SandboxFailure:
+    if exitcode is None:
+        return SandboxFailure("crashed", "child vanished")
+    if exitcode < 0:
+        number = -exitcode
+        name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else ""
+        if number == signal.SIGXCPU:
+            return SandboxFailure("cpu", f"CPU limit of {limits.cpu_seconds} s exceeded")
+        if number == signal.SIGKILL:
+            # Not ours (we only kill on timeout): the kernel's OOM killer.
+            return SandboxFailure("memory", "killed by SIGKILL (out of memory?)")
+        if number in (signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS):
+            # Native code that cannot allocate under RLIMIT_AS aborts or
+            # segfaults, so the memory limit is the likely cause.
+            return SandboxFailure(
+                "crashed",
+                f"killed by {name} (possibly the memory limit of {limits.memory_mb} MB)",
+            )
+        return SandboxFailure("crashed", f"killed by signal {name or number}")
+    return SandboxFailure("crashed", f"child exited with status {exitcode}")
+
+
+def _drain(run: _Run, results: list[Any], limits: SandboxLimits) -> bool:
+    """Read what the child has sent; True once the pipe is at end of file."""
+    while run.conn.poll():
+        try:
+            message = run.conn.recv()
+        except (EOFError, OSError):
+            return True
+        kind = message[0]
+        if kind == "start":
+            run.current = run.offset + message[1]
+            run.deadline = time.monotonic() + limits.timeout_seconds
+        elif kind == "extend":
+            run.deadline += message[1]
+        elif kind == "done":
+            results[run.offset + message[1]] = message[2]
+            run.current = None
+        elif kind == "failed":
+            results[run.offset + message[1]] = SandboxFailure(message[2], message[3])
+            run.current = None
+    return False
+
+
+_PENDING = object()
+
+
+def map_sandboxed(
+    func: Callable[..., Any],
+    items: Iterable[Any],
+    *,
+    limits: SandboxLimits,
+    kwargs: dict[str, Any] | None = None,
+) -> list[Any]:
+    """``[func(item, **kwargs) for item in items]`` in one sandboxed child.
+
+    Each item gets ``limits`` (wall clock from the moment the child starts it,
+    CPU seconds of its own, the shared address-space limit). An item that
+    fails yields a ``SandboxFailure``; a child killed on an item is replaced
+    by a new one for the items after it. ``func`` must be a module-level
+    function and items and results picklable.
+    """
+    todo = list(items)
+    results: list[Any] = [_PENDING] * len(todo)
+    kwargs = dict(kwargs or {})
+    offset = 0
+    while offset < len(todo):
+        run = _start(func, todo, offset, kwargs, limits)
+        try:
+            offset = _supervise(run, results, limits, len(todo))
+        finally:
+            _close(run)
+    return results
+
+
+def _supervise(run: _Run, results: list[Any], limits: SandboxLimits, total: int) -> int:
+    """Watch one child; return the index of the first item still to do."""
+    sentinel = run.process.sentinel
+    while True:
+        remaining = run.deadline - time.monotonic()
+        ready = wait([run.conn, sentinel], timeout=remaining) if remaining > 0 else []
+        eof = _drain(run, results, limits)
+        if all(r is not _PENDING for r in results[run.offset :]):
+            return total
+        if eof or sentinel in ready:
+            # The child is gone (or going) before finishing its items.
+            run.process.join(max(0.1, run.deadline - time.monotonic()))
+            if run.process.is_alive():
+                _kill(run)
+                run.process.join()
+            return _record_failure(run, results, _death_reason(run.process.exitcode, limits))
+        if time.monotonic() >= run.deadline:
+            _kill(run)
+            run.process.join()
+            _drain(run, results, limits)
+            if all(r is not _PENDING for r in results[run.offset :]):
+                return total
+            failure = SandboxFailure("timeout", f"no result after {limits.timeout_seconds:g} s")
+            return _record_failure(run, results, failure)
+
+
+def _record_failure(run: _Run, results: list[Any], failure: SandboxFailure) -> int:
+    failed = run.current if run.current is not None else _first_pending(results)
+    results[failed] = failure
+    return failed + 1
+
+
+def _first_pending(results: list[Any]) -> int:
+    return next(i for i, r in enumerate(results) if r is _PENDING)
+
+
+def _call(packed: tuple[Callable[..., Any], tuple, dict]) -> Any:
+    func, args, kwargs = packed
+    return func(*args, **kwargs)
+
+
+def run_sandboxed(
+    func: Callable[..., Any], *args: Any, limits: SandboxLimits, **kwargs: Any
+) -> Any:
+    """``func(*args, **kwargs)`` in a sandboxed child: its result or a ``SandboxFailure``."""
+    return map_sandboxed(_call, [(func, args, kwargs)], limits=limits)[0]

@@ -1,0 +1,175 @@
+"""The sandbox: limits, failures as values, no leaked processes, small overhead.
+
+The functions run in the child are module-level so that the child can import
+them by name.
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from parsers.documents import detect_kind
+from parsers.sandbox import (
+    SandboxFailure,
+    SandboxLimits,
+    extend_deadline,
+    map_sandboxed,
+    run_sandboxed,
+)
+
+LIMITS = SandboxLimits(timeout_seconds=1.5, memory_mb=512, cpu_seconds=2)
+
+
+def double(x: int) -> int:
+    return 2 * x
+
+
+def sleep_for(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def allocate(megabytes: int) -> int:
+    return len(bytearray(megabytes * 2**20))
+
+
+def spin(_: object) -> None:
+    while True:
+        pass
+
+
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def die(_: object) -> None:
+    os._exit(3)
+
+
+def abort(_: object) -> None:
+    os.abort()
+
+
+def start_grandchild(pid_file: str) -> None:
+    child = subprocess.Popen(["sleep", "60"])
+    Path(pid_file).write_text(str(child.pid))
+    time.sleep(60)
+
+
+def slow_but_announced(seconds: float) -> float:
+    extend_deadline(seconds + 2)
+    time.sleep(seconds)
+    return seconds
+
+
+def unpicklable(_: object) -> object:
+    return lambda: None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in state
+
+
+def test_results_in_order():
+    assert map_sandboxed(double, [1, 2, 3], limits=LIMITS) == [2, 4, 6]
+    assert run_sandboxed(double, 21, limits=LIMITS) == 42
+
+
+def test_empty_input_starts_nothing():
+    assert map_sandboxed(double, [], limits=LIMITS) == []
+
+
+def test_timeout_kills_the_item_and_the_rest_go_on():
+    started = time.monotonic()
+    results = map_sandboxed(sleep_for, [0.01, 30, 0.02], limits=LIMITS)
+    elapsed = time.monotonic() - started
+    assert results[0] == 0.01 and results[2] == 0.02
+    assert isinstance(results[1], SandboxFailure) and results[1].reason == "timeout"
+    assert elapsed < LIMITS.timeout_seconds + 2
+
+
+def test_memory_limit():
+    results = map_sandboxed(allocate, [10, 2048, 10], limits=LIMITS)
+    assert results[0] == results[2] == 10 * 2**20
+    assert isinstance(results[1], SandboxFailure) and results[1].reason == "memory"
+
+
+def test_cpu_limit():
+    limits = SandboxLimits(timeout_seconds=20, memory_mb=512, cpu_seconds=1)
+    started = time.monotonic()
+    (result,) = map_sandboxed(spin, [None], limits=limits)
+    assert isinstance(result, SandboxFailure) and result.reason == "cpu"
+    assert time.monotonic() - started < 5
+
+
+def test_cpu_budget_is_per_item():
+    limits = SandboxLimits(timeout_seconds=20, memory_mb=512, cpu_seconds=1)
+    assert map_sandboxed(double, list(range(50)), limits=limits) == [2 * n for n in range(50)]
+
+
+def test_exception_is_a_value():
+    (result,) = map_sandboxed(fail, ["bad input"], limits=LIMITS)
+    assert result == SandboxFailure("exception", "ValueError: bad input")
+
+
+@pytest.mark.parametrize(("func", "reason"), [(die, "crashed"), (abort, "crashed")])
+def test_crashes(func, reason):
+    results = map_sandboxed(func, [None, None], limits=LIMITS)
+    assert all(isinstance(r, SandboxFailure) and r.reason == reason for r in results)
+
+
+def test_unpicklable_result():
+    (result,) = map_sandboxed(unpicklable, [None], limits=LIMITS)
+    assert isinstance(result, SandboxFailure) and result.reason == "exception"
+
+
+def test_extend_deadline_for_announced_slow_work():
+    limits = SandboxLimits(timeout_seconds=0.5, memory_mb=512, cpu_seconds=2)
+    assert map_sandboxed(slow_but_announced, [1.0], limits=limits) == [1.0]
+
+
+def test_a_killed_child_takes_its_own_children_along(tmp_path):
+    pid_file = tmp_path / "pid"
+    limits = SandboxLimits(timeout_seconds=1, memory_mb=512, cpu_seconds=2)
+    (result,) = map_sandboxed(start_grandchild, [str(pid_file)], limits=limits)
+    assert isinstance(result, SandboxFailure) and result.reason == "timeout"
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid)
+
+
+def test_no_leaked_processes_or_pipes():
+    before = set(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        map_sandboxed(sleep_for, [0.0, 30], limits=SandboxLimits(0.3, 512, 2))
+        map_sandboxed(fail, ["x"], limits=LIMITS)
+    gc.collect()
+    assert multiprocessing.active_children() == []
+    assert set(os.listdir("/proc/self/fd")) <= before | set()
+
+
+def test_overhead_is_small(capsys):
+    # A function the forkserver has preloaded, as extract_document is (this
+    # test module's functions are imported afresh by each child).
+    map_sandboxed(detect_kind, [b""], limits=LIMITS)  # the forkserver is started
+    runs = 20
+    started = time.perf_counter()
+    for _ in range(runs):
+        assert map_sandboxed(detect_kind, [b"%PDF-1.7"], limits=LIMITS) == [("pdf", "pdf")]
+    per_call = (time.perf_counter() - started) / runs
+    with capsys.disabled():
+        print(f"\nsandbox overhead: {per_call * 1000:.1f} ms per call (warm forkserver)")
+    assert per_call < 0.1

@@ -1,0 +1,98 @@
+"""`mailbot run` as a real process: IDLE answers at once, survives restarts, stops cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests import corpus
+from tests.fixtures.mail import make_mail
+from tests.test_replies import RULES
+
+MAILBOT = Path(sys.executable).parent / "mailbot"
+
+
+def candidature(n: int):
+    return make_mail(
+        subject=f"Candidature au label Béthune Smart City n°{n}",
+        sender=f"Porteur {n} <porteur{n}@example.org>",
+        body="Bonjour, voici notre dossier d'intention et le courrier à Monsieur le Maire.",
+        attachments=[
+            ("dossier.pdf", corpus.form_pdf(RULES, corpus.POTAGER), "application/pdf"),
+            ("courrier.pdf", corpus.letter_pdf(corpus.POTAGER), "application/pdf"),
+        ],
+    )
+
+
+@pytest.fixture
+def worker_env(service_env, smtp_server, tmp_path):
+    env = dict(os.environ)
+    env.update(service_env)
+    env.update(
+        {
+            "MAILBOT_SMTP__HOST": smtp_server.host,
+            "MAILBOT_SMTP__PORT": str(smtp_server.port),
+            "MAILBOT_SMTP__SECURITY": "none",
+            "MAILBOT_SMTP__USERNAME": "",
+            # The timer poll is far away: only IDLE can answer quickly.
+            "MAILBOT_SCHEDULE__POLL_INTERVAL_SECONDS": "3600",
+            "MAILBOT_SCHEDULE__SEND_INTERVAL_SECONDS": "3600",
+            "MAILBOT_DIGEST__AT": "23:59",
+            "MAILBOT_SERVICE__HEARTBEAT_FILE": str(tmp_path / "heartbeat"),
+        }
+    )
+    return env
+
+
+@pytest.fixture
+def worker(worker_env, tmp_path):
+    log = (tmp_path / "worker.log").open("wb")
+    process = subprocess.Popen(
+        [str(MAILBOT), "run"], env=worker_env, stdout=log, stderr=subprocess.STDOUT
+    )
+    yield process
+    if process.poll() is None:
+        process.kill()
+        process.wait(timeout=10)
+    log.close()
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def log_text(tmp_path: Path) -> str:
+    return (tmp_path / "worker.log").read_text(encoding="utf-8", errors="replace")
+
+
+def test_run_answers_by_idle_survives_restart_and_stops_cleanly(
+    worker, dovecot, smtp_server, tmp_path
+):
+    wait_until(lambda: "IDLE n.bataillon: watching" in log_text(tmp_path), 30, "IDLE start")
+    assert (tmp_path / "heartbeat").exists()
+
+    dovecot.append("n.bataillon", candidature(1))
+    smtp_server.wait_for(1, timeout=30)
+    assert "Accusé de réception" in smtp_server.messages[0].message["Subject"]
+
+    dovecot.restart()
+    dovecot.append("d.berteloot", candidature(2))
+    smtp_server.wait_for(2, timeout=60)
+    assert "reconnecting" in log_text(tmp_path)
+
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    assert "stopped" in log_text(tmp_path)
+    assert not (tmp_path / "heartbeat").exists()
+    assert len(smtp_server.messages) == 2
