@@ -397,7 +397,20 @@ def poll(
     del once  # a single pass is all this command does
     application = _app(ctx)
     check_secrets(application.config)
-    reports = poll_all(application)
+    from rich.progress import Progress
+
+    # A first poll over a backlog can take a while: show where it is.
+    with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(mailbox: str, done: int, total: int) -> None:
+            if total < 20:
+                return
+            if mailbox not in tasks:
+                tasks[mailbox] = bar.add_task(f"{mailbox}", total=total)
+            bar.update(tasks[mailbox], completed=done)
+
+        reports = poll_all(application, progress=progress)
     for report in reports:
         out.print(report.summary(), markup=False, soft_wrap=True)
     failed = any(r.error for r in reports)

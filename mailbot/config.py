@@ -146,6 +146,8 @@ class SmtpSettings(Strict):
     password_env: EnvName | None = None
     from_address: Email
     timeout_seconds: float = Field(default=60, gt=0, le=600)
+    # A private CA bundle for a server whose certificate the system does not trust.
+    tls_ca_file: str | None = None
     message_id_domain: str = Field(default="ville-bethune.fr", pattern=r"^[A-Za-z0-9.-]+$")
 
     @model_validator(mode="after")

@@ -207,16 +207,21 @@ class SmtpConnection:
     def __enter__(self) -> SmtpConnection:
         s = self.settings
         try:
+            context = ssl.create_default_context(cafile=s.tls_ca_file)
             if s.security == "tls":
                 client: smtplib.SMTP = smtplib.SMTP_SSL(
-                    s.host, s.port, timeout=s.timeout_seconds, context=ssl.create_default_context()
+                    s.host, s.port, timeout=s.timeout_seconds, context=context
                 )
             else:
                 client = smtplib.SMTP(s.host, s.port, timeout=s.timeout_seconds)
                 if s.security == "starttls":
-                    client.starttls(context=ssl.create_default_context())
+                    client.starttls(context=context)
             if s.username:
-                client.login(s.username, secret(s.password_env) or "")
+                try:
+                    client.login(s.username, secret(s.password_env) or "")
+                except BaseException:
+                    client.close()
+                    raise
         except smtplib.SMTPAuthenticationError as err:
             raise TransientError(f"SMTP login refused: {err.smtp_code} {err.smtp_error!r}") from err
         except (smtplib.SMTPException, OSError) as err:
