@@ -43,8 +43,10 @@ CHECKBOX_PREFIX = "criteres_"
 # Vera ships with reportlab itself, so the form never depends on system fonts;
 # it covers Latin-1, the euro sign and typographic dashes and quotes.
 _FONT_DIR = Path(reportlab.__file__).parent / "fonts"
-_FONT = "BSC-Vera"
-_FONT_BOLD = "BSC-Vera-Bold"
+FONT = "BSC-Vera"
+FONT_BOLD = "BSC-Vera-Bold"
+# Older names, used by mailbot.demo.
+_FONT, _FONT_BOLD = FONT, FONT_BOLD
 
 _PAGE_W, _PAGE_H = A4
 _MARGIN = 50
@@ -55,12 +57,16 @@ _LINE_HEIGHTS = {FieldKind.MULTILINE: 72}
 _TALL_FIELDS = {"description": 110}
 
 
-def _register_fonts() -> None:
+def register_fonts() -> None:
+    """Register FONT and FONT_BOLD with reportlab (idempotent)."""
     registered = pdfmetrics.getRegisteredFontNames()
-    if _FONT not in registered:
-        pdfmetrics.registerFont(TTFont(_FONT, str(_FONT_DIR / "Vera.ttf")))
-    if _FONT_BOLD not in registered:
-        pdfmetrics.registerFont(TTFont(_FONT_BOLD, str(_FONT_DIR / "VeraBd.ttf")))
+    if FONT not in registered:
+        pdfmetrics.registerFont(TTFont(FONT, str(_FONT_DIR / "Vera.ttf")))
+    if FONT_BOLD not in registered:
+        pdfmetrics.registerFont(TTFont(FONT_BOLD, str(_FONT_DIR / "VeraBd.ttf")))
+
+
+_register_fonts = register_fonts
 
 
 def option_labels(rules: Rules, key: str) -> dict[str, str]:
@@ -105,10 +111,10 @@ class _PdfWriter:
             self.y = _PAGE_H - _MARGIN
 
     def _footer(self) -> None:
-        self.canvas.setFont(_FONT, 8)
+        self.canvas.setFont(FONT, 8)
         self.canvas.drawCentredString(_PAGE_W / 2, _MARGIN - 20, f"{TITLE} — page {self.page}")
 
-    def paragraph(self, text: str, *, font: str = _FONT, size: float = 10) -> None:
+    def paragraph(self, text: str, *, font: str = FONT, size: float = 10) -> None:
         lines = simpleSplit(text, font, size, _WIDTH)
         self.need(len(lines) * (size + 3))
         self.canvas.setFont(font, size)
@@ -142,9 +148,9 @@ def _draw_options(
     x = _MARGIN
     writer.need(size + 8)
     writer.y -= size + 4
-    writer.canvas.setFont(_FONT, 10)
+    writer.canvas.setFont(FONT, 10)
     for value, text in options.items():
-        width = size + 6 + pdfmetrics.stringWidth(text, _FONT, 10) + 18
+        width = size + 6 + pdfmetrics.stringWidth(text, FONT, 10) + 18
         if x + width > _MARGIN + _WIDTH:
             writer.need(size + 8)
             writer.y -= size + 8
@@ -179,7 +185,7 @@ def _draw_options(
                 fieldFlags="",
                 **style,
             )
-        writer.canvas.setFont(_FONT, 10)
+        writer.canvas.setFont(FONT, 10)
         writer.canvas.drawString(x + size + 5, writer.y, text)
         x += width
     writer.y -= 6
@@ -187,9 +193,9 @@ def _draw_options(
 
 def _draw_field(writer: _PdfWriter, key: str, rule: FieldRule, rules: Rules) -> None:
     label = printed_label(rule)
-    heading = simpleSplit(label, _FONT_BOLD, 10, _WIDTH)
+    heading = simpleSplit(label, FONT_BOLD, 10, _WIDTH)
     writer.need(len(heading) * 13 + 26)
-    writer.canvas.setFont(_FONT_BOLD, 10)
+    writer.canvas.setFont(FONT_BOLD, 10)
     for line in heading:
         writer.y -= 13
         writer.canvas.drawString(_MARGIN, writer.y, line)
@@ -242,9 +248,9 @@ def _draw_field(writer: _PdfWriter, key: str, rule: FieldRule, rules: Rules) -> 
 
 def blank_form_pdf(rules: Rules) -> bytes:
     """The fillable PDF form: one AcroForm field per key, tooltips = printed labels."""
-    _register_fonts()
+    register_fonts()
     writer = _PdfWriter()
-    writer.paragraph(TITLE, font=_FONT_BOLD, size=16)
+    writer.paragraph(TITLE, font=FONT_BOLD, size=16)
     writer.y -= 6
     for text in INSTRUCTIONS:
         writer.paragraph(text, size=9.5)
@@ -254,7 +260,7 @@ def blank_form_pdf(rules: Rules) -> bytes:
         if heading:
             writer.need(60)
             writer.y -= 10
-            writer.paragraph(heading, font=_FONT_BOLD, size=12.5)
+            writer.paragraph(heading, font=FONT_BOLD, size=12.5)
         _draw_field(writer, key, rule, rules)
     writer.need(40)
     writer.y -= 16

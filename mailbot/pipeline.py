@@ -147,7 +147,11 @@ class Analyser:
             rules=rules,
         )
         warnings = tuple(w for d in documents for w in d.warnings) + tuple(dossier.warnings)
-        needs_review = dossier.needs_review or any(d.needs_review for d in documents)
+        # An unreadable document matters when it may hold what is missing; a huge
+        # holiday photo next to a readable dossier and letter does not.
+        unreadable = any(d.needs_review for d in documents)
+        complete_pieces = dossier.dossier_sha256 is not None and letter.letter_sha256 is not None
+        needs_review = dossier.needs_review or (unreadable and not complete_pieces)
         return Reading(
             documents=documents,
             dossier=dossier,

@@ -81,7 +81,10 @@ class DossierReading:
     dossier_sha256: str | None
     fields: dict[str, Any] = field(default_factory=dict)
     evidence: dict[str, FieldEvidence] = field(default_factory=dict)
+    # What could not be understood in the fields (each document's own
+    # warnings stay on its DocumentText).
     warnings: tuple[str, ...] = ()
+    # The dossier's document needs a human eye (cut, partly unreadable…).
     needs_review: bool = False
     # Distinct field labels seen in the dossier (form fields included); a
     # label that is a lone common word ("Contact") counts half.
@@ -1054,7 +1057,7 @@ def read_dossier(documents: Sequence[DocumentText], *, rules: Rules) -> DossierR
         dossier_sha256=doc.sha256,
         fields=fields,
         evidence=evidence,
-        warnings=tuple([*doc.warnings, *warnings]),
+        warnings=tuple(warnings),
         needs_review=doc.needs_review,
         labels_found=best.label_score,
         candidates=candidates,

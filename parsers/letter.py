@@ -110,11 +110,18 @@ def _page_runs(doc: DocumentText, form_pages: list[bool]) -> list[tuple[int, str
 
 
 def _text_before_form(text: str, rules: Rules) -> str:
-    """A one-page document (DOCX) holding both: the text above the first label."""
+    """A one-page document (DOCX) holding both: the text above the form.
+
+    The form starts where labels crowd together (a window of lines showing
+    a form page's worth of labels), not at a letterhead's "Téléphone :".
+    """
     lines = text.split("\n")
-    for number, line in enumerate(lines):
-        if count_labels(line, rules):
-            return "\n".join(lines[:number])
+    window = 10
+    for start in range(len(lines)):
+        if count_labels("\n".join(lines[start : start + window]), rules) >= FORM_PAGE_LABELS:
+            # The form begins at the window's first label line.
+            first = next(n for n in range(start, start + window) if count_labels(lines[n], rules))
+            return "\n".join(lines[:first])
     return text
 
 

@@ -15,6 +15,11 @@ not an interpreter start plus a second of imports.
 ``map_sandboxed`` runs many items (all the documents of one message) in ONE
 child; the child reports progress item by item, so when an item kills the
 child only that item fails and a fresh child carries on with the rest.
+
+Costs, measured on the development machine: the forkserver starts once per
+worker process (about 0.9 s, the parsing libraries' imports); then a call
+costs about 5-10 ms on top of the work. The forkserver lives as long as the
+worker and exits with it; children never outlive their call.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import pickle
 import resource
 import signal
 import sys
@@ -194,7 +200,7 @@ def _child_main(
                 continue
             try:
                 conn.send(("done", index, result))
-            except (TypeError, AttributeError, ValueError) as err:
+            except (pickle.PicklingError, TypeError, AttributeError, ValueError) as err:
                 # pickle failures: the result cannot cross the pipe.
                 conn.send(("failed", index, "exception", f"unpicklable result: {err}"))
     finally:

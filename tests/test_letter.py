@@ -69,6 +69,18 @@ def test_a_letterhead_with_contact_labels_is_still_a_letter():
     assert (found.letter_sha256, found.page) == (combined.sha256, 1)
 
 
+def test_one_page_document_with_letterhead_then_form():
+    letterhead = "Téléphone : 03 21 00 00 00\nCourriel : contact@perroy.fr\n"
+    both = DocumentText(
+        sha256="c" * 64,
+        filename="tout.docx",
+        kind="docx",
+        pages=(letterhead + LETTER + "\n" + FORM_PAGE,),
+    )
+    found = find_letter([both], rules=RULES, dossier_sha256=both.sha256)
+    assert found.letter_sha256 == both.sha256 and found.page is None
+
+
 def test_letter_after_the_dossier_pages():
     combined = doc("candidature.pdf", FORM_PAGE, FORM_PAGE, LETTER)
     found = find_letter([combined], rules=RULES, dossier_sha256=combined.sha256)

@@ -102,3 +102,29 @@ def test_unreadable_file_is_a_handled_error(config_dir, tmp_path, capsys):
     code = main(["--config", str(config_dir), "try", str(tmp_path / "absent.eml"), "--json"])
     assert code in (1, 2)
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_an_oversized_photo_beside_a_complete_dossier_does_not_block_it(try_json):
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("1", (8000, 6000), 1).save(buffer, format="PNG")
+    message = candidature(letter=True)
+    message.add_attachment(buffer.getvalue(), maintype="image", subtype="png", filename="site.png")
+    result = try_json(message)
+    assert result["verdict"] == "candidature"
+    assert result["missing"] == []
+    assert result["reply"]["kind"] == "acknowledgement"
+    assert any("site.png" in w or "pixels" in w for w in result["warnings"]), result["warnings"]
+
+
+def test_an_unreadable_file_where_the_letter_may_be_goes_to_review(try_json):
+    message = candidature(letter=False)
+    message.add_attachment(
+        b"%PDF-1.7\n garbage", maintype="application", subtype="pdf", filename="courrier.pdf"
+    )
+    result = try_json(message)
+    assert result["verdict"] == "needs_review"
+    assert result["reply"] is None
