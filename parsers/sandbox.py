@@ -111,6 +111,11 @@ def _start_forkserver() -> None:
         data = original(name)
         if "init_main_from_path" in data:
             data.setdefault("main_path", data["init_main_from_path"])
+        elif "init_main_from_name" in data:
+            # ``python -m package.module``: preload the module's file the same way.
+            main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+            if main_file:
+                data.setdefault("main_path", main_file)
         return data
 
     spawn.get_preparation_data = with_main_path
