@@ -102,10 +102,11 @@ def config_check(
     ] = False,
 ) -> None:
     """Validate mailbot.toml, rules.toml and the templates; name each error's file, line and key."""
-    from mailbot.replies import check_templates
+    from mailbot import digest, replies
 
     config = load_config(_app(ctx).config_dir)
-    check_templates(config)
+    replies.check_templates(config)
+    digest.check_templates(config)
     if not no_secrets:
         check_secrets(config)
     settings = config.settings
@@ -528,6 +529,98 @@ def template_command(
     data = blank_form_pdf(rules) if fmt == "pdf" else blank_form_docx(rules)
     exports.write(output, data)
     err.print(f"blank dossier d'intention written to {output} ({len(data)} bytes)")
+
+
+@app.command("digest")
+def digest_command(
+    ctx: typer.Context,
+    print_only: Annotated[
+        bool, typer.Option("--print", help="Show today's digest without sending anything.")
+    ] = False,
+) -> None:
+    """Send today's staff digest now (once per day), or print it."""
+    from mailbot.digest import print_digest, send_digest
+
+    application = _app(ctx)
+    if print_only:
+        sys.stdout.write(print_digest(application))
+        return
+    row = send_digest(application)
+    if row is None:
+        out.print(
+            "digest: already sent today, nothing to report (skip_when_empty), or no recipient"
+        )
+    else:
+        count = len(application.config.settings.digest.recipients)
+        out.print(f"digest queued and delivered to {count} recipients")
+
+
+@app.command("purge")
+def purge_command(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be deleted.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Delete what the retention rules say has expired (legal holds are kept), with an audit log."""
+    from mailbot.privacy import purge
+
+    report = purge(_app(ctx), dry_run=dry_run, actor=_staff_actor())
+    if as_json:
+        _print_json(report.as_dict())
+    else:
+        out.print(report.summary(), markup=False, soft_wrap=True)
+    if report.errors:
+        raise typer.Exit(1)
+
+
+@app.command("export-person")
+def export_person_command(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="The person's e-mail address.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Empty or new directory.")],
+) -> None:
+    """Everything about one person (access request): data, original messages and files."""
+    from mailbot.privacy import export_person
+
+    report = export_person(_app(ctx), email, output)
+    out.print(report.summary(), markup=False, soft_wrap=True)
+
+
+@app.command("erase-person")
+def erase_person_command(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="The person's e-mail address.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Erase one person's data (erasure request), leaving a tombstone; legal holds are refused."""
+    from mailbot.privacy import erase_person
+
+    if not yes and sys.stdin.isatty():
+        typer.confirm(f"Erase everything about {email}? This cannot be undone", abort=True)
+    report = erase_person(_app(ctx), email, actor=_staff_actor())
+    out.print(report.summary(), markup=False, soft_wrap=True)
+    if not report.complete:
+        raise typer.Exit(1)
+
+
+@dossiers_app.command("hold")
+def dossiers_hold(
+    ctx: typer.Context,
+    reference: Annotated[str, typer.Argument(help="Reference such as BSC-2026-0007.")],
+    release: Annotated[bool, typer.Option("--release", help="Lift the legal hold.")] = False,
+    note: Annotated[
+        str | None, typer.Option("--note", help="Why (kept in the audit trail).")
+    ] = None,
+) -> None:
+    """Put a dossier on legal hold (no purge, no erasure), or lift it with --release."""
+    from mailbot.privacy import set_legal_hold
+
+    report = set_legal_hold(
+        _app(ctx), reference.strip().upper(), not release, actor=_staff_actor(), note=note
+    )
+    state = "on legal hold" if report.hold else "no longer on legal hold"
+    unchanged = "" if report.changed else " (unchanged)"
+    out.print(f"{report.reference}: {state}{unchanged}")
 
 
 # --------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from datetime import date
 from imap_tools import MailBox, MailBoxStartTls, MailBoxUnencrypted
 from imap_tools.errors import MailboxLoginError, UnexpectedCommandStatusError
 from imap_tools.message import MailMessage
+from imap_tools.utils import encode_folder
 
 from mailbot.config import MailboxSettings
 from mailbot.errors import MailbotError
@@ -118,6 +119,11 @@ class MailboxClient:
             raise ImapError(f"{s.name}: cannot connect to {s.host}:{s.port}: {err}") from err
         try:
             box.login(s.username, self._password, initial_folder=None)
+            # imaplib keeps the capabilities announced before login; servers
+            # announce MOVE, UIDPLUS, IDLE... only after it.
+            typ, data = box.client.capability()
+            if typ == "OK" and data and data[-1]:
+                box.client.capabilities = tuple(data[-1].decode("ascii", "replace").upper().split())
         except MailboxLoginError as err:
             _quietly_close(box)
             raise ImapError(f"{s.name}: login refused for {s.username}") from err
@@ -225,22 +231,42 @@ class MailboxClient:
     # -- marking ----------------------------------------------------------------
 
     def add_keyword(self, uids: Iterable[int], keyword: str) -> None:
+        """Set ``keyword`` on messages; never expunges (imap-tools' ``flag`` does)."""
         uid_list = [str(u) for u in uids]
         if not uid_list:
             return
-        try:
-            self.box.flag(uid_list, keyword, True)
-        except (OSError, imaplib.IMAP4.error, UnexpectedCommandStatusError) as err:
-            raise ImapError(f"{self.settings.name}: cannot set {keyword}: {err}") from err
+        self._uid_command("STORE", ",".join(uid_list), "+FLAGS.SILENT", f"({keyword})")
 
     def move(self, uids: Iterable[int], folder: str) -> None:
-        uid_list = [str(u) for u in uids]
+        """Move messages; without MOVE, copy then expunge only these UIDs (UIDPLUS).
+
+        A plain EXPUNGE would also remove mail staff marked as deleted in
+        their own client: never send one.
+        """
+        uid_list = ",".join(str(u) for u in uids)
         if not uid_list:
             return
+        target = encode_folder(folder)
+        if "MOVE" in self.capabilities:
+            self._uid_command("MOVE", uid_list, target)
+            return
+        self._uid_command("COPY", uid_list, target)
+        self._uid_command("STORE", uid_list, "+FLAGS.SILENT", "(\\Deleted)")
+        if "UIDPLUS" in self.capabilities:
+            self._uid_command("EXPUNGE", uid_list)
+        else:
+            log.warning(
+                "%s: server has neither MOVE nor UIDPLUS; moved messages stay marked deleted",
+                self.settings.name,
+            )
+
+    def _uid_command(self, command: str, *args) -> None:
         try:
-            self.box.move(uid_list, folder)
-        except (OSError, imaplib.IMAP4.error, UnexpectedCommandStatusError) as err:
-            raise ImapError(f"{self.settings.name}: cannot move to {folder!r}: {err}") from err
+            typ, data = self.box.client.uid(command, *args)
+        except (OSError, imaplib.IMAP4.error) as err:
+            raise ImapError(f"{self.settings.name}: UID {command} failed: {err}") from err
+        if typ != "OK":
+            raise ImapError(f"{self.settings.name}: UID {command} refused: {data!r}")
 
     def append(self, raw: bytes, folder: str, *, flags: Sequence[str] = ("\\Seen",)) -> None:
         try:

@@ -31,6 +31,7 @@ from sqlmodel import Session, col, select
 
 from mailbot.config import Config, MailboxSettings
 from mailbot.errors import ConfigError, ConfigProblem
+from mailbot.headers import encoded_header
 from parsers.classify import make_reply_message_id
 from parsers.text import header_safe
 from parsers.types import ParsedMail
@@ -155,7 +156,7 @@ def build_reply(
         display_name=header_safe(mailbox.display_name), addr_spec=mailbox.address
     )
     message["To"] = Address(addr_spec=to)
-    message["Subject"] = subject
+    message.set_raw("Subject", encoded_header("Subject", subject))
     message["Date"] = format_datetime(now or utcnow())
     message["Message-ID"] = message_id
     thread = [m for m in (*references, in_reply_to) if m and _MSGID.fullmatch(m)]

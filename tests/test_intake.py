@@ -375,3 +375,18 @@ def test_needs_review_then_retry_after_a_rule_change(service_app, dovecot, confi
     assert message.status == "filed" and message.attempts == 2
     # Retrying again is refused: the message is filed now.
     assert main(["messages", "retry", str(entry["id"])]) == 1
+
+
+@pytest.mark.parametrize("on_filed", ["keyword", "move"])
+def test_staff_mail_marked_deleted_is_never_expunged(service_app, dovecot, monkeypatch, on_filed):
+    monkeypatch.setenv("MAILBOT_MAILBOXES__0__ON_FILED", on_filed)
+    monkeypatch.setenv("MAILBOT_MAILBOXES__0__PROCESSED_FOLDER", "Traites")
+    service_app._config = None
+    kept = dovecot.append(NB, newsletter(), flags=["\\Deleted"])
+    dovecot.append(NB, candidature())
+    assert poll(service_app)[NB].filed == 1
+    flags = dovecot.fetch_flags(NB)
+    assert kept in flags and "\\Deleted" in flags[kept]
+    if on_filed == "move":
+        assert len(dovecot.uids(NB, "Traites")) == 1
+        assert list(flags) == [kept]

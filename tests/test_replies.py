@@ -23,16 +23,6 @@ APPLICANT = "Marie Lefebvre <marie.lefebvre@jardins-perroy.fr>"
 RULES = load_config(SHIPPED_CONFIG, environ={}).rules
 
 
-@pytest.fixture
-def replies_app(service_env, service_app, smtp_server, monkeypatch):
-    monkeypatch.setenv("MAILBOT_SMTP__HOST", smtp_server.host)
-    monkeypatch.setenv("MAILBOT_SMTP__PORT", str(smtp_server.port))
-    monkeypatch.setenv("MAILBOT_SMTP__SECURITY", "none")
-    monkeypatch.setenv("MAILBOT_SMTP__USERNAME", "")
-    service_app._config = None
-    return service_app
-
-
 def dossier_pdf() -> bytes:
     return corpus.form_pdf(RULES, corpus.POTAGER)
 
