@@ -121,3 +121,19 @@ def test_health(app_with_dossier, capsys):
     os.utime(heartbeat, (old, old))
     assert main(["health"]) == 1
     assert "heartbeat" in capsys.readouterr().err
+
+
+def test_template_command_writes_the_blank_forms(config_dir, tmp_path, capsys):
+    from docx import Document
+    from pypdf import PdfReader
+
+    pdf, docx = tmp_path / "dossier.pdf", tmp_path / "dossier.docx"
+    assert main(["--config", str(config_dir), "template", "--format", "pdf", "-o", str(pdf)]) == 0
+    assert main(["--config", str(config_dir), "template", "--format", "docx", "-o", str(docx)]) == 0
+    fields = PdfReader(pdf).get_fields()
+    for key in ("intitule", "description", "contact_email", "categorie_label", "thematique"):
+        assert key in fields
+    assert {"criteres_collaborative", "criteres_durable", "criteres_innovante"} <= set(fields)
+    cells = {c.text for t in Document(docx).tables for r in t.rows for c in r.cells}
+    assert any("Intitulé de l'action ou du projet" in text for text in cells)
+    assert main(["--config", str(config_dir), "template", "--format", "odt", "-o", "x"]) == 2
