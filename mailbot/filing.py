@@ -100,8 +100,7 @@ def file_analysis(
     key, sha = dedup_key(analysis)
     existing = repo.find_message(session=session, dedup_key=key)
     if existing is not None:
-        _sight(session, existing, position)
-        return _duplicate(session, existing)
+        return known_message(session=session, message=existing, position=position)
 
     now = now or utcnow()
     status, verdict, error = _status_of(analysis)
@@ -131,8 +130,7 @@ def file_analysis(
     row, inserted = repo.add_message(session=session, message=message)
     if not inserted:
         # Another worker filed it a moment ago (same message, other mailbox).
-        _sight(session, row, position)
-        return _duplicate(session, row)
+        return known_message(session=session, message=row, position=position)
     _sight(session, row, position)
 
     outcome = Filed(row.id, status, verdict, duplicate=False, content_kept=keep)
@@ -475,6 +473,12 @@ def _sight(session: Session, message: Message, position: Position | None) -> Non
         uidvalidity=position.uidvalidity,
         uid=position.uid,
     )
+
+
+def known_message(*, session: Session, message: Message, position: Position | None) -> Filed:
+    """A message already in the ledger (other mailbox, rescan): record where it was seen."""
+    _sight(session, message, position)
+    return _duplicate(session, message)
 
 
 def _duplicate(session: Session, message: Message) -> Filed:

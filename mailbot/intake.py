@@ -21,7 +21,7 @@ import email.policy
 import hashlib
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
@@ -32,7 +32,7 @@ from mailbot import faults
 from mailbot.app import App
 from mailbot.config import MailboxSettings, secret
 from mailbot.errors import MailbotError
-from mailbot.filing import Filed, Position, file_analysis
+from mailbot.filing import Filed, Position, file_analysis, known_message
 from mailbot.imap import FetchedMessage, FolderState, ImapError, MailboxClient
 from mailbot.pipeline import Analyser, Analysis
 from storage import repositories as repo
@@ -244,46 +244,16 @@ def _file_known(
         existing = repo.find_message(session=session, dedup_key=key)
         if existing is None:
             return None
-        repo.add_sighting(
-            session=session,
-            message=existing,
-            mailbox=position.mailbox,
-            folder=position.folder,
-            uidvalidity=position.uidvalidity,
-            uid=position.uid,
-        )
+        filed = known_message(session=session, message=existing, position=position)
         _save_cursor(session, position, state)
         faults.checkpoint("before_commit")
-        reference = None
-        if existing.dossier_id is not None:
-            from storage.models import Dossier
-
-            dossier = session.get(Dossier, existing.dossier_id)
-            reference = dossier.reference if dossier else None
-        return Filed(
-            existing.id,
-            existing.status,
-            existing.verdict,
-            duplicate=True,
-            dossier_reference=reference,
-            content_kept=existing.raw_blob is not None,
-        )
+        return filed
 
 
 def _file(app: App, analysis: Analysis, position: Position, state: FolderState) -> Filed:
     for attempt in range(3):
         try:
-            with session_scope(app.engine) as session:
-                filed = file_analysis(
-                    session=session,
-                    blobs=app.blobs,
-                    config=app.config,
-                    analysis=analysis,
-                    position=position,
-                )
-                _save_cursor(session, position, state)
-                faults.checkpoint("before_commit")
-            return filed
+            return _file_once(app, analysis, position, state)
         except IntegrityError:
             # Another worker filed the same message or took the same number
             # at the same moment: the next attempt sees its rows.
@@ -293,32 +263,23 @@ def _file(app: App, analysis: Analysis, position: Position, state: FolderState) 
             raise
         except Exception as err:  # a bug in filing must quarantine the message, not block the box
             log.exception("cannot file message at %s", position)
-            return _file_failed(app, analysis, position, state, err)
+            failed = replace(analysis, reading=None, verdict=None, error=f"filing error: {err!r}")
+            return _file_once(app, failed, position, state)
     raise AssertionError("unreachable")
 
 
-def _file_failed(
-    app: App, analysis: Analysis, position: Position, state: FolderState, err: Exception
-) -> Filed:
-    failed = Analysis(
-        raw=analysis.raw,
-        mailbox=analysis.mailbox,
-        mail=analysis.mail,
-        classification=analysis.classification,
-        reading=None,
-        verdict=None,
-        error=f"filing error: {err!r}",
-        warnings=analysis.warnings,
-    )
+def _file_once(app: App, analysis: Analysis, position: Position, state: FolderState) -> Filed:
+    """Everything a message implies and the cursor, in one transaction."""
     with session_scope(app.engine) as session:
         filed = file_analysis(
             session=session,
             blobs=app.blobs,
             config=app.config,
-            analysis=failed,
+            analysis=analysis,
             position=position,
         )
         _save_cursor(session, position, state)
+        faults.checkpoint("before_commit")
     return filed
 
 
