@@ -34,11 +34,11 @@ CLAIM_BATCH = 20
 
 
 class TransientError(Exception):
-    pass
+    """Try again later: 4xx, connection refused or lost, timeout."""
 
 
 class PermanentError(Exception):
-    pass
+    """Never retried: 5xx (e.g. the recipient does not exist)."""
 
 
 @dataclass
