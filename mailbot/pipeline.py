@@ -168,5 +168,7 @@ def _documents(attachments: Sequence[Attachment]) -> list[Attachment]:
     return [
         a
         for a in attachments
-        if a.size > 0 and a.data and a.content_type.startswith(_DOCUMENT_TYPES)
+        # Empty files are read too, so that they are named in the warnings; files
+        # over the size limit (no data, real size) are not.
+        if (a.data or a.size == 0) and a.content_type.startswith(_DOCUMENT_TYPES)
     ]

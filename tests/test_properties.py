@@ -1,0 +1,240 @@
+"""Property tests: the message parser never raises, the reply builder never lets text escape.
+
+``parse_message`` is fed arbitrary bytes and mutations of real candidatures;
+``build_reply`` is fed arbitrary applicant names, project titles,
+Message-IDs and References. Whatever the input, the parser returns a
+ParsedMail with the right digest and a one-line subject, and the reply
+parses back with exactly our header set and the given recipient.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import hashlib
+import re
+from email.parser import BytesParser
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mailbot.config import load_config
+from mailbot.replies import KINDS, build_reply
+from parsers.errors import MailParseError
+from parsers.mail import parse_message
+from tests import faults as f
+from tests.fixtures.config import SHIPPED_CONFIG
+from tests.fixtures.mail import forward_as_attachment
+
+CONFIG = load_config(SHIPPED_CONFIG, environ={})
+LIMITS = CONFIG.settings.limits
+MAILBOX = CONFIG.settings.mailboxes[0]
+UNSAFE = re.compile("[\r\n\x00\u2028\u2029]")
+MSGID = re.compile(r"<[^<>\s\x00-\x1f\x7f]{1,250}>")
+
+FAST = settings(
+    deadline=None,
+    max_examples=300,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+def _seeds() -> list[bytes]:
+    plain = f.candidature(1).raw
+    with_pdf = f.make_mail(
+        subject="Candidature au label Béthune Smart City – été",
+        sender="Chloé Dupont <chloe@asso-perroy.fr>",
+        body="Bonjour, voici le dossier d'intention.",
+        attachments=[("dossier.txt", "Intitulé : Potager".encode(), "text/plain")],
+        headers={"Authentication-Results": "mx.ville-bethune.fr; dmarc=pass"},
+    )
+    forwarded = forward_as_attachment(with_pdf, sender="Secrétariat <secretariat@asso.fr>")
+    return [plain, f.as_bytes(with_pdf), f.as_bytes(forwarded)]
+
+
+SEEDS = _seeds()
+
+
+def _check(raw: bytes) -> None:
+    try:
+        mail = parse_message(raw, limits=LIMITS)
+    except MailParseError:
+        assert raw == b""  # the one documented refusal: nothing to parse
+        return
+    assert mail.sha256 == hashlib.sha256(raw).hexdigest()
+    assert mail.size == len(raw)
+    assert not UNSAFE.search(mail.subject), repr(mail.subject)
+    assert not UNSAFE.search(mail.sender_name or "")
+    assert not UNSAFE.search(mail.sender or "")
+    for attachment in mail.attachments:
+        assert attachment.sha256 == hashlib.sha256(attachment.data).hexdigest()
+        assert "/" not in attachment.filename and "\\" not in attachment.filename
+
+
+@FAST
+@given(st.binary(max_size=4000))
+def test_parse_message_never_raises_on_arbitrary_bytes(raw):
+    _check(raw)
+
+
+header_lines = st.lists(
+    st.tuples(
+        st.sampled_from(["Subject", "From", "To", "Content-Type", "Message-ID", "X-Whatever"]),
+        st.text(max_size=80),
+    ),
+    max_size=6,
+)
+
+
+@FAST
+@given(header_lines, st.binary(max_size=500))
+def test_parse_message_never_raises_on_arbitrary_headers(headers, body):
+    raw = b"".join(
+        name.encode() + b": " + value.encode("utf-8", "surrogatepass") + b"\r\n"
+        for name, value in headers
+    )
+    _check(raw + b"\r\n" + body)
+
+
+@st.composite
+def mutated(draw):
+    raw = bytearray(draw(st.sampled_from(SEEDS)))
+    for _ in range(draw(st.integers(1, 12))):
+        op = draw(st.sampled_from(["flip", "insert", "delete", "cut", "dup"]))
+        at = draw(st.integers(0, max(0, len(raw) - 1)))
+        if op == "flip" and raw:
+            raw[at] = draw(st.integers(0, 255))
+        elif op == "insert":
+            raw[at:at] = draw(
+                st.sampled_from(
+                    [b"\r\n", b"\n\n", b"\x00", b"--", b"=?utf-8?b?", b"\r\n\r\n", b"\xe2\x80\xa8"]
+                )
+                | st.binary(max_size=20)
+            )
+        elif op == "delete":
+            del raw[at : at + draw(st.integers(1, 50))]
+        elif op == "cut":
+            del raw[at:]
+        elif op == "dup":
+            raw[at:at] = raw[at : at + draw(st.integers(1, 200))]
+    return bytes(raw)
+
+
+@FAST
+@given(mutated())
+def test_parse_message_never_raises_on_mutated_candidatures(raw):
+    _check(raw)
+
+
+# -- the reply builder ---------------------------------------------------------------------------
+
+addresses = st.builds(
+    lambda local, domain, tld: f"{local}@{domain}.{tld}",
+    st.from_regex(r"[a-z0-9][a-z0-9._+-]{0,20}[a-z0-9]", fullmatch=True).filter(
+        lambda s: ".." not in s
+    ),
+    st.from_regex(r"[a-z0-9]([a-z0-9-]{0,15}[a-z0-9])?", fullmatch=True),
+    st.sampled_from(["fr", "org", "com", "example"]),
+)
+message_ids = st.one_of(
+    st.none(),
+    st.text(max_size=60),
+    st.from_regex(r"<[A-Za-z0-9.$_-]{1,30}@[a-z0-9.-]{1,20}>", fullmatch=True),
+    st.builds(lambda t: f"<{t}@x.fr>", st.text(max_size=30)),
+)
+hostile_text = st.one_of(
+    st.none(),
+    st.text(max_size=200),
+    st.lists(
+        st.sampled_from(
+            ["Jean", "\r\n", "Bcc: evil@evil.example", "\u2028", "\x00", "é", "=?utf-8?q?x?=", ":"]
+        ),
+        max_size=12,
+    ).map("".join),
+)
+
+BASE_HEADERS = {
+    "from",
+    "to",
+    "subject",
+    "date",
+    "message-id",
+    "auto-submitted",
+    "x-auto-response-suppress",
+    CONFIG.settings.replies.loop_header.lower(),
+    "precedence",
+    "mime-version",
+    "content-type",
+}
+
+
+@FAST
+@given(
+    kind=st.sampled_from(KINDS),
+    number=st.integers(1, 9999),
+    to=addresses,
+    applicant_name=hostile_text,
+    intitule=hostile_text,
+    missing=st.lists(st.text(max_size=60), max_size=4),
+    in_reply_to=message_ids,
+    references=st.lists(message_ids.filter(lambda m: m is not None), max_size=15),
+)
+def test_build_reply_headers_are_exactly_ours(
+    kind, number, to, applicant_name, intitule, missing, in_reply_to, references
+):
+    reference = f"BSC-2026-{number:04d}"
+    reply = build_reply(
+        config=CONFIG,
+        mailbox=MAILBOX,
+        kind=kind,
+        reference=reference,
+        to=to,
+        applicant_name=applicant_name,
+        intitule=intitule,
+        missing_text=missing,
+        in_reply_to=in_reply_to,
+        references=references,
+    )
+    head, _, _ = reply.raw.partition(b"\r\n\r\n")
+    # Every physical header line is a header we set, or a folded continuation of one.
+    names = []
+    for line in head.split(b"\r\n"):
+        assert b"\n" not in line and b"\r" not in line and b"\x00" not in line
+        if line[:1] in (b" ", b"\t"):
+            continue
+        names.append(line.split(b":", 1)[0].decode("ascii").lower())
+    expected = set(BASE_HEADERS)
+    thread = [m for m in (*references, in_reply_to) if m and MSGID.fullmatch(m)]
+    if in_reply_to and MSGID.fullmatch(in_reply_to):
+        expected.add("in-reply-to")
+    if thread:
+        expected.add("references")
+    assert sorted(names) == sorted(expected), names
+    parsed = BytesParser(policy=email.policy.default).parsebytes(reply.raw)
+    assert parsed["To"] == to and parsed["To"].addresses[0].addr_spec == to
+    assert parsed["Bcc"] is None and parsed["Cc"] is None
+    for name, value in parsed.items():
+        assert not UNSAFE.search(str(value)), (name, value)
+    assert reference in parsed["Subject"]
+    assert parsed["Auto-Submitted"] == "auto-replied"
+    assert parsed["Message-ID"] == reply.message_id
+    if "in-reply-to" in expected:
+        assert parsed["In-Reply-To"] == in_reply_to
+    assert not parsed.defects
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_build_reply_refuses_a_non_canonical_reference(kind):
+    with pytest.raises(ValueError):
+        build_reply(
+            config=CONFIG,
+            mailbox=MAILBOX,
+            kind=kind,
+            reference="BSC-2026-0001\r\nBcc: evil@evil.example",
+            to="a@example.org",
+            applicant_name=None,
+            intitule=None,
+            missing_text=(),
+            in_reply_to=None,
+        )
