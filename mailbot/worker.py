@@ -20,6 +20,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -47,6 +48,19 @@ class MailboxPoller:
         self.mailbox = mailbox
         self._lock = threading.Lock()
         self._dirty = threading.Event()
+        # The IDLE watcher hands polls to this thread so that it can go
+        # straight back to IDLE and hear about the next message.
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"poll-{mailbox.name}")
+
+    def trigger_soon(self) -> None:
+        """Ask for a poll without waiting for it (from the IDLE watcher)."""
+        self._dirty.set()
+        if not self.service.stopping.is_set():
+            self._executor.submit(self.trigger)
+
+    def shutdown(self) -> None:
+        """Wait for the poll in hand to finish its current message."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
 
     def trigger(self) -> None:
         self._dirty.set()
@@ -106,21 +120,26 @@ class IdleWatcher(threading.Thread):
                 return False
             log.info("IDLE %s: watching %s", self.mailbox.name, self.mailbox.folder)
             # Catch up on what arrived while we were not connected.
-            self.poller.trigger()
+            self.poller.trigger_soon()
             idle = client.box.idle
             while not self.service.stopping.is_set():
                 idle.start()
                 started = time.monotonic()
-                news = False
+                # A notice sent while IDLE was starting is read by imaplib as an
+                # untagged response, not returned by idle.poll(): look there too.
+                news = _pop_news(client.box.client.untagged_responses)
                 quick_empty = 0
-                while time.monotonic() - started < renew and not self.service.stopping.is_set():
+                while (
+                    not news
+                    and time.monotonic() - started < renew
+                    and not self.service.stopping.is_set()
+                ):
                     before = time.monotonic()
                     responses = idle.poll(timeout=IDLE_POLL_SECONDS)
                     if any(b"BYE" in r for r in responses):
                         raise ImapError(f"{self.mailbox.name}: server said BYE")
-                    if any(b"EXISTS" in r or b"RECENT" in r for r in responses):
-                        news = True
-                        break
+                    news = any(b"EXISTS" in r or b"RECENT" in r for r in responses)
+                    news = _pop_news(client.box.client.untagged_responses) or news
                     # imap-tools returns [] at once on EOF: a dead socket looks like this.
                     if not responses and time.monotonic() - before < IDLE_POLL_SECONDS / 2:
                         quick_empty += 1
@@ -129,9 +148,19 @@ class IdleWatcher(threading.Thread):
                     else:
                         quick_empty = 0
                 idle.stop()
+                news = _pop_news(client.box.client.untagged_responses) or news
                 if news:
-                    self.poller.trigger()
+                    self.poller.trigger_soon()
         return True
+
+
+def _pop_news(untagged: dict) -> bool:
+    """Whether imaplib holds an EXISTS/RECENT notice (and forget it)."""
+    found = False
+    for name in ("EXISTS", "RECENT"):
+        if untagged.pop(name, None):
+            found = True
+    return found
 
 
 class Service:
@@ -272,5 +301,7 @@ def run_service(app: App) -> None:
             executor.shutdown(wait=True)
         for watcher in service.watchers:
             watcher.join(timeout=5)
+        for poller in service.pollers.values():
+            poller.shutdown()
         Path(service.heartbeat).unlink(missing_ok=True)
         log.info("stopped")

@@ -96,3 +96,30 @@ def test_run_answers_by_idle_survives_restart_and_stops_cleanly(
     assert "stopped" in log_text(tmp_path)
     assert not (tmp_path / "heartbeat").exists()
     assert len(smtp_server.messages) == 2
+
+
+def test_idle_hears_mail_arriving_while_a_poll_runs(worker, dovecot, smtp_server, tmp_path):
+    """Mail that arrives while a poll is busy is answered at once, not at the next timer poll."""
+    wait_until(lambda: "IDLE n.bataillon: watching" in log_text(tmp_path), 30, "IDLE start")
+    # A scanned dossier: OCR keeps the poll busy for a few seconds.
+    scan = corpus.image_pdf(corpus.scanned(corpus.form_pdf(RULES, corpus.POTAGER), seed=3))
+    slow = make_mail(
+        subject="Candidature au label Béthune Smart City (scan)",
+        sender="Scan <scan@example.org>",
+        body="Bonjour, voici notre dossier d'intention scanné.",
+        attachments=[
+            ("dossier_scan.pdf", scan, "application/pdf"),
+            ("courrier.pdf", corpus.letter_pdf(corpus.POTAGER), "application/pdf"),
+        ],
+    )
+    dovecot.append("n.bataillon", slow)
+    time.sleep(1.5)  # IDLE has reported it; the poll is reading the scan
+    dovecot.append("n.bataillon", candidature(9))
+    # The timer poll is an hour away: only IDLE can bring the second one in.
+    smtp_server.wait_for(2, timeout=60)
+    assert sorted(c.message["To"] for c in smtp_server.messages) == [
+        "porteur9@example.org",
+        "scan@example.org",
+    ]
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0

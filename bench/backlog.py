@@ -1,0 +1,90 @@
+"""Backlog: the first poll over 5,000 recent messages that are not candidatures.
+
+Run from the repository root:  .venv/bin/python -m bench.backlog [--quick]
+
+``n.bataillon`` holds 5,000 everyday messages (newsletters, colleagues'
+mail, meeting replies; 1.5-9 KB) that arrived today, so within the backlog
+window. mailbot: ``poll_mailbox`` with a fresh database (no cursor: full
+scan, fetch in batches, dedup key, parse, classify, ledger row, sighting,
+cursor, server action). Baseline: the bare minimum of looking at every one
+of those messages, an imap-tools header fetch of the same mailbox
+(``fetch(headers_only=True, mark_seen=False, bulk=500)``). Interleaved:
+baseline, mailbot, baseline, ...; the baseline figure is the median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from bench import harness
+from bench.harness import NB, Figure
+from mailbot.intake import poll_mailbox
+
+
+def bare_fetch(srv: harness.Servers) -> float:
+    start = time.perf_counter()
+    with srv.dovecot.mailbox_client(NB) as box:
+        count = sum(1 for _ in box.fetch(headers_only=True, mark_seen=False, bulk=500))
+    elapsed = time.perf_counter() - start
+    assert count > 0
+    return elapsed
+
+
+def mailbot_poll(srv: harness.Servers, name: str, expected: int) -> float:
+    st = harness.stage(srv, name)
+    try:
+        mailbox = st.app.config.settings.mailbox(NB)
+        st.app.engine  # noqa: B018 - create and migrate the database outside the timing
+        start = time.perf_counter()
+        report = poll_mailbox(st.app, mailbox)
+        elapsed = time.perf_counter() - start
+    finally:
+        st.close()
+    assert report.error is None and report.ignored == expected, report.summary()
+    return elapsed
+
+
+def run(srv: harness.Servers, *, quick: bool = False, count: int = 5000):
+    rounds = 1 if quick else 2
+    srv.dovecot.fill_maildir(NB, harness.everyday_messages(count))
+    bare_fetch(srv)  # warm-up: Dovecot builds its index and cache once
+    base, ours = [bare_fetch(srv)], []
+    for index in range(rounds):
+        ours.append(mailbot_poll(srv, f"backlog-{index}", count))
+        base.append(bare_fetch(srv))
+    b, o = harness.median(base), harness.median(ours)
+    return [
+        Figure(
+            "2 backlog",
+            f"first poll, {count:,} non-candidatures",
+            f"{b:.2f} s",
+            f"{o:.2f} s",
+            f"{o / b:.2f}",
+            "<= 2",
+            o / b <= 2,
+        ),
+        Figure(
+            "2 backlog",
+            "(info) per message",
+            f"{b / count * 1000:.2f} ms",
+            f"{o / count * 1000:.2f} ms",
+            "",
+            "-",
+            None,
+        ),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--count", type=int, default=5000)
+    args = parser.parse_args()
+    harness.quiet_logs()
+    with harness.servers() as srv:
+        harness.print_table(run(srv, quick=args.quick, count=args.count))
+
+
+if __name__ == "__main__":
+    main()
