@@ -173,6 +173,9 @@ def _poll(
                     },
                 )
         plan = _full_scan_plan(app, client)
+        if not plan:
+            # An empty folder still gets its cursor: next time, only UIDs above it.
+            _advance_cursor(app, mailbox, state, 0)
     if not plan:
         return
     report.new = sum(1 for _uid, process in plan if process)

@@ -95,6 +95,9 @@ def test_run_answers_by_idle_survives_restart_and_stops_cleanly(
     assert worker.wait(timeout=30) == 0
     assert "stopped" in log_text(tmp_path)
     assert not (tmp_path / "heartbeat").exists()
+    # The operator's log carries no applicant data: no address, name or subject.
+    log = log_text(tmp_path).lower()
+    assert "porteur" not in log and "candidature au label" not in log
     assert len(smtp_server.messages) == 2
 
 

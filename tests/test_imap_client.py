@@ -1,0 +1,100 @@
+"""What the IMAP client sends to a real Dovecot: batches, ASCII-only SEARCH, timeouts, no \\Seen."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailbot.config import load_config
+from mailbot.imap import MailboxClient
+from mailbot.intake import poll_all
+from tests.fixtures.mail import make_mail
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """Record every command the client sends (the real imaplib still sends it)."""
+    import imaplib
+
+    sent: list[tuple[str, tuple]] = []
+    real_uid, real_command = imaplib.IMAP4.uid, imaplib.IMAP4._command
+
+    def uid(self, command, *args):
+        sent.append((f"UID {command.upper()}", args))
+        return real_uid(self, command, *args)
+
+    def command(self, name, *args):
+        if name != "UID":
+            sent.append((name, args))
+        return real_command(self, name, *args)
+
+    monkeypatch.setattr(imaplib.IMAP4, "uid", uid)
+    monkeypatch.setattr(imaplib.IMAP4, "_command", command)
+    return sent
+
+
+def mailbox_settings(service_env):
+    return load_config(service_env["MAILBOT_CONFIG"]).settings.mailboxes[0]
+
+
+def test_fetch_goes_in_batches_without_seen(service_env, dovecot, spy):
+    for n in range(12):
+        dovecot.append("n.bataillon", make_mail(subject=f"message {n}"))
+    settings = mailbox_settings(service_env)
+    with MailboxClient(settings, service_env["MAILBOT_IMAP_PASSWORD_NBATAILLON"]) as client:
+        client.select()
+        uids = client.uids_after(0)
+        spy.clear()
+        fetched = list(client.fetch(uids, batch=5))
+    assert len(fetched) == 12
+    fetches = [args for name, args in spy if name == "UID FETCH"]
+    assert [len(args[0].split(",")) for args in fetches] == [5, 5, 2]
+    assert all("BODY.PEEK[]" in args[1] for args in fetches)
+    assert all("\\Seen" not in flags for flags in dovecot.fetch_flags("n.bataillon").values())
+
+
+def test_search_never_carries_accents_and_uses_uid_ranges(service_app, dovecot, spy):
+    dovecot.append(
+        "n.bataillon",
+        make_mail(subject="Candidature « Béthune Smart City » – dossier d'intention", body="é"),
+    )
+    poll_all(service_app)
+    poll_all(service_app)
+    searches = [args for name, args in spy if name == "UID SEARCH"]
+    assert searches, spy
+    for args in searches:
+        text = " ".join(a.decode() if isinstance(a, bytes) else str(a) for a in args)
+        assert text.isascii(), text
+    # The second pass asks only for UIDs above each cursor (the empty box too).
+    second_pass = [" ".join(str(a) for a in args) for args in searches[-2:]]
+    assert any("UID 2:*" in text for text in second_pass), second_pass
+    assert any("UID 1:*" in text for text in second_pass), second_pass
+
+
+def test_every_connection_has_a_socket_timeout(service_env, dovecot, monkeypatch):
+    monkeypatch.setenv("MAILBOT_MAILBOXES__0__TIMEOUT_SECONDS", "7.5")
+    settings = mailbox_settings(service_env)
+    with MailboxClient(settings, service_env["MAILBOT_IMAP_PASSWORD_NBATAILLON"]) as client:
+        assert client.box.client.sock.gettimeout() == 7.5
+
+
+def test_smtp_connection_has_a_socket_timeout(smtp_server, config_dir, secrets_env, monkeypatch):
+    from mailbot.smtp import SmtpConnection
+
+    monkeypatch.setenv("MAILBOT_SMTP__HOST", smtp_server.host)
+    monkeypatch.setenv("MAILBOT_SMTP__PORT", str(smtp_server.port))
+    monkeypatch.setenv("MAILBOT_SMTP__SECURITY", "none")
+    monkeypatch.setenv("MAILBOT_SMTP__USERNAME", "")
+    monkeypatch.setenv("MAILBOT_SMTP__TIMEOUT_SECONDS", "9")
+    settings = load_config(config_dir).settings.smtp
+    with SmtpConnection(settings) as connection:
+        assert connection.client.sock.gettimeout() == 9
+
+
+def test_idle_is_renewed_before_servers_drop_it(config_dir, secrets_env, edit_config, capsys):
+    from mailbot.cli import main
+
+    config = load_config(config_dir)
+    assert config.settings.schedule.idle_renew_minutes == 25
+    edit_config("mailbot.toml", "idle_renew_minutes = 25", "idle_renew_minutes = 31")
+    assert main(["--config", str(config_dir), "config", "check"]) == 2
+    assert "schedule.idle_renew_minutes" in capsys.readouterr().err
