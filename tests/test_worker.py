@@ -126,3 +126,37 @@ def test_idle_hears_mail_arriving_while_a_poll_runs(worker, dovecot, smtp_server
     ]
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=30) == 0
+
+
+def test_idle_reconnects_with_exponential_backoff_and_jitter(worker_env, tmp_path):
+    """Against a server that is down, the IDLE watcher waits about 1, 2, 4 s... between tries."""
+    import re
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    env = dict(worker_env)
+    env["MAILBOT_MAILBOXES__0__PORT"] = str(closed_port)
+    env["MAILBOT_MAILBOXES__1__ENABLED"] = "false"
+    with (tmp_path / "down.log").open("wb") as log:
+        process = subprocess.Popen(
+            [str(MAILBOT), "run"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            pattern = re.compile(r"IDLE n\.bataillon: .* reconnecting in ([0-9.]+) s")
+
+            def delays() -> list[float]:
+                text = (tmp_path / "down.log").read_text(encoding="utf-8", errors="replace")
+                return [float(d) for d in pattern.findall(text)]
+
+            wait_until(lambda: len(delays()) >= 4, 40, "four reconnection attempts")
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=30) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
+    for attempt, delay in enumerate(delays()[:4]):
+        base = 2.0**attempt
+        assert 0.5 * base <= delay <= 1.5 * base, (attempt, delay)
