@@ -248,6 +248,7 @@ def _file_known(
         if existing is None:
             return None
         filed = known_message(session=session, message=existing, position=position)
+        _settle_if_nothing_to_do(session, app, position, filed.status)
         _save_cursor(session, position, state)
         faults.checkpoint("before_commit")
         return filed
@@ -281,9 +282,27 @@ def _file_once(app: App, analysis: Analysis, position: Position, state: FolderSt
             analysis=analysis,
             position=position,
         )
+        _settle_if_nothing_to_do(session, app, position, filed.status)
         _save_cursor(session, position, state)
         faults.checkpoint("before_commit")
     return filed
+
+
+def _settle_if_nothing_to_do(session: Session, app: App, position: Position, status: str) -> None:
+    """No server action wanted: record it now rather than in a second transaction."""
+    mailbox = app.config.settings.mailbox(position.mailbox)
+    if _wanted_action(mailbox, status) != "none":
+        return
+    sighting = repo.find_sighting(
+        session=session,
+        mailbox=position.mailbox,
+        folder=position.folder,
+        uidvalidity=position.uidvalidity,
+        uid=position.uid,
+    )
+    if sighting is not None and sighting.server_action == ServerAction.PENDING:
+        sighting.server_action = ServerAction.NONE
+        session.add(sighting)
 
 
 def _save_cursor(session: Session, position: Position, state: FolderState) -> None:
@@ -389,6 +408,8 @@ def _wanted_action(mailbox: MailboxSettings, status: str) -> str:
 def _server_action(
     app: App, client: MailboxClient, mailbox: MailboxSettings, position: Position, filed: Filed
 ) -> None:
+    if _wanted_action(mailbox, filed.status) == "none":
+        return  # settled in the filing transaction
     _apply_actions(app, client, mailbox, [(position, filed.status)])
 
 

@@ -138,6 +138,8 @@ def test_robots_newsletters_and_staff_mail_are_recorded_and_left_alone(service_a
     flags = dovecot.fetch_flags(NB)
     assert all(flags[uid] == frozenset() for uid in uids)
     assert rows(service_app, Dossier) == []
+    # Nothing to do on the server, and nothing left pending either.
+    assert {s.server_action for s in rows(service_app, Sighting)} == {"none"}
 
 
 def test_uidvalidity_change_files_nothing_twice_and_misses_nothing(service_app, dovecot):
