@@ -51,12 +51,19 @@ class FetchedMessage:
 
 
 class _RawMailMessage(MailMessage):
-    """imap-tools' message, keeping the exact bytes the server sent (for the hash)."""
+    """imap-tools' message reduced to the exact bytes the server sent, its UID and flags.
+
+    imap-tools parses every fetched message into an ``email`` object; we only
+    need the bytes (our own parser reads them under limits), and that parse
+    costs time and, for a 30 MB message, hundreds of MB.
+    """
 
     def __init__(self, fetch_data: list) -> None:
-        super().__init__(fetch_data)
-        raw, _uid, _flags = self._get_message_data_parts(fetch_data)
+        raw, uid, flags = self._get_message_data_parts(fetch_data)
+        self._raw_uid_data = uid
+        self._raw_flag_data = flags
         self.raw = raw
+        self.obj = None
 
 
 def _mailbox_classes():
