@@ -132,6 +132,10 @@ class DocumentText:
     ocr_pages: tuple[int, ...] = ()
     # What the content really is ("pdf", "jpeg", "png", "zip", "ole", ...).
     detected: str = ""
+    # 1-based numbers of the form pages read the quick way: their filled
+    # AcroForm fields hold the answers, so their text and words come from
+    # pdfium and the table pass (pdfminer, pdfplumber) is skipped.
+    form_pages: tuple[int, ...] = ()
 
     @property
     def text(self) -> str:
@@ -924,7 +928,8 @@ def _read_pdf(doc: DocumentText, data: bytes, limits: DocumentLimits, tess: str 
         return _warn(doc, f"{name}: encrypted PDF (password required); not read")
     if info.review:
         doc = replace(doc, needs_review=True)
-    doc = _pdf_pages(doc, data, limits, tess, info.page_count, widgets)
+    quick = _filled_form_pages(fields, widgets)
+    doc = _pdf_pages(doc, data, limits, tess, info.page_count, widgets, quick)
     if fields:
         fields = _attach_widgets(fields, widgets)
     return replace(doc, form_fields=fields)
@@ -1148,8 +1153,13 @@ def _pdf_pages(
     tess: str | None,
     page_count: int,
     widgets: list[Any],
+    quick: frozenset[int] = frozenset(),
 ) -> DocumentText:
-    """Text, tables and layout of each page (pdfplumber), OCR for scanned pages."""
+    """Text, tables and layout of each page (pdfplumber), OCR for scanned pages.
+
+    The ``quick`` pages (filled form pages) are read by pdfium instead:
+    words and layout, no tables.
+    """
     import pdfplumber
     from pdfminer.pdfdocument import PDFPasswordIncorrect
 
@@ -1160,6 +1170,12 @@ def _pdf_pages(
             doc,
             f"{name}: {page_count} pages; only the first {limits.max_pdf_pages} were read",
         )
+    quick = frozenset(n for n in quick if n <= wanted)
+    read_quick = _quick_reader(data, quick) if quick else {}
+    quick = frozenset(read_quick)
+    slow = [n for n in range(1, wanted + 1) if n not in quick]
+    if quick and not slow:
+        return _quick_only(doc, read_quick, widgets, page_count)
     pages: list[str] = []
     try:
         pdf = pdfplumber.open(io.BytesIO(data), pages=list(range(1, wanted + 1)) or None)
@@ -1176,7 +1192,10 @@ def _pdf_pages(
             return _warn(doc, f"{name}: page tree unreadable ({_describe(err)})")
         for index, page in enumerate(pdf_pages):
             try:
-                layout, tables, needs_ocr = _read_page(page, widgets, index + 1)
+                if index + 1 in quick:
+                    layout, tables, needs_ocr = read_quick[index + 1](widgets), (), False
+                else:
+                    layout, tables, needs_ocr = _read_page(page, widgets, index + 1)
             except Exception as err:
                 doc = _warn(doc, f"{name}: page {index + 1} unreadable ({_describe(err)})")
                 layout, tables, needs_ocr = PageLayout(()), (), False
@@ -1196,12 +1215,128 @@ def _pdf_pages(
                 scanned.append(index)
     finally:
         pdf.close()
-    doc = replace(doc, pages=tuple(pages), page_count=page_count or len(pages))
+    doc = replace(
+        doc,
+        pages=tuple(pages),
+        page_count=page_count or len(pages),
+        form_pages=tuple(sorted(quick)),
+    )
     if not any(p.strip() for p in pages) and not scanned and pages:
         doc = _warn(doc, f"{name}: no text found", review=False)
     if scanned:
         doc = _ocr_pdf_pages(doc, data, scanned, limits, tess)
     return doc
+
+
+def _filled_form_pages(fields: dict[str, FormField], widgets: list[Any]) -> frozenset[int]:
+    """Pages carrying widgets of filled-in form fields: their answers are in the fields."""
+    filled = {
+        name
+        for name, ff in fields.items()
+        if ff.type not in ("button", "signature") and ff.value not in (None, "", "Off", "off")
+    }
+    return frozenset(w.page for w in widgets if w.field_name in filled)
+
+
+def _quick_reader(data: bytes, quick: frozenset[int]) -> dict[int, Any]:
+    """Per quick page, a reader of its layout (pdfium words); {} if pdfium fails."""
+    import pypdfium2 as pdfium
+
+    out: dict[int, Any] = {}
+    try:
+        pdf = pdfium.PdfDocument(data, password="")
+    except Exception:
+        return {}
+    try:
+        for number in sorted(quick):
+            try:
+                page = pdf[number - 1]
+                try:
+                    width, height = page.get_size()
+                    textpage = page.get_textpage()
+                    try:
+                        words = _pdfium_words(textpage, height)
+                    finally:
+                        textpage.close()
+                finally:
+                    page.close()
+            except Exception:  # noqa: S112 - that page is read the slow way
+                continue
+            letters = sum(len(re.sub(r"\W", "", w.text)) for w in words)
+            if letters < MIN_TEXT_CHARS:
+                continue  # a scanned form page: the slow way finds out
+
+            def read(widgets: list[Any], w=words, wd=width, h=height, n=number) -> PageLayout:
+                _label_widgets(widgets, n, w, h)
+                return layout_page(w, wd)
+
+            out[number] = read
+    finally:
+        pdf.close()
+    return out
+
+
+def _quick_only(
+    doc: DocumentText, readers: dict[int, Any], widgets: list[Any], page_count: int
+) -> DocumentText:
+    pages: list[str] = []
+    columns: list[str] = []
+    rows: list[Table] = []
+    for number in sorted(readers):
+        layout = readers[number](widgets)
+        text = "\n".join(layout.lines)
+        if len(text) > MAX_PAGE_CHARS:
+            doc = _warn(
+                doc,
+                f"{_safe_name(doc.filename)}: page {number} cut at {MAX_PAGE_CHARS:,} characters",
+            )
+        pages.append(text[:MAX_PAGE_CHARS])
+        columns.append(layout.columns)
+        rows.append(layout.column_rows)
+    return replace(
+        doc,
+        pages=tuple(pages),
+        columns=tuple(columns),
+        column_rows=tuple(rows),
+        tables=tuple(() for _ in pages),
+        page_count=page_count or len(pages),
+        form_pages=tuple(sorted(readers)),
+    )
+
+
+def _pdfium_words(textpage: Any, height: float) -> list[Word]:
+    """pdfplumber-like words (x_tolerance 2, y_tolerance 2) from pdfium's characters."""
+    import pypdfium2.raw as pdfium_c
+
+    raw = textpage.raw
+    words: list[Word] = []
+    chars: list[str] = []
+    box: list[float] = []
+
+    def flush() -> None:
+        if chars:
+            words.append(Word(box[0], box[1], box[2], box[3], nfc("".join(chars))))
+            chars.clear()
+
+    for index in range(min(textpage.count_chars(), 100_000)):
+        code = pdfium_c.FPDFText_GetUnicode(raw, index)
+        char = chr(code) if 0 < code < 0x110000 else ""
+        if not char or char.isspace() or pdfium_c.FPDFText_IsGenerated(raw, index) == 1:
+            flush()
+            continue
+        left, bottom, right, top = textpage.get_charbox(index, loose=True)
+        x0, x1, y_top, y_bottom = left, right, height - top, height - bottom
+        if chars and (x0 - box[1] > 2 or x0 < box[0] - 2 or abs(y_top - box[2]) > 2):
+            flush()
+        if not chars:
+            box[:] = [x0, x1, y_top, y_bottom]
+        else:
+            box[1] = max(box[1], x1)
+            box[2] = min(box[2], y_top)
+            box[3] = max(box[3], y_bottom)
+        chars.append(char)
+    flush()
+    return words
 
 
 def _read_page(page: Any, widgets: list[Any], number: int) -> tuple[PageLayout, tuple, bool]:
