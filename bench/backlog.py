@@ -14,7 +14,6 @@ baseline, mailbot, baseline, ...; the baseline figure is the median.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 from bench import harness
@@ -77,13 +76,7 @@ def run(srv: harness.Servers, *, quick: bool = False, count: int = 5000):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--count", type=int, default=5000)
-    args = parser.parse_args()
-    harness.quiet_logs()
-    with harness.servers() as srv:
-        harness.print_table(run(srv, quick=args.quick, count=args.count))
+    harness.main(run, __doc__, default_count=5000)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ attachments, in this process. Interleaved rounds; medians.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import io
 import time
@@ -161,13 +160,7 @@ def run(srv: harness.Servers, *, quick: bool = False, count: int = 100):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--count", type=int, default=100)
-    args = parser.parse_args()
-    harness.quiet_logs()
-    with harness.servers() as srv:
-        harness.print_table(run(srv, quick=args.quick, count=args.count))
+    harness.main(run, __doc__, default_count=100)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ Everything runs on loopback, in a temp dir removed at the end:
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime as dt
 import email.utils
@@ -24,7 +25,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -258,3 +259,16 @@ def print_table(figures: list[Figure]) -> None:
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in rows[1:]:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
+
+
+def main(run: Callable[..., list[Figure]], doc: str, *, default_count: int | None = None) -> None:
+    """Command line of one bench: ``--quick`` (and ``--count`` where it has a size)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    if default_count is not None:
+        parser.add_argument("--count", type=int, default=default_count)
+    args = parser.parse_args()
+    quiet_logs()
+    extra = {"count": args.count} if default_count is not None else {}
+    with servers() as srv:
+        print_table(run(srv, quick=args.quick, **extra))

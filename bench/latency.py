@@ -15,7 +15,6 @@ new message and sends a short reply with smtplib.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import smtplib
 import subprocess
@@ -162,13 +161,7 @@ def run(srv: harness.Servers, *, quick: bool = False, count: int = 50):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--count", type=int, default=50)
-    args = parser.parse_args()
-    harness.quiet_logs()
-    with harness.servers() as srv:
-        harness.print_table(run(srv, quick=args.quick, count=args.count))
+    harness.main(run, __doc__, default_count=50)
 
 
 if __name__ == "__main__":

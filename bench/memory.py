@@ -18,7 +18,6 @@ only fetches the same messages with imap-tools (``BODY.PEEK[]``).
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import resource
@@ -200,12 +199,7 @@ def run(srv: harness.Servers, *, quick: bool = False):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    harness.quiet_logs()
-    with harness.servers() as srv:
-        harness.print_table(run(srv, quick=args.quick))
+    harness.main(run, __doc__)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ the mailbox, when nothing is new.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import time
 
@@ -89,12 +88,7 @@ def run(srv: harness.Servers, *, quick: bool = False, big: int = 20_000, small: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    harness.quiet_logs()
-    with harness.servers() as srv:
-        harness.print_table(run(srv, quick=args.quick))
+    harness.main(run, __doc__)
 
 
 if __name__ == "__main__":

@@ -196,6 +196,12 @@ class MailboxClient:
         """UIDs of messages that arrived (INTERNALDATE) on or after ``day``."""
         return self._search(f"SINCE {imap_date(day)}")
 
+    def existing_uids(self, uids: Sequence[int]) -> list[int]:
+        """Which of ``uids`` are still in the folder."""
+        if not uids:
+            return []
+        return self._search("UID " + ",".join(str(u) for u in sorted(set(uids))))
+
     def all_uids(self) -> list[int]:
         return self._search("ALL")
 

@@ -189,14 +189,25 @@ def _poll(
         take = [uid for uid, process in chunk if process]
         if skip:
             _record_skipped(app, client, mailbox, state, skip, report)
-        for fetched in client.fetch(take, batch=batch):
+        fetched = list(client.fetch(take, batch=batch))
+        # A UID the server did not return is skipped only once it is really gone
+        # (expunged meanwhile); otherwise stop below it so that it is fetched again.
+        unreturned = sorted(set(take) - {m.uid for m in fetched})
+        still_there = client.existing_uids(unreturned) if unreturned else []
+        for message in fetched:
             if should_stop():
                 return  # the cursor is at the last message filed: nothing is lost
-            _handle(app, client, mailbox, state, analyser, fetched, report)
+            if still_there and message.uid > still_there[0]:
+                break
+            _handle(app, client, mailbox, state, analyser, message, report)
+        if still_there:
+            raise ImapError(
+                f"{mailbox.name}: the server did not return UID {still_there[0]}; "
+                "it will be fetched again at the next poll"
+            )
         done += len(chunk)
         if progress:
             progress(mailbox.name, done, len(plan))
-        # Whatever the server did not return (expunged meanwhile) is gone: move on.
         _advance_cursor(app, mailbox, state, max(uid for uid, _p in chunk))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlmodel import select
 
 from mailbot.config import load_config
 from mailbot.imap import MailboxClient
@@ -98,3 +99,39 @@ def test_idle_is_renewed_before_servers_drop_it(config_dir, secrets_env, edit_co
     edit_config("mailbot.toml", "idle_renew_minutes = 25", "idle_renew_minutes = 31")
     assert main(["--config", str(config_dir), "config", "check"]) == 2
     assert "schedule.idle_renew_minutes" in capsys.readouterr().err
+
+
+def test_a_message_the_server_fails_to_return_is_fetched_again(service_app, dovecot):
+    """Fault injection: the server leaves one message out of a FETCH answer."""
+    from mailbot.intake import poll_mailbox
+    from storage.db import session_scope
+    from storage.models import Message
+    from tests.test_intake import candidature
+
+    for n in range(1, 5):
+        dovecot.append("n.bataillon", candidature(n))
+    settings = service_app.config.settings.mailboxes[0]
+
+    class Forgetful(MailboxClient):
+        def fetch(self, uids, **kwargs):
+            for message in super().fetch(uids, **kwargs):
+                if message.uid != 2:
+                    yield message
+
+    report = poll_mailbox(service_app, settings, client_factory=Forgetful)
+    assert report.error and "UID 2" in report.error
+    assert report.filed == 1  # UID 1 only: nothing above the gap
+    report = poll_mailbox(service_app, settings)
+    assert report.error is None and report.filed == 3
+    with session_scope(service_app.engine) as session:
+        assert len(session.exec(select(Message)).all()) == 4
+
+
+def test_existing_uids_asks_the_server(service_env, dovecot):
+    for n in range(3):
+        dovecot.append("n.bataillon", make_mail(subject=f"m{n}"))
+    settings = mailbox_settings(service_env)
+    with MailboxClient(settings, service_env["MAILBOT_IMAP_PASSWORD_NBATAILLON"]) as client:
+        client.select()
+        assert client.existing_uids([2, 3, 99]) == [2, 3]
+        assert client.existing_uids([]) == []
