@@ -53,14 +53,16 @@ _OUR_MESSAGE_ID = re.compile(
     re.IGNORECASE,
 )
 _MSGID_TOKEN = re.compile(r"<[^<>\s]+>")
-
-# Word and Outlook turn "d'intention" into "d’intention"; the shipped signs
-# are written with the ASCII apostrophe, so both must read the same.
-_APOSTROPHES = str.maketrans(dict.fromkeys("\u2019\u2018\u02bc\u2032\u00b4`", "'"))
+# An address parseaddr() returns unchanged (dot-atoms, no quotes or comments).
+_BARE_ADDRESS = re.compile(
+    r"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+)
 
 
 def _fold(text: str | None) -> str:
-    return fold((text or "").translate(_APOSTROPHES))
+    # fold() also turns Word's and Outlook's apostrophes into the ASCII one
+    # the shipped signs are written with ("d’intention" = "d'intention").
+    return fold(text or "")
 
 
 # --------------------------------------------------------------------------
@@ -164,7 +166,8 @@ def _address(value: str | None) -> str:
     if not value:
         return ""
     text = str(value)
-    bare = parseaddr(text)[1] or text
+    # Parsed mail already holds bare addresses: parseaddr would return them as is.
+    bare = text if _BARE_ADDRESS.fullmatch(text) else (parseaddr(text)[1] or text)
     return fold(bare).strip("<> ")
 
 

@@ -654,7 +654,7 @@ def _clean_text(text: str) -> str:
 _ADDRESS_FIELDS = frozenset({"from", "to", "cc", "reply-to"})
 _MAILPARSER_FIELDS = _ADDRESS_FIELDS | {"date"}
 _MESSAGE_ID = re.compile(r"<[^<>]+>")
-_ADDRESS_OK = re.compile(r"[^\s@<>()\[\],;:\"]+@[^\s@<>()\[\],;:\"]+")
+_ADDRESS_OK = re.compile(r"[^\s\x00-\x1f\x7f@<>()\[\],;:\"]+@[^\s\x00-\x1f\x7f@<>()\[\],;:\"]+")
 _BRACKETED = re.compile(r"<\s*([^<>\s]+@[^<>\s]+)\s*>")
 
 

@@ -7,6 +7,7 @@ accented SEARCH criteria.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -27,17 +28,27 @@ def strip_accents(text: str) -> str:
     Ligatures are expanded by NFKD (``ﬁ`` -> ``fi``) which is what a reader
     expects when matching.
     """
+    if text.isascii():
+        return text  # nothing to decompose
     decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    # The distinct characters are few: test each once, then drop them in C
+    # (a regex substitution; str.translate looks every character up in a dict).
+    marks = "".join(sorted(ch for ch in set(decomposed) if unicodedata.combining(ch)))
+    return _remover(marks).sub("", decomposed) if marks else decomposed
+
+
+@functools.lru_cache(maxsize=256)
+def _remover(chars: str) -> re.Pattern[str]:
+    return re.compile("[" + re.escape(chars) + "]")
 
 
 # Word and Outlook write typographic apostrophes; patterns and labels use '.
-_APOSTROPHES = str.maketrans({c: "'" for c in "\u2019\u2018\u02bc\u2032\u00b4`"})
+_APOSTROPHES = re.compile("[\u2019\u2018\u02bc\u2032\u00b4`]")
 
 
 def fold(text: str) -> str:
     """Accent- and case-folded text, apostrophes unified, runs of whitespace collapsed."""
-    folded = strip_accents(text.translate(_APOSTROPHES)).casefold()
+    folded = strip_accents(_APOSTROPHES.sub("'", text)).casefold()
     folded = folded.replace("œ", "oe").replace("æ", "ae")
     return _WS.sub(" ", folded).strip()
 

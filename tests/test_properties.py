@@ -238,3 +238,44 @@ def test_build_reply_refuses_a_non_canonical_reference(kind):
             missing_text=(),
             in_reply_to=None,
         )
+
+
+def _strip_accents_reference(text: str) -> str:
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+@FAST
+@given(st.text(max_size=200))
+def test_strip_accents_matches_its_definition(text: str) -> None:
+    """The fast paths (ASCII, one test per distinct character) drop exactly the combining marks."""
+    from parsers.text import strip_accents
+
+    assert strip_accents(text) == _strip_accents_reference(text)
+
+
+@FAST
+@given(st.text(alphabet='ab.-_+%@1<> "', max_size=30))
+def test_bare_address_shortcut_agrees_with_parseaddr(value: str) -> None:
+    """classify._address skips parseaddr only where parseaddr would change nothing."""
+    from email.utils import parseaddr
+
+    from parsers.classify import _BARE_ADDRESS
+
+    if _BARE_ADDRESS.fullmatch(value):
+        assert parseaddr(value)[1] == value
+
+
+def test_control_character_in_an_address_is_not_taken_as_the_sender() -> None:
+    """Found by the fuzzing above: ``<\\x00orteur@...>`` used to become the sender as is."""
+    raw = (
+        b"From: Porteur <\x00orteur.c1@asso1.example.org>\r\n"
+        b"To: n.bataillon@ville-bethune.fr, <x\x01@y.example>\r\n"
+        b"Subject: Candidature\r\nMessage-ID: <a@b.example>\r\n\r\nBonjour\r\n"
+    )
+    mail = parse_message(raw, limits=LIMITS)
+    assert mail.sender == ""
+    assert mail.to == ("n.bataillon@ville-bethune.fr",)
+    assert any("no usable From address" in w for w in mail.warnings)
