@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -34,6 +34,8 @@ from storage.models import (
     MessageStatus,
     Piece,
     PieceRole,
+    ServerAction,
+    Sighting,
     dedup_key_for,
     utcnow,
 )
@@ -107,7 +109,105 @@ def file_analysis(
     keep = status != MessageStatus.IGNORED
     raw_blob = blobs.put(analysis.raw) if keep else None
     mail = analysis.mail
-    message = Message(
+    message = _ledger_row(analysis, key, sha, status, verdict, error, raw_blob, now)
+    row, inserted = repo.add_message(session=session, message=message)
+    if not inserted:
+        # Another worker filed it a moment ago (same message, other mailbox).
+        return known_message(session=session, message=row, position=position)
+    _sight(session, row, position)
+
+    outcome = Filed(row.id, status, verdict, duplicate=False, content_kept=keep)
+    if analysis.failed or mail is None:
+        repo.record_event(
+            session=session,
+            actor=actor,
+            action="message.failed",
+            message=row,
+            details={"error": error},
+        )
+        return outcome
+    return _file_content(session, blobs, config, analysis, row, outcome, actor, now)
+
+
+def is_quiet(analysis: Analysis) -> bool:
+    """Mail that is not for us: a ledger row and a sighting are all it needs."""
+    return _status_of(analysis)[0] == MessageStatus.IGNORED
+
+
+def file_ignored(
+    *,
+    session: Session,
+    items: Sequence[tuple[Analysis, Position]],
+    settled: bool,
+    now: datetime | None = None,
+) -> list[Filed]:
+    """File a run of mail that is not for us (``is_quiet``) at once, in the caller's transaction.
+
+    What ``file_analysis`` writes for each of them (ledger row, sighting, no
+    content kept), with one dedup look-up and one bulk insert of each table
+    instead of a savepoint and a look-up per row. A concurrent insert of the
+    same dedup key or position raises IntegrityError: the caller rolls back
+    and files them one by one. ``settled``: no server action is wanted.
+    """
+    now = now or utcnow()
+    keyed = [(analysis, position, *dedup_key(analysis)) for analysis, position in items]
+    known = {
+        row.dedup_key: row
+        for row in session.exec(
+            select(Message).where(col(Message.dedup_key).in_({k for _a, _p, k, _s in keyed}))
+        )
+    }
+    fresh: list[tuple[Message, Position]] = []
+    plan: list[tuple[Message, Position, bool]] = []
+    for analysis, position, key, sha in keyed:
+        row = known.get(key)
+        if row is not None:
+            plan.append((row, position, True))
+            continue
+        status, verdict, error = _status_of(analysis)
+        if status != MessageStatus.IGNORED:
+            raise ValueError(f"file_ignored given a message to file: {status}")
+        row = _ledger_row(analysis, key, sha, status, verdict, error, None, now)
+        known[key] = row
+        fresh.append((row, position))
+        plan.append((row, position, False))
+    session.add_all([row for row, _p in fresh])
+    session.flush()
+    action = ServerAction.NONE if settled else ServerAction.PENDING
+    filed: list[Filed] = []
+    for row, position, duplicate in plan:
+        if duplicate:
+            # Seen before (other mailbox, rescan, or twice in this run): the usual path.
+            filed.append(known_message(session=session, message=row, position=position))
+            continue
+        session.add(
+            Sighting(
+                message_pk=row.id,
+                mailbox=position.mailbox,
+                folder=position.folder,
+                uidvalidity=position.uidvalidity,
+                uid=position.uid,
+                server_action=action,
+                seen_at=now,
+            )
+        )
+        filed.append(Filed(row.id, row.status, row.verdict, duplicate=False))
+    session.flush()
+    return filed
+
+
+def _ledger_row(
+    analysis: Analysis,
+    key: str,
+    sha: str,
+    status: str,
+    verdict: str | None,
+    error: str | None,
+    raw_blob: str | None,
+    now: datetime,
+) -> Message:
+    mail = analysis.mail
+    return Message(
         dedup_key=key,
         message_id=mail.message_id if mail else None,
         sha256=sha,
@@ -127,23 +227,6 @@ def file_analysis(
         updated_at=now,
         attempts=1,
     )
-    row, inserted = repo.add_message(session=session, message=message)
-    if not inserted:
-        # Another worker filed it a moment ago (same message, other mailbox).
-        return known_message(session=session, message=row, position=position)
-    _sight(session, row, position)
-
-    outcome = Filed(row.id, status, verdict, duplicate=False, content_kept=keep)
-    if analysis.failed or mail is None:
-        repo.record_event(
-            session=session,
-            actor=actor,
-            action="message.failed",
-            message=row,
-            details={"error": error},
-        )
-        return outcome
-    return _file_content(session, blobs, config, analysis, row, outcome, actor, now)
 
 
 def refile(

@@ -26,13 +26,20 @@ from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from mailbot import faults
 from mailbot.app import App
 from mailbot.config import MailboxSettings, secret
 from mailbot.errors import MailbotError
-from mailbot.filing import Filed, Position, file_analysis, known_message
+from mailbot.filing import (
+    Filed,
+    Position,
+    file_analysis,
+    file_ignored,
+    is_quiet,
+    known_message,
+)
 from mailbot.imap import FetchedMessage, FolderState, ImapError, MailboxClient
 from mailbot.pipeline import Analyser, Analysis
 from storage import repositories as repo
@@ -194,12 +201,10 @@ def _poll(
         # (expunged meanwhile); otherwise stop below it so that it is fetched again.
         unreturned = sorted(set(take) - {m.uid for m in fetched})
         still_there = client.existing_uids(unreturned) if unreturned else []
-        for message in fetched:
-            if should_stop():
-                return  # the cursor is at the last message filed: nothing is lost
-            if still_there and message.uid > still_there[0]:
-                break
-            _handle(app, client, mailbox, state, analyser, message, report)
+        if still_there:
+            fetched = [m for m in fetched if m.uid < still_there[0]]
+        if not _handle_all(app, client, mailbox, state, analyser, fetched, report, should_stop):
+            return  # the cursor is at the last message filed: nothing is lost
         if still_there:
             raise ImapError(
                 f"{mailbox.name}: the server did not return UID {still_there[0]}; "
@@ -227,23 +232,107 @@ def quick_dedup_key(raw: bytes) -> str:
     return dedup_key_for(str(message_id) if message_id else None, sha)
 
 
-def _handle(
+def _handle_all(
     app: App,
     client: MailboxClient,
     mailbox: MailboxSettings,
     state: FolderState,
     analyser: Analyser,
-    fetched: FetchedMessage,
+    fetched: list[FetchedMessage],
+    report: MailboxReport,
+    should_stop: Callable[[], bool],
+) -> bool:
+    """File fetched messages in UID order; False if asked to stop before the end.
+
+    Mail that is not for us is the bulk of a mailbox: a run of it is filed in
+    one transaction (``file_ignored``) written just before the next message
+    that needs more, or at the end. The cursor always stays at or below the
+    last message whose rows are committed.
+    """
+    quiet: list[tuple[Analysis, Position]] = []
+    stopped = False
+    known = _known_uids(app, fetched)
+    for message in fetched:
+        if should_stop():
+            stopped = True
+            break
+        position = Position(mailbox.name, state.name, state.uidvalidity, message.uid)
+        analysis = None
+        if message.uid not in known:
+            analysis = analyser.analyse(message.raw, mailbox=mailbox.name)
+            if is_quiet(analysis):
+                quiet.append((analysis, position))
+                continue
+        _file_quiet(app, client, mailbox, state, quiet, report)
+        quiet = []
+        if analysis is None:
+            filed = _file_known(app, message, position, state)
+            if filed is None:  # it left the ledger meanwhile (purge): read it
+                analysis = analyser.analyse(message.raw, mailbox=mailbox.name)
+        if analysis is not None:
+            filed = _file(app, analysis, position, state)
+        faults.checkpoint("after_commit")
+        report.count(filed)
+        _server_action(app, client, mailbox, position, filed)
+    _file_quiet(app, client, mailbox, state, quiet, report)
+    return not stopped
+
+
+def _known_uids(app: App, fetched: list[FetchedMessage]) -> set[int]:
+    """UIDs of messages already in the ledger (one query for the whole batch)."""
+    keys: dict[str, list[int]] = {}
+    for message in fetched:
+        try:
+            key = quick_dedup_key(message.raw)
+        except Exception:  # a header the quick parser chokes on: the full path decides
+            key = None
+        if key is not None:
+            keys.setdefault(key, []).append(message.uid)
+    if not keys:
+        return set()
+    with app.engine.connect() as connection:
+        found = connection.execute(
+            select(Message.dedup_key).where(col(Message.dedup_key).in_(keys))
+        ).scalars()
+        return {uid for key in found for uid in keys[key]}
+
+
+def _file_quiet(
+    app: App,
+    client: MailboxClient,
+    mailbox: MailboxSettings,
+    state: FolderState,
+    items: list[tuple[Analysis, Position]],
     report: MailboxReport,
 ) -> None:
-    position = Position(mailbox.name, state.name, state.uidvalidity, fetched.uid)
-    filed = _file_known(app, fetched, position, state)
-    if filed is None:
-        analysis = analyser.analyse(fetched.raw, mailbox=mailbox.name)
-        filed = _file(app, analysis, position, state)
+    """One transaction for a run of mail that is not for us, then its server actions."""
+    if not items:
+        return
+    settled = _wanted_action(mailbox, MessageStatus.IGNORED) == "none"
+    try:
+        with session_scope(app.engine) as session:
+            filed = file_ignored(session=session, items=items, settled=settled)
+            for (_analysis, position), outcome in zip(items, filed, strict=True):
+                if outcome.duplicate:
+                    _settle_if_nothing_to_do(session, app, position, outcome.status)
+            _save_cursor(session, items[-1][1], state)
+            faults.checkpoint("before_commit")
+    except IntegrityError:
+        # Another worker wrote one of them meanwhile: file them one by one.
+        filed = [_file(app, analysis, position, state) for analysis, position in items]
     faults.checkpoint("after_commit")
-    report.count(filed)
-    _server_action(app, client, mailbox, position, filed)
+    for outcome in filed:
+        report.count(outcome)
+    _apply_actions(
+        app,
+        client,
+        mailbox,
+        [
+            (position, outcome.status)
+            for (_analysis, position), outcome in zip(items, filed, strict=True)
+            if _wanted_action(mailbox, outcome.status) != "none"
+        ],
+    )
 
 
 def _file_known(
@@ -430,19 +519,24 @@ def _apply_actions(
     mailbox: MailboxSettings,
     items: Iterable[tuple[Position, str]],
 ) -> None:
+    """Flag or move messages (one IMAP command per kind), then record it in one transaction."""
+    done: dict[Position, str] = {}
+    by_action: dict[str, list[Position]] = {}
     for position, status in items:
-        action = _wanted_action(mailbox, status)
-        if action == "flag":
-            client.add_keyword([position.uid], mailbox.keyword)
-            done = ServerAction.FLAGGED
-        elif action == "move":
-            assert mailbox.processed_folder
-            client.ensure_folder(mailbox.processed_folder)
-            client.move([position.uid], mailbox.processed_folder)
-            done = ServerAction.MOVED
-        else:
-            done = ServerAction.NONE
-        with session_scope(app.engine) as session:
+        by_action.setdefault(_wanted_action(mailbox, status), []).append(position)
+    if by_action.get("flag"):
+        client.add_keyword([p.uid for p in by_action["flag"]], mailbox.keyword)
+        done.update(dict.fromkeys(by_action["flag"], ServerAction.FLAGGED))
+    if by_action.get("move"):
+        assert mailbox.processed_folder
+        client.ensure_folder(mailbox.processed_folder)
+        client.move([p.uid for p in by_action["move"]], mailbox.processed_folder)
+        done.update(dict.fromkeys(by_action["move"], ServerAction.MOVED))
+    done.update(dict.fromkeys(by_action.get("none", ()), ServerAction.NONE))
+    if not done:
+        return
+    with session_scope(app.engine) as session:
+        for position, action in done.items():
             sighting = repo.find_sighting(
                 session=session,
                 mailbox=position.mailbox,
@@ -451,7 +545,7 @@ def _apply_actions(
                 uid=position.uid,
             )
             if sighting is not None and sighting.server_action == ServerAction.PENDING:
-                sighting.server_action = done
+                sighting.server_action = action
                 session.add(sighting)
 
 
