@@ -27,6 +27,7 @@ import threading
 import time
 
 from PIL import Image
+from reportlab import rl_config
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.utils import ImageReader
 from reportlab.pdfgen.canvas import Canvas
@@ -49,13 +50,24 @@ print(n)
 
 
 def big_pdf(megabytes: int = 25) -> bytes:
+    """A one-page PDF of about ``megabytes`` MiB: a line of text and a photo that does not compress.
+
+    reportlab wraps images in ASCII85 by default (5 bytes for 4): switched off
+    here, or the "25 MB" PDF is 33 MB and its message goes over
+    ``max_message_bytes`` (only the headers of such a message are read).
+    """
     side = int((megabytes * 2**20 / 3) ** 0.5)
     noise = Image.frombytes("RGB", (side, side), os.urandom(side * side * 3))
     buffer = io.BytesIO()
-    canvas = Canvas(buffer, pagesize=A4)
-    canvas.drawString(50, 800, "Annexe : plans et photographies du chantier")
-    canvas.drawImage(ImageReader(noise), 50, 200, width=495, height=495)
-    canvas.save()
+    saved = rl_config.useA85
+    rl_config.useA85 = 0
+    try:
+        canvas = Canvas(buffer, pagesize=A4)
+        canvas.drawString(50, 800, "Annexe : plans et photographies du chantier")
+        canvas.drawImage(ImageReader(noise), 50, 200, width=495, height=495)
+        canvas.save()
+    finally:
+        rl_config.useA85 = saved
     return buffer.getvalue()
 
 
