@@ -84,7 +84,7 @@ from parsers.types import Attachment, ParsedMail
 if TYPE_CHECKING:
     from mailbot.config import LimitsSettings
 
-__all__ = ["MAX_TEXT_CHARS", "parse_message"]
+__all__ = ["MAX_TEXT_CHARS", "header_block", "parse_message"]
 
 # Longest plain text we hand on (characters): detection and field reading
 # need the first pages of a letter, not a novel.
@@ -177,6 +177,16 @@ def parse_message(raw: bytes, *, limits: LimitsSettings) -> ParsedMail:
                 "parts of it were not read"
             )
     return draft.build(report)
+
+
+def header_block(raw: bytes) -> bytes:
+    """The header block of ``raw`` (the lines before the body), for callers needing headers only.
+
+    ``email``'s header-only parsers still read the whole message (decoded to
+    str, split into lines: 7 times its size, 266 MB for a 36 MB message);
+    given this block they find the same header fields.
+    """
+    return raw[: _head_end(raw)]
 
 
 @contextlib.contextmanager

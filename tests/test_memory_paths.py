@@ -5,12 +5,16 @@
   as with every line fed to the parser (checked on the hostile corpus and on
   mutated candidatures, with the elision forced on every run of base64-looking
   lines), and the Python memory it allocates stays below the message's size.
+- ``header_block`` gives the header-only parser what it needs (the same
+  header fields as the whole message) without the body.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import email.parser
+import email.policy
 import os
 import tracemalloc
 
@@ -19,7 +23,7 @@ from hypothesis import given
 
 from parsers import mail as mail_module
 from parsers.errors import MailParseError
-from parsers.mail import parse_message
+from parsers.mail import header_block, parse_message
 from tests.fixtures.mail import as_bytes, make_mail
 from tests.test_hostile_input import CASES
 from tests.test_properties import FAST, LIMITS, SEEDS, mutated
@@ -160,3 +164,21 @@ def test_parsing_a_20_mb_attachment_allocates_less_than_the_message():
     # The decoded annex (0.73 of the message) plus windows of 1 MB; the stdlib
     # path allocated 5.5 times the message (lines, joined str, two copies).
     assert peak < 1.0 * len(raw), peak / len(raw)
+
+
+def _headers_of(raw: bytes) -> list[tuple[str, str]]:
+    parser = email.parser.BytesHeaderParser(policy=email.policy.compat32)
+    return [(name, str(value)) for name, value in parser.parsebytes(raw).items()]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_header_block_has_the_headers_of_the_whole_message(name):
+    raw = CASES[name]()
+    assert _headers_of(header_block(raw)) == _headers_of(raw)
+
+
+def test_header_block_of_candidatures_and_a_big_message():
+    for raw in [*SEEDS, big_message(1)]:
+        block = header_block(raw)
+        assert len(block) < 2000
+        assert _headers_of(block) == _headers_of(raw)
