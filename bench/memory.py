@@ -11,9 +11,11 @@ Two mailboxes' worth of work, each in a fresh database, in a subprocess:
 The process tree (the worker, its forkserver and the sandbox children) is
 sampled from /proc every 10 ms: the figures are the worker's own peak
 (``VmHWM``), the largest peak of any other process of the tree, and the
-largest sum of the tree's RSS seen at one instant; ``getrusage(RUSAGE_CHILDREN)``
-after the exit confirms the worker's peak. Baseline: a Python process that
-only fetches the same messages with imap-tools (``BODY.PEEK[]``).
+largest sums of the tree's RSS and of its PSS (pages shared by the
+forkserver and its children counted once) seen at one instant;
+``getrusage(RUSAGE_CHILDREN)`` after the exit confirms the worker's peak.
+Baseline: a Python process that only fetches the same messages with
+imap-tools (``BODY.PEEK[]``).
 """
 
 from __future__ import annotations
@@ -107,9 +109,9 @@ def _tree(root: int) -> list[int]:
     return out
 
 
-def _status_kb(pid: int, key: str) -> int:
+def _status_kb(pid: int, key: str, name: str = "status") -> int:
     try:
-        with open(f"/proc/{pid}/status") as f:
+        with open(f"/proc/{pid}/{name}") as f:
             for line in f:
                 if line.startswith(key):
                     return int(line.split()[1])
@@ -127,19 +129,24 @@ class TreeSampler(threading.Thread):
         self.done = threading.Event()
         self.hwm: dict[int, int] = {}
         self.peak_sum = 0
+        self.peak_pss = 0
 
     def run(self) -> None:
         while not self.done.is_set():
-            total = 0
+            total = pss = 0
             for pid in _tree(self.pid):
                 total += _status_kb(pid, "VmRSS:")
+                # Proportional set size: a page shared by the forkserver and
+                # its children counts once in the sum, not once per process.
+                pss += _status_kb(pid, "Pss:", "smaps_rollup")
                 self.hwm[pid] = max(self.hwm.get(pid, 0), _status_kb(pid, "VmHWM:"))
             self.peak_sum = max(self.peak_sum, total)
+            self.peak_pss = max(self.peak_pss, pss)
             time.sleep(0.01)
 
 
-def peak(command: list[str], env: dict[str, str]) -> tuple[float, float, float, float, str]:
-    """(own peak MB, largest descendant peak MB, tree peak MB, seconds, output)."""
+def peak(command: list[str], env: dict[str, str]) -> tuple[float, float, float, float, str, float]:
+    """(own peak MB, largest descendant peak MB, tree peak MB, seconds, output, tree PSS MB)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -154,7 +161,14 @@ def peak(command: list[str], env: dict[str, str]) -> tuple[float, float, float, 
     rusage = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     own = max(sampler.hwm.get(process.pid, 0), rusage if rusage > before else 0)
     others = max((v for p, v in sampler.hwm.items() if p != process.pid), default=0)
-    return own / 1024, others / 1024, sampler.peak_sum / 1024, elapsed, output
+    return (
+        own / 1024,
+        others / 1024,
+        sampler.peak_sum / 1024,
+        elapsed,
+        output,
+        sampler.peak_pss / 1024,
+    )
 
 
 def measure(srv: harness.Servers, name: str, messages: list[bytes], what: str) -> list[Figure]:
@@ -191,9 +205,9 @@ def measure(srv: harness.Servers, name: str, messages: list[bytes], what: str) -
         ),
         Figure(
             "5 memory",
-            f"{what}: largest sandbox/forkserver peak; whole tree at once",
+            f"{what}: largest sandbox/forkserver peak; whole tree at once (RSS; PSS)",
             "",
-            f"{ours[1]:.0f} MB; {ours[2]:.0f} MB",
+            f"{ours[1]:.0f} MB; {ours[2]:.0f}; {ours[5]:.0f} MB",
             "",
             "<= 200 MB",
             top <= 200,
