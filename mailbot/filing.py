@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
 from mailbot.config import Config, Verdict
@@ -28,6 +29,7 @@ from parsers.types import ParsedMail
 from storage import repositories as repo
 from storage.blobs import BlobStore
 from storage.models import (
+    SUBJECT_MAX_LENGTH,
     Dossier,
     DossierStatus,
     Message,
@@ -151,48 +153,56 @@ def file_ignored(
     """
     now = now or utcnow()
     keyed = [(analysis, position, *dedup_key(analysis)) for analysis, position in items]
-    known = {
+    known: dict[str, Message | int] = {
         row.dedup_key: row
         for row in session.exec(
             select(Message).where(col(Message.dedup_key).in_({k for _a, _p, k, _s in keyed}))
         )
     }
-    fresh: list[tuple[Message, Position]] = []
-    plan: list[tuple[Message, Position, bool]] = []
+    rows: list[dict[str, Any]] = []
+    # Per message: its row in the ledger, or the index of the row to insert.
+    plan: list[tuple[Message | int, Position, bool]] = []
     for analysis, position, key, sha in keyed:
-        row = known.get(key)
-        if row is not None:
-            plan.append((row, position, True))
+        target = known.get(key)
+        if target is not None:
+            plan.append((target, position, True))
             continue
         status, verdict, error = _status_of(analysis)
         if status != MessageStatus.IGNORED:
             raise ValueError(f"file_ignored given a message to file: {status}")
-        row = _ledger_row(analysis, key, sha, status, verdict, error, None, now)
-        known[key] = row
-        fresh.append((row, position))
-        plan.append((row, position, False))
-    session.add_all([row for row, _p in fresh])
-    session.flush()
+        rows.append(_ledger_values(analysis, key, sha, status, verdict, error, None, now))
+        known[key] = len(rows) - 1
+        plan.append((len(rows) - 1, position, False))
+    ids: list[int] = []
+    if rows:
+        inserted = insert(Message).returning(Message.id, sort_by_parameter_order=True)
+        ids = list(session.execute(inserted, rows).scalars())
     action = ServerAction.NONE if settled else ServerAction.PENDING
+    sightings: list[dict[str, Any]] = []
     filed: list[Filed] = []
-    for row, position, duplicate in plan:
+    for target, position, duplicate in plan:
         if duplicate:
             # Seen before (other mailbox, rescan, or twice in this run): the usual path.
+            row = target if isinstance(target, Message) else session.get(Message, ids[target])
+            assert row is not None
             filed.append(known_message(session=session, message=row, position=position))
             continue
-        session.add(
-            Sighting(
-                message_pk=row.id,
-                mailbox=position.mailbox,
-                folder=position.folder,
-                uidvalidity=position.uidvalidity,
-                uid=position.uid,
-                server_action=action,
-                seen_at=now,
-            )
+        assert isinstance(target, int)
+        values = rows[target]
+        sightings.append(
+            {
+                "message_pk": ids[target],
+                "mailbox": position.mailbox,
+                "folder": position.folder,
+                "uidvalidity": position.uidvalidity,
+                "uid": position.uid,
+                "server_action": action,
+                "seen_at": now,
+            }
         )
-        filed.append(Filed(row.id, row.status, row.verdict, duplicate=False))
-    session.flush()
+        filed.append(Filed(ids[target], values["status"], values["verdict"], duplicate=False))
+    if sightings:
+        session.execute(insert(Sighting), sightings)
     return filed
 
 
@@ -206,8 +216,21 @@ def _ledger_row(
     raw_blob: str | None,
     now: datetime,
 ) -> Message:
+    return Message(**_ledger_values(analysis, key, sha, status, verdict, error, raw_blob, now))
+
+
+def _ledger_values(
+    analysis: Analysis,
+    key: str,
+    sha: str,
+    status: str,
+    verdict: str | None,
+    error: str | None,
+    raw_blob: str | None,
+    now: datetime,
+) -> dict[str, Any]:
     mail = analysis.mail
-    return Message(
+    return dict(
         dedup_key=key,
         message_id=mail.message_id if mail else None,
         sha256=sha,
@@ -215,7 +238,7 @@ def _ledger_row(
         size=len(analysis.raw),
         sender=(mail.sender if mail else "") or "",
         sender_name=mail.sender_name if mail else None,
-        subject=(mail.subject if mail else "") or "",
+        subject=((mail.subject if mail else "") or "")[:SUBJECT_MAX_LENGTH],
         date_header=mail.date if mail else None,
         headers=_ledger_headers(mail),
         verdict=verdict,

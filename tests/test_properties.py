@@ -279,3 +279,42 @@ def test_control_character_in_an_address_is_not_taken_as_the_sender() -> None:
     assert mail.sender == ""
     assert mail.to == ("n.bataillon@ville-bethune.fr",)
     assert any("no usable From address" in w for w in mail.warnings)
+
+
+_HEADER_PIECES = [
+    b"Message-ID:",
+    b"message-id: ",
+    b"Message-Id :",
+    b"<Abc@Example.org>",
+    b"<x y@z>",
+    b"(comment)",
+    b" ",
+    b"\t",
+    b"\r\n",
+    b"\n",
+    b"\r",
+    b"From ",
+    b"Subject: hi",
+    b":",
+    b"\xc3\xa9",
+    b"\x00",
+    b"\x85",
+    b"\x1c",
+    b"\xff",
+    b"\x0c",
+    b"--",
+]
+
+
+@FAST
+@given(st.lists(st.sampled_from(_HEADER_PIECES), max_size=25), st.binary(max_size=20))
+def test_quick_dedup_key_agrees_with_the_stdlib_header_parser(pieces, body) -> None:
+    """The regex shortcut of intake.quick_dedup_key finds the same Message-ID as email's parser."""
+    from mailbot.intake import quick_dedup_key
+    from storage.models import dedup_key_for
+
+    raw = b"".join(pieces) + b"\r\n\r\n" + body
+    headers = BytesParser(policy=email.policy.compat32).parsebytes(raw, headersonly=True)
+    message_id = headers.get("Message-ID")
+    sha = hashlib.sha256(raw).hexdigest()
+    assert quick_dedup_key(raw) == dedup_key_for(str(message_id) if message_id else None, sha)
