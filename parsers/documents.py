@@ -1153,16 +1153,17 @@ def _pdf_pages(
     tess: str | None,
     page_count: int,
     widgets: list[Any],
-    quick: frozenset[int] = frozenset(),
+    form_pages: frozenset[int] = frozenset(),
 ) -> DocumentText:
-    """Text, tables and layout of each page (pdfplumber), OCR for scanned pages.
+    """Text, tables and layout of each page, OCR for scanned pages.
 
-    The ``quick`` pages (filled form pages) are read by pdfium instead:
-    words and layout, no tables.
+    Pages are read from pdfium's characters (``_pdfium_pages``), and searched
+    for ruled tables (pdfplumber, over the page's graphics only) when they
+    draw lines or boxes; ``form_pages`` (filled form pages: the answers are in
+    the fields) skip the table search. A page pdfium cannot read faithfully
+    (rotated text, characters without Unicode, little or no text: a scan?)
+    is read the full way: pdfplumber words and tables, then OCR if need be.
     """
-    import pdfplumber
-    from pdfminer.pdfdocument import PDFPasswordIncorrect
-
     name = _safe_name(doc.filename)
     wanted = min(page_count or limits.max_pdf_pages, limits.max_pdf_pages)
     if page_count > limits.max_pdf_pages:
@@ -1170,54 +1171,37 @@ def _pdf_pages(
             doc,
             f"{name}: {page_count} pages; only the first {limits.max_pdf_pages} were read",
         )
-    quick = frozenset(n for n in quick if n <= wanted)
-    read_quick = _quick_reader(data, quick) if quick else {}
-    quick = frozenset(read_quick)
-    slow = [n for n in range(1, wanted + 1) if n not in quick]
-    if quick and not slow:
-        return _quick_only(doc, read_quick, widgets, page_count)
+    fast = _pdfium_pages(data, wanted)
+    quick = frozenset(n for n in form_pages if n in fast)
+    for number in quick:
+        fast[number].ruled = False
+    read: dict[int, _PageRead] = {}
+    if wanted and len(fast) == wanted and not any(p.ruled for p in fast.values()):
+        # Nothing left for pdfminer: no page to read the full way, no table to find.
+        for number in range(1, wanted + 1):
+            read[number] = _PageRead(fast[number].layout(widgets, number))
+    else:
+        failure = _pdfplumber_pages(doc, data, wanted, widgets, fast, read)
+        if failure is not None:
+            return failure
     pages: list[str] = []
-    try:
-        pdf = pdfplumber.open(io.BytesIO(data), pages=list(range(1, wanted + 1)) or None)
-    except PDFPasswordIncorrect:
-        return _warn(doc, f"{name}: encrypted PDF (password required); not read")
-    except Exception as err:
-        return _warn(doc, f"{name}: unreadable PDF ({_describe(err)})")
     scanned: list[int] = []
-    try:
-        try:
-            # pdfplumber builds the page list from the page tree up front.
-            pdf_pages = pdf.pages
-        except Exception as err:
-            return _warn(doc, f"{name}: page tree unreadable ({_describe(err)})")
-        for index, page in enumerate(pdf_pages):
-            try:
-                if index + 1 in quick:
-                    layout, tables, needs_ocr = read_quick[index + 1](widgets), (), False
-                else:
-                    layout, tables, needs_ocr = _read_page(page, widgets, index + 1)
-            except Exception as err:
-                doc = _warn(doc, f"{name}: page {index + 1} unreadable ({_describe(err)})")
-                layout, tables, needs_ocr = PageLayout(()), (), False
-            finally:
-                page.close()
-            text = "\n".join(layout.lines)
-            if len(text) > MAX_PAGE_CHARS:
-                doc = _warn(doc, f"{name}: page {index + 1} cut at {MAX_PAGE_CHARS:,} characters")
-            pages.append(text[:MAX_PAGE_CHARS])
-            doc = replace(
-                doc,
-                columns=(*doc.columns, layout.columns),
-                column_rows=(*doc.column_rows, layout.column_rows),
-                tables=(*doc.tables, tables),
-            )
-            if needs_ocr:
-                scanned.append(index)
-    finally:
-        pdf.close()
+    for number, page in sorted(read.items()):
+        if page.problem:
+            doc = _warn(doc, f"{name}: page {number} unreadable ({page.problem})")
+        text = "\n".join(page.layout.lines)
+        if len(text) > MAX_PAGE_CHARS:
+            doc = _warn(doc, f"{name}: page {number} cut at {MAX_PAGE_CHARS:,} characters")
+        pages.append(text[:MAX_PAGE_CHARS])
+        if page.needs_ocr:
+            scanned.append(number - 1)
+    layouts = [page.layout for _, page in sorted(read.items())]
     doc = replace(
         doc,
         pages=tuple(pages),
+        columns=tuple(layout.columns for layout in layouts),
+        column_rows=tuple(layout.column_rows for layout in layouts),
+        tables=tuple(page.tables for _, page in sorted(read.items())),
         page_count=page_count or len(pages),
         form_pages=tuple(sorted(quick)),
     )
@@ -1226,6 +1210,69 @@ def _pdf_pages(
     if scanned:
         doc = _ocr_pdf_pages(doc, data, scanned, limits, tess)
     return doc
+
+
+@dataclass
+class _PageRead:
+    """One page as read: its layout, tables, whether it needs OCR, what went wrong."""
+
+    layout: PageLayout
+    tables: tuple[Table, ...] = ()
+    needs_ocr: bool = False
+    problem: str = ""
+
+
+def _pdfplumber_pages(
+    doc: DocumentText,
+    data: bytes,
+    wanted: int,
+    widgets: list[Any],
+    fast: dict[int, _PdfiumPage],
+    read: dict[int, _PageRead],
+) -> DocumentText | None:
+    """Fill ``read`` with every page: the full way (pdfplumber) for those not in
+    ``fast``, the table search alone for the ruled ``fast`` pages. A document
+    with a warning when pdfplumber cannot open the file, else None."""
+    import pdfplumber
+    from pdfminer.pdfdocument import PDFPasswordIncorrect
+
+    name = _safe_name(doc.filename)
+    try:
+        pdf = pdfplumber.open(io.BytesIO(data), pages=list(range(1, wanted + 1)) or None)
+    except PDFPasswordIncorrect:
+        return _warn(doc, f"{name}: encrypted PDF (password required); not read")
+    except Exception as err:
+        return _warn(doc, f"{name}: unreadable PDF ({_describe(err)})")
+    try:
+        try:
+            # pdfplumber builds the page list from the page tree up front.
+            pdf_pages = pdf.pages
+        except Exception as err:
+            return _warn(doc, f"{name}: page tree unreadable ({_describe(err)})")
+        for index, page in enumerate(pdf_pages):
+            number = index + 1
+            try:
+                quick = fast.get(number)
+                if quick is None:
+                    read[number] = _read_page(page, widgets, number)
+                    continue
+                tables: tuple[Table, ...] = ()
+                if quick.ruled:
+                    try:
+                        page._layout = _graphics_layout(page)
+                    except Exception:
+                        # That page's content trips the graphics-only pass: read it fully.
+                        read[number] = _read_page(page, widgets, number)
+                        continue
+                    tables = _page_tables(page, quick.words)
+                read[number] = _PageRead(quick.layout(widgets, number), tables)
+            except Exception as err:
+                read[number] = _PageRead(PageLayout(()), problem=_describe(err))
+            finally:
+                page.close()
+    finally:
+        pdf.close()
+    return None
 
 
 def _filled_form_pages(fields: dict[str, FormField], widgets: list[Any]) -> frozenset[int]:
@@ -1238,113 +1285,257 @@ def _filled_form_pages(fields: dict[str, FormField], widgets: list[Any]) -> froz
     return frozenset(w.page for w in widgets if w.field_name in filled)
 
 
-def _quick_reader(data: bytes, quick: frozenset[int]) -> dict[int, Any]:
-    """Per quick page, a reader of its layout (pdfium words); {} if pdfium fails."""
+# --------------------------------------------------------------------------
+# PDF pages through pdfium
+#
+# pdfminer (under pdfplumber) interprets every glyph in Python; pdfium does it
+# in C, about ten times faster. The words are rebuilt from pdfium's
+# characters exactly as pdfplumber's ``extract_words(x_tolerance=2,
+# y_tolerance=2)`` builds them from pdfminer's, with pdfminer's character
+# boxes (origin + advance wide, font size high), so the layout code sees the
+# same words. A page is left to pdfplumber whenever pdfium's reading could
+# differ: rotated page or text, crop box or origin that pdfplumber would
+# shift, a character without a Unicode mapping (pdfminer's "(cid:N)", which
+# sends the page to OCR), or too little text (maybe a scan).
+
+# pdfplumber's ligature expansion (``expand_ligatures=True``).
+_LIGATURES = {"ﬀ": "ff", "ﬃ": "ffi", "ﬄ": "ffl", "ﬁ": "fi", "ﬂ": "fl", "ﬆ": "st", "ﬅ": "st"}
+_SPACES = frozenset((9, 10, 13, 32, 0xA0))
+_MAX_PAGE_OBJECTS = 20_000
+
+
+@dataclass
+class _PdfiumPage:
+    """A page's words as pdfplumber would give them, and whether it draws paths."""
+
+    words: list[Word]
+    width: float
+    height: float
+    # Lines or boxes drawn (perhaps a ruled table): pdfplumber's table search runs.
+    ruled: bool
+
+    def layout(self, widgets: list[Any], number: int) -> PageLayout:
+        _label_widgets(widgets, number, self.words, self.height)
+        return layout_page(self.words, self.width)
+
+
+def _pdfium_pages(data: bytes, wanted: int) -> dict[int, _PdfiumPage]:
+    """The first ``wanted`` pages that pdfium reads faithfully; {} if it cannot open the file."""
     import pypdfium2 as pdfium
 
-    out: dict[int, Any] = {}
+    out: dict[int, _PdfiumPage] = {}
     try:
         pdf = pdfium.PdfDocument(data, password="")
     except Exception:
         return {}
     try:
-        for number in sorted(quick):
+        for number in range(1, min(wanted, len(pdf)) + 1):
             try:
                 page = pdf[number - 1]
                 try:
-                    width, height = page.get_size()
-                    textpage = page.get_textpage()
-                    try:
-                        words = _pdfium_words(textpage, height)
-                    finally:
-                        textpage.close()
+                    read = _pdfium_page(page)
                 finally:
                     page.close()
-            except Exception:  # noqa: S112 - that page is read the slow way
+            except Exception:  # noqa: S112 - that page is read the full way
                 continue
-            letters = sum(len(re.sub(r"\W", "", w.text)) for w in words)
-            if letters < MIN_TEXT_CHARS:
-                continue  # a scanned form page: the slow way finds out
-
-            def read(widgets: list[Any], w=words, wd=width, h=height, n=number) -> PageLayout:
-                _label_widgets(widgets, n, w, h)
-                return layout_page(w, wd)
-
-            out[number] = read
+            if read is not None:
+                out[number] = read
     finally:
         pdf.close()
     return out
 
 
-def _quick_only(
-    doc: DocumentText, readers: dict[int, Any], widgets: list[Any], page_count: int
-) -> DocumentText:
-    pages: list[str] = []
-    columns: list[str] = []
-    rows: list[Table] = []
-    for number in sorted(readers):
-        layout = readers[number](widgets)
-        text = "\n".join(layout.lines)
-        if len(text) > MAX_PAGE_CHARS:
-            doc = _warn(
-                doc,
-                f"{_safe_name(doc.filename)}: page {number} cut at {MAX_PAGE_CHARS:,} characters",
-            )
-        pages.append(text[:MAX_PAGE_CHARS])
-        columns.append(layout.columns)
-        rows.append(layout.column_rows)
-    return replace(
-        doc,
-        pages=tuple(pages),
-        columns=tuple(columns),
-        column_rows=tuple(rows),
-        tables=tuple(() for _ in pages),
-        page_count=page_count or len(pages),
-        form_pages=tuple(sorted(readers)),
-    )
+def _pdfium_page(page: Any) -> _PdfiumPage | None:
+    if page.get_rotation() % 360:
+        return None
+    box = tuple(page.get_mediabox())
+    if box[:2] != (0, 0) or tuple(page.get_cropbox()) != box:
+        return None
+    width, height = page.get_size()
+    textpage = page.get_textpage()
+    try:
+        chars = _pdfium_chars(textpage, height)
+    finally:
+        textpage.close()
+    if chars is None:
+        return None
+    words = _plumber_words(chars)
+    if sum(len(re.sub(r"\W", "", w.text)) for w in words) < MIN_TEXT_CHARS:
+        return None  # maybe a scan: the full way decides
+    ruled = _draws_paths(page)
+    if ruled is None:
+        return None
+    return _PdfiumPage(words, width, height, ruled)
 
 
-def _pdfium_words(textpage: Any, height: float) -> list[Word]:
-    """pdfplumber-like words (x_tolerance 2, y_tolerance 2) from pdfium's characters."""
+def _pdfium_chars(textpage: Any, height: float) -> list[list[Any]] | None:
+    """[x0, x1, top, bottom, text, loose x1] per character, in pdfminer's geometry.
+
+    None when a character has no faithful reading (no Unicode, rotated).
+    """
+    import ctypes
+
     import pypdfium2.raw as pdfium_c
 
     raw = textpage.raw
-    words: list[Word] = []
-    chars: list[str] = []
-    box: list[float] = []
-
-    def flush() -> None:
-        if chars:
-            words.append(Word(box[0], box[1], box[2], box[3], nfc("".join(chars))))
-            chars.clear()
-
+    loose = pdfium_c.FS_RECTF()
+    matrix = pdfium_c.FS_MATRIX()
+    left, right, bottom, top = (ctypes.c_double() for _ in range(4))
+    origin_x, origin_y = ctypes.c_double(), ctypes.c_double()
+    glyph_width = ctypes.c_float()
+    chars: list[list[Any]] = []
     for index in range(min(textpage.count_chars(), 100_000)):
         code = pdfium_c.FPDFText_GetUnicode(raw, index)
-        char = chr(code) if 0 < code < 0x110000 else ""
-        if not char or char.isspace() or pdfium_c.FPDFText_IsGenerated(raw, index) == 1:
-            flush()
+        if code in _SPACES and pdfium_c.FPDFText_IsGenerated(raw, index) == 1:
+            # pdfium's own word and line breaks: pdfplumber goes by the gaps.
             continue
-        left, bottom, right, top = textpage.get_charbox(index, loose=True)
-        x0, x1, y_top, y_bottom = left, right, height - top, height - bottom
-        if chars and (x0 - box[1] > 2 or x0 < box[0] - 2 or abs(y_top - box[2]) > 2):
-            flush()
-        if not chars:
-            box[:] = [x0, x1, y_top, y_bottom]
+        if (
+            (code < 32 and code not in _SPACES)
+            or code >= 0x110000
+            or 0xD800 <= code < 0xE000
+            or code in (0xFFFD, 0xFFFE, 0xFFFF)
+            or pdfium_c.FPDFText_HasUnicodeMapError(raw, index)
+        ):
+            return None
+        if not (
+            pdfium_c.FPDFText_GetLooseCharBox(raw, index, loose)
+            and pdfium_c.FPDFText_GetMatrix(raw, index, matrix)
+            and pdfium_c.FPDFText_GetCharBox(raw, index, left, right, bottom, top)
+        ):
+            return None
+        if not (matrix.a * matrix.d > 0 and matrix.b * matrix.c <= 0):
+            return None  # not upright: pdfplumber reads it another way
+        size = pdfium_c.FPDFText_GetFontSize(raw, index)
+        x0, x1 = loose.left, loose.right
+        # pdfium's loose box also covers the glyph's ink (an italic or an "f"
+        # overhanging its advance); pdfminer's box is the origin plus the advance.
+        if x0 == left.value or x1 == right.value:
+            pdfium_c.FPDFText_GetCharOrigin(raw, index, origin_x, origin_y)
+            x0 = origin_x.value
+            if x1 == right.value:
+                obj = pdfium_c.FPDFText_GetTextObject(raw, index)
+                font = pdfium_c.FPDFTextObj_GetFont(obj) if obj else None
+                if not font or not pdfium_c.FPDFFont_GetGlyphWidth(font, code, size, glyph_width):
+                    return None
+                x1 = x0 + matrix.a * glyph_width.value
+        char_bottom = height - loose.bottom
+        chars.append([x0, x1, char_bottom - size * matrix.d, char_bottom, chr(code), loose.right])
+    # A ligature comes as one character per letter, all at the glyph's origin;
+    # pdfminer has one character as wide as the glyph.
+    for a, b in itertools.pairwise(chars):
+        if a[0] == b[0] and a[2] == b[2]:
+            a[1] = b[1] = max(a[5], b[5])
+    return chars
+
+
+def _plumber_words(chars: list[list[Any]]) -> list[Word]:
+    """pdfplumber's ``extract_words(x_tolerance=2, y_tolerance=2)`` over upright characters."""
+    # Lines: characters clustered by top, each value within 2 of the previous one.
+    line_of: dict[float, int] = {}
+    last: float | None = None
+    for value in sorted({c[2] for c in chars}):
+        if last is None or value > last + 2:
+            line_of[value] = len(set(line_of.values()))
         else:
-            box[1] = max(box[1], x1)
-            box[2] = min(box[2], y_top)
-            box[3] = max(box[3], y_bottom)
-        chars.append(char)
-    flush()
+            line_of[value] = line_of[last]
+        last = value
+    lines: dict[int, list[list[Any]]] = {}
+    for char in chars:
+        lines.setdefault(line_of[char[2]], []).append(char)
+    words: list[Word] = []
+    for key in sorted(lines):
+        current: list[list[Any]] = []
+        for char in sorted(lines[key], key=lambda c: c[0]):
+            if char[4].isspace():
+                _add_word(words, current)
+                current = []
+                continue
+            if current:
+                prev = current[-1]
+                if char[0] < prev[0] or char[0] > prev[1] + 2 or abs(char[2] - prev[2]) > 2:
+                    _add_word(words, current)
+                    current = []
+            current.append(char)
+        _add_word(words, current)
     return words
 
 
-def _read_page(page: Any, widgets: list[Any], number: int) -> tuple[PageLayout, tuple, bool]:
-    words = [
-        Word(w["x0"], w["x1"], w["top"], w["bottom"], nfc(w["text"]))
-        for w in page.extract_words(x_tolerance=2, y_tolerance=2, keep_blank_chars=False)
-    ]
-    layout = layout_page(words, float(page.width))
+def _add_word(words: list[Word], chars: list[list[Any]]) -> None:
+    if chars:
+        text = "".join(_LIGATURES.get(c[4], c[4]) for c in chars)
+        words.append(
+            Word(
+                min(c[0] for c in chars),
+                max(c[1] for c in chars),
+                min(c[2] for c in chars),
+                max(c[3] for c in chars),
+                nfc(text),
+            )
+        )
+
+
+def _draws_paths(page: Any) -> bool | None:
+    """Whether the page paints any path (form XObjects included); None if too many objects."""
+    import pypdfium2.raw as pdfium_c
+
+    pending = [(pdfium_c.FPDFPage_CountObjects(page.raw), page.raw, False)]
+    seen = 0
+    while pending:
+        count, parent, is_form = pending.pop()
+        for index in range(count):
+            seen += 1
+            if seen > _MAX_PAGE_OBJECTS:
+                return None
+            if is_form:
+                obj = pdfium_c.FPDFFormObj_GetObject(parent, index)
+            else:
+                obj = pdfium_c.FPDFPage_GetObject(parent, index)
+            kind = pdfium_c.FPDFPageObj_GetType(obj)
+            if kind == pdfium_c.FPDF_PAGEOBJ_PATH:
+                return True
+            if kind == pdfium_c.FPDF_PAGEOBJ_FORM:
+                pending.append((pdfium_c.FPDFFormObj_CountObjects(obj), obj, True))
+    return False
+
+
+def _graphics_layout(page: Any) -> Any:
+    """pdfplumber's ``page.layout`` without the text: lines, boxes, curves and images only.
+
+    The table search needs only the page's edges; skipping the glyphs (and
+    their fonts) is most of pdfminer's work. Same interpreter, same device.
+    """
+    from pdfminer.pdfinterp import PDFPageInterpreter, PDFResourceManager
+    from pdfplumber.page import PDFPageAggregatorWithMarkedContent
+
+    class NoFonts(PDFResourceManager):
+        def get_font(self, objid: object, spec: Any) -> Any:
+            return None
+
+    class GraphicsOnly(PDFPageInterpreter):
+        def do_Tf(self, fontid: Any, fontsize: Any) -> None:
+            pass
+
+        def do_TJ(self, seq: Any) -> None:
+            pass
+
+        def do_Tj(self, s: Any) -> None:
+            pass
+
+        def do__q(self, s: Any) -> None:
+            pass
+
+        def do__w(self, aw: Any, ac: Any, s: Any) -> None:
+            pass
+
+    resources = NoFonts()
+    device = PDFPageAggregatorWithMarkedContent(
+        resources, pageno=page.page_number, laparams=page.pdf.laparams
+    )
+    GraphicsOnly(resources, device).process_page(page.page_obj)
+    return device.get_result()
+
+
+def _page_tables(page: Any, words: Sequence[Word]) -> tuple[Table, ...]:
     tables: list[Table] = []
     for table in page.find_tables()[:20]:
         rows = tuple(
@@ -1352,13 +1543,24 @@ def _read_page(page: Any, widgets: list[Any], number: int) -> tuple[PageLayout, 
         )
         if len(rows) >= 1 and max((len(r) for r in rows), default=0) >= 2:
             tables.append(rows)
+    return tuple(tables)
+
+
+def _read_page(page: Any, widgets: list[Any], number: int) -> _PageRead:
+    """One page the full way: pdfplumber words and tables."""
+    words = [
+        Word(w["x0"], w["x1"], w["top"], w["bottom"], nfc(w["text"]))
+        for w in page.extract_words(x_tolerance=2, y_tolerance=2, keep_blank_chars=False)
+    ]
+    layout = layout_page(words, float(page.width))
+    tables = _page_tables(page, words)
     _label_widgets(widgets, number, words, float(page.height))
     letters = sum(len(re.sub(r"\W", "", w.text)) for w in words)
     graphics = len(page.images) + (1 if len(page.curves) + len(page.rects) > 40 else 0)
     # Fonts without a character map come out as "(cid:42)": the page must be
     # read from its image.
     garbled = sum(1 for w in words if "(cid:" in w.text) > 0.3 * max(1, len(words))
-    return layout, tuple(tables), garbled or (letters < MIN_TEXT_CHARS and graphics > 0)
+    return _PageRead(layout, tables, garbled or (letters < MIN_TEXT_CHARS and graphics > 0))
 
 
 def _cell_text(bbox: Any, words: Sequence[Word]) -> str:
