@@ -152,32 +152,52 @@ def file_ignored(
     and files them one by one. ``settled``: no server action is wanted.
     """
     now = now or utcnow()
-    keyed = [(analysis, position, *dedup_key(analysis)) for analysis, position in items]
+    entries = []
+    for analysis, position in items:
+        key, sha = dedup_key(analysis)
+        status, verdict, error = _status_of(analysis)
+        if status != MessageStatus.IGNORED:
+            raise ValueError(f"file_ignored given a message to file: {status}")
+        values = _ledger_values(analysis, key, sha, status, verdict, error, None, now)
+        entries.append((values, position))
+    action = ServerAction.NONE if settled else ServerAction.PENDING
+    return bulk_ledger(session=session, entries=entries, server_action=action, now=now)
+
+
+def bulk_ledger(
+    *,
+    session: Session,
+    entries: Sequence[tuple[dict[str, Any], Position]],
+    server_action: str,
+    now: datetime,
+    known_too: bool = False,
+) -> list[Filed]:
+    """Ledger rows (column values) and their sightings, each table in one INSERT.
+
+    A dedup key already in the ledger, or twice in ``entries``, gets the
+    usual ``known_message`` treatment (a sighting of the existing row, its
+    server action pending), or ``server_action`` too when ``known_too``.
+    """
+    keys = {values["dedup_key"] for values, _p in entries}
     known: dict[str, Message | int] = {
         row.dedup_key: row
-        for row in session.exec(
-            select(Message).where(col(Message.dedup_key).in_({k for _a, _p, k, _s in keyed}))
-        )
+        for row in session.exec(select(Message).where(col(Message.dedup_key).in_(keys)))
     }
     rows: list[dict[str, Any]] = []
     # Per message: its row in the ledger, or the index of the row to insert.
     plan: list[tuple[Message | int, Position, bool]] = []
-    for analysis, position, key, sha in keyed:
-        target = known.get(key)
+    for values, position in entries:
+        target = known.get(values["dedup_key"])
         if target is not None:
             plan.append((target, position, True))
             continue
-        status, verdict, error = _status_of(analysis)
-        if status != MessageStatus.IGNORED:
-            raise ValueError(f"file_ignored given a message to file: {status}")
-        rows.append(_ledger_values(analysis, key, sha, status, verdict, error, None, now))
-        known[key] = len(rows) - 1
+        rows.append(values)
+        known[values["dedup_key"]] = len(rows) - 1
         plan.append((len(rows) - 1, position, False))
     ids: list[int] = []
     if rows:
         inserted = insert(Message).returning(Message.id, sort_by_parameter_order=True)
         ids = list(session.execute(inserted, rows).scalars())
-    action = ServerAction.NONE if settled else ServerAction.PENDING
     sightings: list[dict[str, Any]] = []
     filed: list[Filed] = []
     for target, position, duplicate in plan:
@@ -185,7 +205,19 @@ def file_ignored(
             # Seen before (other mailbox, rescan, or twice in this run): the usual path.
             row = target if isinstance(target, Message) else session.get(Message, ids[target])
             assert row is not None
-            filed.append(known_message(session=session, message=row, position=position))
+            if not known_too:
+                filed.append(known_message(session=session, message=row, position=position))
+                continue
+            repo.add_sighting(
+                session=session,
+                message=row,
+                mailbox=position.mailbox,
+                folder=position.folder,
+                uidvalidity=position.uidvalidity,
+                uid=position.uid,
+                server_action=server_action,
+            )
+            filed.append(_duplicate(session, row))
             continue
         assert isinstance(target, int)
         values = rows[target]
@@ -196,7 +228,7 @@ def file_ignored(
                 "folder": position.folder,
                 "uidvalidity": position.uidvalidity,
                 "uid": position.uid,
-                "server_action": action,
+                "server_action": server_action,
                 "seen_at": now,
             }
         )

@@ -36,6 +36,7 @@ from mailbot.errors import MailbotError
 from mailbot.filing import (
     Filed,
     Position,
+    bulk_ledger,
     file_analysis,
     file_ignored,
     is_quiet,
@@ -43,10 +44,12 @@ from mailbot.filing import (
 )
 from mailbot.imap import FetchedMessage, FolderState, ImapError, MailboxClient
 from mailbot.pipeline import Analyser, Analysis
+from parsers.mail import header_block
 from storage import repositories as repo
 from storage.db import session_scope
 from storage.errors import BlobError
 from storage.models import (
+    SUBJECT_MAX_LENGTH,
     Message,
     MessageStatus,
     ServerAction,
@@ -151,6 +154,8 @@ def _poll(
     progress: Progress | None,
     should_stop: Callable[[], bool],
 ) -> None:
+    if _nothing_new(app, client, mailbox):
+        return
     state = client.select(mailbox.folder)
     _retry_pending_server_actions(app, client, mailbox, state)
     with session_scope(app.engine) as session:
@@ -159,6 +164,11 @@ def _poll(
 
     if known is not None and known[0] == state.uidvalidity:
         plan = [(uid, True) for uid in client.uids_after(known[1])]
+        if not plan and state.uidnext and state.uidnext - 1 > known[1]:
+            # The newest mail was expunged unread: nothing lies between the
+            # cursor and UIDNEXT, so move the cursor up and keep the next
+            # check cheap (_nothing_new).
+            _advance_cursor(app, mailbox, state, state.uidnext - 1)
     else:
         if known is not None:
             log.warning(
@@ -217,6 +227,37 @@ def _poll(
         _advance_cursor(app, mailbox, state, max(uid for uid, _p in chunk))
 
 
+def _nothing_new(app: App, client: MailboxClient, mailbox: MailboxSettings) -> bool:
+    """True when STATUS shows no UID above the cursor and no server action is pending.
+
+    The usual answer of a poll, given without SELECT, whose cost grows with
+    the folder (see ``MailboxClient.status``).
+    """
+    with session_scope(app.engine) as session:
+        cursor = repo.get_cursor(session=session, mailbox=mailbox.name, folder=mailbox.folder)
+        if cursor is None:
+            return False
+        pending = session.exec(
+            select(Sighting.id)
+            .where(
+                Sighting.mailbox == mailbox.name,
+                Sighting.folder == mailbox.folder,
+                Sighting.uidvalidity == cursor.uidvalidity,
+                Sighting.server_action == ServerAction.PENDING,
+            )
+            .limit(1)
+        ).first()
+        known = (cursor.uidvalidity, cursor.last_uid)
+    if pending is not None:
+        return False
+    status = client.status(mailbox.folder)
+    return (
+        status.uidvalidity == known[0]
+        and status.uidnext is not None
+        and (status.uidnext <= known[1] + 1)
+    )
+
+
 def _full_scan_plan(app: App, client: MailboxClient) -> list[tuple[int, bool]]:
     settings = app.config.settings
     today = utcnow().astimezone(ZoneInfo(settings.service.timezone)).date()
@@ -229,6 +270,7 @@ def _full_scan_plan(app: App, client: MailboxClient) -> list[tuple[int, bool]]:
 # that is neither a field nor a continuation (email.feedparser.headerRE).
 _HEAD_END = re.compile(rb"\n(?!From |[\x21-\x39\x3b-\x7e]*:|[\t ])")
 _MESSAGE_ID_FIELD = re.compile(rb"^message-id:([^\n]*(?:\n[\t ][^\n]*)*)", re.I | re.M)
+_WHOLE_PARSE_LIMIT = 1 << 20
 _FIELD_START = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
 
 
@@ -246,8 +288,12 @@ def quick_dedup_key(raw: bytes) -> str:
         not _FIELD_START.match(head)
         or b"\r" in head.replace(b"\r\n", b"")  # a lone CR ends a line for the stdlib
     ):
-        headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
-        message_id = headers.get("Message-ID")
+        # On a whole message the stdlib parser splits every line (266 MB for
+        # 36 MB): past 1 MiB it only gets the header block, which can differ
+        # on such odd input; a key that differs only costs a full analysis.
+        parser = email.parser.BytesHeaderParser(policy=email.policy.compat32)
+        source = raw if len(raw) <= _WHOLE_PARSE_LIMIT else header_block(raw)
+        message_id = parser.parsebytes(source).get("Message-ID")
         return dedup_key_for(str(message_id) if message_id else None, sha)
     found = _MESSAGE_ID_FIELD.search(head)
     # 8-bit bytes as str(Header) gives them under compat32: U+FFFD each.
@@ -459,44 +505,47 @@ def _record_skipped(
 ) -> None:
     """Mail older than the backlog window: a ledger row from its headers, never answered."""
     fetched = list(client.fetch(uids, batch=len(uids), headers_only=True))
+    now = utcnow()
+    entries = []
+    for item in fetched:
+        headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(item.raw)
+        sha = hashlib.sha256(item.raw).hexdigest()
+        message_id = headers.get("Message-ID")
+        values = {
+            "dedup_key": dedup_key_for(str(message_id) if message_id else None, sha),
+            "message_id": str(message_id).strip()[:998] if message_id else None,
+            "sha256": sha,
+            "raw_blob": None,
+            "size": len(item.raw),
+            "sender": _header_text(headers.get("From")),
+            "sender_name": None,
+            "subject": _header_text(headers.get("Subject"))[:SUBJECT_MAX_LENGTH],
+            "date_header": None,
+            "headers": {},
+            "verdict": None,
+            "status": MessageStatus.SKIPPED,
+            "error": None,
+            "warnings": [],
+            "rule_trace": [{"rule": "backlog_window", "hit": True, "reason": "too old"}],
+            "first_seen_at": now,
+            "updated_at": now,
+            "attempts": 0,
+            "dossier_id": None,
+        }
+        entries.append((values, Position(mailbox.name, state.name, state.uidvalidity, item.uid)))
     with session_scope(app.engine) as session:
-        for item in fetched:
-            headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(
-                item.raw
-            )
-            sha = hashlib.sha256(item.raw).hexdigest()
-            message_id = headers.get("Message-ID")
-            key = dedup_key_for(str(message_id) if message_id else None, sha)
-            now = utcnow()
-            row, inserted = repo.add_message(
-                session=session,
-                message=Message(
-                    dedup_key=key,
-                    message_id=str(message_id).strip()[:998] if message_id else None,
-                    sha256=sha,
-                    size=len(item.raw),
-                    sender=_header_text(headers.get("From")),
-                    subject=_header_text(headers.get("Subject")),
-                    headers={},
-                    status=MessageStatus.SKIPPED,
-                    rule_trace=[{"rule": "backlog_window", "hit": True, "reason": "too old"}],
-                    first_seen_at=now,
-                    updated_at=now,
-                ),
-            )
-            repo.add_sighting(
-                session=session,
-                message=row,
-                mailbox=mailbox.name,
-                folder=state.name,
-                uidvalidity=state.uidvalidity,
-                uid=item.uid,
-                server_action=ServerAction.NONE,
-            )
-            if inserted:
-                report.skipped += 1
-            else:
+        filed = bulk_ledger(
+            session=session,
+            entries=entries,
+            server_action=ServerAction.NONE,
+            now=now,
+            known_too=True,
+        )
+        for outcome in filed:
+            if outcome.duplicate:
                 report.duplicates += 1
+            else:
+                report.skipped += 1
         repo.save_cursor(
             session=session,
             mailbox=mailbox.name,

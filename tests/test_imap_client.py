@@ -59,16 +59,25 @@ def test_search_never_carries_accents_and_uses_uid_ranges(service_app, dovecot, 
         make_mail(subject="Candidature « Béthune Smart City » – dossier d'intention", body="é"),
     )
     poll_all(service_app)
+    for user in ("n.bataillon", "d.berteloot"):
+        dovecot.append(user, make_mail(subject=f"Réunion pour {user}", body="é"))
     poll_all(service_app)
     searches = [args for name, args in spy if name == "UID SEARCH"]
     assert searches, spy
     for args in searches:
         text = " ".join(a.decode() if isinstance(a, bytes) else str(a) for a in args)
         assert text.isascii(), text
-    # The second pass asks only for UIDs above each cursor (the empty box too).
+    # The second pass asks only for UIDs above each cursor (the box empty at first too).
     second_pass = [" ".join(str(a) for a in args) for args in searches[-2:]]
     assert any("UID 2:*" in text for text in second_pass), second_pass
     assert any("UID 1:*" in text for text in second_pass), second_pass
+
+    # A pass with nothing new: STATUS on each box, no SELECT, no SEARCH, no FETCH.
+    spy.clear()
+    poll_all(service_app)
+    names = [name for name, _args in spy]
+    assert names.count("STATUS") == 2, names
+    assert not {"SELECT", "UID SEARCH", "UID FETCH"} & set(names), names
 
 
 def test_every_connection_has_a_socket_timeout(service_env, dovecot, monkeypatch):

@@ -15,9 +15,10 @@ import pytest
 from sqlmodel import select
 
 from mailbot.cli import main
-from mailbot.intake import poll_all
+from mailbot.imap import MailboxClient
+from mailbot.intake import poll_all, poll_mailbox
 from storage.db import session_scope
-from storage.models import Dossier, Message, Piece, Sighting
+from storage.models import Dossier, MailboxCursor, Message, Piece, Sighting
 from tests.fixtures.mail import forward_as_attachment, make_mail
 
 NB, DB = "n.bataillon", "d.berteloot"
@@ -392,3 +393,50 @@ def test_staff_mail_marked_deleted_is_never_expunged(service_app, dovecot, monke
     if on_filed == "move":
         assert len(dovecot.uids(NB, "Traites")) == 1
         assert list(flags) == [kept]
+
+
+class _CountingClient(MailboxClient):
+    """The real client, counting the SELECTs it sends (instrumentation, not a mock)."""
+
+    selects = 0
+
+    def select(self, folder=None):
+        type(self).selects += 1
+        return super().select(folder)
+
+
+def test_poll_with_nothing_new_asks_status_and_never_selects(service_app, dovecot):
+    mailbox = service_app.config.settings.mailbox(NB)
+    dovecot.append(NB, newsletter())
+    _CountingClient.selects = 0
+    first = poll_mailbox(service_app, mailbox, client_factory=_CountingClient)
+    assert first.error is None and first.ignored == 1
+    assert _CountingClient.selects == 1  # no cursor yet: the folder is read
+
+    idle = poll_mailbox(service_app, mailbox, client_factory=_CountingClient)
+    assert idle.error is None and idle.new == 0
+    assert _CountingClient.selects == 1  # STATUS said nothing is new
+
+    dovecot.append(NB, candidature(7))
+    found = poll_mailbox(service_app, mailbox, client_factory=_CountingClient)
+    assert found.error is None and (found.new, found.filed) == (1, 1)
+    assert _CountingClient.selects == 2
+
+
+def test_cursor_catches_up_when_the_newest_mail_was_expunged_unread(service_app, dovecot):
+    mailbox = service_app.config.settings.mailbox(NB)
+    dovecot.append(NB, newsletter())
+    assert poll_mailbox(service_app, mailbox).ignored == 1
+    gone = dovecot.append(NB, newsletter())
+    with dovecot.mailbox_client(NB) as box:  # deleted by staff before we saw it
+        box.client.uid("STORE", str(gone), "+FLAGS", "(\\Deleted)")
+        box.client.uid("EXPUNGE", str(gone))
+    _CountingClient.selects = 0
+    report = poll_mailbox(service_app, mailbox, client_factory=_CountingClient)
+    assert report.error is None and report.new == 0
+    assert _CountingClient.selects == 1  # UIDNEXT moved: the folder is looked at once
+    with session_scope(service_app.engine) as session:
+        cursor = session.exec(select(MailboxCursor).where(MailboxCursor.mailbox == NB)).one()
+        assert cursor.last_uid == gone
+    poll_mailbox(service_app, mailbox, client_factory=_CountingClient)
+    assert _CountingClient.selects == 1  # and never again
