@@ -21,8 +21,10 @@ reader tries these views and keeps the one that reads best.
 
 from __future__ import annotations
 
+import bisect
 import io
 import itertools
+import math
 import os
 import re
 import shutil
@@ -407,9 +409,12 @@ def _find_gutter(lines: list[list[Word]], width: float) -> tuple[float, float] |
     step = max(1.0, width / 400)
     best: tuple[float, float] | None = None
     start: float | None = None
+    positions: list[float] = []
     x = width * 0.25
     while x <= width * 0.75 + step:
-        crossing = sum(1 for line in lines if any(w.x0 < x < w.x1 for w in line))
+        positions.append(x)
+        x += step
+    for x, crossing in zip(positions, _crossings(lines, positions), strict=True):
         if crossing <= max(1, len(lines) // 20) and x <= width * 0.75:
             start = x if start is None else start
         elif start is not None:
@@ -417,7 +422,6 @@ def _find_gutter(lines: list[list[Word]], width: float) -> tuple[float, float] |
             if best is None or x - step - start > best[1] - best[0]:
                 best = (start, x - step)
             start = None
-        x += step
     if best is None or best[1] - best[0] < 1.5 * height:
         return None
     left = sum(1 for line in lines if any(w.x1 <= best[0] + step for w in line))
@@ -425,6 +429,34 @@ def _find_gutter(lines: list[list[Word]], width: float) -> tuple[float, float] |
     if left < 3 or right < 3:
         return None
     return best
+
+
+def _crossings(lines: list[list[Word]], positions: list[float]) -> list[int]:
+    """For each of the (increasing) ``positions``, the lines with a word across it
+    (``x0 < x < x1``): each word covers a run of positions, found by bisection."""
+    changes = [0] * (len(positions) + 1)
+    for line in lines:
+        runs = sorted(
+            (bisect.bisect_right(positions, w.x0), bisect.bisect_left(positions, w.x1))
+            for w in line
+            if w.x0 == w.x0 and w.x1 == w.x1  # NaN crosses nothing
+        )
+        # A line counts once where its words' runs overlap.
+        low = high = -1
+        for run_low, run_high in runs:
+            if run_low >= run_high:
+                continue
+            if run_low > high:
+                if high > low:
+                    changes[low] += 1
+                    changes[high] -= 1
+                low, high = run_low, run_high
+            else:
+                high = max(high, run_high)
+        if high > low:
+            changes[low] += 1
+            changes[high] -= 1
+    return list(itertools.accumulate(changes[:-1]))
 
 
 def _spans(line: Sequence[Word], g0: float, g1: float) -> bool:
@@ -1378,15 +1410,22 @@ def _pdfium_chars(textpage: Any, height: float) -> list[list[Any]] | None:
     import pypdfium2.raw as pdfium_c
 
     raw = textpage.raw
+    count = min(textpage.count_chars(), 100_000)
+    codes = _pdfium_codes(raw, count)
+    is_generated = pdfium_c.FPDFText_IsGenerated
+    map_error = pdfium_c.FPDFText_HasUnicodeMapError
+    loose_box = pdfium_c.FPDFText_GetLooseCharBox
+    char_matrix = pdfium_c.FPDFText_GetMatrix
+    char_box = pdfium_c.FPDFText_GetCharBox
+    font_size = pdfium_c.FPDFText_GetFontSize
     loose = pdfium_c.FS_RECTF()
     matrix = pdfium_c.FS_MATRIX()
     left, right, bottom, top = (ctypes.c_double() for _ in range(4))
     origin_x, origin_y = ctypes.c_double(), ctypes.c_double()
     glyph_width = ctypes.c_float()
     chars: list[list[Any]] = []
-    for index in range(min(textpage.count_chars(), 100_000)):
-        code = pdfium_c.FPDFText_GetUnicode(raw, index)
-        if code in _SPACES and pdfium_c.FPDFText_IsGenerated(raw, index) == 1:
+    for index, code in enumerate(codes):
+        if code in _SPACES and is_generated(raw, index) == 1:
             # pdfium's own word and line breaks: pdfplumber goes by the gaps.
             continue
         if (
@@ -1394,18 +1433,19 @@ def _pdfium_chars(textpage: Any, height: float) -> list[list[Any]] | None:
             or code >= 0x110000
             or 0xD800 <= code < 0xE000
             or code in (0xFFFD, 0xFFFE, 0xFFFF)
-            or pdfium_c.FPDFText_HasUnicodeMapError(raw, index)
+            or map_error(raw, index)
         ):
             return None
         if not (
-            pdfium_c.FPDFText_GetLooseCharBox(raw, index, loose)
-            and pdfium_c.FPDFText_GetMatrix(raw, index, matrix)
-            and pdfium_c.FPDFText_GetCharBox(raw, index, left, right, bottom, top)
+            loose_box(raw, index, loose)
+            and char_matrix(raw, index, matrix)
+            and char_box(raw, index, left, right, bottom, top)
         ):
             return None
-        if not (matrix.a * matrix.d > 0 and matrix.b * matrix.c <= 0):
+        a, d = matrix.a, matrix.d
+        if not (a * d > 0 and matrix.b * matrix.c <= 0):
             return None  # not upright: pdfplumber reads it another way
-        size = pdfium_c.FPDFText_GetFontSize(raw, index)
+        size = font_size(raw, index)
         x0, x1 = loose.left, loose.right
         # pdfium's loose box also covers the glyph's ink (an italic or an "f"
         # overhanging its advance); pdfminer's box is the origin plus the advance.
@@ -1417,61 +1457,71 @@ def _pdfium_chars(textpage: Any, height: float) -> list[list[Any]] | None:
                 font = pdfium_c.FPDFTextObj_GetFont(obj) if obj else None
                 if not font or not pdfium_c.FPDFFont_GetGlyphWidth(font, code, size, glyph_width):
                     return None
-                x1 = x0 + matrix.a * glyph_width.value
+                x1 = x0 + a * glyph_width.value
         char_bottom = height - loose.bottom
-        chars.append([x0, x1, char_bottom - size * matrix.d, char_bottom, chr(code), loose.right])
+        chars.append([x0, x1, char_bottom - size * d, char_bottom, chr(code), loose.right])
     # A ligature comes as one character per letter, all at the glyph's origin;
     # pdfminer has one character as wide as the glyph.
-    for a, b in itertools.pairwise(chars):
-        if a[0] == b[0] and a[2] == b[2]:
-            a[1] = b[1] = max(a[5], b[5])
+    for a_char, b_char in itertools.pairwise(chars):
+        if a_char[0] == b_char[0] and a_char[2] == b_char[2]:
+            a_char[1] = b_char[1] = max(a_char[5], b_char[5])
     return chars
+
+
+def _pdfium_codes(raw: Any, count: int) -> list[int]:
+    """The Unicode code of each character, read in one call when possible."""
+    import ctypes
+
+    import pypdfium2.raw as pdfium_c
+
+    buffer = (ctypes.c_ushort * (count + 1))()
+    written = pdfium_c.FPDFText_GetText(raw, 0, count, buffer) if count else 0
+    units = list(buffer[: max(0, written - 1)])
+    if len(units) == count and not any(0xD800 <= u < 0xE000 for u in units):
+        return units  # one UTF-16 unit per character
+    return [pdfium_c.FPDFText_GetUnicode(raw, index) for index in range(count)]
 
 
 def _plumber_words(chars: list[list[Any]]) -> list[Word]:
     """pdfplumber's ``extract_words(x_tolerance=2, y_tolerance=2)`` over upright characters."""
     # Lines: characters clustered by top, each value within 2 of the previous one.
     line_of: dict[float, int] = {}
-    last: float | None = None
+    line = -1
+    last = -math.inf
     for value in sorted({c[2] for c in chars}):
-        if last is None or value > last + 2:
-            line_of[value] = len(set(line_of.values()))
-        else:
-            line_of[value] = line_of[last]
+        if value > last + 2:
+            line += 1
+        line_of[value] = line
         last = value
     lines: dict[int, list[list[Any]]] = {}
     for char in chars:
         lines.setdefault(line_of[char[2]], []).append(char)
     words: list[Word] = []
+    w_x0 = w_x1 = w_top = w_bottom = prev_x0 = prev_x1 = prev_top = 0.0
     for key in sorted(lines):
-        current: list[list[Any]] = []
-        for char in sorted(lines[key], key=lambda c: c[0]):
-            if char[4].isspace():
-                _add_word(words, current)
-                current = []
+        text: list[str] = []
+        for x0, x1, top, bottom, char, _ in sorted(lines[key], key=_first):
+            if char.isspace():
+                if text:
+                    words.append(Word(w_x0, w_x1, w_top, w_bottom, nfc("".join(text))))
+                    text = []
                 continue
-            if current:
-                prev = current[-1]
-                if char[0] < prev[0] or char[0] > prev[1] + 2 or abs(char[2] - prev[2]) > 2:
-                    _add_word(words, current)
-                    current = []
-            current.append(char)
-        _add_word(words, current)
+            if text and (x0 < prev_x0 or x0 > prev_x1 + 2 or abs(top - prev_top) > 2):
+                words.append(Word(w_x0, w_x1, w_top, w_bottom, nfc("".join(text))))
+                text = []
+            if text:
+                w_x1, w_top, w_bottom = max(w_x1, x1), min(w_top, top), max(w_bottom, bottom)
+            else:
+                w_x0, w_x1, w_top, w_bottom = x0, x1, top, bottom
+            text.append(_LIGATURES.get(char, char))
+            prev_x0, prev_x1, prev_top = x0, x1, top
+        if text:
+            words.append(Word(w_x0, w_x1, w_top, w_bottom, nfc("".join(text))))
     return words
 
 
-def _add_word(words: list[Word], chars: list[list[Any]]) -> None:
-    if chars:
-        text = "".join(_LIGATURES.get(c[4], c[4]) for c in chars)
-        words.append(
-            Word(
-                min(c[0] for c in chars),
-                max(c[1] for c in chars),
-                min(c[2] for c in chars),
-                max(c[3] for c in chars),
-                nfc(text),
-            )
-        )
+def _first(item: Sequence[Any]) -> Any:
+    return item[0]
 
 
 def _draws_paths(page: Any) -> bool | None:
