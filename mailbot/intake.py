@@ -55,6 +55,7 @@ from storage.models import (
     ServerAction,
     Sighting,
     dedup_key_for,
+    pending_action,
     utcnow,
 )
 
@@ -243,7 +244,7 @@ def _nothing_new(app: App, client: MailboxClient, mailbox: MailboxSettings) -> b
                 Sighting.mailbox == mailbox.name,
                 Sighting.folder == mailbox.folder,
                 Sighting.uidvalidity == cursor.uidvalidity,
-                Sighting.server_action == ServerAction.PENDING,
+                pending_action(),
             )
             .limit(1)
         ).first()
@@ -633,7 +634,7 @@ def _retry_pending_server_actions(
                 Sighting.mailbox == mailbox.name,
                 Sighting.folder == state.name,
                 Sighting.uidvalidity == state.uidvalidity,
-                Sighting.server_action == ServerAction.PENDING,
+                pending_action(),
             )
         ).all()
         pending = [

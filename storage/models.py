@@ -331,7 +331,20 @@ class Sighting(SQLModel, table=True):
     """
 
     __tablename__ = "sighting"
-    __table_args__ = (sa.UniqueConstraint("mailbox", "folder", "uidvalidity", "uid"),)
+    __table_args__ = (
+        sa.UniqueConstraint("mailbox", "folder", "uidvalidity", "uid"),
+        # Each poll asks whether a server action is pending in its folder: a
+        # handful of rows among every message ever seen (2 ms per poll on
+        # 20,000 sightings without it). Query it through pending_action().
+        sa.Index(
+            "ix_sighting_pending",
+            "mailbox",
+            "folder",
+            "uidvalidity",
+            sqlite_where=sa.text("server_action = 'pending'"),
+            postgresql_where=sa.text("server_action = 'pending'"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     message_pk: int = Field(foreign_key="message.id", nullable=False, index=True)
@@ -350,6 +363,17 @@ class ReferenceCounter(SQLModel, table=True):
 
     year: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     last_number: int = Field(default=0, nullable=False)
+
+
+def pending_action() -> Any:
+    """``server_action = 'pending'`` with the value written literally.
+
+    A query planner can only use the partial index ``ix_sighting_pending``
+    when it can prove the query's condition implies the index's WHERE; with
+    a literal that holds on every SQLite and PostgreSQL version (a bound
+    parameter depends on the planner looking at bound values).
+    """
+    return Sighting.server_action == sa.literal_column(f"'{ServerAction.PENDING.value}'")
 
 
 class Piece(SQLModel, table=True):

@@ -49,7 +49,7 @@ def _tables(engine: Engine) -> set[str]:
 
 def test_open_database_builds_the_whole_schema(engine: Engine) -> None:
     assert _tables(engine) == TABLES | {"alembic_version"}
-    assert current_revision(engine) == head_revision() == "0001"
+    assert current_revision(engine) == head_revision() == "0002"
 
 
 def test_schema_has_the_dedup_constraints_and_lookup_indexes(engine: Engine) -> None:
@@ -218,3 +218,33 @@ def test_concurrent_first_opens_migrate_once(db_url: str) -> None:
         assert versions == [(head_revision(),)]
     finally:
         engine.dispose()
+
+
+def test_pending_server_actions_are_found_through_the_partial_index(engine: Engine) -> None:
+    """A poll's 'anything pending here?' must not scan every sighting of the folder."""
+    from storage.models import Sighting, pending_action
+
+    query = (
+        select(Sighting.id)
+        .where(
+            Sighting.mailbox == "n.bataillon",
+            Sighting.folder == "INBOX",
+            Sighting.uidvalidity == 1,
+            pending_action(),
+        )
+        .limit(1)
+    )
+    with engine.connect() as connection:
+        indexes = {i["name"] for i in sa.inspect(connection).get_indexes("sighting")}
+        assert "ix_sighting_pending" in indexes
+        if engine.dialect.name == "sqlite":
+            # As the query is sent: SQLite skips a partial index for a bound parameter.
+            compiled = query.compile(engine)
+            params = tuple(compiled.params[name] for name in compiled.positiontup or ())
+            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", params).all()
+            assert any("ix_sighting_pending" in str(row) for row in plan), plan
+        else:
+            definition = connection.exec_driver_sql(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_sighting_pending'"
+            ).scalar_one()
+            assert "WHERE" in definition and "pending" in definition, definition
