@@ -53,6 +53,7 @@ import binascii
 import codecs
 import contextlib
 import contextvars
+import functools
 import hashlib
 import io
 import logging
@@ -1082,7 +1083,12 @@ class _Elided:
         self.data = data
         self.runs: list[tuple[int, int]] = []
         self.marker = f"#mailbot-elided-{secrets.token_hex(8)}-"
-        self._pattern = re.compile(re.escape(self.marker) + r"(\d+)#")
+
+    @functools.cached_property
+    def _pattern(self) -> re.Pattern[str]:
+        # Compiled only for a message that has runs: most have none, and a
+        # pattern per message (its nonce) would miss the re module's cache.
+        return re.compile(re.escape(self.marker) + r"(\d+)#")
 
     def add(self, start: int, end: int) -> bytes:
         self.runs.append((start, end))
