@@ -25,6 +25,7 @@ in ``rules.toml``.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -107,17 +108,28 @@ class _Token:
     end: int
 
 
-def _tokens(text: str, start: int = 0) -> list[_Token]:
-    """Folded words with their spans; elided letters (l', d', s) dropped."""
-    out = []
+@functools.lru_cache(maxsize=4096)
+def _tokens(text: str, start: int = 0, limit: int | None = None) -> tuple[_Token, ...]:
+    """Folded words with their spans; elided letters (l', d', s) dropped.
+
+    With ``limit``: the first ``limit`` words only. Cached: the same lines are
+    matched against the labels by several readers (dossier, letter).
+    """
+    out: list[_Token] = []
     for match in _TOKEN.finditer(text, start):
-        for word in _TOKEN.findall(fold(match.group(0))):
-            if len(word) == 1 and not word.isdigit():
-                continue
+        for word in _folded_words(match.group(0)):
             out.append(_Token(word, match.start(), match.end()))
-    return out
+        if limit is not None and len(out) >= limit:
+            return tuple(out[:limit])
+    return tuple(out)
 
 
+@functools.lru_cache(maxsize=8192)
+def _folded_words(word: str) -> tuple[str, ...]:
+    return tuple(w for w in _TOKEN.findall(fold(word)) if len(w) > 1 or w.isdigit())
+
+
+@functools.lru_cache(maxsize=4096)
 def _label_words(text: str) -> tuple[str, ...]:
     return tuple(t.word for t in _tokens(text))
 
@@ -157,6 +169,12 @@ class LabelIndex:
                 if tokens and not any(lab.words == tokens for lab in labels):
                     labels.append(_Label(key, tokens, index == 0))
         self.labels = sorted(labels, key=lambda lab: (-len(lab.words), not lab.printed))
+        # The labels (in the order above) and their stems, by their first stem:
+        # a text can only start with a label whose first word it starts with.
+        self._by_first: dict[str, list[tuple[_Label, tuple[str, ...]]]] = {}
+        for label in self.labels:
+            stems = tuple(_stem(w) for w in label.words)
+            self._by_first.setdefault(stems[0], []).append((label, stems))
         self.kinds = {key: str(rule.kind) for key, rule in rules.fields.items()}
         self.headings = {
             _label_words(re.sub(r"^\d+\.\s*", "", h)) for h in SECTION_HEADINGS.values()
@@ -164,19 +182,19 @@ class LabelIndex:
 
     def match(self, text: str, *, fuzzy: bool = False, start: int = 0) -> LabelMatch | None:
         """The longest label that ``text`` starts with (from ``start``)."""
-        tokens = _tokens(text, start)[:16]
+        tokens = _tokens(text, start, limit=16)
         if not tokens:
             return None
-        stems = [_stem(t.word) for t in tokens]
-        for label in self.labels:
-            size = len(label.words)
-            if size <= len(tokens) and all(stems[i] == _stem(label.words[i]) for i in range(size)):
+        stems = tuple(_stem(t.word) for t in tokens)
+        for label, label_stems in self._by_first.get(stems[0], ()):
+            size = len(label_stems)
+            if size <= len(stems) and stems[:size] == label_stems:
                 return LabelMatch(label.key, tokens[size - 1].end, label.printed, False, size)
         if fuzzy:
             return self._fuzzy(tokens)
         return None
 
-    def _fuzzy(self, tokens: list[_Token]) -> LabelMatch | None:
+    def _fuzzy(self, tokens: Sequence[_Token]) -> LabelMatch | None:
         best: tuple[float, _Label, int] | None = None
         for label in self.labels:
             joined = label.joined
@@ -205,11 +223,10 @@ class LabelIndex:
         tokens = _label_words(text)
         if len(tokens) < 2:
             return False
-        stems = [_stem(t) for t in tokens]
+        stems = tuple(_stem(t) for t in tokens)
         return any(
-            len(label.words) > len(tokens)
-            and all(stems[i] == _stem(label.words[i]) for i in range(len(tokens)))
-            for label in self.labels
+            len(label_stems) > len(stems) and label_stems[: len(stems)] == stems
+            for _, label_stems in self._by_first.get(stems[0], ())
         )
 
     def is_heading(self, text: str) -> bool:
