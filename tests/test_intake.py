@@ -440,3 +440,56 @@ def test_cursor_catches_up_when_the_newest_mail_was_expunged_unread(service_app,
         assert cursor.last_uid == gone
     poll_mailbox(service_app, mailbox, client_factory=_CountingClient)
     assert _CountingClient.selects == 1  # and never again
+
+
+@pytest.mark.postgres
+def test_run_of_ignored_mail_raced_by_another_worker_is_filed_one_by_one(
+    service_env, postgres_url, dovecot, monkeypatch
+):
+    """Another worker files one of the run between our dedup look-up and our bulk insert."""
+    import sqlalchemy as sa
+
+    from mailbot.app import App
+
+    monkeypatch.setenv("MAILBOT_DATABASE__URL", postgres_url)
+    app = App(service_env["MAILBOT_CONFIG"])
+    rival = sa.create_engine(postgres_url)
+    mails = [
+        make_mail(subject=f"Lettre {n}", body="Actualités", sender="a@example.net")
+        for n in range(3)
+    ]
+    for mail in mails:
+        dovecot.append(NB, mail)
+    raced: list[str] = []
+
+    def rival_files_the_second(conn, cursor, statement, parameters, context, executemany):
+        if raced or not statement.startswith("INSERT INTO message"):
+            return
+        key = f"mid:{mails[1]['Message-ID'].strip('<>').lower()}"
+        with rival.begin() as other:  # commits before our INSERT runs
+            other.execute(
+                sa.text(
+                    "INSERT INTO message (dedup_key, sha256, size, sender, subject, headers,"
+                    " rule_trace, status, warnings, first_seen_at, updated_at, attempts)"
+                    " VALUES (:key, :sha, 1, 'a@example.net', 'Lettre 1', '{}', '[]',"
+                    " 'ignored', '[]', now(), now(), 1)"
+                ),
+                {"key": key, "sha": "0" * 64},
+            )
+        raced.append(key)
+
+    sa.event.listen(app.engine, "before_cursor_execute", rival_files_the_second)
+    try:
+        report = poll_mailbox(app, app.config.settings.mailbox(NB))
+    finally:
+        sa.event.remove(app.engine, "before_cursor_execute", rival_files_the_second)
+        rival.dispose()
+    assert raced, "the bulk insert never ran"
+    assert report.error is None, report.error
+    assert (report.ignored, report.duplicates) == (2, 1)
+    messages = rows(app, Message)
+    assert len(messages) == 3
+    sightings = rows(app, Sighting)
+    assert sorted(s.uid for s in sightings) == [1, 2, 3]
+    assert all(s.server_action == "none" for s in sightings)
+    app.close()
