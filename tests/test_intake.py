@@ -493,3 +493,22 @@ def test_run_of_ignored_mail_raced_by_another_worker_is_filed_one_by_one(
     assert sorted(s.uid for s in sightings) == [1, 2, 3]
     assert all(s.server_action == "none" for s in sightings)
     app.close()
+
+
+def test_stop_in_the_middle_of_a_run_of_ignored_mail_keeps_what_was_read(service_app, dovecot):
+    mailbox = service_app.config.settings.mailbox(NB)
+    for n in range(6):
+        dovecot.append(NB, make_mail(subject=f"Info {n}", body="Rien", sender="a@example.net"))
+    asked = iter(range(100))
+
+    def stop_after_three():  # asked once per fetch batch, then before each message
+        return next(asked) >= 4
+
+    first = poll_mailbox(service_app, mailbox, should_stop=stop_after_three)
+    assert first.error is None and first.ignored == 3
+    with session_scope(service_app.engine) as session:
+        cursor = session.exec(select(MailboxCursor).where(MailboxCursor.mailbox == NB)).one()
+        assert cursor.last_uid == 3  # the run read so far was written with its cursor
+    second = poll_mailbox(service_app, mailbox)
+    assert (second.new, second.ignored, second.duplicates) == (3, 3, 0)
+    assert len(rows(service_app, Message)) == 6
