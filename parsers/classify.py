@@ -15,6 +15,7 @@ non-string header values simply do not match.
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from collections.abc import Iterable
@@ -62,7 +63,12 @@ _BARE_ADDRESS = re.compile(
 def _fold(text: str | None) -> str:
     # fold() also turns Word's and Outlook's apostrophes into the ASCII one
     # the shipped signs are written with ("d’intention" = "d'intention").
-    return fold(text or "")
+    return _fold_cached(text or "")
+
+
+# The body is folded by dossier_reference and again for the signs: keep the
+# last few results (a str caches its hash, so a hit costs no rescan).
+_fold_cached = functools.lru_cache(maxsize=4)(fold)
 
 
 # --------------------------------------------------------------------------
