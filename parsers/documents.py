@@ -1448,6 +1448,15 @@ def _pdfium_chars(textpage: Any, height: float) -> list[list[Any]] | None:
     left, right, bottom, top = (ctypes.c_double() for _ in range(4))
     origin_x, origin_y = ctypes.c_double(), ctypes.c_double()
     glyph_width = ctypes.c_float()
+    # The text object of a character, as a plain address (the binding's own
+    # prototype returns a pointer object, slower to make and to compare).
+    text_object = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int)(
+        ctypes.cast(pdfium_c.FPDFText_GetTextObject, ctypes.c_void_p).value
+    )
+    raw_address = ctypes.cast(raw, ctypes.c_void_p).value
+    # Matrix and font size belong to the text object: read once per object.
+    current = None
+    a = d = size = 0.0
     chars: list[list[Any]] = []
     for index, code in enumerate(codes):
         if code in _SPACES and is_generated(raw, index) == 1:
@@ -1461,16 +1470,17 @@ def _pdfium_chars(textpage: Any, height: float) -> list[list[Any]] | None:
             or map_error(raw, index)
         ):
             return None
-        if not (
-            loose_box(raw, index, loose)
-            and char_matrix(raw, index, matrix)
-            and char_box(raw, index, left, right, bottom, top)
-        ):
+        obj = text_object(raw_address, index)
+        if obj is None or obj != current:
+            if not char_matrix(raw, index, matrix):
+                return None
+            a, d = matrix.a, matrix.d
+            if not (a * d > 0 and matrix.b * matrix.c <= 0):
+                return None  # not upright: pdfplumber reads it another way
+            size = font_size(raw, index)
+            current = obj
+        if not (loose_box(raw, index, loose) and char_box(raw, index, left, right, bottom, top)):
             return None
-        a, d = matrix.a, matrix.d
-        if not (a * d > 0 and matrix.b * matrix.c <= 0):
-            return None  # not upright: pdfplumber reads it another way
-        size = font_size(raw, index)
         x0, x1 = loose.left, loose.right
         # pdfium's loose box also covers the glyph's ink (an italic or an "f"
         # overhanging its advance); pdfminer's box is the origin plus the advance.
@@ -1478,8 +1488,8 @@ def _pdfium_chars(textpage: Any, height: float) -> list[list[Any]] | None:
             pdfium_c.FPDFText_GetCharOrigin(raw, index, origin_x, origin_y)
             x0 = origin_x.value
             if x1 == right.value:
-                obj = pdfium_c.FPDFText_GetTextObject(raw, index)
-                font = pdfium_c.FPDFTextObj_GetFont(obj) if obj else None
+                handle = ctypes.cast(obj, pdfium_c.FPDF_PAGEOBJECT) if obj else None
+                font = pdfium_c.FPDFTextObj_GetFont(handle) if handle else None
                 if not font or not pdfium_c.FPDFFont_GetGlyphWidth(font, code, size, glyph_width):
                     return None
                 x1 = x0 + a * glyph_width.value
