@@ -21,6 +21,7 @@ from parsers.letter import find_letter
 from tests import corpus
 from tests.corpus import POTAGER, attachment
 from tests.fixtures.config import SHIPPED_CONFIG
+from tests.test_hostile_input import no_tounicode_pdf
 
 LIMITS = DocumentLimits(max_pdf_pages=10, ocr_timeout_seconds=60)
 RULES = load_config(SHIPPED_CONFIG, environ={}).rules
@@ -259,6 +260,16 @@ def test_pages_pdfium_would_place_differently_are_read_the_full_way(monkeypatch)
     for data in (rotated, cropped):
         assert documents._pdfium_pages(data, 1) == {}
         _assert_same(_read(data), _read_full_way(data, monkeypatch))
+
+
+def test_characters_without_unicode_send_their_page_the_full_way(monkeypatch):
+    # pdfminer shows them as "(cid:N)" and the page goes to OCR; pdfium would
+    # make up letters from the character codes.
+    data = no_tounicode_pdf()
+    assert documents._pdfium_pages(data, 1) == {}
+    quick, full = _read(data, None), _read_full_way(data, monkeypatch, None)
+    _assert_same(quick, full)
+    assert "(cid:" in quick.pages[0]
 
 
 def test_a_scanned_page_goes_the_full_way_to_ocr(monkeypatch):
