@@ -1143,13 +1143,13 @@ def test_mail_parser_logging_is_silenced_for_our_calls_only(
 def test_python_warnings_from_libraries_become_our_warnings(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = mailparser.parse_from_bytes
+    class Noisy(mail_module._HeaderView):
+        @classmethod
+        def from_bytes(cls, bt: bytes) -> object:
+            warnings.warn("old API", DeprecationWarning, stacklevel=1)
+            return super().from_bytes(bt)
 
-    def noisy(raw: bytes) -> object:
-        warnings.warn("old API", DeprecationWarning, stacklevel=1)
-        return real(raw)
-
-    monkeypatch.setattr(mail_module.mailparser, "parse_from_bytes", noisy)
+    monkeypatch.setattr(mail_module, "_HeaderView", Noisy)
     parsed = parse(b"From: a@example.fr\n\nx")
     assert "library warning: DeprecationWarning: old API" in parsed.warnings
     assert parsed.sender == "a@example.fr"
