@@ -1006,6 +1006,45 @@ class _PdfInfo:
     warnings: list[str] = field(default_factory=list)
 
 
+class _BytesRaw(io.RawIOBase):
+    """Read-only raw stream over bytes, without a copy."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__()
+        self._view = memoryview(data)
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self._view[self._pos : self._pos + len(buffer)]
+        buffer[: len(chunk)] = chunk
+        self._pos += len(chunk)
+        return len(chunk)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+
+def _reader_stream(data: bytes) -> io.BufferedReader:
+    """A stream of ``data`` for pypdf.
+
+    Not ``io.BytesIO``: pypdf sizes a stream with ``getbuffer()`` when it has
+    one, and that copies a ``BytesIO`` made from bytes (25 MB more for a
+    25 MB PDF).
+    """
+    return io.BufferedReader(_BytesRaw(data))
+
+
 def _pdf_form(data: bytes, name: str) -> tuple[dict[str, FormField], list[_RawWidget], _PdfInfo]:
     """AcroForm fields (pypdf), their widgets, page count and encryption."""
     from pypdf import PdfReader
@@ -1013,7 +1052,7 @@ def _pdf_form(data: bytes, name: str) -> tuple[dict[str, FormField], list[_RawWi
 
     info = _PdfInfo()
     try:
-        reader = PdfReader(io.BytesIO(data), strict=False)
+        reader = PdfReader(_reader_stream(data), strict=False)
         if reader.is_encrypted and not reader.decrypt(""):
             info.locked = True
             return {}, [], info

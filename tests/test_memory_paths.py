@@ -15,12 +15,14 @@ import base64
 import dataclasses
 import email.parser
 import email.policy
+import io
 import os
 import tracemalloc
 
 import pytest
 from hypothesis import given
 
+from parsers import documents
 from parsers import mail as mail_module
 from parsers.errors import MailParseError
 from parsers.mail import header_block, parse_message
@@ -182,3 +184,55 @@ def test_header_block_of_candidatures_and_a_big_message():
         block = header_block(raw)
         assert len(block) < 2000
         assert _headers_of(block) == _headers_of(raw)
+
+
+def _image_pdf(megabytes: int) -> bytes:
+    """A one-page PDF carrying an incompressible photo of about ``megabytes`` MiB."""
+    from PIL import Image
+    from reportlab import rl_config
+    from reportlab.lib.utils import ImageReader
+    from reportlab.pdfgen.canvas import Canvas
+
+    side = int((megabytes * 2**20 / 3) ** 0.5)
+    noise = Image.frombytes("RGB", (side, side), os.urandom(side * side * 3))
+    buffer = io.BytesIO()
+    saved, rl_config.useA85 = rl_config.useA85, 0
+    try:
+        canvas = Canvas(buffer)
+        canvas.drawString(50, 800, "Annexe : photographies du chantier")
+        canvas.drawImage(ImageReader(noise), 50, 200, width=400, height=400)
+        canvas.save()
+    finally:
+        rl_config.useA85 = saved
+    return buffer.getvalue()
+
+
+def test_reading_a_pdf_form_does_not_copy_the_file():
+    data = _image_pdf(8)
+    tracemalloc.start()
+    try:
+        fields, _widgets, info = documents._pdf_form(data, "annexe.pdf")
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert info.page_count == 1 and not info.warnings and fields == {}
+    # io.BytesIO made pypdf copy the whole file (getbuffer() unshares it).
+    assert peak < 0.25 * len(data), peak / len(data)
+
+
+def test_pypdf_reads_through_the_stream_as_through_bytesio():
+    from pypdf import PdfReader
+
+    data = _image_pdf(1)
+    ours = documents._reader_stream(data)
+    assert ours.read(8) == data[:8]
+    assert ours.seek(-5, os.SEEK_END) == len(data) - 5 and ours.read() == data[-5:]
+    assert (
+        ours.seek(3) == 3
+        and ours.tell() == 3
+        and ours.readline() == data[3 : data.index(b"\n", 3) + 1]
+    )
+    via_stream = PdfReader(documents._reader_stream(data), strict=False)
+    via_bytesio = PdfReader(io.BytesIO(data), strict=False)
+    assert len(via_stream.pages) == len(via_bytesio.pages) == 1
+    assert via_stream.pages[0].extract_text() == via_bytesio.pages[0].extract_text() != ""
