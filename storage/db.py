@@ -28,6 +28,8 @@ then review the generated file by hand (it must run on SQLite and PostgreSQL).
 
 from __future__ import annotations
 
+import sqlite3
+import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -95,7 +97,7 @@ def _configure_sqlite(engine: Engine) -> None:
         try:
             # busy_timeout first, so that switching to WAL waits for other connections.
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _switch_to_wal(cursor)
             cursor.execute("PRAGMA foreign_keys=ON")
             # Safe with WAL: a power cut may lose the last commits, never corrupt.
             cursor.execute("PRAGMA synchronous=NORMAL")
@@ -105,6 +107,29 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
+    """``PRAGMA journal_mode=WAL``, retried while another connection is switching too.
+
+    Switching needs an exclusive lock. When two connections try at once on a
+    new database, SQLite may answer one of them "database is locked" at once,
+    without waiting for the busy timeout (it would otherwise be a deadlock:
+    each holds the shared lock the other must see released). Seen one time in
+    ten with four processes opening a new database together.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    pause = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            busy = getattr(err, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, None)
+            if not busy or "locked" not in str(err) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
 
 
 def alembic_config(url: str | None = None) -> Config:

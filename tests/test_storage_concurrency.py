@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from storage import repositories as repo
-from storage.db import open_database, session_scope
+from storage.db import make_engine, open_database, session_scope
 from storage.models import Event, Outbox, OutboxKind
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,6 +88,31 @@ def test_sqlite_read_then_write_transactions_do_not_deadlock(tmp_path: Path) -> 
         engine.dispose()
 
 
+def test_sqlite_connections_switching_a_new_database_to_wal_at_once_all_succeed(
+    tmp_path: Path,
+) -> None:
+    """Four connections opening a new SQLite database together, 60 times over.
+
+    ``PRAGMA journal_mode=WAL`` needs an exclusive lock; SQLite answered about
+    one round in ten "database is locked" at once, busy timeout or not
+    (CI saw it in test_concurrent_first_opens_migrate_once).
+    """
+    for round_ in range(60):
+        url = f"sqlite:///{tmp_path / f'round{round_}.sqlite3'}"
+        engines = [make_engine(url) for _ in range(4)]
+
+        def connect(engine: Engine) -> str:
+            with engine.connect() as connection:
+                return connection.exec_driver_sql("PRAGMA journal_mode").scalar_one()
+
+        try:
+            modes = _run_threads(*(functools.partial(connect, engine) for engine in engines))
+        finally:
+            for engine in engines:
+                engine.dispose()
+        assert modes == ["wal"] * 4
+
+
 @pytest.mark.postgres
 def test_concurrent_enqueue_of_the_same_reply_queues_it_once(postgres_url: str) -> None:
     """The unique constraint settles a race the look-up cannot see (PostgreSQL).
@@ -140,7 +166,7 @@ def _enqueue(session: Session, message_id: str) -> Outbox | None:
 _ALLOCATE = """
 import json, sys, time
 from storage import repositories as repo
-from storage.db import open_database, session_scope
+from storage.db import make_engine, open_database, session_scope
 url, start_at, count = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
 time.sleep(max(0.0, start_at - time.time()))
 engine = open_database(url)
