@@ -232,6 +232,16 @@ def test_pypdf_reads_through_the_stream_as_through_bytesio():
         and ours.tell() == 3
         and ours.readline() == data[3 : data.index(b"\n", 3) + 1]
     )
+    for offset, whence in [(-5, os.SEEK_SET), (-5, os.SEEK_CUR), (-(10**6), os.SEEK_END), (5, 2)]:
+        moved, reference = documents._reader_stream(data), io.BytesIO(data)
+        moved.read(3), reference.read(3)
+        try:
+            expected = (reference.seek(offset, whence), reference.read(4))
+        except ValueError:
+            with pytest.raises(ValueError):
+                moved.seek(offset, whence)
+        else:
+            assert (moved.seek(offset, whence), moved.read(4)) == expected
     via_stream = PdfReader(documents._reader_stream(data), strict=False)
     via_bytesio = PdfReader(io.BytesIO(data), strict=False)
     assert len(via_stream.pages) == len(via_bytesio.pages) == 1
