@@ -33,7 +33,6 @@ import os
 import pickle
 import resource
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -88,45 +87,37 @@ class SandboxFailure:
         return f"{self.reason}: {self.detail}" if self.detail else self.reason
 
 
-def _preload() -> list[str]:
-    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
-    preload = list(PRELOAD)
-    # A script that is not a real file (stdin, -c) cannot be preloaded.
-    if main_file and os.path.isfile(main_file):
-        preload.insert(0, "__main__")
-    return preload
+# Name of every sandbox child (``multiprocessing.Process(name=...)``).
+_CHILD_NAME = "mailbot-sandbox"
 
 
-def _start_forkserver() -> None:
-    """Start the forkserver with the main script imported once, in the server.
+def _install_main_filter() -> None:
+    """Sandbox children never import the parent's main module.
 
-    Each forkserver child otherwise re-runs the parent's main script
-    (``multiprocessing.spawn.prepare``), which for the service means
-    importing the whole CLI per child (0.4 s and more). Preloading
-    ``__main__`` avoids it, but Python 3.11 forgets to pass the script's
-    path to the server (it reads ``main_path`` where ``spawn`` writes
-    ``init_main_from_path``): supply it while the server starts.
+    multiprocessing sends each child the parent's main script or module
+    (``spawn.get_preparation_data``) and the child imports it (as
+    ``__mp_main__``) before running its target: for the service, the whole
+    CLI with SQLAlchemy, once per child (0.4 s and more). Preloading it in the
+    forkserver instead cost 47 MB in the server and in every child. The
+    children need nothing from it (their target and work are functions of
+    ``parsers``), so the main entries are left out for processes named
+    ``_CHILD_NAME``; other processes are not affected.
     """
-    from multiprocessing import forkserver, spawn
+    from multiprocessing import spawn
 
     original = spawn.get_preparation_data
+    if getattr(original, "_mailbot_filter", False):
+        return
 
-    def with_main_path(name: str) -> dict[str, Any]:
+    def without_main(name: str) -> dict[str, Any]:
         data = original(name)
-        if "init_main_from_path" in data:
-            data.setdefault("main_path", data["init_main_from_path"])
-        elif "init_main_from_name" in data:
-            # ``python -m package.module``: preload the module's file the same way.
-            main_file = getattr(sys.modules.get("__main__"), "__file__", None)
-            if main_file:
-                data.setdefault("main_path", main_file)
+        if name == _CHILD_NAME:
+            data.pop("init_main_from_path", None)
+            data.pop("init_main_from_name", None)
         return data
 
-    spawn.get_preparation_data = with_main_path
-    try:
-        forkserver.ensure_running()
-    finally:
-        spawn.get_preparation_data = original
+    without_main._mailbot_filter = True  # type: ignore[attr-defined]
+    spawn.get_preparation_data = without_main
 
 
 def _context() -> Any:
@@ -134,8 +125,8 @@ def _context() -> Any:
     with _CONTEXT_LOCK:
         if _CONTEXT is None:
             ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(_preload())
-            _start_forkserver()
+            ctx.set_forkserver_preload(list(PRELOAD))
+            _install_main_filter()
             _CONTEXT = ctx
         return _CONTEXT
 
@@ -239,6 +230,7 @@ def _start(work_path: str, offset: int, limits: SandboxLimits) -> _Run:
     parent_conn, child_conn = ctx.Pipe(duplex=False)
     process = ctx.Process(
         target=_child_main,
+        name=_CHILD_NAME,
         args=(child_conn, work_path, offset, limits.memory_mb, limits.cpu_seconds),
         daemon=True,
     )
