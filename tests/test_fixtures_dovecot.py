@@ -151,9 +151,7 @@ def test_recreate_other_folder_changes_uidvalidity(dovecot: DovecotServer) -> No
 
 
 def test_fill_maildir_1000_messages(dovecot: DovecotServer) -> None:
-    started = time.monotonic()
     count = dovecot.fill_maildir(NB, bulk_messages(1000))
-    elapsed = time.monotonic() - started
     assert count == 1000
     uids = dovecot.uids(NB)
     assert len(uids) == 1000
@@ -163,7 +161,6 @@ def test_fill_maildir_1000_messages(dovecot: DovecotServer) -> None:
         last = next(mailbox.fetch(AND(uid=str(uids[-1])), mark_seen=False, headers_only=True))
         assert (first.subject, last.subject) == ("Message 1", "Message 1000")
         assert len(mailbox.numbers(AND(seen=False))) == 1000
-    assert elapsed < 10, f"fill_maildir took {elapsed:.1f} s"
 
 
 def test_fill_maildir_with_folder_flags_and_date(dovecot: DovecotServer) -> None:
