@@ -2,8 +2,8 @@
 
 Starts Dovecot and an SMTP server once (root: Dovecot drops to its own users),
 runs watching, backlog, dossiers, latency and memory, and prints one table.
-``--quick`` uses fewer rounds and smaller corpora (about 4 minutes instead of
-about 15); the figures in ``bench/RESULTS.md`` come from the full run. The
+``--quick`` uses fewer rounds and smaller corpora (about 2 minutes instead of
+about 6 on the development machine); ``bench/RESULTS.md`` has both. The
 document-parsing micro-benchmark stays separate: ``python -m bench.parse_dossier``.
 """
 
