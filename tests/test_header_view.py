@@ -9,18 +9,14 @@ mutated candidatures.
 
 from __future__ import annotations
 
-import dataclasses
-
 import mailparser
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from parsers import mail as mail_module
-from parsers.errors import MailParseError
-from parsers.mail import parse_message
 from tests.test_hostile_input import CASES
-from tests.test_properties import FAST, LIMITS, SEEDS, mutated
+from tests.test_properties import FAST, SEEDS, mutated, parsed_fields
 
 # What parsers/mail.py reads from the view.
 READ = ("from_", "to", "cc", "reply_to", "date", "address_header_defects")
@@ -117,21 +113,11 @@ def test_header_view_on_known_cases():
     assert len(ours[1]) == 2
 
 
-def _comparable(raw: bytes) -> object:
-    try:
-        parsed = parse_message(raw, limits=LIMITS)
-    except MailParseError as err:
-        return ("refused", str(err))
-    fields = {f.name: getattr(parsed, f.name) for f in dataclasses.fields(parsed)}
-    fields["headers"] = dict(parsed.headers)
-    return fields
-
-
 def _both_ways(raw: bytes, patch: pytest.MonkeyPatch) -> tuple[object, object]:
-    ours = _comparable(raw)
+    ours = parsed_fields(raw)
     with patch.context() as inner:
         inner.setattr(mail_module, "_HeaderView", mailparser.MailParser)
-        full = _comparable(raw)
+        full = parsed_fields(raw)
     return ours, full
 
 
@@ -150,9 +136,6 @@ def test_parsed_mail_is_the_same_with_the_full_parser_on_the_seeds(monkeypatch):
 @FAST
 @given(mutated())
 def test_parsed_mail_is_the_same_with_the_full_parser_on_mutated_candidatures(raw):
-    patch = pytest.MonkeyPatch()
-    try:
+    with pytest.MonkeyPatch.context() as patch:
         ours, full = _both_ways(raw, patch)
-    finally:
-        patch.undo()
     assert ours == full

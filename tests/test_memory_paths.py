@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import email.parser
 import email.policy
 import io
@@ -22,32 +21,22 @@ import tracemalloc
 import pytest
 from hypothesis import given
 
+from bench.memory import big_pdf
 from parsers import documents
 from parsers import mail as mail_module
-from parsers.errors import MailParseError
 from parsers.mail import header_block, parse_message
 from tests.fixtures.mail import as_bytes, make_mail
 from tests.test_hostile_input import CASES
-from tests.test_properties import FAST, LIMITS, SEEDS, mutated
-
-
-def _comparable(raw: bytes) -> object:
-    try:
-        parsed = parse_message(raw, limits=LIMITS)
-    except MailParseError as err:
-        return ("refused", str(err))
-    fields = {f.name: getattr(parsed, f.name) for f in dataclasses.fields(parsed)}
-    fields["headers"] = dict(parsed.headers)
-    return fields
+from tests.test_properties import FAST, LIMITS, SEEDS, mutated, parsed_fields
 
 
 def _both_ways(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[object, object]:
     with monkeypatch.context() as patch:
         patch.setattr(mail_module, "_ELIDE_MIN_BYTES", 1 << 62)
-        plain = _comparable(raw)
+        plain = parsed_fields(raw)
     with monkeypatch.context() as patch:
         patch.setattr(mail_module, "_ELIDE_MIN_BYTES", 1)
-        elided = _comparable(raw)
+        elided = parsed_fields(raw)
     return plain, elided
 
 
@@ -124,11 +113,8 @@ def test_eliding_keeps_structure_in_preamble_epilogue_and_bare_messages(monkeypa
 @FAST
 @given(mutated())
 def test_eliding_changes_nothing_on_mutated_candidatures(raw):
-    patch = pytest.MonkeyPatch()
-    try:
+    with pytest.MonkeyPatch.context() as patch:
         plain, elided = _both_ways(raw, patch)
-    finally:
-        patch.undo()
     assert elided == plain
 
 
@@ -186,29 +172,8 @@ def test_header_block_of_candidatures_and_a_big_message():
         assert _headers_of(block) == _headers_of(raw)
 
 
-def _image_pdf(megabytes: int) -> bytes:
-    """A one-page PDF carrying an incompressible photo of about ``megabytes`` MiB."""
-    from PIL import Image
-    from reportlab import rl_config
-    from reportlab.lib.utils import ImageReader
-    from reportlab.pdfgen.canvas import Canvas
-
-    side = int((megabytes * 2**20 / 3) ** 0.5)
-    noise = Image.frombytes("RGB", (side, side), os.urandom(side * side * 3))
-    buffer = io.BytesIO()
-    saved, rl_config.useA85 = rl_config.useA85, 0
-    try:
-        canvas = Canvas(buffer)
-        canvas.drawString(50, 800, "Annexe : photographies du chantier")
-        canvas.drawImage(ImageReader(noise), 50, 200, width=400, height=400)
-        canvas.save()
-    finally:
-        rl_config.useA85 = saved
-    return buffer.getvalue()
-
-
 def test_reading_a_pdf_form_does_not_copy_the_file():
-    data = _image_pdf(8)
+    data = big_pdf(8)
     tracemalloc.start()
     try:
         fields, _widgets, info = documents._pdf_form(data, "annexe.pdf")
@@ -223,7 +188,7 @@ def test_reading_a_pdf_form_does_not_copy_the_file():
 def test_pypdf_reads_through_the_stream_as_through_bytesio():
     from pypdf import PdfReader
 
-    data = _image_pdf(1)
+    data = big_pdf(1)
     ours = documents._reader_stream(data)
     assert ours.read(8) == data[:8]
     assert ours.seek(-5, os.SEEK_END) == len(data) - 5 and ours.read() == data[-5:]

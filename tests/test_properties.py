@@ -9,6 +9,7 @@ parses back with exactly our header set and the given recipient.
 
 from __future__ import annotations
 
+import dataclasses
 import email.policy
 import hashlib
 import re
@@ -54,6 +55,20 @@ def _seeds() -> list[bytes]:
 
 
 SEEDS = _seeds()
+
+
+def parsed_fields(raw: bytes) -> object:
+    """All that ``parse_message`` reads from ``raw``, comparable with ``==``.
+
+    ``("refused", why)`` when it refuses the message.
+    """
+    try:
+        parsed = parse_message(raw, limits=LIMITS)
+    except MailParseError as err:
+        return ("refused", str(err))
+    fields = {f.name: getattr(parsed, f.name) for f in dataclasses.fields(parsed)}
+    fields["headers"] = dict(parsed.headers)
+    return fields
 
 
 def _check(raw: bytes) -> None:
