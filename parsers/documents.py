@@ -329,9 +329,10 @@ def _settle_child() -> None:
     The forkserver holds every parsing library, some 53,000 objects (140,000
     when it also held the service's main script). The child's first full
     garbage collection would walk them all and so touch, and copy
-    (copy-on-write), most of the inherited memory pages: 85 ms on the
-    development machine, about once per message, with the main script. Frozen (``gc.freeze``),
-    they are left alone; they live as long as the child anyway.
+    (copy-on-write), most of the inherited memory pages (85 ms per message
+    on the development machine when the main script was there too). Frozen
+    (``gc.freeze``), they are left alone; they live as long as the child
+    anyway.
     """
     global _CHILD_SETTLED
     if not _CHILD_SETTLED:

@@ -760,8 +760,8 @@ class _HeaderView(mailparser.MailParser):
     ``MailParser._reset`` reads every address header (with its defects) and the
     Date header; ``parse`` then walks the parts and builds two dicts of every
     header, which we never read (a third of its cost on our header blocks).
-    ``tests/test_parse_mail.py`` checks that the values we read are those of
-    the full ``MailParser``.
+    ``tests/test_header_view.py`` checks that the values we read, and every
+    ``ParsedMail``, are those of the full ``MailParser``.
     """
 
     def parse(self) -> _HeaderView:

@@ -320,7 +320,9 @@ def map_sandboxed(
     CPU seconds of its own, the shared address-space limit). An item that
     fails yields a ``SandboxFailure``; a child killed on an item is replaced
     by a new one for the items after it. ``func`` must be a module-level
-    function and items and results picklable.
+    function of an importable module, not of the main script (children do
+    not import it: such a call yields a ``crashed`` failure per item), and
+    items and results picklable.
     """
     todo = list(items)
     results: list[Any] = [_PENDING] * len(todo)

@@ -194,8 +194,6 @@ if __name__ == "__main__":
 
 def child_modules(_item: int) -> list[str]:
     """Which heavy or main-script modules this (child) process has loaded."""
-    import sys
-
     main_file = getattr(sys.modules["__main__"], "__file__", None)
     loaded = ["sqlalchemy"] if "sqlalchemy" in sys.modules else []
     return loaded + ([f"main: {os.path.basename(main_file)}"] if main_file else [])
