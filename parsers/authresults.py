@@ -72,6 +72,12 @@ def organisational_domain(domain: str) -> str:
     return ".".join(labels[-2:])
 
 
+def registered_domain(name: str) -> str:
+    """``name``'s domain under a real public suffix ('' when it has none: ``M.Dupont``)."""
+    parts = _extractor()(name.strip().strip(".").lower())
+    return parts.top_domain_under_public_suffix if parts.suffix and parts.domain else ""
+
+
 def _domain_of(value: str | None) -> str:
     if not value:
         return ""
