@@ -10,22 +10,19 @@ longer where the ledger saw it is counted as not found, never guessed at.
 from __future__ import annotations
 
 import hashlib
-import imaplib
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from imap_tools import AND, H
-from imap_tools.errors import UnexpectedCommandStatusError
 from sqlmodel import Session, col, select
 
 from mailbot.app import App
 from mailbot.config import secret
 from mailbot.errors import MailbotError
-from mailbot.imap import ImapError, MailboxClient
+from mailbot.imap import MailboxClient
 from mailbot.privacy.reports import ServerCopiesReport
-from mailbot.privacy.rows import chunked, select_in_chunks
+from mailbot.privacy.rows import select_in_chunks
 from storage.models import Message, ServerAction, Sighting
 
 log = logging.getLogger(__name__)
@@ -87,7 +84,7 @@ def delete_server_copies(app: App, copies: Sequence[ServerCopy]) -> list[ServerC
             password = secret(settings.password_env) or ""
             with MailboxClient(settings, password) as client:
                 _delete_in_mailbox(client, by_mailbox[name], report)
-        except (MailbotError, OSError, imaplib.IMAP4.error, UnexpectedCommandStatusError) as err:
+        except (MailbotError, OSError) as err:
             report.error = f"server copies not deleted: {err}"
             log.error("mailbox %s: server copies not deleted: %s", name, err)
     return reports
@@ -103,9 +100,8 @@ def _delete_in_mailbox(
             moved.append(copy)
         else:
             in_place[(copy.folder, copy.uidvalidity)].append(copy)
-    uidplus = _has_uidplus(client)
     for (folder, uidvalidity), group in sorted(in_place.items()):
-        if not client.box.folder.exists(folder):
+        if not client.folder_exists(folder):
             report.not_found += len(group)  # folder deleted: so are the copies
             continue
         state = client.select(folder)
@@ -113,41 +109,25 @@ def _delete_in_mailbox(
             # UIDs of another UIDVALIDITY name other messages now: never delete by them.
             report.not_found += len(group)
             continue
-        wanted = sorted({c.uid for c in group})
-        present = _existing_uids(client, wanted)
-        _expunge(client, present, uidplus=uidplus)
+        present = client.existing_uids(sorted({c.uid for c in group}))
+        client.delete_uids(present)
         report.deleted += len(present)
         report.not_found += len(group) - len(present)
     if moved:
-        _delete_moved(client, moved, report, uidplus=uidplus)
+        _delete_moved(client, moved, report)
 
 
 def _delete_moved(
-    client: MailboxClient,
-    copies: Sequence[ServerCopy],
-    report: ServerCopiesReport,
-    *,
-    uidplus: bool,
+    client: MailboxClient, copies: Sequence[ServerCopy], report: ServerCopiesReport
 ) -> None:
     """Copies moved to ``processed_folder`` have new UIDs: find them by Message-ID and hash."""
     folder = client.settings.processed_folder
-    if not folder or not client.box.folder.exists(folder):
+    if not folder or not client.folder_exists(folder):
         report.not_found += len(copies)
         return
     client.select(folder)
     for copy in copies:
-        message_id = copy.message_id or ""
-        if not message_id or not message_id.isascii() or '"' in message_id or "\\" in message_id:
-            report.not_found += 1
-            continue
-        candidates = sorted(
-            {
-                int(u)
-                for u in client.box.uids(
-                    AND(header=H("Message-ID", message_id.strip())), charset=None
-                )
-            }
-        )
+        candidates = client.uids_with_message_id(copy.message_id)
         # Only the very same bytes: a Message-ID can be reused by a careless sender.
         matches = [
             fetched.uid
@@ -155,48 +135,7 @@ def _delete_moved(
             if hashlib.sha256(fetched.raw).hexdigest() == copy.sha256
         ]
         if matches:
-            _expunge(client, matches, uidplus=uidplus)
+            client.delete_uids(matches)
             report.deleted += 1
         else:
             report.not_found += 1
-
-
-def _existing_uids(client: MailboxClient, uids: Sequence[int]) -> list[int]:
-    present: set[int] = set()
-    for chunk in chunked(uids):
-        found = client.box.uids("UID " + ",".join(str(u) for u in chunk), charset=None)
-        present.update(int(u) for u in found)
-    return sorted(present & set(uids))
-
-
-def _has_uidplus(client: MailboxClient) -> bool:
-    """Ask again: imaplib keeps the pre-login list, which often lacks UIDPLUS (Dovecot)."""
-    status, data = client.box.client.capability()
-    if status != "OK":
-        return False
-    words = b" ".join(d for d in data if isinstance(d, bytes)).upper().split()
-    return b"UIDPLUS" in words
-
-
-def _expunge(client: MailboxClient, uids: Sequence[int], *, uidplus: bool) -> None:
-    """Delete exactly these UIDs.
-
-    With UIDPLUS, UID EXPUNGE removes only them; a plain EXPUNGE (imap-tools'
-    ``delete``, the fallback) also removes whatever the mailbox owner had
-    marked \\Deleted without expunging yet.
-    """
-    if not uids:
-        return
-    box = client.box
-    for chunk in chunked(uids):
-        uid_set = ",".join(str(u) for u in chunk)
-        if uidplus:
-            for command in (
-                ("STORE", uid_set, "+FLAGS.SILENT", r"(\Deleted)"),
-                ("EXPUNGE", uid_set),
-            ):
-                status, data = box.client.uid(*command)
-                if status != "OK":
-                    raise ImapError(f"{client.settings.name}: UID {command[0]} failed: {data!r}")
-        else:
-            box.delete(uid_set)
