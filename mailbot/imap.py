@@ -257,7 +257,7 @@ class MailboxClient:
         present: set[int] = set()
         for uid_set in _uid_sets(uids):
             present.update(self._search("UID " + uid_set))
-        # Only what was asked: a server may answer ``n:*``-style with the last UID.
+        # Only what was asked, whatever else a server may add to its answer.
         return sorted(present & set(uids))
 
     def uids_with_message_id(self, message_id: str | None) -> list[int]:

@@ -201,7 +201,9 @@ class Service:
 
     # -- life cycle -------------------------------------------------------------
 
-    def _job(self, function: Callable[[], None]) -> Callable[[], None]:
+    def _guarded_job(self, function: Callable[[], None]) -> Callable[[], None]:
+        """``function`` as a scheduler job: skipped once stopping, failures logged."""
+
         def run() -> None:
             if self.stopping.is_set():
                 return
@@ -217,14 +219,14 @@ class Service:
         now = datetime.now(self.zone)
         for name, poller in self.pollers.items():
             self.scheduler.add_job(
-                self._job(poller.trigger),
+                self._guarded_job(poller.trigger),
                 "interval",
                 seconds=settings.schedule.poll_interval_seconds,
                 id=f"poll:{name}",
                 next_run_time=now,
             )
         self.scheduler.add_job(
-            self._job(self.send),
+            self._guarded_job(self.send),
             "interval",
             seconds=settings.schedule.send_interval_seconds,
             id="outbox",
@@ -232,13 +234,15 @@ class Service:
         )
         hour, minute = settings.digest.at.split(":")
         self.scheduler.add_job(
-            self._job(self.digest), "cron", hour=int(hour), minute=int(minute), id="digest"
+            self._guarded_job(self.digest), "cron", hour=int(hour), minute=int(minute), id="digest"
         )
         # A digest missed while the service was down is sent at start-up.
-        self.scheduler.add_job(self._job(self.digest), "date", run_date=now, id="digest-catchup")
+        self.scheduler.add_job(
+            self._guarded_job(self.digest), "date", run_date=now, id="digest-catchup"
+        )
         hour, minute = settings.schedule.purge_at.split(":")
         self.scheduler.add_job(
-            self._job(self.purge), "cron", hour=int(hour), minute=int(minute), id="purge"
+            self._guarded_job(self.purge), "cron", hour=int(hour), minute=int(minute), id="purge"
         )
         self.scheduler.add_job(
             self.beat, "interval", seconds=HEARTBEAT_SECONDS, id="heartbeat", next_run_time=now

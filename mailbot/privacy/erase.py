@@ -180,7 +180,7 @@ def _scrub(session: Session, address: str, tables: ScrubTables) -> int:
                     if value_mentions(value, pattern):
                         values[column.key] = _replace_address(value, pattern)
                 if values:
-                    update_row(session, table, row.id, values)
+                    update_row(session, table=table, row_id=row.id, values=values)
                     changed.add((table.name, row.id))
         if binary_columns:
             for row_id in _scrub_binary(
@@ -218,7 +218,7 @@ def _scrub_binary(
                 if isinstance(value, bytes) and pattern.search(value):
                     values[column.key] = pattern.sub(ERASED_BYTES, value)
             if values:
-                update_row(session, table, row.id, values)
+                update_row(session, table=table, row_id=row.id, values=values)
                 changed.append(row.id)
         session.expunge_all()
     return changed

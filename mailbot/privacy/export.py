@@ -16,11 +16,13 @@ import logging
 import os
 import re
 import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mailbot.app import App
 from mailbot.privacy.errors import PrivacyError
-from mailbot.privacy.person import find_person, normalise_email
+from mailbot.privacy.person import PersonData, find_person, normalise_email
 from mailbot.privacy.reports import ExportReport, isoformat_or_none, to_jsonable
 from mailbot.privacy.rows import transaction
 from storage import repositories as repo
@@ -63,6 +65,18 @@ Durée de conservation : {retention}.
 """
 
 
+@dataclass
+class _StoredPerson:
+    """What the export reads in its one (read-only) transaction."""
+
+    person: PersonData
+    # Dossier id -> reference, for the person's dossiers and the others holding their mail.
+    references: dict[int, str]
+    pieces_by_dossier: dict[int, list[Piece]]
+    # Message id -> mailboxes it was seen in.
+    mailboxes: dict[int, list[str]]
+
+
 def export_person(app: App, email: str, out_dir: Path | str) -> ExportReport:
     """Write everything stored about ``email`` (case ignored) into ``out_dir``.
 
@@ -76,117 +90,15 @@ def export_person(app: App, email: str, out_dir: Path | str) -> ExportReport:
         raise PrivacyError(f"{target} exists and is not an empty directory")
     settings = app.config.settings
     report = ExportReport(email=address, out_dir=target)
-    with transaction(app, commit=False) as session:
-        person = find_person(session, address)
-        references = {d.id: d.reference for d in person.dossiers}
-        for m in person.messages:
-            if m.dossier_id is not None and m.dossier_id not in references:
-                other = session.get(Dossier, m.dossier_id)
-                if other is not None:
-                    references[other.id] = other.reference
-        pieces_by_dossier: dict[int, list[Piece]] = {
-            d.id: repo.list_pieces(session=session, dossier=d)  # type: ignore[misc]
-            for d in person.dossiers
-        }
-        mailboxes = {
-            m.id: repo.mailboxes_for_message(session=session, message=m) for m in person.messages
-        }
+    stored = _read_person(app, address)
     target.mkdir(mode=0o700, parents=True, exist_ok=True)
     writer = _ExportWriter(app, target, report)
 
-    dossiers_json = []
-    for dossier in person.dossiers:
-        pieces_json = []
-        folder = f"pieces/{_sanitised_part(dossier.reference, 'dossier')}"
-        for number, piece in enumerate(pieces_by_dossier[dossier.id], start=1):  # type: ignore[index]
-            path = writer.blob(
-                folder, safe_filename(piece.filename, counter=number), piece.blob_sha256
-            )
-            report.pieces += 1
-            pieces_json.append(
-                {
-                    "file": path,
-                    "original_name": piece.filename,
-                    "role": piece.role,
-                    "content_type": piece.content_type,
-                    "size": piece.size,
-                    "sha256": piece.blob_sha256,
-                    "added_at": isoformat_or_none(piece.added_at),
-                }
-            )
-        dossiers_json.append(
-            {
-                "reference": dossier.reference,
-                "status": dossier.status,
-                "status_note": dossier.status_note,
-                "legal_hold": dossier.legal_hold,
-                "sender": dossier.sender,
-                "sender_name": dossier.sender_name,
-                "received_at": isoformat_or_none(dossier.received_at),
-                "updated_at": isoformat_or_none(dossier.updated_at),
-                "completed_at": isoformat_or_none(dossier.completed_at),
-                "fields": dossier.fields,
-                "missing": dossier.missing,
-                "evidence": dossier.evidence,
-                "pieces": pieces_json,
-            }
-        )
-        report.dossiers.append(dossier.reference)
-
-    messages_json = []
-    for number, message in enumerate(person.messages, start=1):
-        path = None
-        if message.raw_blob:
-            name = safe_filename(
-                (message.subject or "message") + ".eml", counter=number, default="message.eml"
-            )
-            path = writer.blob("messages", name, message.raw_blob)
-            if path:
-                report.eml_files += 1
-        messages_json.append(
-            {
-                "file": path,
-                "sha256": message.raw_blob,
-                "message_id": message.message_id,
-                "sender": message.sender,
-                "sender_name": message.sender_name,
-                "subject": message.subject,
-                "date": isoformat_or_none(message.date_header),
-                "received_at": isoformat_or_none(message.first_seen_at),
-                "verdict": message.verdict,
-                "status": message.status,
-                "rule_trace": message.rule_trace,
-                "warnings": message.warnings,
-                "error": message.error,
-                "headers": message.headers,
-                "dossier": references.get(message.dossier_id),  # type: ignore[arg-type]
-                "mailboxes": mailboxes.get(message.id, []),
-                "content_kept": message.raw_blob is not None,
-            }
-        )
-    report.messages = len(person.messages)
-
-    replies_json = []
-    for number, reply in enumerate(person.outbox, start=1):
-        path = writer.data(
-            "reponses", safe_filename(f"{reply.kind}.eml", counter=number), reply.raw
-        )
-        replies_json.append(
-            {
-                "file": path,
-                "sha256": hashlib.sha256(reply.raw).hexdigest(),
-                "kind": reply.kind,
-                "to": reply.to_addr,
-                "from": reply.from_addr,
-                "subject": reply.subject,
-                "status": reply.status,
-                "created_at": isoformat_or_none(reply.created_at),
-                "sent_at": isoformat_or_none(reply.sent_at),
-                "dossier": references.get(reply.dossier_id),  # type: ignore[arg-type]
-            }
-        )
-    report.replies = len(person.outbox)
-
+    # Files are written in this order: pieces, messages, replies, then person.json.
+    dossiers_json = _dossier_entries(stored, writer)
+    messages_json = _message_entries(stored, writer)
+    replies_json = _reply_entries(stored, writer)
+    references = stored.references
     events_json = [
         {
             "at": isoformat_or_none(event.at),
@@ -195,9 +107,9 @@ def export_person(app: App, email: str, out_dir: Path | str) -> ExportReport:
             "dossier": references.get(event.dossier_id),  # type: ignore[arg-type]
             "details": event.details,
         }
-        for event in person.events
+        for event in stored.person.events
     ]
-    report.events = len(person.events)
+    report.events = len(stored.person.events)
 
     exported_at = utcnow()
     document = {
@@ -224,6 +136,136 @@ def export_person(app: App, email: str, out_dir: Path | str) -> ExportReport:
     writer.data("", "LISEZMOI.txt", readme.encode("utf-8"))
     log.info("export-person: %s", report.summary().replace(address, "<address>"))
     return report
+
+
+def _read_person(app: App, address: str) -> _StoredPerson:
+    with transaction(app, commit=False) as session:
+        person = find_person(session, address)
+        references = {d.id: d.reference for d in person.dossiers}
+        for m in person.messages:
+            if m.dossier_id is not None and m.dossier_id not in references:
+                other = session.get(Dossier, m.dossier_id)
+                if other is not None:
+                    references[other.id] = other.reference
+        pieces_by_dossier: dict[int, list[Piece]] = {
+            d.id: repo.list_pieces(session=session, dossier=d)  # type: ignore[misc]
+            for d in person.dossiers
+        }
+        mailboxes = {
+            m.id: repo.mailboxes_for_message(session=session, message=m) for m in person.messages
+        }
+    return _StoredPerson(
+        person=person,
+        references=references,  # type: ignore[arg-type]
+        pieces_by_dossier=pieces_by_dossier,
+        mailboxes=mailboxes,  # type: ignore[arg-type]
+    )
+
+
+def _dossier_entries(stored: _StoredPerson, writer: _ExportWriter) -> list[dict[str, Any]]:
+    """The person's dossiers, each with its pieces written under ``pieces/<reference>/``."""
+    report = writer.report
+    entries = []
+    for dossier in stored.person.dossiers:
+        pieces_json = []
+        folder = f"pieces/{_sanitised_part(dossier.reference, 'dossier')}"
+        for number, piece in enumerate(stored.pieces_by_dossier[dossier.id], start=1):  # type: ignore[index]
+            path = writer.blob(
+                folder, safe_filename(piece.filename, counter=number), piece.blob_sha256
+            )
+            report.pieces += 1
+            pieces_json.append(
+                {
+                    "file": path,
+                    "original_name": piece.filename,
+                    "role": piece.role,
+                    "content_type": piece.content_type,
+                    "size": piece.size,
+                    "sha256": piece.blob_sha256,
+                    "added_at": isoformat_or_none(piece.added_at),
+                }
+            )
+        entries.append(
+            {
+                "reference": dossier.reference,
+                "status": dossier.status,
+                "status_note": dossier.status_note,
+                "legal_hold": dossier.legal_hold,
+                "sender": dossier.sender,
+                "sender_name": dossier.sender_name,
+                "received_at": isoformat_or_none(dossier.received_at),
+                "updated_at": isoformat_or_none(dossier.updated_at),
+                "completed_at": isoformat_or_none(dossier.completed_at),
+                "fields": dossier.fields,
+                "missing": dossier.missing,
+                "evidence": dossier.evidence,
+                "pieces": pieces_json,
+            }
+        )
+        report.dossiers.append(dossier.reference)
+    return entries
+
+
+def _message_entries(stored: _StoredPerson, writer: _ExportWriter) -> list[dict[str, Any]]:
+    """The mail received, each message kept written as ``messages/NNNN-subject.eml``."""
+    entries = []
+    for number, message in enumerate(stored.person.messages, start=1):
+        path = None
+        if message.raw_blob:
+            name = safe_filename(
+                (message.subject or "message") + ".eml", counter=number, default="message.eml"
+            )
+            path = writer.blob("messages", name, message.raw_blob)
+            if path:
+                writer.report.eml_files += 1
+        entries.append(
+            {
+                "file": path,
+                "sha256": message.raw_blob,
+                "message_id": message.message_id,
+                "sender": message.sender,
+                "sender_name": message.sender_name,
+                "subject": message.subject,
+                "date": isoformat_or_none(message.date_header),
+                "received_at": isoformat_or_none(message.first_seen_at),
+                "verdict": message.verdict,
+                "status": message.status,
+                "rule_trace": message.rule_trace,
+                "warnings": message.warnings,
+                "error": message.error,
+                "headers": message.headers,
+                "dossier": stored.references.get(message.dossier_id),  # type: ignore[arg-type]
+                "mailboxes": stored.mailboxes.get(message.id, []),  # type: ignore[arg-type]
+                "content_kept": message.raw_blob is not None,
+            }
+        )
+    writer.report.messages = len(stored.person.messages)
+    return entries
+
+
+def _reply_entries(stored: _StoredPerson, writer: _ExportWriter) -> list[dict[str, Any]]:
+    """The replies sent, each written as ``reponses/NNNN-kind.eml``."""
+    entries = []
+    for number, reply in enumerate(stored.person.outbox, start=1):
+        path = writer.data(
+            "reponses", safe_filename(f"{reply.kind}.eml", counter=number), reply.raw
+        )
+        entries.append(
+            {
+                "file": path,
+                "sha256": hashlib.sha256(reply.raw).hexdigest(),
+                "kind": reply.kind,
+                "to": reply.to_addr,
+                "from": reply.from_addr,
+                "subject": reply.subject,
+                "status": reply.status,
+                "created_at": isoformat_or_none(reply.created_at),
+                "sent_at": isoformat_or_none(reply.sent_at),
+                "dossier": stored.references.get(reply.dossier_id),  # type: ignore[arg-type]
+            }
+        )
+    writer.report.replies = len(stored.person.outbox)
+    return entries
 
 
 class _ExportWriter:

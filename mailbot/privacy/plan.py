@@ -25,6 +25,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -252,23 +253,22 @@ def unreferenced_blobs(
     gone_messages: Iterable[int] = (),
 ) -> set[str]:
     """The candidate digests no piece or message row (other than the gone ones) names."""
-    gone_p, gone_m = set(gone_pieces), set(gone_messages)
     referenced: set[str] = set()
-    for piece_id, sha in select_in_chunks(
-        session,
-        lambda shas: select(Piece.id, Piece.blob_sha256).where(col(Piece.blob_sha256).in_(shas)),
-        candidates,
+    for model, column, gone in (
+        (Piece, Piece.blob_sha256, set(gone_pieces)),
+        (Message, Message.raw_blob, set(gone_messages)),
     ):
-        if piece_id not in gone_p:
-            referenced.add(sha)
-    for message_id, sha in select_in_chunks(
-        session,
-        lambda shas: select(Message.id, Message.raw_blob).where(col(Message.raw_blob).in_(shas)),
-        candidates,
-    ):
-        if message_id not in gone_m:
-            referenced.add(sha)
+        for row_id, sha in select_in_chunks(
+            session, partial(_rows_naming, model=model, column=column), candidates
+        ):
+            if row_id not in gone:
+                referenced.add(sha)
     return candidates - referenced
+
+
+def _rows_naming(shas: list[str], *, model: type[Piece] | type[Message], column: Any) -> Any:
+    """SQL: (id, digest) of the rows of ``model`` whose ``column`` names one of ``shas``."""
+    return select(model.id, column).where(col(column).in_(shas))
 
 
 def _blob_size(app: App, sha: str) -> int | None:

@@ -65,7 +65,7 @@ def keep_updated_at(table: sa.Table, statement: Any) -> Any:
     return statement
 
 
-def update_row(session: Session, table: sa.Table, row_id: int, values: dict[str, Any]) -> None:
+def update_row(session: Session, *, table: sa.Table, row_id: int, values: dict[str, Any]) -> None:
     """Set ``values`` on one row, ``updated_at`` untouched."""
     session.exec(
         keep_updated_at(table, sa.update(table).where(table.c.id == row_id)).values(**values)
