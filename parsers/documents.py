@@ -44,6 +44,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from parsers.rules import ParseLimits
 from parsers.sandbox import SandboxFailure, SandboxLimits, extend_deadline, map_sandboxed
 from parsers.text import nfc
 from parsers.types import Attachment
@@ -66,7 +67,7 @@ Table = tuple[tuple[str, ...], ...]
 
 @dataclass(frozen=True)
 class DocumentLimits:
-    """The limits document extraction needs (a picklable subset of ``LimitsSettings``)."""
+    """The limits document extraction needs (a picklable subset of ``ParseLimits``)."""
 
     max_pdf_pages: int = 60
     max_image_pixels: int = 40_000_000
@@ -77,8 +78,8 @@ class DocumentLimits:
     parse_cpu_seconds: int = 60
 
     @classmethod
-    def of(cls, limits: Any) -> DocumentLimits:
-        """From ``LimitsSettings`` (or anything with the same attributes)."""
+    def of(cls, limits: ParseLimits | DocumentLimits) -> DocumentLimits:
+        """From the parsers' ``ParseLimits`` (``[limits]`` of mailbot.toml)."""
         if isinstance(limits, DocumentLimits):
             return limits
         names = cls.__dataclass_fields__
@@ -250,11 +251,14 @@ def _mismatch_warning(name: str, kind: str, detected: str) -> str | None:
 
 
 def extract_documents(
-    attachments: Sequence[Attachment], *, limits: Any, tesseract: str | None = "tesseract"
+    attachments: Sequence[Attachment],
+    *,
+    limits: ParseLimits | DocumentLimits,
+    tesseract: str | None = "tesseract",
 ) -> tuple[DocumentText, ...]:
     """Read every attachment of one message in one sandboxed child.
 
-    ``limits`` is ``LimitsSettings`` (or ``DocumentLimits``); ``tesseract``
+    ``limits`` is ``ParseLimits`` (or ``DocumentLimits``); ``tesseract``
     is the OCR command (None: no OCR).
     """
     doc_limits = DocumentLimits.of(limits)
@@ -289,7 +293,11 @@ def _failed(att: Attachment, failure: SandboxFailure) -> DocumentText:
 
 
 def extract_document(
-    att: Attachment, *, limits: Any, tesseract: str | None = "tesseract", sandboxed: bool = False
+    att: Attachment,
+    *,
+    limits: ParseLimits | DocumentLimits,
+    tesseract: str | None = "tesseract",
+    sandboxed: bool = False,
 ) -> DocumentText:
     """Read one attachment (meant to run inside the sandbox; never raises).
 

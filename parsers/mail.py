@@ -1,11 +1,11 @@
 """Read one raw e-mail into a ``ParsedMail``, whatever arrives.
 
 Everything that reaches the Smart City mailboxes is untrusted. The contract
-(``/work/shared/reliability.md``, "Untrusted input") is that reading a message
+(``docs/reliability.md``, "Untrusted input") is that reading a message
 never raises on bad input, never hangs and uses bounded memory: each
 malformation becomes a short English warning and each exceeded limit also
 sets ``over_limits`` so the message goes to staff review. The limits come
-from ``LimitsSettings`` and are checked before the work they protect.
+from ``ParseLimits`` and are checked before the work they protect.
 
 Who does what, and why
 ----------------------
@@ -83,7 +83,7 @@ from parsers.text import fold, header_safe, nfc
 from parsers.types import Attachment, ParsedMail
 
 if TYPE_CHECKING:
-    from mailbot.config import LimitsSettings
+    from parsers.rules import ParseLimits
 
 __all__ = ["MAX_TEXT_CHARS", "header_block", "parse_message"]
 
@@ -137,7 +137,7 @@ for _logger_name in ("mailparser", "mailparser.core", "mailparser.utils"):
 # --------------------------------------------------------------------------
 
 
-def parse_message(raw: bytes, *, limits: LimitsSettings) -> ParsedMail:
+def parse_message(raw: bytes, *, limits: ParseLimits) -> ParsedMail:
     """Read ``raw`` (one RFC 5322 message) into a ``ParsedMail``.
 
     Never raises on malformed or hostile content: problems are listed in
@@ -288,7 +288,7 @@ class _Draft:
         )
 
 
-def _read_message(raw: bytes, limits: LimitsSettings, report: _Report, draft: _Draft) -> None:
+def _read_message(raw: bytes, limits: ParseLimits, report: _Report, draft: _Draft) -> None:
     """All the stages, in the order that keeps the cheap checks first."""
     data = raw
     if b"\n" not in data and b"\r" in data:
@@ -312,7 +312,7 @@ def _read_message(raw: bytes, limits: LimitsSettings, report: _Report, draft: _D
     _read_body(root, budget, limits, report, draft)
 
 
-def _body_within_limits(data: bytes, limits: LimitsSettings, report: _Report) -> bool:
+def _body_within_limits(data: bytes, limits: ParseLimits, report: _Report) -> bool:
     """Size checks made before any MIME parsing."""
     if len(data) > limits.max_message_bytes:
         report.over(
@@ -369,7 +369,7 @@ class _Head:
     trimmed: bytes | None
 
 
-def _scan_head(data: bytes, limits: LimitsSettings, report: _Report) -> _Head:
+def _scan_head(data: bytes, limits: ParseLimits, report: _Report) -> _Head:
     """Find the header block and keep what fits the header limits."""
     end = _head_end(data)
     block = data[:end]
@@ -421,7 +421,7 @@ def _field_spans(block: bytes) -> Iterator[tuple[int, int]]:
         pos = stop
 
 
-def _fields_within(block: bytes, limits: LimitsSettings, report: _Report) -> list[_Field]:
+def _fields_within(block: bytes, limits: ParseLimits, report: _Report) -> list[_Field]:
     """The first fields that fit the count and byte limits.
 
     A long field is cut to an eighth of the byte limit rather than allowed to
@@ -677,7 +677,7 @@ _BRACKETED = re.compile(r"<\s*([^<>\s]+@[^<>\s]+)\s*>")
 
 
 def _read_envelope(
-    fields: tuple[_Field, ...], limits: LimitsSettings, report: _Report, draft: _Draft
+    fields: tuple[_Field, ...], limits: ParseLimits, report: _Report, draft: _Draft
 ) -> None:
     """Everything ParsedMail takes from the outer headers."""
     draft.headers = _header_map(fields)
@@ -770,7 +770,7 @@ class _HeaderView(mailparser.MailParser):
 
 
 def _mail_parser_view(
-    fields: tuple[_Field, ...] | list[_Field], limits: LimitsSettings, report: _Report, label: str
+    fields: tuple[_Field, ...] | list[_Field], limits: ParseLimits, report: _Report, label: str
 ) -> mailparser.MailParser | None:
     """mail-parser's reading of a small header block we built."""
     lines = [_mail_parser_line(f, limits) for f in fields if f.key in _MAILPARSER_FIELDS]
@@ -785,7 +785,7 @@ def _mail_parser_view(
     return view
 
 
-def _mail_parser_line(item: _Field, limits: LimitsSettings) -> bytes:
+def _mail_parser_line(item: _Field, limits: ParseLimits) -> bytes:
     value = _unfold(item.value)
     if item.key == "date":
         value = value[:1024]
@@ -901,7 +901,7 @@ def _address_in(text: str) -> tuple[str, str] | None:
 def _recipients(
     view: mailparser.MailParser | None,
     fields: tuple[_Field, ...],
-    limits: LimitsSettings,
+    limits: ParseLimits,
     report: _Report,
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     to = _addresses(getattr(view, "to", None) if view else None)
@@ -946,7 +946,7 @@ class _Abort(Exception):
 class _Budget:
     """What the stdlib parser may build for one message."""
 
-    def __init__(self, limits: LimitsSettings, max_parts: int | None = None) -> None:
+    def __init__(self, limits: ParseLimits, max_parts: int | None = None) -> None:
         self.max_parts = limits.max_mime_parts if max_parts is None else max_parts
         self.max_depth = min(_MAX_STRUCTURE_DEPTH, max(50, 4 * limits.max_nesting_depth))
         self.max_headers = limits.max_header_count
@@ -1163,7 +1163,7 @@ class _Elided:
                 yield self.data[pos : min(pos + _ELIDE_WINDOW, piece[1])]
 
 
-def _report_budget(budget: _Budget, limits: LimitsSettings, report: _Report) -> None:
+def _report_budget(budget: _Budget, limits: ParseLimits, report: _Report) -> None:
     if budget.stop == "parts":
         report.over(
             f"more than {limits.max_mime_parts} MIME parts; the rest of the message was not read"
@@ -1216,7 +1216,7 @@ class _Content:
 class _Walker:
     """Walks MIME trees without recursion, numbering parts for warnings."""
 
-    def __init__(self, limits: LimitsSettings, report: _Report, budget: _Budget) -> None:
+    def __init__(self, limits: ParseLimits, report: _Report, budget: _Budget) -> None:
         self.limits = limits
         self.report = report
         self.budget = budget
@@ -1908,7 +1908,7 @@ _MAILTO = re.compile(r"\[mailto:([^\]\s]+)\]", re.I)
 
 
 def _read_body(
-    root: Message, budget: _Budget, limits: LimitsSettings, report: _Report, draft: _Draft
+    root: Message, budget: _Budget, limits: ParseLimits, report: _Report, draft: _Draft
 ) -> None:
     walker = _Walker(limits, report, budget)
     outer = walker.walk(root, 0)
@@ -1945,7 +1945,7 @@ def _walk_inner(
 def _detect_forward(
     outer_text: str,
     inner: list[tuple[_Content, Message]],
-    limits: LimitsSettings,
+    limits: ParseLimits,
     report: _Report,
     draft: _Draft,
 ) -> None:

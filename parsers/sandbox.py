@@ -43,7 +43,7 @@ from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mailbot.config import LimitsSettings
+    from parsers.rules import ParseLimits
 
 # Modules the forkserver imports once, so that each child starts warm
 # (parsers.documents imports its libraries lazily, so they are named too).
@@ -64,7 +64,7 @@ class SandboxLimits:
     cpu_seconds: int = 60
 
     @classmethod
-    def from_settings(cls, limits: LimitsSettings) -> SandboxLimits:
+    def from_settings(cls, limits: ParseLimits) -> SandboxLimits:
         return cls(
             timeout_seconds=limits.parse_timeout_seconds,
             memory_mb=limits.parse_memory_mb,
