@@ -23,7 +23,7 @@ from hypothesis import given
 
 from bench.memory import big_pdf
 from parsers import documents
-from parsers import mail as mail_module
+from parsers.mail import structure as mail_structure
 from parsers.mail import header_block, parse_message
 from tests.fixtures.mail import as_bytes, make_mail
 from tests.test_hostile_input import CASES
@@ -32,10 +32,10 @@ from tests.test_properties import FAST, LIMITS, SEEDS, mutated, parsed_fields
 
 def _both_ways(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[object, object]:
     with monkeypatch.context() as patch:
-        patch.setattr(mail_module, "_ELIDE_MIN_BYTES", 1 << 62)
+        patch.setattr(mail_structure, "_ELIDE_MIN_BYTES", 1 << 62)
         plain = parsed_fields(raw)
     with monkeypatch.context() as patch:
-        patch.setattr(mail_module, "_ELIDE_MIN_BYTES", 1)
+        patch.setattr(mail_structure, "_ELIDE_MIN_BYTES", 1)
         elided = parsed_fields(raw)
     return plain, elided
 

@@ -23,7 +23,7 @@ import mailparser
 import pytest
 
 from mailbot.config import LimitsSettings
-from parsers import mail as mail_module
+from parsers.mail import envelope as mail_envelope
 from parsers.errors import MailParseError, ParseError
 from parsers.mail import MAX_TEXT_CHARS, parse_message
 from parsers.types import Attachment, ParsedMail
@@ -1143,13 +1143,13 @@ def test_mail_parser_logging_is_silenced_for_our_calls_only(
 def test_python_warnings_from_libraries_become_our_warnings(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    class Noisy(mail_module._HeaderView):
+    class Noisy(mail_envelope._HeaderView):
         @classmethod
         def from_bytes(cls, bt: bytes) -> object:
             warnings.warn("old API", DeprecationWarning, stacklevel=1)
             return super().from_bytes(bt)
 
-    monkeypatch.setattr(mail_module, "_HeaderView", Noisy)
+    monkeypatch.setattr(mail_envelope, "_HeaderView", Noisy)
     parsed = parse(b"From: a@example.fr\n\nx")
     assert "library warning: DeprecationWarning: old API" in parsed.warnings
     assert parsed.sender == "a@example.fr"
