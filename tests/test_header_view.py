@@ -74,7 +74,10 @@ def _block(headers: list[tuple[str, str]]) -> bytes:
 
 
 def _views(block: bytes) -> tuple[object, object]:
-    ours, full = mail_envelope._HeaderView.from_bytes(block), mailparser.MailParser.from_bytes(block)
+    ours, full = (
+        mail_envelope._HeaderView.from_bytes(block),
+        mailparser.MailParser.from_bytes(block),
+    )
     return (
         tuple(getattr(ours, name) for name in READ),
         tuple(getattr(full, name) for name in READ),

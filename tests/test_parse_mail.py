@@ -23,9 +23,9 @@ import mailparser
 import pytest
 
 from mailbot.config import LimitsSettings
-from parsers.mail import envelope as mail_envelope
 from parsers.errors import MailParseError, ParseError
 from parsers.mail import MAX_TEXT_CHARS, parse_message
+from parsers.mail import envelope as mail_envelope
 from parsers.types import Attachment, ParsedMail
 
 LIMITS = LimitsSettings()
