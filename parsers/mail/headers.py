@@ -2,15 +2,25 @@
 
 One regex pass finds where the headers end (as the stdlib feed parser
 would); the block is cut to ``max_header_bytes`` and ``max_header_count``
-while the MIME fields the body needs are rescued. ``header_block`` gives the
-block to callers that only need headers (intake, digest).
+while the MIME fields the body needs are rescued.
+
+Callers that only need a few headers of a message they do not analyse
+(intake's ledger rows for old mail, the digest's list of unknown server
+messages) use ``header_block`` (the block, cheaply), ``read_headers`` (the
+fields as the standard library reads them) and ``header_text`` (a value with
+its RFC 2047 words decoded).
 """
 
 from __future__ import annotations
 
+import email.parser
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
+from email.message import Message
+from email.policy import compat32
 from typing import TYPE_CHECKING
 
 from parsers.mail.bounds import _MAX_MIME_HEADER, _MAX_RAW_HEADER_VALUE
@@ -29,6 +39,32 @@ def header_block(raw: bytes) -> bytes:
     given this block they find the same header fields.
     """
     return raw[: _head_end(raw)]
+
+
+def read_headers(data: bytes) -> Message:
+    """The header fields of ``data`` as the standard library reads them.
+
+    ``email``'s header parser under ``compat32``: values are plain strings
+    (``Header`` objects for 8-bit bytes), RFC 2047 words are left encoded
+    (see ``header_text``) and malformations become defects, never errors.
+    ``data`` is a whole message or its ``header_block``; on a big message
+    give the block, the parser splits every line of what it is given.
+    """
+    return email.parser.BytesHeaderParser(policy=compat32).parsebytes(data)
+
+
+def header_text(value: object) -> str:
+    """A header value of ``read_headers`` as text, its RFC 2047 words decoded.
+
+    "" when the header is absent (None); the value as it stands when its
+    encoded words cannot be decoded (unknown charset, bad base64 or bytes).
+    """
+    if value is None:
+        return ""
+    try:
+        return str(make_header(decode_header(str(value))))
+    except (ValueError, LookupError, UnicodeError, HeaderParseError):
+        return str(value)
 
 
 # --------------------------------------------------------------------------
