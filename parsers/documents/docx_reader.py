@@ -40,7 +40,7 @@ TICKED = "☒"
 UNTICKED = "☐"
 
 
-def _read_docx(doc: DocumentText, data: bytes, limits: DocumentLimits, tess: str | None):
+def _read_docx(doc: DocumentText, data: bytes, *, limits: DocumentLimits, tess: str | None):
     name = _safe_name(doc.filename)
     problem = _zip_problem(data, limits)
     if problem:
@@ -62,7 +62,7 @@ def _read_docx(doc: DocumentText, data: bytes, limits: DocumentLimits, tess: str
     text = "\n".join(lines).strip()
     doc = replace(doc, pages=(text,), tables=(tuple(tables),), page_count=1)
     if len(re.sub(r"\W", "", text)) < MIN_TEXT_CHARS:
-        doc = _ocr_docx_images(doc, data, limits, tess)
+        doc = _ocr_docx_images(doc, data, limits=limits, tess=tess)
     return doc
 
 
@@ -182,7 +182,7 @@ def _table_rows(table: Any) -> Table:
     return tuple(rows)
 
 
-def _ocr_docx_images(doc: DocumentText, data: bytes, limits: DocumentLimits, tess: str | None):
+def _ocr_docx_images(doc: DocumentText, data: bytes, *, limits: DocumentLimits, tess: str | None):
     """A Word file holding only a scanned page: read the pictures."""
 
     budget = _OcrBudget(time.monotonic() + limits.ocr_timeout_seconds, tess)
@@ -198,7 +198,7 @@ def _ocr_docx_images(doc: DocumentText, data: bytes, limits: DocumentLimits, tes
             if pixels < MIN_OCR_PIXELS or pixels > limits.max_image_pixels:
                 continue
             try:
-                layout = _ocr_image(image, budget, info.filename, _image_dpi(image))
+                layout = _ocr_image(image, budget, page_key=info.filename, dpi=_image_dpi(image))
             except (FileNotFoundError, TimeoutError, subprocess.TimeoutExpired, RuntimeError) as e:
                 return _ocr_failed(doc, e, [doc.pages[0], *pages] if doc.pages else pages)
             pages.append("\n".join(layout.lines))

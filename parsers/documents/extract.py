@@ -100,7 +100,7 @@ def extract_document(
         base = _warn(base, mismatch)
     reader = _READERS.get(kind, _read_other)
     try:
-        return reader(base, att.data, doc_limits, tesseract)
+        return reader(base, att.data, limits=doc_limits, tess=tesseract)
     except MemoryError:
         raise  # the sandbox reports it
     except Exception as err:  # a parser bug or a hostile file: never fatal

@@ -35,7 +35,7 @@ def _open_image(data: bytes) -> Any:
         return None
 
 
-def _read_image(doc: DocumentText, data: bytes, limits: DocumentLimits, tess: str | None):
+def _read_image(doc: DocumentText, data: bytes, *, limits: DocumentLimits, tess: str | None):
     """JPEG, PNG, TIFF (each frame a page)…: OCR, unless tiny (a logo) or huge."""
     name = _safe_name(doc.filename)
     image = _open_image(data)
@@ -57,7 +57,7 @@ def _read_image(doc: DocumentText, data: bytes, limits: DocumentLimits, tess: st
         for index in range(frames):
             image.seek(index)
             try:
-                layout = _ocr_image(image.copy(), budget, index, _image_dpi(image))
+                layout = _ocr_image(image.copy(), budget, page_key=index, dpi=_image_dpi(image))
             except (FileNotFoundError, TimeoutError, subprocess.TimeoutExpired, RuntimeError) as e:
                 return _ocr_failed(doc, e, pages)
             pages.append("\n".join(layout.lines))

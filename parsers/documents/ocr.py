@@ -69,7 +69,7 @@ def _tesseract(png: bytes, budget: _OcrBudget, args: list[str]) -> str:
 
 
 def _ocr_words(
-    png: bytes, budget: _OcrBudget, page_key: Any, dpi: int | None
+    png: bytes, budget: _OcrBudget, *, page_key: Any, dpi: int | None
 ) -> tuple[list[Word], float]:
     """Tesseract TSV words of one image and their mean confidence (0-100)."""
     resolution = ["--dpi", str(dpi)] if dpi else []
@@ -142,13 +142,13 @@ def _image_dpi(image: Any) -> int | None:
     return dpi if 100 <= dpi <= 1200 else None
 
 
-def _ocr_image(image: Any, budget: _OcrBudget, page_key: Any, dpi: int | None) -> PageLayout:
+def _ocr_image(image: Any, budget: _OcrBudget, *, page_key: Any, dpi: int | None) -> PageLayout:
     if not budget.extended:
         # OCR has its own time limit: tell the parent not to kill us for it.
         extend_deadline(max(0.0, budget.remaining()))
         budget.extended = True
     png, dpi, width = _png_for_ocr(image, dpi)
-    words, confidence = _ocr_words(png, budget, page_key, dpi)
+    words, confidence = _ocr_words(png, budget, page_key=page_key, dpi=dpi)
     if words and (confidence < LOW_OCR_CONFIDENCE or _sideways(words)):
         # A page scanned sideways or upside down reads poorly, or reads as
         # columns of vertical words: turn it upright and read it again.
@@ -158,7 +158,7 @@ def _ocr_image(image: Any, budget: _OcrBudget, page_key: Any, dpi: int | None) -
 
             turned = Image.open(io.BytesIO(png)).rotate(-rotate, expand=True)
             png, dpi, width = _png_for_ocr(turned, dpi)
-            upright, better = _ocr_words(png, budget, page_key, dpi)
+            upright, better = _ocr_words(png, budget, page_key=page_key, dpi=dpi)
             if better >= confidence or _sideways(words):
                 words = upright
     return layout_page(words, width)

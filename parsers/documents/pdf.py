@@ -42,7 +42,7 @@ from parsers.documents.pdfium import (
 # PDF
 
 
-def _read_pdf(doc: DocumentText, data: bytes, limits: DocumentLimits, tess: str | None):
+def _read_pdf(doc: DocumentText, data: bytes, *, limits: DocumentLimits, tess: str | None):
     name = _safe_name(doc.filename)
     fields, widgets, info = _pdf_form(data, name)
     doc = replace(doc, warnings=(*doc.warnings, *info.warnings))
@@ -51,7 +51,15 @@ def _read_pdf(doc: DocumentText, data: bytes, limits: DocumentLimits, tess: str 
     if info.review:
         doc = replace(doc, needs_review=True)
     quick = _filled_form_pages(fields, widgets)
-    doc = _pdf_pages(doc, data, limits, tess, info.page_count, widgets, quick)
+    doc = _pdf_pages(
+        doc,
+        data,
+        limits=limits,
+        tess=tess,
+        page_count=info.page_count,
+        widgets=widgets,
+        form_pages=quick,
+    )
     if fields:
         fields = _attach_widgets(fields, widgets)
     return replace(doc, form_fields=fields)
@@ -60,6 +68,7 @@ def _read_pdf(doc: DocumentText, data: bytes, limits: DocumentLimits, tess: str 
 def _pdf_pages(
     doc: DocumentText,
     data: bytes,
+    *,
     limits: DocumentLimits,
     tess: str | None,
     page_count: int,
@@ -92,7 +101,7 @@ def _pdf_pages(
         for number in range(1, wanted + 1):
             read[number] = _PageRead(fast[number].layout(widgets, number))
     else:
-        failure = _pdfplumber_pages(doc, data, wanted, widgets, fast, read)
+        failure = _pdfplumber_pages(doc, data, wanted=wanted, widgets=widgets, fast=fast, read=read)
         if failure is not None:
             return failure
     pages: list[str] = []
@@ -119,13 +128,14 @@ def _pdf_pages(
     if not any(p.strip() for p in pages) and not scanned and pages:
         doc = _warn(doc, f"{name}: no text found", review=False)
     if scanned:
-        doc = _ocr_pdf_pages(doc, data, scanned, limits, tess)
+        doc = _ocr_pdf_pages(doc, data, scanned=scanned, limits=limits, tess=tess)
     return doc
 
 
 def _pdfplumber_pages(
     doc: DocumentText,
     data: bytes,
+    *,
     wanted: int,
     widgets: list[Any],
     fast: dict[int, _PdfiumPage],
@@ -187,7 +197,7 @@ def _filled_form_pages(fields: dict[str, FormField], widgets: list[Any]) -> froz
 
 
 def _ocr_pdf_pages(
-    doc: DocumentText, data: bytes, scanned: list[int], limits: DocumentLimits, tess: str | None
+    doc: DocumentText, data: bytes, *, scanned: list[int], limits: DocumentLimits, tess: str | None
 ) -> DocumentText:
     import pypdfium2 as pdfium
 
@@ -209,7 +219,7 @@ def _ocr_pdf_pages(
                 doc = _warn(doc, f"{name}: page {index + 1} too large to render; not read")
                 continue
             try:
-                layout = _ocr_image(image, budget, index, dpi)
+                layout = _ocr_image(image, budget, page_key=index, dpi=dpi)
             except (FileNotFoundError, TimeoutError, subprocess.TimeoutExpired, RuntimeError) as e:
                 doc = _ocr_failed(doc, e, [])
                 break

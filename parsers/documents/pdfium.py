@@ -59,7 +59,7 @@ class _PdfiumPage:
     ruled: bool
 
     def layout(self, widgets: list[Any], number: int) -> PageLayout:
-        _label_widgets(widgets, number, self.words, self.height)
+        _label_widgets(widgets, number, words=self.words, height=self.height)
         return layout_page(self.words, self.width)
 
 
@@ -326,7 +326,7 @@ def _read_page(page: Any, widgets: list[Any], number: int) -> _PageRead:
     ]
     layout = layout_page(words, float(page.width))
     tables = _page_tables(page, words)
-    _label_widgets(widgets, number, words, float(page.height))
+    _label_widgets(widgets, number, words=words, height=float(page.height))
     letters = sum(len(re.sub(r"\W", "", w.text)) for w in words)
     graphics = len(page.images) + (1 if len(page.curves) + len(page.rects) > 40 else 0)
     # Fonts without a character map come out as "(cid:42)": the page must be
@@ -350,7 +350,7 @@ def _cell_text(bbox: Any, words: Sequence[Word]) -> str:
     return "\n".join(_join_line(line) for line in _group_lines(inside)).strip()
 
 
-def _label_widgets(widgets: list[Any], number: int, words: list[Word], height: float) -> None:
+def _label_widgets(widgets: list[Any], number: int, *, words: list[Word], height: float) -> None:
     """Printed text next to each widget of this page: its label, or its option text."""
     for widget in widgets:
         if widget.page != number:

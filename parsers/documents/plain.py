@@ -13,7 +13,7 @@ from parsers.text import nfc
 # Plain text and others
 
 
-def _read_text(doc: DocumentText, data: bytes, limits: DocumentLimits, tess: str | None):
+def _read_text(doc: DocumentText, data: bytes, *, limits: DocumentLimits, tess: str | None):
     for encoding in ("utf-8-sig", "cp1252", "latin-1"):
         try:
             text = data.decode(encoding)
@@ -28,7 +28,7 @@ def _read_text(doc: DocumentText, data: bytes, limits: DocumentLimits, tess: str
     return replace(doc, pages=(text,), page_count=1, tables=((),))
 
 
-def _read_other(doc: DocumentText, data: bytes, limits: DocumentLimits, tess: str | None):
+def _read_other(doc: DocumentText, data: bytes, *, limits: DocumentLimits, tess: str | None):
     name = _safe_name(doc.filename)
     reasons = {
         "empty": "empty file (0 bytes)",

@@ -14,7 +14,7 @@ import unicodedata
 import zipfile
 
 from parsers.mail.bounds import _MAX_FILENAME, _ZIP_RATIO_FLOOR, _ZIP_READ_CHUNK
-from parsers.mail.charsets import _q
+from parsers.mail.charsets import _quoted
 from parsers.text import nfc
 
 # --------------------------------------------------------------------------
@@ -98,11 +98,11 @@ def _clean_filename(name: str | None, notes: list[str], loud: list[str]) -> str 
     cleaned = "".join(ch for ch in base if unicodedata.category(ch) not in _NAME_JUNK_CATEGORIES)
     cleaned = _shorten_name(cleaned.strip().rstrip(". "))
     if cleaned in ("", ".", ".."):
-        loud.append(f"unusable name {_q(name)} replaced")
+        loud.append(f"unusable name {_quoted(name)} replaced")
         return None
     if cleaned == original:
         return cleaned
-    note = f"name {_q(name)} reduced to {_q(cleaned)}"
+    note = f"name {_quoted(name)} reduced to {_quoted(cleaned)}"
     suspicious = (
         cleaned != base.strip()
         or path.startswith("/")
@@ -154,12 +154,12 @@ def _zip_entry_count(data: bytes) -> int:
         return data.count(b"PK\x01\x02")
     _, _, _, _, total, cd_size, _, _ = struct.unpack("<4s4H2LH", data[eocd : eocd + 22])
     if total == 0xFFFF or cd_size == 0xFFFFFFFF:
-        total, cd_size = _zip64_counts(data, eocd, total, cd_size)
+        total, cd_size = _zip64_counts(data, eocd, total=total, cd_size=cd_size)
     start = max(0, eocd - cd_size)
     return max(total, data.count(b"PK\x01\x02", start, eocd))
 
 
-def _zip64_counts(data: bytes, eocd: int, total: int, cd_size: int) -> tuple[int, int]:
+def _zip64_counts(data: bytes, eocd: int, *, total: int, cd_size: int) -> tuple[int, int]:
     record = data.rfind(b"PK\x06\x06", 0, eocd)
     if record < 0 or len(data) < record + 56:
         return total, len(data)
@@ -168,7 +168,7 @@ def _zip64_counts(data: bytes, eocd: int, total: int, cd_size: int) -> tuple[int
 
 
 def _read_zip_member(
-    archive_file: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, max_ratio: float
+    archive_file: zipfile.ZipFile, info: zipfile.ZipInfo, *, limit: int, max_ratio: float
 ) -> tuple[bytes, str | None]:
     """Inflate one member, stopping as soon as it passes ``limit`` bytes.
 

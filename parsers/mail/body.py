@@ -44,7 +44,7 @@ _MAILTO = re.compile(r"\[mailto:([^\]\s]+)\]", re.I)
 
 
 def _read_body(
-    root: Message, budget: _Budget, limits: ParseLimits, report: _Report, draft: _Draft
+    root: Message, *, budget: _Budget, limits: ParseLimits, report: _Report, draft: _Draft
 ) -> None:
     walker = _Walker(limits, report, budget)
     outer = walker.walk(root, 0)
@@ -56,7 +56,7 @@ def _read_body(
     if not is_report:
         for content, _ in inner:
             draft.attachments.extend(content.attachments)
-        _detect_forward(outer_text, inner, limits, report, draft)
+        _detect_forward(outer_text, inner, limits=limits, report=report, draft=draft)
         if draft.forwarded:
             texts.extend(content.text() for content, _ in inner)
     walker.report_dropped_attachments()
@@ -81,6 +81,7 @@ def _walk_inner(
 def _detect_forward(
     outer_text: str,
     inner: list[tuple[_Content, Message]],
+    *,
     limits: ParseLimits,
     report: _Report,
     draft: _Draft,
@@ -90,8 +91,8 @@ def _detect_forward(
     attached = next((message for content, message in inner if content.depth == 1), None)
     if attached is not None and (subject_says or len(outer_text.strip()) < _SHORT_FORWARD_NOTE):
         fields = _message_fields(attached)
-        view = _mail_parser_view(fields, limits, report, "forwarded message: ")
-        address, name = _pick_sender(view, fields, report, "forwarded message: ")
+        view = _mail_parser_view(fields, limits=limits, report=report, label="forwarded message: ")
+        address, name = _pick_sender(view, fields, report=report, label="forwarded message: ")
         if address:
             draft.forwarded = True
             draft.sender, draft.sender_name = address, name

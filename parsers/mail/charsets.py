@@ -107,9 +107,9 @@ def _decode_bytes(data: bytes, declared: str | None) -> tuple[str, str | None, s
         codec, problem = "utf-8", "8-bit text without a declared charset"
     else:
         codec = _codec_for(declared)
-        problem = f"unknown charset {_q(declared, 40)}"
+        problem = f"unknown charset {_quoted(declared, 40)}"
         if codec is not None:
-            problem = f"bytes not valid in the declared charset {_q(declared, 40)}"
+            problem = f"bytes not valid in the declared charset {_quoted(declared, 40)}"
     if codec is not None:
         try:
             return data.decode(codec), None, codec
@@ -135,7 +135,7 @@ def _fallback_decode(data: bytes) -> tuple[str, str]:
         return data.decode("latin-1"), "latin-1"
 
 
-def _q(text: str, limit: int = 80) -> str:
+def _quoted(text: str, limit: int = 80) -> str:
     """Quote untrusted text for a warning: one line, bounded."""
     return "'" + header_safe(text, max_length=limit) + "'"
 

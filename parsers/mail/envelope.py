@@ -17,7 +17,7 @@ import mailparser
 from mailparser.utils import get_addresses
 
 from parsers.mail.bounds import _MAX_HEADER_VALUE, _MAX_RAW_HEADER_VALUE, _MAX_REFERENCES
-from parsers.mail.charsets import _decode_words, _q
+from parsers.mail.charsets import _decode_words, _quoted
 from parsers.mail.headers import _ADDRESS_FIELDS, _Field, _field_text, _first, _header_text, _unfold
 from parsers.mail.report import _Draft, _Report
 from parsers.text import header_safe, nfc
@@ -37,7 +37,7 @@ _BRACKETED = re.compile(r"<\s*([^<>\s]+@[^<>\s]+)\s*>")
 
 
 def _read_envelope(
-    fields: tuple[_Field, ...], limits: ParseLimits, report: _Report, draft: _Draft
+    fields: tuple[_Field, ...], *, limits: ParseLimits, report: _Report, draft: _Draft
 ) -> None:
     """Everything ParsedMail takes from the outer headers."""
     draft.headers = _header_map(fields)
@@ -49,11 +49,11 @@ def _read_envelope(
     draft.in_reply_to = _first_id(fields, "in-reply-to")
     draft.references = _references(fields)
     draft.return_path = _return_path(fields)
-    view = _mail_parser_view(fields, limits, report, "")
+    view = _mail_parser_view(fields, limits=limits, report=report, label="")
     draft.date = _date(view, fields, report)
-    draft.sender, draft.sender_name = _pick_sender(view, fields, report, "")
+    draft.sender, draft.sender_name = _pick_sender(view, fields, report=report, label="")
     draft.from_address = draft.sender
-    draft.to, draft.cc = _recipients(view, fields, limits, report)
+    draft.to, draft.cc = _recipients(view, fields, limits=limits, report=report)
     reply_to = _addresses(getattr(view, "reply_to", None) if view else None)
     draft.reply_to = reply_to[0] if reply_to else None
 
@@ -130,7 +130,7 @@ class _HeaderView(mailparser.MailParser):
 
 
 def _mail_parser_view(
-    fields: tuple[_Field, ...] | list[_Field], limits: ParseLimits, report: _Report, label: str
+    fields: tuple[_Field, ...] | list[_Field], *, limits: ParseLimits, report: _Report, label: str
 ) -> mailparser.MailParser | None:
     """mail-parser's reading of a small header block we built."""
     lines = [_mail_parser_line(f, limits) for f in fields if f.key in _MAILPARSER_FIELDS]
@@ -201,6 +201,7 @@ def _addresses(pairs: object) -> list[str]:
 def _pick_sender(
     view: mailparser.MailParser | None,
     fields: tuple[_Field, ...] | list[_Field],
+    *,
     report: _Report,
     label: str,
 ) -> tuple[str, str]:
@@ -261,6 +262,7 @@ def _address_in(text: str) -> tuple[str, str] | None:
 def _recipients(
     view: mailparser.MailParser | None,
     fields: tuple[_Field, ...],
+    *,
     limits: ParseLimits,
     report: _Report,
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -290,5 +292,5 @@ def _date(
     value = view.date if view is not None else None
     if isinstance(value, datetime) and value.tzinfo is not None:
         return value
-    report.warn(f"unreadable Date header {_q(_field_text(item), 60)}")
+    report.warn(f"unreadable Date header {_quoted(_field_text(item), 60)}")
     return None

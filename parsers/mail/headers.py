@@ -24,7 +24,7 @@ from email.policy import compat32
 from typing import TYPE_CHECKING
 
 from parsers.mail.bounds import _MAX_MIME_HEADER, _MAX_RAW_HEADER_VALUE
-from parsers.mail.charsets import _decode_words, _q
+from parsers.mail.charsets import _decode_words, _quoted
 from parsers.mail.report import _Report
 
 if TYPE_CHECKING:
@@ -174,7 +174,8 @@ def _fields_within(block: bytes, limits: ParseLimits, report: _Report) -> list[_
             continue
         if stop - start > cap:
             item = _cut_partial_field(item)
-            report.warn(f"header field {_q(item.name, 40)} of {stop - start} bytes cut to {cap}")
+            name = _quoted(item.name, 40)
+            report.warn(f"header field {name} of {stop - start} bytes cut to {cap}")
         if used + len(item.line) > limits.max_header_bytes:
             continue
         kept.append(item)

@@ -62,7 +62,7 @@ def parse_message(raw: bytes, *, limits: ParseLimits) -> ParsedMail:
     draft = _Draft(sha256=hashlib.sha256(raw).hexdigest(), size=len(raw))
     with _quiet_libraries(report):
         try:
-            _read_message(raw, limits, report, draft)
+            _read_message(raw, limits=limits, report=report, draft=draft)
         except Exception as exc:  # last resort: keep what was read so far
             report.over(
                 f"internal error while reading the message ({type(exc).__name__}); "
@@ -71,14 +71,14 @@ def parse_message(raw: bytes, *, limits: ParseLimits) -> ParsedMail:
     return draft.build(report)
 
 
-def _read_message(raw: bytes, limits: ParseLimits, report: _Report, draft: _Draft) -> None:
+def _read_message(raw: bytes, *, limits: ParseLimits, report: _Report, draft: _Draft) -> None:
     """All the stages, in the order that keeps the cheap checks first."""
     data = raw
     if b"\n" not in data and b"\r" in data:
         # Old Mac line ends: our byte scans split on LF only.
         data = data.replace(b"\r", b"\n")
     head = _scan_head(data, limits, report)
-    _read_envelope(head.fields, limits, report, draft)
+    _read_envelope(head.fields, limits=limits, report=report, draft=draft)
     if not _body_within_limits(data, limits, report):
         draft.content_types = (_declared_content_type(head.fields),)
         return
@@ -92,7 +92,7 @@ def _read_message(raw: bytes, limits: ParseLimits, report: _Report, draft: _Draf
     if root is None:
         report.warn("no MIME structure could be read")
         return
-    _read_body(root, budget, limits, report, draft)
+    _read_body(root, budget=budget, limits=limits, report=report, draft=draft)
 
 
 def _body_within_limits(data: bytes, limits: ParseLimits, report: _Report) -> bool:

@@ -125,13 +125,13 @@ def _parse_structure(
     budget.parts, budget.root = 0, None
     elided = budget.elided = _Elided(data)
     try:
-        _feed(parser, prefix, 0, len(prefix))
+        _feed(parser, prefix, start=0, end=len(prefix))
         pos = start
         for run_start, run_end in _elidable_runs(data, start):
-            _feed(parser, data, pos, run_start)
+            _feed(parser, data, start=pos, end=run_start)
             parser.feed(elided.add(run_start, run_end))
             pos = run_end
-        _feed(parser, data, pos, len(data))
+        _feed(parser, data, start=pos, end=len(data))
         return parser.close()
     except _Abort:
         return budget.root
@@ -143,7 +143,7 @@ def _parse_structure(
         return budget.root
 
 
-def _feed(parser: BytesFeedParser, data: bytes, start: int, end: int) -> None:
+def _feed(parser: BytesFeedParser, data: bytes, *, start: int, end: int) -> None:
     for pos in range(start, end, _FEED_CHUNK):
         parser.feed(data[pos : min(pos + _FEED_CHUNK, end)])
 

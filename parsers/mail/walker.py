@@ -26,7 +26,7 @@ from parsers.mail.attachments import (
     _zip_member_name,
 )
 from parsers.mail.bounds import _MAX_HTML_CHARS, _ZIP_RATIO_FLOOR, MAX_TEXT_CHARS
-from parsers.mail.charsets import _clean_text, _decode_bytes, _decode_words, _q
+from parsers.mail.charsets import _clean_text, _decode_bytes, _decode_words, _quoted
 from parsers.mail.headers import _clean_content_type, _header_text
 from parsers.mail.html_text import _html_to_text
 from parsers.mail.report import _Report
@@ -94,7 +94,7 @@ class _Walker:
             ctype = _clean_content_type(part.get_content_type())
             self.content_types.setdefault(ctype)
             try:
-                children = self._visit(part, number, ctype, content, collect)
+                children = self._visit(part, number, ctype=ctype, content=content, collect=collect)
             except Exception as exc:  # one broken part must not lose the others
                 self.report.warn(
                     f"part {number} ({ctype}) could not be read ({type(exc).__name__})"
@@ -105,7 +105,7 @@ class _Walker:
         return content
 
     def _visit(
-        self, part: Message, number: int, ctype: str, content: _Content, collect: bool
+        self, part: Message, number: int, *, ctype: str, content: _Content, collect: bool
     ) -> list[Message]:
         """Handle one part; return the children still to walk."""
         if ctype in _INNER_MESSAGE_TYPES:
@@ -121,7 +121,7 @@ class _Walker:
                 return salvaged
             ctype = "text/plain"
         if collect:
-            self._leaf(part, number, ctype, content)
+            self._leaf(part, number, ctype=ctype, content=content)
         return []
 
     def _inner_message(self, part: Message, number: int, content: _Content) -> None:
@@ -160,17 +160,17 @@ class _Walker:
         if root is None or not root.is_multipart():
             return None
         self.report.warn(
-            f"part {number} ({ctype}): boundary missing or wrong; used {_q(boundary, 70)} "
+            f"part {number} ({ctype}): boundary missing or wrong; used {_quoted(boundary, 70)} "
             "found in the body"
         )
         return [c for c in root.get_payload() if isinstance(c, Message)]
 
-    def _leaf(self, part: Message, number: int, ctype: str, content: _Content) -> None:
+    def _leaf(self, part: Message, number: int, *, ctype: str, content: _Content) -> None:
         view = _mime_view(part)
         disposition = view.get_content_disposition()
         name = self._filename(view, number)
         if ctype in ("text/plain", "text/html") and name is None and disposition != "attachment":
-            text = self._part_text(part, view, number, ctype)
+            text = self._part_text(part, view, number=number, ctype=ctype)
             (content.plain if ctype == "text/plain" else content.html).append(text)
             return
         if content.depth > 0:
@@ -179,7 +179,7 @@ class _Walker:
             source = "inline"
         else:
             source = "attachment"
-        self._attachment(part, number, ctype, name, source, content)
+        self._attachment(part, number, ctype=ctype, name=name, source=source, content=content)
 
     def _filename(self, view: Message, number: int) -> str | None:
         try:
@@ -191,7 +191,7 @@ class _Walker:
         name = _fix_surrogates(name)
         return _decode_words(name, self.report, f"the file name of part {number}")
 
-    def _part_text(self, part: Message, view: Message, number: int, ctype: str) -> str:
+    def _part_text(self, part: Message, view: Message, *, number: int, ctype: str) -> str:
         """Decoded text of a body part, within the message's text budgets."""
         is_html = ctype == "text/html"
         left = self.html_left if is_html else self.text_left
@@ -222,6 +222,7 @@ class _Walker:
         self,
         part: Message,
         number: int,
+        *,
         ctype: str,
         name: str | None,
         source: str,
@@ -237,7 +238,9 @@ class _Walker:
         if ctype in _GENERIC_TYPES:
             ctype = _type_for_name(filename)
         data = _payload_bytes(part)
-        attachment = self._make_attachment(filename, ctype, data, source, notes, loud)
+        attachment = self._make_attachment(
+            filename, ctype, data=data, source=source, notes=notes, loud=loud
+        )
         content.attachments.append(attachment)
         if _is_zip(filename, ctype, attachment.data):
             content.attachments.extend(self._expand_zip(attachment))
@@ -246,6 +249,7 @@ class _Walker:
         self,
         filename: str,
         ctype: str,
+        *,
         data: bytes,
         source: str,
         notes: list[str],
@@ -260,7 +264,7 @@ class _Walker:
             self.report.over_limits = True
             data = b""
         for note in loud:
-            self.report.warn(f"attachment {_q(filename)}: {note}")
+            self.report.warn(f"attachment {_quoted(filename)}: {note}")
         notes = [*loud, *notes]
         return Attachment(
             filename=filename,
@@ -287,7 +291,7 @@ class _Walker:
 
     def _expand_zip(self, archive: Attachment) -> list[Attachment]:
         """Members of a zip attachment, or nothing if the archive is refused."""
-        label = f"attachment {_q(archive.filename)}"
+        label = f"attachment {_quoted(archive.filename)}"
         if not archive.data:
             return []
         count = _zip_entry_count(archive.data)
@@ -306,7 +310,9 @@ class _Walker:
             infos = [info for info in archive_file.infolist() if not info.is_dir()]
             if not self._zip_declared_ok(infos, label):
                 return []
-            return self._zip_members(archive_file, infos, archive.filename, label)
+            return self._zip_members(
+                archive_file, infos, archive_name=archive.filename, label=label
+            )
 
     def _zip_declared_ok(self, infos: list[zipfile.ZipInfo], label: str) -> bool:
         """Refuse on what the central directory declares, before inflating."""
@@ -340,6 +346,7 @@ class _Walker:
         self,
         archive_file: zipfile.ZipFile,
         infos: list[zipfile.ZipInfo],
+        *,
         archive_name: str,
         label: str,
     ) -> list[Attachment]:
@@ -347,7 +354,14 @@ class _Walker:
         budget = self.zip_left
         slots, seen = self.slots, self.seen_attachments
         for index, info in enumerate(infos, 1):
-            member = self._zip_member(archive_file, info, index, archive_name, budget, label)
+            member = self._zip_member(
+                archive_file,
+                info,
+                index=index,
+                archive_name=archive_name,
+                budget=budget,
+                label=label,
+            )
             if member is _REFUSED:
                 # All or nothing: give back what the dropped members took.
                 self.slots, self.seen_attachments = slots, seen
@@ -362,6 +376,7 @@ class _Walker:
         self,
         archive_file: zipfile.ZipFile,
         info: zipfile.ZipInfo,
+        *,
         index: int,
         archive_name: str,
         budget: int,
@@ -370,7 +385,7 @@ class _Walker:
         notes: list[str] = []
         loud: list[str] = []
         filename = _clean_filename(_zip_member_name(info), notes, loud) or f"piece-{index}.bin"
-        shown = f"{label}: member {_q(filename)}"
+        shown = f"{label}: member {_quoted(filename)}"
         for note in loud:
             self.report.warn(f"{label}: member {note}")
         if info.flag_bits & 0x1:
@@ -385,30 +400,46 @@ class _Walker:
         self.slots -= 1
         limit = min(budget, self.limits.max_attachment_bytes)
         try:
-            data, outcome = _read_zip_member(archive_file, info, limit, self.limits.max_zip_ratio)
+            data, outcome = _read_zip_member(
+                archive_file, info, limit=limit, max_ratio=self.limits.max_zip_ratio
+            )
         except Exception as exc:
             self.report.warn(f"{shown} unreadable ({type(exc).__name__}); skipped")
             return None
         if outcome == "ratio" or (outcome == "over" and limit == budget):
-            self.report.over(f"{label}: zip bomb refused (member {_q(filename)} inflates too far)")
+            member = _quoted(filename)
+            self.report.over(f"{label}: zip bomb refused (member {member} inflates too far)")
             return _REFUSED
         notes = [*loud, *notes]
         if outcome == "over":
-            return self._oversized_member(filename, info, limit, archive_name, notes)
+            return self._oversized_member(
+                filename, info, limit=limit, archive_name=archive_name, notes=notes
+            )
         if _is_zip(filename, _type_for_name(filename), data):
-            self.report.warn(f"{label}: nested archive {_q(filename)} not expanded")
+            self.report.warn(f"{label}: nested archive {_quoted(filename)} not expanded")
             notes.append("nested archive, not expanded")
         return self._make_attachment(
-            filename, _type_for_name(filename), data, f"zip:{archive_name}", notes, []
+            filename,
+            _type_for_name(filename),
+            data=data,
+            source=f"zip:{archive_name}",
+            notes=notes,
+            loud=[],
         )
 
     def _oversized_member(
-        self, filename: str, info: zipfile.ZipInfo, limit: int, archive_name: str, notes: list[str]
+        self,
+        filename: str,
+        info: zipfile.ZipInfo,
+        *,
+        limit: int,
+        archive_name: str,
+        notes: list[str],
     ) -> Attachment:
         size = max(info.file_size, limit + 1)
         notes.append(f"over {limit} bytes once inflated; data dropped")
         self.report.over(
-            f"zip member {_q(filename)}: over {limit} bytes once inflated; data dropped"
+            f"zip member {_quoted(filename)}: over {limit} bytes once inflated; data dropped"
         )
         return Attachment(
             filename=filename,
