@@ -22,7 +22,7 @@ PDF words come from pdfium's characters, grouped exactly as pdfplumber
 groups pdfminer's (ten times faster than pdfminer); pdfplumber's table
 search runs only on pages that draw lines or boxes, over their graphics
 alone; a page pdfium cannot read faithfully is read the full pdfplumber way
-(see "PDF pages through pdfium" below).
+(see ``parsers.documents.pdfium``).
 
 Modules
 -------

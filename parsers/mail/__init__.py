@@ -14,7 +14,7 @@ Who does what, and why
   ``max_header_count``, and decides whether the body is read at all
   (``max_message_bytes``, and a line count: the stdlib parser costs about
   60 bytes of memory per line).
-* mail-parser (``MailParser._reset``, see ``_HeaderView``) reads the address headers
+* mail-parser (``MailParser._reset``, see ``envelope._HeaderView``) reads the address headers
   (From, To, Cc, Reply-To: RFC 2047 display names, recovery of broken address
   lists, defect reports) and the Date header (strict RFC 5322 reading with
   diagnostics). It is only given a small header block we built: on a whole
@@ -33,7 +33,7 @@ Who does what, and why
   to 8 KB because its parameter parser is quadratic (64 KB of quoted ``;``
   takes 2 s). Long runs of base64 lines are not fed to it: a placeholder
   line stands in their place and the attachment is decoded from the raw
-  bytes window by window (``_Elided``), so a 30 MB attachment costs its
+  bytes window by window (``structure._Elided``), so a 30 MB attachment costs its
   decoded size instead of 5.5 times the message.
 * Our own code decodes text (declared charset, then utf-8, cp1252, latin-1),
   RFC 2047 words in the subject and file names, so that every fallback is
