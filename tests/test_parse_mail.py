@@ -8,6 +8,7 @@ contract is "never hangs", and a quadratic corner shows up as seconds.
 from __future__ import annotations
 
 import builtins
+import email.parser
 import email.policy
 import io
 import logging
@@ -23,9 +24,15 @@ import mailparser
 import pytest
 
 from mailbot.config import LimitsSettings
-from parsers import mail as mail_module
 from parsers.errors import MailParseError, ParseError
-from parsers.mail import MAX_TEXT_CHARS, parse_message
+from parsers.mail import (
+    MAX_TEXT_CHARS,
+    header_block,
+    header_text,
+    parse_message,
+    read_headers,
+)
+from parsers.mail import envelope as mail_envelope
 from parsers.types import Attachment, ParsedMail
 
 LIMITS = LimitsSettings()
@@ -1143,13 +1150,13 @@ def test_mail_parser_logging_is_silenced_for_our_calls_only(
 def test_python_warnings_from_libraries_become_our_warnings(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    class Noisy(mail_module._HeaderView):
+    class Noisy(mail_envelope._HeaderView):
         @classmethod
         def from_bytes(cls, bt: bytes) -> object:
             warnings.warn("old API", DeprecationWarning, stacklevel=1)
             return super().from_bytes(bt)
 
-    monkeypatch.setattr(mail_module, "_HeaderView", Noisy)
+    monkeypatch.setattr(mail_envelope, "_HeaderView", Noisy)
     parsed = parse(b"From: a@example.fr\n\nx")
     assert "library warning: DeprecationWarning: old API" in parsed.warnings
     assert parsed.sender == "a@example.fr"
@@ -1169,3 +1176,28 @@ def test_no_file_is_ever_written(monkeypatch: pytest.MonkeyPatch) -> None:
     parsed = parse(fuzz_base())
     assert written == []
     assert parsed.forwarded and len(parsed.attachments) >= 3
+
+
+# --------------------------------------------------------------------------
+# Headers for callers that do not analyse the message (intake, digest)
+
+
+def test_read_headers_reads_as_the_standard_library():
+    raw = (
+        b"From: =?utf-8?q?Jos=C3=A9?= <jose@example.fr>\r\n"
+        b"Subject: Candidature B\xe9thune\r\n"
+        b"Message-ID: <abc@example.fr>\r\n\r\nbody\r\n"
+    )
+    ours = read_headers(raw)
+    theirs = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+    assert ours.items() == theirs.items()
+    assert ours.get("Message-ID") == "<abc@example.fr>"
+    assert read_headers(header_block(raw)).items() == theirs.items()
+
+
+def test_header_text_decodes_encoded_words_and_keeps_what_it_cannot():
+    assert header_text(None) == ""
+    assert header_text("=?utf-8?q?Jos=C3=A9?= <jose@example.fr>") == "José <jose@example.fr>"
+    # Bad base64 (HeaderParseError), an unknown charset, bytes the charset refuses.
+    for value in ("=?utf-8?b?a?=", "=?x-unknown?q?abc?=", "=?utf-8?q?=FF?="):
+        assert header_text(value) == value
