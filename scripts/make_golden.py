@@ -442,6 +442,28 @@ def gmail_candidature_missing_letter() -> bytes:
     )
 
 
+def gmail_letter_sent_later() -> bytes:
+    """Gmail web, a new message (no reference, no reply headers) from the sender of
+    ``gmail_candidature_missing_letter`` carrying the missing letter: it belongs to her
+    open dossier."""
+    return gmail_mail(
+        sender="Marie Lefebvre <marie.lefebvre.perroy@gmail.com>",
+        subject="Courrier pour Monsieur le Maire",
+        text=(
+            "Bonjour,\n\nComme demandé, voici le courrier signé pour Monsieur le Maire, "
+            "pour notre candidature au label.\n\nMarie Lefebvre\n"
+        ),
+        attachments=[
+            gmail_attachment(
+                "courrier signé.pdf", corpus.letter_pdf(POTAGER), "application/pdf", "f_lxq4e8b20"
+            )
+        ],
+        stamp="9d0c3b2a1f4e6d",
+        message_id="CAHq2W9z4Pm-7cQ1d_Gr5yS9tU2wZf8vKnR3bA6eH2jL0qS5kFx@mail.gmail.com",
+        date="Mon, 23 Nov 2026 17:48:09 +0100",
+    )
+
+
 def apple_mail_candidature() -> bytes:
     """Apple Mail, HTML with attachments: the attachments sit inside the HTML alternative
     (alternative → mixed → html, pdf, html, pdf, html), x-unix-mode and RFC 2231 names."""
@@ -1490,6 +1512,7 @@ BUILDERS: dict[str, Callable[[], bytes | None]] = {
     "mutt_candidature": mutt_candidature,
     "neomutt_candidature": neomutt_candidature,
     "gmail_candidature_missing_letter": gmail_candidature_missing_letter,
+    "gmail_letter_sent_later": gmail_letter_sent_later,
     "thunderbird_blank_form_question": thunderbird_blank_form_question,
     "thunderbird_follow_up": thunderbird_follow_up,
     "gmail_follow_up_without_reference": gmail_follow_up_without_reference,
