@@ -19,7 +19,7 @@ Two kinds of mail:
 
 Every mail then gets the trace headers the city's MX adds on delivery (Return-Path,
 Delivered-To, Received, Authentication-Results), with CRLF line ends as IMAP serves them.
-Dossiers and letters are the project's own: ``tests/fixtures/corpus.py`` builds them from
+Dossiers and letters are the project's own: ``tests/fixtures/corpus/`` builds them from
 ``config/rules.toml`` and ``mailbot/forms.py`` draws the blank form. The builders live in
 ``tests/fixtures/golden_mail/``; Message-IDs, dates and boundaries are fixed there, so a
 rebuild changes only what a change there or in the corpus changes (mutt and neomutt pick
