@@ -40,7 +40,7 @@ from mailbot.intake import poll_all
 from mailbot.smtp import send_outbox
 from storage.db import session_scope
 from storage.models import Dossier, Event, Message, Outbox, Sighting
-from tests import corpus
+from tests.fixtures import corpus
 from tests.fixtures.config import REPO_ROOT, SHIPPED_CONFIG
 from tests.fixtures.mail import make_mail
 

@@ -19,10 +19,10 @@ from parsers.documents import pdf as documents_pdf
 from parsers.dossier import read_dossier
 from parsers.letter import find_letter
 from parsers.text import nfc
-from tests import corpus
-from tests.corpus import POTAGER, attachment
+from tests.fixtures import corpus
 from tests.fixtures.config import SHIPPED_CONFIG
-from tests.test_hostile_input import no_tounicode_pdf
+from tests.fixtures.corpus import POTAGER, attachment
+from tests.fixtures.hostile_mail import no_tounicode_pdf
 
 LIMITS = DocumentLimits(max_pdf_pages=10, ocr_timeout_seconds=60)
 RULES = load_config(SHIPPED_CONFIG, environ={}).rules

@@ -15,8 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from parsers.mail import envelope as mail_envelope
-from tests.test_hostile_input import CASES
-from tests.test_properties import FAST, SEEDS, mutated, parsed_fields
+from tests.fixtures.hostile_mail import CASES
+from tests.fixtures.mutations import PROPERTY_SETTINGS, SEEDS, mutated, parsed_fields
 
 # What parsers/mail/envelope.py reads from the view.
 READ = ("from_", "to", "cc", "reply_to", "date", "address_header_defects")
@@ -84,7 +84,7 @@ def _views(block: bytes) -> tuple[object, object]:
     )
 
 
-@FAST
+@PROPERTY_SETTINGS
 @given(
     st.lists(
         st.tuples(st.sampled_from(["From", "To", "Cc", "Reply-To", "Date"]), ADDRESS_VALUE),
@@ -136,7 +136,7 @@ def test_parsed_mail_is_the_same_with_the_full_parser_on_the_seeds(monkeypatch):
         assert ours == full
 
 
-@FAST
+@PROPERTY_SETTINGS
 @given(mutated())
 def test_parsed_mail_is_the_same_with_the_full_parser_on_mutated_candidatures(raw):
     with pytest.MonkeyPatch.context() as patch:

@@ -121,7 +121,7 @@ def test_a_message_the_server_fails_to_return_is_fetched_again(service_app, dove
     from mailbot.intake import poll_mailbox
     from storage.db import session_scope
     from storage.models import Message
-    from tests.test_intake import candidature
+    from tests.fixtures.candidatures import candidature
 
     for n in range(1, 5):
         dovecot.append("n.bataillon", candidature(n))

@@ -25,9 +25,9 @@ from bench.memory import big_pdf
 from parsers.documents import pdf_forms
 from parsers.mail import header_block, parse_message
 from parsers.mail import structure as mail_structure
+from tests.fixtures.hostile_mail import CASES
 from tests.fixtures.mail import as_bytes, make_mail
-from tests.test_hostile_input import CASES
-from tests.test_properties import FAST, LIMITS, SEEDS, mutated, parsed_fields
+from tests.fixtures.mutations import LIMITS, PROPERTY_SETTINGS, SEEDS, mutated, parsed_fields
 
 
 def _both_ways(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[object, object]:
@@ -110,7 +110,7 @@ def test_eliding_keeps_structure_in_preamble_epilogue_and_bare_messages(monkeypa
         assert elided == plain
 
 
-@FAST
+@PROPERTY_SETTINGS
 @given(mutated())
 def test_eliding_changes_nothing_on_mutated_candidatures(raw):
     with pytest.MonkeyPatch.context() as patch:

@@ -14,36 +14,12 @@ from mailbot.replies import authentication_verdict
 from mailbot.smtp import send_outbox
 from storage.db import session_scope
 from storage.models import Dossier, Message, Outbox
-from tests import corpus
+from tests.fixtures import corpus
+from tests.fixtures.candidatures import APPLICANT, RULES, application, letter_pdf
 from tests.fixtures.config import SHIPPED_CONFIG
 from tests.fixtures.mail import make_mail
 
 NB, DB = "n.bataillon", "d.berteloot"
-APPLICANT = "Marie Lefebvre <marie.lefebvre@jardins-perroy.fr>"
-RULES = load_config(SHIPPED_CONFIG, environ={}).rules
-
-
-def dossier_pdf() -> bytes:
-    return corpus.form_pdf(RULES, corpus.POTAGER)
-
-
-def letter_pdf() -> bytes:
-    return corpus.letter_pdf(corpus.POTAGER)
-
-
-def application(*, letter: bool = True, **overrides):
-    attachments = [("dossier_intention.pdf", dossier_pdf(), "application/pdf")]
-    if letter:
-        attachments.append(("courrier_maire.pdf", letter_pdf(), "application/pdf"))
-    values = {
-        "subject": "Candidature au label Béthune Smart City",
-        "sender": APPLICANT,
-        "to": ("n.bataillon@ville-bethune.fr",),
-        "body": "Bonjour,\nVeuillez trouver ci-joint notre dossier d'intention.\nMarie Lefebvre",
-        "attachments": attachments,
-    }
-    values.update(overrides)
-    return make_mail(**values)
 
 
 def run(app):

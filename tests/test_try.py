@@ -8,7 +8,7 @@ import pytest
 
 from mailbot.cli import main
 from mailbot.config import load_config
-from tests import corpus
+from tests.fixtures import corpus
 from tests.fixtures.config import SHIPPED_CONFIG
 from tests.fixtures.mail import as_bytes, make_mail
 
