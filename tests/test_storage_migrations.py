@@ -262,13 +262,21 @@ def test_revision_0003_turns_stored_sentences_into_reason_codes(engine: Engine) 
     """Reasons stored in English before codes existed become codes once, and back on downgrade."""
     _migrate(engine, "downgrade", "0002")
     now = "2026-11-30 08:00:00+00:00"
+    unknown = "follow-up names an unknown dossier 'BSC-2020-0999'"
+    uncertain = {
+        "rule": "score",
+        "hit": True,
+        "reason": "score 2 >= review_threshold 2: needs_review",
+    }
+    scored = {"rule": "score", "hit": True, "reason": "score 5 >= 4: candidature"}
+    cut = {"rule": "over_limits", "hit": True, "reason": "a configured limit was exceeded"}
     messages = {
         1: ("failed", None, "parse error: ValueError('bad MIME')", []),
-        2: ("needs_review", "needs_review", "follow-up names an unknown dossier 'BSC-2020-0999'", []),
-        3: ("needs_review", "needs_review", None, [{"rule": "score", "hit": True, "reason": "score 2 >= review_threshold 2: needs_review"}]),
-        4: ("needs_review", "needs_review", None, [{"rule": "score", "hit": True, "reason": "x: candidature"}, {"rule": "over_limits", "hit": True, "reason": "a configured limit was exceeded: needs_review"}]),
+        2: ("needs_review", "needs_review", unknown, []),
+        3: ("needs_review", "needs_review", None, [uncertain]),
+        4: ("needs_review", "needs_review", None, [scored, cut]),
         5: ("failed", None, "something nobody wrote before", []),
-    }  # fmt: skip
+    }
     replies = {
         1: ("suppressed", "k@example.org already had 3 replies today (cap 3)", None),
         2: ("suppressed", "the message comes from our own address n@ville-bethune.fr", None),
@@ -302,8 +310,8 @@ def test_revision_0003_turns_stored_sentences_into_reason_codes(engine: Engine) 
                 sa.text(
                     "INSERT INTO outbox (id, dedup_key, kind, mailbox, from_addr, to_addr,"
                     " subject, message_id, raw, status, suppressed_reason, attempts, last_error,"
-                    " created_at) VALUES (:id, :key, 'acknowledgement', 'nb', 'n@x', 'k@example.org',"
-                    " 's', :mid, :raw, :status, :suppressed, 10, :error, :now)"
+                    " created_at) VALUES (:id, :key, 'acknowledgement', 'nb', 'n@x',"
+                    " 'k@example.org', 's', :mid, :raw, :status, :suppressed, 10, :error, :now)"
                 ),
                 {
                     "id": pk,
