@@ -52,7 +52,7 @@ DOSSIER_STATUS_LABELS: dict[str, str] = {
 MESSAGE_STATUS_LABELS: dict[str, str] = {
     MessageStatus.FILED: "enregistré",
     MessageStatus.IGNORED: "ignoré",
-    MessageStatus.SKIPPED: "écarté",
+    MessageStatus.SKIPPED: "non traité (trop ancien)",
     MessageStatus.NEEDS_REVIEW: "à vérifier",
     MessageStatus.FAILED: "en échec",
 }
