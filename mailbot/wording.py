@@ -220,7 +220,8 @@ def message_reason(message: Message) -> str:
         text = reason_label(code)
         if message.error:
             return shorten(f"{text} : {message.error}")
-        rule_detail = _deciding_rule(message)[1] if code in REVIEW_REASON_OF_RULE.values() else ""
+        rules = {rule for rule, reason in REVIEW_REASON_OF_RULE.items() if reason == code}
+        rule_detail = _deciding_rule(message, among=rules)[1] if rules else ""
         if rule_detail:
             return shorten(f"{text} ({rule_detail})")
         warning = _last_warning(message)
@@ -242,9 +243,13 @@ def _last_warning(message: Message) -> str:
     return warnings[-1] if warnings else ""
 
 
-def _deciding_rule(message: Message) -> tuple[str, str]:
-    """(rule, its explanation) of the last rule of the trace that hit."""
-    hits = [h for h in (message.rule_trace or []) if isinstance(h, dict) and h.get("hit")]
+def _deciding_rule(message: Message, *, among: set[str] | None = None) -> tuple[str, str]:
+    """(rule, its explanation) of the last rule of the trace that hit (one of ``among``)."""
+    hits = [
+        h
+        for h in (message.rule_trace or [])
+        if isinstance(h, dict) and h.get("hit") and (among is None or h.get("rule") in among)
+    ]
     if not hits:
         return "", ""
     return str(hits[-1].get("rule", "")), str(hits[-1].get("reason") or "")

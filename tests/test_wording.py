@@ -169,6 +169,7 @@ def _message(**values) -> Message:
 
 
 SCORE_HIT = {"rule": "score", "hit": True, "reason": "score 3 >= review_threshold 3: needs_review"}
+OTHER_HIT = {"rule": "mailbox_weight", "hit": True, "reason": "mailbox 'n.bataillon' (+1)"}
 
 
 @pytest.mark.parametrize(
@@ -183,7 +184,7 @@ SCORE_HIT = {"rule": "score", "hit": True, "reason": "score 3 >= review_threshol
             "message illisible : ValueError('x')",
         ),
         (
-            {"reason": ReviewReason.UNCERTAIN_SCORE, "rule_trace": [SCORE_HIT]},
+            {"reason": ReviewReason.UNCERTAIN_SCORE, "rule_trace": [SCORE_HIT, OTHER_HIT]},
             "classement incertain (score 3 >= review_threshold 3: needs_review)",
         ),
         (
