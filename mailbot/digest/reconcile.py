@@ -10,11 +10,8 @@ A mailbox that cannot be checked is reported with a
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import logging
 from collections.abc import Callable, Sequence
-from email.header import decode_header, make_header
 from email.utils import parseaddr, parsedate_to_datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -27,6 +24,7 @@ from mailbot.config import MailboxSettings, secret
 from mailbot.digest.collect import SUBJECT_MAX_LENGTH, service_zone
 from mailbot.errors import MailbotError
 from mailbot.imap import ImapError, MailboxClient
+from parsers.mail import header_text, read_headers
 from parsers.reasons import MailboxCheck
 from parsers.text import header_safe
 from storage import repositories as repo
@@ -136,12 +134,10 @@ def _describe_server_messages(
         if entry is None:
             continue
         try:
-            headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(
-                fetched.raw
-            )
-            entry["sender"] = parseaddr(_decoded_header(headers.get("From")))[1]
+            headers = read_headers(fetched.raw)
+            entry["sender"] = parseaddr(header_text(headers.get("From")))[1]
             entry["subject"] = header_safe(
-                _decoded_header(headers.get("Subject")), max_length=SUBJECT_MAX_LENGTH
+                header_text(headers.get("Subject")), max_length=SUBJECT_MAX_LENGTH
             )
             if headers.get("Date"):
                 sent = parsedate_to_datetime(str(headers.get("Date")))
@@ -150,13 +146,3 @@ def _describe_server_messages(
         except Exception:  # a broken header only leaves a blank cell
             log.debug("digest: cannot read headers of UID %s", fetched.uid, exc_info=True)
     return [described[uid] for uid in uids]
-
-
-def _decoded_header(value: Any) -> str:
-    """A header value with its RFC 2047 encoded words decoded; as given when they are broken."""
-    if value is None:
-        return ""
-    try:
-        return str(make_header(decode_header(str(value))))
-    except Exception:
-        return str(value)
