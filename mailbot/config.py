@@ -272,7 +272,7 @@ class WebSettings(Strict):
 
     base_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
     session_secret_env: EnvName | None = None
-    session_secret_file: str = "var/web-session-secret"
+    session_secret_file: str = "var/web-session-secret"  # noqa: S105 (a path)
     session_hours: int = Field(default=10, ge=1, le=24 * 30)
     trusted_user_header: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9-]*$")
     trusted_proxies: list[str] = Field(default_factory=list)

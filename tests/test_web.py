@@ -402,7 +402,7 @@ def test_dossier_page_shows_fields_evidence_pieces_messages_replies_history(offi
     assert "Collaborative, Durable" in text  # choices by their label
     assert "<b>source</b>" in text  # evidence as stored
     assert "dossier_intention.pdf" in text and "courrier_maire.pdf" in text
-    assert 'sandbox src="/dossiers/' in text  # the PDF shown in a sandboxed frame
+    assert '<iframe class="preview" src="/dossiers/' in text  # the PDF shown in the page
     assert "Candidature au label Béthune Smart City" in text  # the message
     assert "Accusé de réception" in text or "Pièces manquantes" in text  # the reply
     assert "Dossier créé" in text  # the history

@@ -61,6 +61,12 @@ ACTION = {
     "dossier.legal_hold_cleared": "Conservation légale levée",
     "message.dismissed": "Message écarté",
     "message.failed": "Message en échec",
+    "message.retried": "Message traité à nouveau",
+    "message.downloaded": "Message d'origine consulté",
+    "piece.viewed": "Pièce consultée",
+    "reply.queued": "Réponse préparée",
+    "reply.suppressed": "Réponse retenue",
+    "dossier.follow_up": "Suite reçue",
 }
 # Staff decisions offered on a dossier page, in this order.
 DECISIONS = ("complete", "accepted", "rejected", "withdrawn")

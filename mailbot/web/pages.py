@@ -5,8 +5,9 @@ and acts through the service functions the CLI uses
 (``decisions.decide_status``, ``privacy.set_legal_hold``,
 ``retry.retry_message``, ``decisions.dismiss_message``), with
 ``staff:LOGIN`` as the actor. Files sent by applicants are served so that a
-browser can never run them: downloads, except PDFs shown inline under a
-sandboxing Content-Security-Policy.
+browser can never run them: downloads under a sandboxing
+Content-Security-Policy, except PDFs, shown inline by the browser's viewer
+under ``default-src 'none'``.
 """
 
 from __future__ import annotations
@@ -41,10 +42,14 @@ from storage.models import (
 
 # A file sent by an applicant: nothing in it may run, load or be framed by others.
 FILE_CSP = "default-src 'none'; sandbox; frame-ancestors 'none'"
-# A PDF shown inside the dossier page: may be framed by our own pages only;
-# Chromium's viewer needs object-src and plugin access to draw it.
+# A PDF shown inside the dossier page: framed by our own pages only. Neither
+# the frame's sandbox attribute nor the CSP ``sandbox`` directive can be
+# used: Chromium refuses to draw a PDF in a sandboxed frame (checked with
+# Chromium 14x: the frame shows an error page); ``default-src 'none'`` still
+# stops anything the document would load or run.
 PDF_CSP = "default-src 'none'; object-src 'self'; frame-ancestors 'self'"
 REVIEW_LIMIT = 200
+CONSULTATIONS = ("piece.viewed", "message.downloaded")
 
 
 def _office(request: Request) -> BackOffice:
@@ -168,11 +173,15 @@ def dossier_page(request: Request, form: FormData | None) -> Response:
         }
         for key, rule in rules.fields.items()
     ]
+    # Consultations are audited with the dossier, but would drown its history.
+    consulted = [e for e in detail["events"] if e["action"] in CONSULTATIONS]
+    detail["events"] = [e for e in detail["events"] if e["action"] not in CONSULTATIONS]
     return office.render(
         request,
         "dossier.html",
         {
             "dossier": detail,
+            "consulted": consulted,
             "fields": fields,
             "pieces": pieces,
             "decisions": labels.DECISIONS,
