@@ -1,12 +1,11 @@
 """Staff accounts of the back-office.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-02
 
 One row per login allowed into ``mailbot web``, with an argon2 password
-hash. ``0003`` is being written at the same time on another branch; the two
-are chained when they are merged.
+hash.
 """
 
 from collections.abc import Sequence
@@ -16,7 +15,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = "0004"
-down_revision: str | Sequence[str] | None = "0002"
+down_revision: str | Sequence[str] | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
