@@ -556,7 +556,8 @@ def test_replies_page_lists_undelivered_replies(office, client, monkeypatch):
     log_in(client)
     page = html.unescape(client.get("/replies").text)
     assert undelivered[0].to_addr in page
-    assert "En attente d'envoi" in page or "Non distribuée" in page
+    assert "En attente d'envoi" in page
+    assert "échec de l'envoi : " in page  # the reason, worded by mailbot.wording
 
 
 def test_pages_count_queries_not_rows(office, client):

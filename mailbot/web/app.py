@@ -29,7 +29,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mailbot import staff
+from mailbot import staff, wording
 from mailbot.app import App
 from mailbot.web import labels
 from mailbot.web.security import (
@@ -99,7 +99,7 @@ def _templates(timezone: str) -> jinja2.Environment:
         if not value:
             return "—"
         moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-        return moment.astimezone(zone).strftime("%d/%m/%Y %H:%M")
+        return wording.local_date_time(moment, zone)
 
     def file_size(value: int | None) -> str:
         if value is None:

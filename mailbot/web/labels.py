@@ -1,52 +1,25 @@
-"""French labels the back-office shows for internal codes.
+"""French labels of the back-office pages.
 
-Kept in one small table so that it can be replaced by the shared wording
-module used by the CLI, the digest and the exports. Thématiques, criteria,
-categories and natures come from the rules (``config/rules.toml``).
+Statuses, verdicts, reply kinds, reasons, choices of ``rules.toml`` and
+times come from ``mailbot.wording`` (the one table shared with the CLI,
+the digest and the exports), capitalised where a page starts a cell with
+them. What only the pages show (piece roles, audit actions, what is
+missing, the decisions offered) is worded here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from mailbot import wording
 from mailbot.config import FieldKind, Rules
 
-DOSSIER_STATUS = {
-    "incomplete": "Incomplet",
-    "complete": "Complet",
-    "needs_review": "À vérifier",
-    "accepted": "Labellisé",
-    "rejected": "Refusé",
-    "withdrawn": "Retiré",
-}
-MESSAGE_STATUS = {
-    "filed": "Classé",
-    "ignored": "Écarté",
-    "skipped": "Non traité",
-    "needs_review": "À vérifier",
-    "failed": "En échec",
-}
-VERDICT = {
-    "candidature": "Candidature",
-    "follow_up": "Suite d'un dossier",
-    "not_candidature": "Hors candidature",
-    "auto_reply": "Réponse automatique",
-    "needs_review": "À vérifier",
-}
-REPLY_KIND = {
-    "acknowledgement": "Accusé de réception",
-    "missing_pieces": "Pièces manquantes",
-    "completed": "Dossier complet",
-    "under_review": "En cours de vérification",
-    "digest": "Récapitulatif du service",
-}
-REPLY_STATUS = {
-    "queued": "En attente d'envoi",
-    "sending": "En cours d'envoi",
-    "sent": "Envoyée",
-    "failed": "Non distribuée",
-    "suppressed": "Retenue",
-}
+DOSSIER_STATUS = wording.DOSSIER_STATUS_LABELS
+MESSAGE_STATUS = wording.MESSAGE_STATUS_LABELS
+VERDICT = wording.VERDICT_LABELS
+REPLY_KIND = wording.REPLY_KIND_LABELS
+REPLY_STATUS = wording.OUTBOX_STATUS_LABELS
 PIECE_ROLE = {
     "dossier": "Dossier d'intention",
     "letter": "Courrier au Maire",
@@ -56,6 +29,7 @@ PIECE_ROLE = {
 MISSING = {"dossier": "le dossier d'intention", "letter": "le courrier au Maire"}
 ACTION = {
     "dossier.created": "Dossier créé",
+    "dossier.follow_up": "Suite reçue",
     "dossier.status_changed": "Statut modifié",
     "dossier.legal_hold_set": "Conservation légale activée",
     "dossier.legal_hold_cleared": "Conservation légale levée",
@@ -66,22 +40,19 @@ ACTION = {
     "piece.viewed": "Pièce consultée",
     "reply.queued": "Réponse préparée",
     "reply.suppressed": "Réponse retenue",
-    "dossier.follow_up": "Suite reçue",
 }
 # Staff decisions offered on a dossier page, in this order.
 DECISIONS = ("complete", "accepted", "rejected", "withdrawn")
 
 
-def label(table: dict[str, str], code: Any) -> str:
-    """The French label of ``code``, or the code itself when the table does not know it."""
-    if code is None:
-        return "—"
-    return table.get(str(code), str(code))
+def label(table: Mapping[str, str], code: Any) -> str:
+    """The label of ``code`` from ``table``, starting with a capital; unknown codes as stored."""
+    text = wording.label(table, None if code is None else str(code))
+    return text[:1].upper() + text[1:]
 
 
 def thematique(rules: Rules, code: Any) -> str:
-    choice = rules.thematiques.get(str(code)) if code else None
-    return choice.label if choice else label({}, code)
+    return wording.thematique_label(rules, code) or "—"
 
 
 def missing(rules: Rules, code: str) -> str:
@@ -94,16 +65,9 @@ def missing(rules: Rules, code: str) -> str:
 def field_value(rules: Rules, key: str, value: Any) -> str:
     """A stored field value as staff read it (choices by their label, amounts in euros)."""
     rule = rules.fields.get(key)
-    kind = rule.kind if rule else FieldKind.TEXT
-    choices = {
-        FieldKind.CATEGORY: rules.categories,
-        FieldKind.THEMATIQUE: rules.thematiques,
-        FieldKind.CRITERIA: rules.criteria,
-        FieldKind.NATURE: rules.natures,
-    }.get(kind)
-    values = value if isinstance(value, list) else [value]
-    if choices is not None:
-        return ", ".join(choices[v].label if v in choices else str(v) for v in values)
-    if kind == FieldKind.AMOUNT and isinstance(value, int | float):
+    if rule is not None and rule.kind == FieldKind.AMOUNT and isinstance(value, int | float):
         return f"{value:,.0f} €".replace(",", "\u202f")
-    return ", ".join(str(v) for v in values)
+    worded = wording.worded_fields({key: value}, rules).get(key, value)
+    if isinstance(worded, list):
+        return ", ".join(str(v) for v in worded)
+    return str(worded)

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from mailbot import decisions, views
+from mailbot import decisions, views, wording
 from mailbot.errors import MailbotError
 from mailbot.web import labels
 from mailbot.web.app import BackOffice, staff_page
@@ -387,7 +387,7 @@ def replies_page(request: Request, form: FormData | None) -> Response:
                 "to": r.to_addr,
                 "subject": r.subject,
                 "status": r.status,
-                "reason": r.suppressed_reason or r.last_error,
+                "reason": wording.reply_reason(r, reference=references.get(r.dossier_id)),
                 "attempts": r.attempts,
                 "created_at": r.created_at,
                 "dossier": references.get(r.dossier_id),
