@@ -604,3 +604,30 @@ def test_mailbot_web_serves_the_login_page(office, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+@pytest.mark.postgres
+def test_pages_and_search_on_postgresql(postgres_url, tmp_path, monkeypatch):
+    config_dir = tmp_path / "config"
+    shutil.copytree(SHIPPED_CONFIG, config_dir)
+    for name, value in TEST_SECRETS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MAILBOT_DATABASE__URL", postgres_url)
+    office = seed_office(config_dir)
+    try:
+        with TestClient(create_app(office.app), follow_redirects=False) as client:
+            log_in(client)
+            for params, present, absent in (
+                ({"q": "PERROY"}, office.potager, office.hostile),
+                ({"q": "mobinord"}, office.hostile, office.potager),
+                ({"thematique": "habitat_environnement"}, office.potager, office.hostile),
+                ({"boite": "d.berteloot"}, office.hostile, office.potager),
+                ({"q": "50%_"}, "Aucun dossier ne correspond", office.potager),
+            ):
+                page = client.get("/dossiers", params=params).text
+                assert present in page and absent not in page, params
+            assert re.search(r"Tous <b>3</b>", client.get("/dossiers").text)
+            for path in (f"/dossiers/{office.potager}", "/review", "/replies"):
+                assert client.get(path).status_code == 200, path
+    finally:
+        office.app.close()

@@ -9,7 +9,7 @@ Field values live in a JSON column: ``fields["intitule"].as_string()`` is
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -44,7 +44,6 @@ class DossierPage:
     pages: int
     page: int
     all_count: int = 0
-    mailboxes: dict[int, list[str]] = field(default_factory=dict)
 
 
 def _escape_like(text: str) -> str:

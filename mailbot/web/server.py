@@ -13,6 +13,8 @@ def serve(app: App, *, host: str, port: int) -> None:
 
     Forwarded headers are not handed to uvicorn: the back-office itself
     decides which peers are trusted proxies (``[web] trusted_proxies``).
+    No access log: its URLs carry searches (names, addresses), and what
+    staff do is in the audit trail.
     """
     web_app = create_app(app)
     uvicorn.run(
@@ -21,5 +23,6 @@ def serve(app: App, *, host: str, port: int) -> None:
         port=port,
         proxy_headers=False,
         server_header=False,
+        access_log=False,
         log_level=app.config.settings.service.log_level.lower(),
     )
