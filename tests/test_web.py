@@ -205,6 +205,8 @@ def test_every_page_and_file_without_a_session_answers_303_to_login(office, clie
         f"/messages/{office.review_message}/raw",
         "/review",
         "/replies",
+        "/no-such-page",
+        "/dossiers/BSC-2026-0001/pieces/99/nothing",
     ]
     posts = [
         f"/dossiers/{office.potager}/status",
@@ -407,6 +409,7 @@ def test_dossier_page_shows_fields_evidence_pieces_messages_replies_history(offi
     assert "Accusé de réception" in text or "Pièces manquantes" in text  # the reply
     assert "Dossier créé" in text  # the history
     assert client.get("/dossiers/BSC-2026-9999").status_code == 404
+    assert client.get("/no-such-page").status_code == 404  # with a session: a real 404
 
 
 def test_applicant_text_and_file_names_are_rendered_inert(office, client):

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "mailbot_session"
+PASSWORD_MAX_LENGTH = 1024
 # Pages: only our own stylesheet; no script, no plugin, no framing by others.
 PAGE_CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; frame-src 'self'; "
@@ -218,7 +219,8 @@ async def login_page(request: Request) -> Response:
     if not csrf_ok(request, form.get(CSRF_FIELD)):
         return forbidden(request)
     typed = str(form.get("login") or "")[:64]
-    password = str(form.get("password") or "")
+    # No password is that long; argon2 would still hash a megabyte sent to slow us down.
+    password = str(form.get("password") or "")[:PASSWORD_MAX_LENGTH]
     return await run_in_threadpool(_log_in, office, request, typed, password)
 
 
@@ -266,6 +268,18 @@ def home(request: Request, form: FormData | None) -> Response:
     return RedirectResponse("/dossiers", status_code=303)
 
 
+async def not_found(request: Request, exc: Exception) -> Response:
+    """An unknown address: 303 to /login without a session (nothing is told), else a page."""
+    office: BackOffice = request.app.state.office
+    login = await run_in_threadpool(office.current_login, request)
+    if login is None:
+        return RedirectResponse("/login", status_code=303)
+    request.state.login = login
+    message = "Cette page n'existe pas."
+    context = {"title": "Introuvable", "message": message}
+    return office.render(request, "error.html", context, status_code=404)
+
+
 def create_app(app: App) -> Starlette:
     """The back-office over ``app``'s configuration and database."""
     from mailbot.web import pages
@@ -291,6 +305,6 @@ def create_app(app: App) -> Starlette:
             https_only=https,
         ),
     ]
-    web_app = Starlette(routes=routes, middleware=middleware)
+    web_app = Starlette(routes=routes, middleware=middleware, exception_handlers={404: not_found})
     web_app.state.office = BackOffice(app)
     return web_app
