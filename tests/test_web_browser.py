@@ -1,9 +1,11 @@
 """The staff day in a real browser: Playwright driving the system Chromium.
 
 The back-office runs under uvicorn on a free loopback port, over data filed
-by the real pipeline. The screenshots of ``docs/staff.md`` are taken here
-(``docs/img/web-*.png``). Without Chromium the test is skipped on a
-developer's machine and fails under CI (``CI`` set), where it must run.
+by the real pipeline. The screenshots of ``docs/staff.md`` are taken here;
+they are written to ``docs/img/web-*.png`` when ``MAILBOT_SCREENSHOTS=1``
+(after a change to the pages), otherwise to a temporary directory, so that
+a test run leaves the work tree clean. Without Chromium the test is skipped
+on a developer's machine and fails under CI (``CI`` set), where it must run.
 """
 
 from __future__ import annotations
@@ -69,6 +71,13 @@ def served(tmp_path_factory) -> Iterator[tuple[Office, str]]:
 
 
 @pytest.fixture(scope="module")
+def screenshots(tmp_path_factory) -> Path:
+    if os.environ.get("MAILBOT_SCREENSHOTS") == "1":
+        return SCREENSHOTS
+    return tmp_path_factory.mktemp("screenshots")
+
+
+@pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
 
@@ -79,17 +88,21 @@ def browser():
         chromium.close()
 
 
-def screenshot(target, name: str, **options) -> None:
+def save_screenshot(target, directory: Path, name: str) -> None:
     """Save a small PNG (a reduced palette keeps docs/img light)."""
-    image = Image.open(io.BytesIO(target.screenshot(**options)))
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    image = Image.open(io.BytesIO(target.screenshot()))
+    directory.mkdir(parents=True, exist_ok=True)
     small = image.convert("RGB").quantize(colors=64)
-    small.save(SCREENSHOTS / f"web-{name}.png", optimize=True)
+    small.save(directory / f"web-{name}.png", optimize=True)
 
 
 @pytest.mark.timeout(300)
-def test_staff_day_log_in_find_open_pdf_accept_see_history(served, browser):
+def test_staff_day_log_in_find_open_pdf_accept_see_history(served, browser, screenshots):
     office, base = served
+
+    def screenshot(target, name: str) -> None:
+        save_screenshot(target, screenshots, name)
+
     context = browser.new_context(viewport=VIEWPORT, locale="fr-FR")
     page = context.new_page()
     dialogs: list[str] = []
