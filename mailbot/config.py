@@ -48,6 +48,7 @@ from mailbot.settings import (
     Settings,
     SmtpSettings,
     StorageSettings,
+    WebSettings,
 )
 from parsers.rules import (
     ACTIONS,
@@ -103,6 +104,7 @@ __all__ = [
     "Strict",
     "Thematique",
     "Verdict",
+    "WebSettings",
     "check_secrets",
     "compile_pattern",
     "config_dir",

@@ -10,7 +10,8 @@ The schema is the durable memory of the service:
   ``BSC-YYYY-NNNN`` references and the files that make them up (the bytes live
   in the blob store, see ``storage.blobs``);
 * ``Outbox``: replies to send, with a dedup key so that a reply is queued once;
-* ``Event``: the audit trail.
+* ``Event``: the audit trail;
+* ``StaffAccount``: who may log in to the back-office (``mailbot web``).
 
 Conventions: every timestamp is time-zone aware and stored in UTC
 (``UTCDateTime``); status-like columns are plain strings whose allowed values
@@ -463,3 +464,20 @@ class Event(SQLModel, table=True):
         default=None, foreign_key="message.id", nullable=True, index=True
     )
     details: dict[str, Any] = _json_dict()
+
+
+class StaffAccount(SQLModel, table=True):
+    """A back-office login: the password is kept only as an argon2 hash.
+
+    A removed account is disabled rather than deleted, so that ``staff:LOGIN``
+    in the audit trail keeps naming one person.
+    """
+
+    __tablename__ = "staff_account"
+
+    id: int | None = Field(default=None, primary_key=True)
+    login: str = Field(sa_type=sa.String(64), nullable=False, unique=True)
+    display_name: str | None = Field(default=None, sa_type=_TEXT, nullable=True)
+    password_hash: str = Field(sa_type=_TEXT, nullable=False)
+    created_at: datetime = _timestamp()
+    disabled: bool = Field(default=False, nullable=False)

@@ -39,6 +39,7 @@ from storage.models import (
     ReferenceCounter,
     ServerAction,
     Sighting,
+    StaffAccount,
     is_sha256,
     utcnow,
 )
@@ -566,3 +567,49 @@ def mailboxes_for_message(*, session: Session, message: Message) -> list[str]:
         .order_by(Sighting.mailbox)
     )
     return list(session.exec(query).all())
+
+
+# -- staff accounts (back-office logins) ------------------------------------
+
+
+def get_staff_account(*, session: Session, login: str) -> StaffAccount | None:
+    """The account with this login (exact, logins are stored lower-case), or None."""
+    return session.exec(select(StaffAccount).where(StaffAccount.login == login)).first()
+
+
+def list_staff_accounts(*, session: Session) -> list[StaffAccount]:
+    """Every account, disabled ones included, by login."""
+    return list(session.exec(select(StaffAccount).order_by(col(StaffAccount.login))).all())
+
+
+def save_staff_account(
+    *, session: Session, login: str, display_name: str | None, password_hash: str
+) -> tuple[StaffAccount, bool]:
+    """Create the account, or enable again a disabled one with a new password.
+
+    Returns (the account, True if it was created). An enabled account with
+    this login raises ``DuplicateError``.
+    """
+    account = get_staff_account(session=session, login=login)
+    if account is not None and not account.disabled:
+        raise DuplicateError(f"staff account {login!r} already exists")
+    created = account is None
+    if account is None:
+        account = StaffAccount(login=login, password_hash=password_hash)
+    account.display_name = display_name
+    account.password_hash = password_hash
+    account.disabled = False
+    session.add(account)
+    session.flush()
+    return account, created
+
+
+def disable_staff_account(*, session: Session, login: str) -> StaffAccount:
+    """Disable an account (kept so that the audit trail's logins stay unambiguous)."""
+    account = get_staff_account(session=session, login=login)
+    if account is None or account.disabled:
+        raise NotFoundError(f"no staff account {login!r}")
+    account.disabled = True
+    session.add(account)
+    session.flush()
+    return account
