@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import pdfplumber  # noqa: E402
 from docx import Document  # noqa: E402
 from docx.enum.text import WD_ALIGN_PARAGRAPH  # noqa: E402
 from docx.shared import Cm, Pt  # noqa: E402
@@ -448,10 +449,9 @@ PRODUCERS: dict[str, Callable[[Job], None]] = {
 
 
 def pdf_pages_text(pdf: Path) -> list[str]:
-    done = subprocess.run(
-        ["pdftotext", "-enc", "UTF-8", str(pdf), "-"], capture_output=True, check=True, timeout=60
-    )
-    return done.stdout.decode("utf-8").split("\f")
+    """Each page's text as pdfplumber lays it out (pdftotext would join hyphenated wraps)."""
+    with pdfplumber.open(pdf) as document:
+        return [page.extract_text() or "" for page in document.pages]
 
 
 def observed_traps(truth: dict[str, Any], pages: list[str]) -> list[str]:
@@ -460,7 +460,7 @@ def observed_traps(truth: dict[str, Any], pages: list[str]) -> list[str]:
     found = set()
     if re.search(r"(Nord-|Nord-Pas-|Pas-de-|Hauts-|Hauts-de-)\n", text):
         found.add("hyphen_wrap_at_line_end")
-    if re.search(r"^\s*(signature\.|Fait à (?!Béthune, le))", text, re.MULTILINE):
+    if re.search(r"^\s*(signature\.|Fait à (?!Béthune, le|…))", text, re.MULTILINE):
         found.add("stop_word_at_line_start")
     if re.search(r"^\s*\S*\n\s*\n", text):
         found.add("blank_line_in_text_layer")
