@@ -337,15 +337,24 @@ def main() -> None:
     if args.verbose:
         for result in results:
             for item in result.misread:
+                expected, read = _where_they_differ(item["expected"], item["read"])
                 print(
                     f"{result.id} {result.producer:16} {item['field']:22} "
-                    f"expected {item['expected']!r:.70} read {item['read']!r:.70}"
+                    f"expected {expected} read {read}"
                 )
             if result.reply != result.expected_reply:
                 print(
                     f"{result.id} {result.producer:16} reply {result.reply} "
                     f"(expected {result.expected_reply}), missing {result.missing}"
                 )
+
+
+def _where_they_differ(expected: Any, read: Any, *, width: int = 36) -> tuple[str, str]:
+    """Both values around their first difference (long texts differ deep inside)."""
+    a, b = repr(expected), repr(read)
+    start = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), 0)
+    start = max(0, start - width // 3)
+    return a[start : start + width], b[start : start + width]
 
 
 def _figures_json(fig: Figures) -> dict[str, Any]:
