@@ -172,7 +172,7 @@ def _description(rng: random.Random, *, fits_form_box: bool) -> tuple[str, list[
     return text, traps
 
 
-def _truth(number: int, producer: str, rng: random.Random, rules: Any) -> dict[str, Any]:
+def _truth(number: int, producer: str, rng: random.Random, *, rules: Any) -> dict[str, Any]:
     theme = rng.choice(sorted(_THEMES))
     theme_label, sub_theme = _THEMES[theme]
     structure, nature = rng.choice(_STRUCTURES)
@@ -256,7 +256,7 @@ def write_truths(truth_dir: Path, *, rules: Any, seed: int = 20261202) -> list[P
     number = 1
     for producer in PRODUCERS:
         for _ in range(PER_PRODUCER):
-            truth = _truth(number, producer, rng, rules)
+            truth = _truth(number, producer, rng, rules=rules)
             path = truth_dir / f"{truth['id']}.json"
             path.write_text(json.dumps(truth, ensure_ascii=False, indent=2) + "\n")
             paths.append(path)
