@@ -45,13 +45,10 @@ from docx.shared import Cm, Pt  # noqa: E402
 from reading_corpus_truths import write_truths  # noqa: E402
 
 from mailbot.config import load_config  # noqa: E402
-from mailbot.forms import blank_form_docx, blank_form_pdf, option_labels  # noqa: E402
+from mailbot.forms import option_labels  # noqa: E402
 from parsers.text import strip_accents  # noqa: E402
 
 CORPUS = REPO / "tests" / "reading_corpus"
-TRUTH_DIR = CORPUS / "truth"
-FILES_DIR = CORPUS / "files"
-MANIFEST = CORPUS / "manifest.json"
 CHOICE_KINDS = ("category", "nature", "criteria", "thematique")
 SCAN_DPI = 150
 PHOTO_DPI = 120
@@ -60,6 +57,15 @@ JPEG_QUALITY = 60
 
 def run(*args: str | Path, cwd: Path | None = None) -> None:
     subprocess.run([str(a) for a in args], check=True, cwd=cwd, capture_output=True, timeout=300)
+
+
+def blank_form(fmt: str, work: Path) -> Path:
+    """The blank form the service hands out: ``mailbot template --format pdf|docx``, made once."""
+    path = work / f"blank.{fmt}"
+    if not path.exists():
+        mailbot = Path(sys.executable).with_name("mailbot")
+        run(mailbot, "--config", REPO / "config", "template", "--format", fmt, "-o", path)
+    return path
 
 
 # --------------------------------------------------------------------------
@@ -92,10 +98,10 @@ def _write_cell(cell: Any, text: str, *, justify: bool) -> None:
             paragraph.alignment = WD_ALIGN_PARAGRAPH.JUSTIFY
 
 
-def filled_docx(rules: Any, truth: dict[str, Any]) -> bytes:
+def filled_docx(rules: Any, truth: dict[str, Any], *, blank: Path) -> bytes:
     """The project's blank DOCX (``mailbot template --format docx``) filled as the truth says."""
     layout = truth["layout"]
-    document = Document(io.BytesIO(blank_form_docx(rules)))
+    document = Document(blank)
     normal = document.styles["Normal"]
     normal.font.name = layout["font"]
     normal.font.size = Pt(layout["font_size"])
@@ -221,9 +227,7 @@ def xfdf(rules: Any, truth: dict[str, Any]) -> str:
 
 
 def pdftk_fill(rules: Any, truth: dict[str, Any], work: Path, *, flatten: bool) -> Path:
-    blank = work / "blank.pdf"
-    if not blank.exists():
-        blank.write_bytes(blank_form_pdf(rules))
+    blank = blank_form("pdf", work.parent)
     data = work / f"{truth['id']}.xfdf"
     data.write_text(xfdf(rules, truth), encoding="utf-8")
     out = work / f"{truth['id']}-{'flat' if flatten else 'filled'}.pdf"
@@ -298,12 +302,14 @@ def photo(pdf: Path, outdir: Path, *, stem: str, seed: int, work: Path) -> list[
 class Job:
     """What one dossier needs: its truth, its output directory, the shared tools."""
 
-    def __init__(self, truth: dict[str, Any], *, rules: Any, work: Path, office: Office) -> None:
+    def __init__(
+        self, truth: dict[str, Any], *, rules: Any, work: Path, office: Office, files: Path
+    ) -> None:
         self.truth, self.rules, self.office = truth, rules, office
         self.id = truth["id"]
         self.work = work / self.id
         self.work.mkdir(parents=True, exist_ok=True)
-        self.out = FILES_DIR / self.id
+        self.out = files / self.id
         title = strip_accents(truth["written"].get("intitule", "projet"))
         self.slug = re.sub(r"\W+", "_", title)[:40].strip("_")
 
@@ -323,6 +329,9 @@ class Job:
         self.office.convert([docx], "pdf", self.work / "pdf")
         return self.work / "pdf" / f"{name}.pdf"
 
+    def filled_docx(self) -> bytes:
+        return filled_docx(self.rules, self.truth, blank=blank_form("docx", self.work.parent))
+
     @property
     def table_name(self) -> str:
         return f"Dossier_intention_{self.slug}"
@@ -331,7 +340,7 @@ class Job:
         return self.office_pdf(letter_docx(self.truth), "Courrier_Maire")
 
     def table_pdf(self, *, via_odt: bool = False) -> Path:
-        data = filled_docx(self.rules, self.truth)
+        data = self.filled_docx()
         return self.office_pdf(data, self.table_name, via_odt=via_odt)
 
     def office_sources(self) -> list[tuple[str, bytes, bool]]:
@@ -339,9 +348,9 @@ class Job:
         producer, wanted = self.truth["producer"], []
         source = self.truth["layout"]["source"]
         if producer in ("writer_docx_pdf", "scan_table") or source == "table":
-            wanted.append((self.table_name, filled_docx(self.rules, self.truth), False))
+            wanted.append((self.table_name, self.filled_docx(), False))
         if producer == "writer_odt_pdf":
-            wanted.append((self.table_name, filled_docx(self.rules, self.truth), True))
+            wanted.append((self.table_name, self.filled_docx(), True))
         if self.wants_letter and producer != "word_docx":
             wanted.append(("Courrier_Maire", letter_docx(self.truth), False))
         return wanted
@@ -369,7 +378,7 @@ def writer_odt_pdf(job: Job) -> None:
 
 def word_docx(job: Job) -> None:
     job.out.mkdir(parents=True, exist_ok=True)
-    (job.out / f"Dossier_intention_{job.slug}.docx").write_bytes(filled_docx(job.rules, job.truth))
+    (job.out / f"Dossier_intention_{job.slug}.docx").write_bytes(job.filled_docx())
     if job.wants_letter:
         (job.out / "Courrier_Maire.docx").write_bytes(letter_docx(job.truth))
 
@@ -478,8 +487,8 @@ def observed_traps(truth: dict[str, Any], pages: list[str]) -> list[str]:
     return sorted(found)
 
 
-def render(truth: dict[str, Any], *, rules: Any, work: Path, office: Office) -> dict[str, Any]:
-    job = Job(truth, rules=rules, work=work, office=office)
+def render(job: Job) -> dict[str, Any]:
+    truth = job.truth
     if job.out.exists():
         shutil.rmtree(job.out)
     PRODUCERS[truth["producer"]](job)
@@ -503,28 +512,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("ids", nargs="*", help="truth numbers to render (default: all)")
     parser.add_argument("--new-truths", action="store_true", help="redraw every truth file")
+    parser.add_argument(
+        "--corpus", type=Path, default=CORPUS, help="corpus directory (truth/ in, files/ out)"
+    )
     args = parser.parse_args()
+    truth_dir, manifest_path = args.corpus / "truth", args.corpus / "manifest.json"
     rules = load_config(REPO / "config", environ={}).rules
     if args.new_truths:
-        for path in sorted(TRUTH_DIR.glob("*.json")):
+        for path in sorted(truth_dir.glob("*.json")):
             path.unlink()
-        print(f"{len(write_truths(TRUTH_DIR, rules=rules))} truth files written")
-    manifest = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
-    paths = sorted(TRUTH_DIR.glob("*.json"))
+        print(f"{len(write_truths(truth_dir, rules=rules))} truth files written")
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    paths = sorted(truth_dir.glob("*.json"))
     if args.ids:
         paths = [p for p in paths if p.stem in args.ids]
     work = Path(tempfile.mkdtemp(prefix="reading-corpus-"))
     office = Office(work)
-    known = {p.stem for p in TRUTH_DIR.glob("*.json")}
-    truths = [json.loads(path.read_text()) for path in paths]
+    known = {p.stem for p in truth_dir.glob("*.json")}
+    jobs = [
+        Job(json.loads(path.read_text()), rules=rules, work=work, office=office,
+            files=args.corpus / "files")
+        for path in paths
+    ]  # fmt: skip
     try:
-        office.batch([Job(t, rules=rules, work=work, office=office) for t in truths])
-        for truth in truths:
-            manifest[truth["id"]] = render(truth, rules=rules, work=work, office=office)
-            print(truth["id"], truth["producer"], manifest[truth["id"]]["files"], flush=True)
+        office.batch(jobs)
+        for job in jobs:
+            manifest[job.id] = render(job)
+            print(job.id, job.truth["producer"], manifest[job.id]["files"], flush=True)
             # Written after each dossier: an interrupted run keeps what it made.
             kept = {k: v for k, v in sorted(manifest.items()) if k in known}
-            MANIFEST.write_text(json.dumps(kept, ensure_ascii=False, indent=1) + "\n")
+            manifest_path.write_text(json.dumps(kept, ensure_ascii=False, indent=1) + "\n")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
