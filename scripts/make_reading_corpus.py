@@ -10,8 +10,9 @@ records, per dossier, its files and the traps that really happened in the
 rendered text (a hyphenated wrap at a line end, a line starting with
 "signature." or "Fait à", a description row split across pages). Producers are
 the tools applicants use: LibreOffice (DOCX and ODT tables exported to PDF),
-python-docx (the Word file itself), pdftk-java (fill, flatten), qpdf, and
-scans and phone photos made with pdftoppm, ImageMagick and img2pdf. Random
+python-docx (the Word file itself), pdftk-java (fill, flatten), qpdf,
+Ghostscript ("print to PDF"), and scans and phone photos made with
+pdftoppm, ImageMagick and img2pdf. Random
 choices (rotation, noise, perspective) come from the truth's seed; LibreOffice
 and pdftk stamp dates and IDs, so bytes differ between runs but text and
 layout do not. The tools are needed only here: the committed files are what
@@ -440,6 +441,18 @@ def phone_photo(job: Job) -> None:
     job.keep_letter()
 
 
+def gs_printed(job: Job) -> None:
+    """The filled form "printed to PDF" (Ghostscript pdfwrite): fields drawn into the page."""
+    flat = pdftk_fill(job.rules, job.truth, job.work, flatten=True)
+    out = job.work / "printed.pdf"
+    run(
+        "gs", "-q", "-dNOPAUSE", "-dBATCH", "-dSAFER", "-sDEVICE=pdfwrite", "-dPrinted=true",
+        f"-sOutputFile={out}", flat,
+    )  # fmt: skip
+    job.keep(out, f"Dossier_intention_{job.slug}.pdf")
+    job.keep_letter()
+
+
 PRODUCERS: dict[str, Callable[[Job], None]] = {
     "writer_docx_pdf": writer_docx_pdf,
     "writer_odt_pdf": writer_odt_pdf,
@@ -450,6 +463,7 @@ PRODUCERS: dict[str, Callable[[Job], None]] = {
     "scan_table": scan_table,
     "scan_form": scan_form,
     "phone_photo": phone_photo,
+    "gs_printed": gs_printed,
 }
 
 

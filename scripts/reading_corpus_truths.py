@@ -28,6 +28,7 @@ PRODUCERS = (
     "scan_table",
     "scan_form",
     "phone_photo",
+    "gs_printed",
 )
 PER_PRODUCER = 10
 
@@ -150,7 +151,7 @@ _LAYOUT_FONTS = ["DejaVu Sans", "DejaVu Serif", "Nimbus Sans", "Nimbus Roman", "
 
 # Producers that print the project's fillable form: a flattened field shows only
 # what fits in its box, so their descriptions are kept to what fits.
-FORM_PRODUCERS = ("pdftk_filled", "pdftk_flattened", "qpdf_rewritten", "scan_form")
+FORM_PRODUCERS = ("pdftk_filled", "pdftk_flattened", "qpdf_rewritten", "scan_form", "gs_printed")
 
 
 def _description(rng: random.Random, *, fits_form_box: bool) -> tuple[str, list[str]]:
