@@ -15,10 +15,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 from typer._click.exceptions import ClickException
 
-from mailbot import decisions, views
+from mailbot import decisions, views, wording
 from mailbot import export as exports
 from mailbot.app import App
 from mailbot.config import check_secrets, load_config
@@ -212,17 +212,33 @@ def dossiers_list(
     if not data:
         out.print("no dossiers" + (f" with status {status}" if status else ""))
         return
-    table = Table("Référence", "Statut", "Intitulé", "Porteur", "Reçu le", "Manque")
+    zone = wording.service_zone(application.config)
+    table = Table(
+        _reference_column("Référence"), "Statut", "Intitulé", "Porteur", _date_column(), "Manque"
+    )
     for d in data:
         table.add_row(
             d["reference"],
             d["status_label"],
             d["intitule"] or "—",
             d["porteur_structure"] or "—",
-            (d["received_at"] or "")[:16].replace("T", " "),
+            wording.local_date_time(d["received_at"], zone),
             ", ".join(d["missing"]) or "—",
         )
     out.print(table)
+
+
+# A reference or a time is never cut or wrapped, whatever the terminal's width.
+_REFERENCE_WIDTH = len("BSC-2026-0001")
+_DATE_WIDTH = len("24/11/2026 10:12")
+
+
+def _reference_column(header: str) -> Column:
+    return Column(header, no_wrap=True, min_width=_REFERENCE_WIDTH)
+
+
+def _date_column(header: str = "Reçu le") -> Column:
+    return Column(header, no_wrap=True, min_width=_DATE_WIDTH)
 
 
 @dossiers_app.command("show")
@@ -242,7 +258,11 @@ def dossiers_show(
         _print_json(detail)
         return
     out.print(f"[bold]{detail['reference']}[/bold]  {detail['status_label']}")
-    out.print(f"reçu le {detail['received_at']}  de {detail['sender']}")
+    zone = wording.service_zone(application.config)
+    out.print(
+        f"reçu le {wording.local_date_time(detail['received_at'], zone)}  de {detail['sender']}",
+        markup=False,
+    )
     out.print(f"boîtes : {', '.join(detail['mailboxes']) or '—'}")
     if detail["legal_hold"]:
         out.print("[bold]conservation légale : oui[/bold]")
@@ -262,8 +282,19 @@ def dossiers_show(
         if rows:
             table = Table(*(header for _key, header in cols), title=title)
             for row in rows:
-                table.add_row(*(str(row.get(key) or "") for key, _header in cols))
+                table.add_row(*(_shown(row, key, zone) for key, _header in cols))
             out.print(table)
+
+
+# Keys of the views that hold a time: shown local, to the minute.
+_TIME_KEYS = frozenset({"at", "sent_at", "created_at", "added_at", "first_seen_at", "date"})
+
+
+def _shown(row: dict[str, Any], key: str, zone: Any) -> str:
+    value = row.get(key)
+    if key in _TIME_KEYS:
+        return wording.local_date_time(value, zone)
+    return str(value) if value not in (None, "") else ""
 
 
 # (key of the view, column header) of the tables of `dossiers show`.
@@ -302,7 +333,42 @@ def dossiers_set_status(
     decision = decisions.decide_status(
         _app(ctx), reference=reference, status=status, actor=actor, note=note
     )
+    if not decision.changed:
+        out.print(f"{decision.reference}: already {decision.new}; nothing recorded")
+        return
     out.print(f"{decision.reference}: {decision.old} -> {decision.new} ({actor})")
+
+
+@dossiers_app.command("set-field")
+def dossiers_set_field(
+    ctx: typer.Context,
+    reference: Annotated[str, typer.Argument(help="Reference such as BSC-2026-0007.")],
+    key: Annotated[str, typer.Argument(help="Field key of rules.toml, such as thematique.")],
+    value: Annotated[str, typer.Argument(help="New value, as the applicant would write it.")],
+    note: Annotated[
+        str | None, typer.Option("--note", help="Why (kept in the audit trail).")
+    ] = None,
+) -> None:
+    """Correct one field: validated and normalised as the parser does, audited."""
+    actor = _staff_actor()
+    done = decisions.set_field(
+        _app(ctx), reference=reference, key=key, value=value, actor=actor, note=note
+    )
+    if not done.changed:
+        out.print(f"{done.reference}: {key} already {_json_text(done.new)}; nothing recorded")
+        return
+    out.print(
+        f"{done.reference}: {key} {_json_text(done.old)} -> {_json_text(done.new)} ({actor})",
+        markup=False,
+        soft_wrap=True,
+    )
+    out.print(f"status: {done.status}; missing: {', '.join(done.missing) or 'nothing'}")
+    if done.completed:
+        out.print("dossier complete: " + ("reply queued" if done.reply_queued else "reply held"))
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
 
 
 @dossiers_app.command("export")
@@ -327,7 +393,9 @@ def dossiers_export(
             for d in repo.list_dossiers(session=session, status=status)
         ]
     rules = application.config.rules
-    data = exports.to_csv(rules, details) if fmt == "csv" else exports.to_xlsx(rules, details)
+    zone = wording.service_zone(application.config)
+    writer = exports.to_csv if fmt == "csv" else exports.to_xlsx
+    data = writer(rules, details, zone=zone)
     if output is None:
         sys.stdout.buffer.write(data)
         return
@@ -364,11 +432,21 @@ def messages_list(
     if not data:
         out.print("no messages" + (f" with status {status}" if status else ""))
         return
-    table = Table("Id", "Reçu le", "Expéditeur", "Objet", "Verdict", "Statut", "Dossier", "Motif")
+    zone = wording.service_zone(application.config)
+    table = Table(
+        "Id",
+        _date_column(),
+        "Expéditeur",
+        "Objet",
+        "Verdict",
+        "Statut",
+        _reference_column("Dossier"),
+        "Motif",
+    )
     for m in data:
         table.add_row(
             str(m["id"]),
-            (m["first_seen_at"] or "")[:16].replace("T", " "),
+            wording.local_date_time(m["first_seen_at"], zone),
             m["sender"] or "—",
             (m["subject"] or "")[:60],
             m["verdict_label"],

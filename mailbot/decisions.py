@@ -1,19 +1,40 @@
-"""Staff decisions: a dossier's status, and setting a quarantined message aside.
+"""Staff decisions: a dossier's status, a corrected field, a quarantined message set aside.
 
-The CLI (``dossiers set-status``) and the back-office call these same
-functions, so a decision is validated and audited one way whichever way
-staff take it.
+The CLI (``dossiers set-status``, ``dossiers set-field``) and the back-office
+call these same functions, so a decision is validated and audited one way
+whichever way staff take it.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from sqlmodel import Session, col, select
+
+from mailbot.config import FieldKind, Rules
 from mailbot.errors import MailbotError
+from mailbot.replies import plan_reply
+from parsers.checks import missing_pieces
+from parsers.mail import parse_message
+from parsers.normalize import normalize_value, words
+from parsers.types import ParsedMail
 from storage import repositories as repo
 from storage.db import session_scope
-from storage.models import DossierStatus, Message, MessageStatus
+from storage.errors import StorageError
+from storage.models import (
+    Dossier,
+    DossierStatus,
+    Message,
+    MessageStatus,
+    Outbox,
+    OutboxKind,
+    OutboxStatus,
+    PieceRole,
+    utcnow,
+)
 
 if TYPE_CHECKING:
     from mailbot.app import App
@@ -35,6 +56,10 @@ class StatusDecision:
     old: str
     new: str
 
+    @property
+    def changed(self) -> bool:
+        return self.old != self.new
+
 
 def decide_status(
     app: App, *, reference: str, status: str, actor: str, note: str | None = None
@@ -48,6 +73,9 @@ def decide_status(
         if dossier is None:
             raise MailbotError(f"no dossier {reference!r}")
         old = dossier.status
+        if old == status:
+            # Not a change: nothing recorded, nothing for the digest to report.
+            return StatusDecision(reference=dossier.reference, old=old, new=status)
         repo.set_dossier_status(
             session=session, reference=dossier.reference, status=status, actor=actor, note=note
         )
@@ -81,3 +109,211 @@ def dismiss_message(app: App, *, message_pk: int, actor: str, note: str | None =
             details={"previous": old, "note": note},
         )
         return old
+
+
+# --------------------------------------------------------------------------
+# Correcting a field
+
+
+@dataclass(frozen=True)
+class FieldCorrection:
+    """What ``set_field`` did: the value before and after, and the dossier's state."""
+
+    reference: str
+    key: str
+    old: Any
+    new: Any
+    status: str
+    missing: tuple[str, ...]
+    completed: bool
+    reply_queued: bool
+
+    @property
+    def changed(self) -> bool:
+        return self.old != self.new
+
+
+def normalise_field(rules: Rules, *, key: str, value: str) -> Any:
+    """``value`` as the parser would store field ``key``; MailbotError when it cannot be.
+
+    Choices (thématique, criteria, category, nature) are accepted by key or by
+    printed label, then by whatever the parser recognises; an empty value
+    clears the field.
+    """
+    rule = rules.fields.get(key)
+    if rule is None:
+        raise MailbotError(f"unknown field {key!r}; valid fields: {', '.join(rules.fields)}")
+    text = value.strip()
+    if not text:
+        return None
+    choices = _CHOICES_OF_KIND.get(rule.kind)
+    if choices is not None:
+        table = choices(rules)
+        if rule.kind == FieldKind.CRITERIA:
+            parts = [p for p in re.split(r"[,;\n]+", text) if p.strip()]
+            keys = [_choice_key(table, part) for part in parts]
+            if all(keys):
+                return list(dict.fromkeys(k for k in keys if k))
+        else:
+            found = _choice_key(table, text)
+            if found:
+                return found
+    normalised = normalize_value(rule.kind, text, rules)
+    if not normalised.ok:
+        reason = normalised.reason or "not recognised"
+        hint = f"; valid choices: {', '.join(choices(rules))}" if choices is not None else ""
+        raise MailbotError(f"{value!r} is not a valid {rule.label!r} ({reason}){hint}")
+    return normalised.value
+
+
+_CHOICES_OF_KIND: dict[FieldKind, Callable[[Rules], Mapping[str, Any]]] = {
+    FieldKind.THEMATIQUE: lambda rules: rules.thematiques,
+    FieldKind.CRITERIA: lambda rules: rules.criteria,
+    FieldKind.CATEGORY: lambda rules: rules.categories,
+    FieldKind.NATURE: lambda rules: rules.natures,
+}
+
+
+def _choice_key(choices: Mapping[str, Any], text: str) -> str | None:
+    """The key of the choice named by its key or its printed label (case and accents aside)."""
+    wanted = words(text)
+    for key, choice in choices.items():
+        if wanted in (words(key), words(choice.label)):
+            return key
+    return None
+
+
+def set_field(
+    app: App, *, reference: str, key: str, value: str, actor: str, note: str | None = None
+) -> FieldCorrection:
+    """Correct one field of a dossier, audited, and re-evaluate what it lacks.
+
+    The value is validated and normalised as the parser does. A dossier the
+    service manages (incomplete or complete) takes the status its pieces and
+    fields call for; when it becomes complete the applicant gets the
+    "completed" reply, once, planned as filing plans it. A dossier waiting
+    for staff (needs_review) or decided (accepted, …) keeps its status.
+    """
+    config = app.config
+    new_value = normalise_field(config.rules, key=key, value=value)
+    with session_scope(app.engine) as session:
+        dossier = repo.get_dossier(session=session, reference=reference.strip().upper())
+        if dossier is None:
+            raise MailbotError(f"no dossier {reference!r}")
+        fields = dict(dossier.fields or {})
+        old_value = fields.get(key)
+        if old_value == new_value:
+            return FieldCorrection(
+                reference=dossier.reference,
+                key=key,
+                old=old_value,
+                new=new_value,
+                status=dossier.status,
+                missing=tuple(dossier.missing or ()),
+                completed=False,
+                reply_queued=False,
+            )
+        if new_value is None:
+            fields.pop(key, None)
+        else:
+            fields[key] = new_value
+        evidence = dict(dossier.evidence or {})
+        evidence[key] = {"source": "correction", "by": actor}
+        now = utcnow()
+        roles = {piece.role for piece in repo.list_pieces(session=session, dossier=dossier)}
+        missing = list(
+            missing_pieces(
+                fields=fields,
+                dossier_present=PieceRole.DOSSIER in roles,
+                letter_present=PieceRole.LETTER in roles or "_letter" in evidence,
+                rules=config.rules,
+            )
+        )
+        old_status = dossier.status
+        dossier.fields = fields
+        dossier.evidence = evidence
+        dossier.missing = missing
+        dossier.updated_at = now
+        repo.record_event(
+            session=session,
+            actor=actor,
+            action="dossier.field_corrected",
+            dossier=dossier,
+            details={"field": key, "old": old_value, "new": new_value, "note": note},
+        )
+        completed = False
+        if old_status in _MANAGED_STATUSES:
+            new_status = DossierStatus.INCOMPLETE if missing else DossierStatus.COMPLETE
+            if new_status != old_status:
+                dossier.status = new_status
+                completed = new_status == DossierStatus.COMPLETE
+                if completed and dossier.completed_at is None:
+                    dossier.completed_at = now
+                repo.record_event(
+                    session=session,
+                    actor=actor,
+                    action="dossier.status_changed",
+                    dossier=dossier,
+                    details={"old": old_status, "new": new_status, "missing": missing},
+                )
+        session.add(dossier)
+        session.flush()
+        reply = _plan_completed_reply(app, session=session, dossier=dossier) if completed else None
+        return FieldCorrection(
+            reference=dossier.reference,
+            key=key,
+            old=old_value,
+            new=new_value,
+            status=dossier.status,
+            missing=tuple(missing),
+            completed=completed,
+            reply_queued=reply is not None and reply.status == OutboxStatus.QUEUED,
+        )
+
+
+# Statuses the service sets from the pieces; a correction may move a dossier between them.
+_MANAGED_STATUSES = (DossierStatus.INCOMPLETE, DossierStatus.COMPLETE)
+
+
+def _plan_completed_reply(app: App, *, session: Session, dossier: Dossier) -> Outbox | None:
+    """Queue the "completed" reply as filing does, answering the dossier's latest message."""
+    message = session.exec(
+        select(Message)
+        .where(Message.dossier_id == dossier.id)
+        .order_by(col(Message.raw_blob).is_(None), col(Message.id).desc())
+    ).first()
+    if message is None:
+        return None
+    mail = _mail_of(app, message, dossier)
+    mailboxes = repo.mailboxes_for_message(session=session, message=message)
+    return plan_reply(
+        session=session,
+        config=app.config,
+        mailbox_name=mailboxes[0] if mailboxes else "",
+        mail=mail,
+        message=message,
+        dossier=dossier,
+        kind=OutboxKind.COMPLETED,
+        missing_text=[],
+    )
+
+
+def _mail_of(app: App, message: Message, dossier: Dossier) -> ParsedMail:
+    """The message as parsed from its kept raw bytes, else its ledger headers."""
+    if message.raw_blob is not None:
+        try:
+            raw = app.blobs.get(message.raw_blob)
+        except (OSError, KeyError, StorageError):
+            raw = None
+        if raw is not None:
+            return parse_message(raw, limits=app.config.settings.limits)
+    sender = dossier.sender or message.sender or ""
+    return ParsedMail(
+        sha256=message.sha256 or "",
+        size=0,
+        message_id=message.message_id,
+        subject=message.subject or "",
+        sender=sender,
+        sender_name=dossier.sender_name or "",
+        from_address=message.sender or sender,
+    )

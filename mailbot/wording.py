@@ -14,13 +14,14 @@ codes) is shown with a generic label followed by what was stored.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from mailbot.config import FieldKind, Rules
+from mailbot.config import Config, FieldKind, Rules
 from parsers.reasons import (
     REVIEW_REASON_OF_RULE,
     DeliveryFailure,
@@ -287,6 +288,58 @@ def mailbox_check_note(code: MailboxCheck, *, waiting: int = 0) -> str:
 
 
 # --------------------------------------------------------------------------
+# Reading warnings
+
+# The parsers note reading problems in short English phrases ("FILE: what");
+# staff read them through this table. Patterns are tried in order on the part
+# after "FILE: "; an unknown phrase is shown as stored, under a generic label.
+READING_WARNING_LABELS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern, re.IGNORECASE), text)
+    for pattern, text in (
+        (r"^encrypted PDF", "PDF protégé par un mot de passe, non lu"),
+        (
+            r"^page (?P<page>\d+) cut at (?P<chars>[\d,]+) characters",
+            "page {page} lue en partie seulement (trop longue)",
+        ),
+        (r"^page (?P<page>\d+) too large to render", "page {page} trop grande pour être lue"),
+        (r"^page (?P<page>\d+) unreadable", "page {page} illisible"),
+        (r"^page tree unreadable", "pages du PDF illisibles"),
+        (r"^damaged PDF structure", "structure du PDF endommagée"),
+        (r"^form fields unreadable", "champs de formulaire du PDF illisibles"),
+        (r"^unreadable PDF", "PDF illisible"),
+        (r"^no text found", "aucun texte trouvé (document scanné sans OCR ?)"),
+        (r"^unreadable image", "image illisible"),
+        (r"^not a readable Word document", "document Word illisible"),
+        (r"^(could not be read|unreadable)", "fichier illisible"),
+        (r"^unknown file type", "type de fichier inconnu, non lu"),
+        (
+            r"^no dossier found; unreadable attachment\(s\) may hold it: (?P<names>.*)$",
+            "aucun dossier lu ; pièce(s) illisible(s) qui pourrai(en)t le contenir : {names}",
+        ),
+        (r"^message text cut to", "texte du message tronqué (trop long)"),
+        (r"^nested archive", "archive dans une archive, non ouverte"),
+        (r"^over \d+ bytes once inflated", "fichier trop volumineux une fois décompressé, ignoré"),
+        (r"OCR", "lecture optique (OCR) incomplète"),
+    )
+)
+UNWORDED_WARNING = "avertissement de lecture"
+
+
+def reading_warning(text: str) -> str:
+    """A reading warning of the parsers, in French, with the file it concerns."""
+    text = " ".join(str(text).split())
+    name, _separator, phrase = text.partition(": ")
+    # A warning about the whole message first, then "FILE: what" about one file.
+    for subject, said in (("", text), (name, phrase)):
+        for pattern, template in READING_WARNING_LABELS:
+            found = pattern.search(said) if said else None
+            if found:
+                worded = template.format_map(_Params(found.groupdict()))
+                return shorten(f"{subject} : {worded}" if subject else worded)
+    return shorten(f"{UNWORDED_WARNING} : {text}")
+
+
+# --------------------------------------------------------------------------
 # Choices of rules.toml
 
 
@@ -348,12 +401,37 @@ def long_date(day: date) -> str:
     return f"{_DAYS[day.weekday()]} {number} {_MONTHS[day.month - 1]} {day.year}"
 
 
-def local_date_time(value: datetime | None, zone: ZoneInfo) -> str:
-    """``24/11/2026 à 10:12`` in the service's time zone; empty for None."""
-    if value is None:
+def service_zone(config: Config) -> ZoneInfo:
+    """The service's time zone (``[service] timezone``): every time staff read is local."""
+    return ZoneInfo(config.settings.service.timezone)
+
+
+def moment(value: datetime | str | None) -> datetime | None:
+    """A stored time, or its ISO 8601 text (as the views give it), as an aware datetime."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    # Timestamps are stored in UTC; SQLite may hand them back without their zone.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def local_moment(value: datetime | str | None, zone: ZoneInfo) -> datetime | None:
+    """A stored time in the service's time zone, or None."""
+    found = moment(value)
+    return found.astimezone(zone) if found is not None else None
+
+
+def local_date_time(value: datetime | str | None, zone: ZoneInfo) -> str:
+    """``24/11/2026 10:12`` in the service's time zone; empty for None.
+
+    The one way a time is written for staff: CLI tables, exports, the digest
+    and the back-office pages all call this.
+    """
+    local = local_moment(value, zone)
+    if local is None:
         return ""
-    local = value.astimezone(zone)
-    return f"{local:%d/%m/%Y} à {local:%H:%M}"
+    return f"{local:%d/%m/%Y %H:%M}"
 
 
 def days_waiting(delta: timedelta) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, or_, select
@@ -34,6 +35,7 @@ from storage.models import (
     Outbox,
     OutboxKind,
     OutboxStatus,
+    Piece,
 )
 
 OPEN_STATUSES = (DossierStatus.INCOMPLETE, DossierStatus.COMPLETE, DossierStatus.NEEDS_REVIEW)
@@ -48,7 +50,15 @@ PRIVATE_FIELDS = frozenset({"adresse"})
 
 def service_zone(config: Config) -> ZoneInfo:
     """The service's time zone: days and hours of the digest are local."""
-    return ZoneInfo(config.settings.service.timezone)
+    return wording.service_zone(config)
+
+
+def dossier_url(config: Config, reference: str | None) -> str | None:
+    """The back-office page of a dossier when ``[web] base_url`` is set, else None."""
+    base = config.settings.web.base_url
+    if not base or not reference:
+        return None
+    return f"{base.rstrip('/')}/dossiers/{quote(reference)}"
 
 
 def last_digest_at(session: Session) -> datetime | None:
@@ -112,21 +122,25 @@ def collect_sections(
     open_dossiers = session.exec(
         select(Dossier).where(col(Dossier.status).in_(OPEN_STATUSES)).order_by(col(Dossier.id))
     ).all()
+    warned = _reading_warnings(session, in_period)
     references = _references(
-        session, [m.dossier_id for m in messages] + [r.dossier_id for r in replies]
+        session,
+        [m.dossier_id for m in messages]
+        + [r.dossier_id for r in replies]
+        + [dossier_id for dossier_id, _warning in warned],
     )
     return {
-        "new_dossiers": [_dossier_row(d, rules, zone) for d in new],
+        "new_dossiers": [_dossier_row(d, config, zone) for d in new],
         "completed_dossiers": [
             {
-                **_dossier_row(d, rules, zone),
+                **_dossier_row(d, config, zone),
                 "completed_text": wording.local_date_time(d.completed_at, zone),
             }
             for d in completed
         ],
         "incomplete_dossiers": [
             {
-                **_dossier_row(d, rules, zone),
+                **_dossier_row(d, config, zone),
                 "days_waiting": (today - d.received_at.astimezone(zone).date()).days,
                 "waiting_text": wording.days_waiting(today - d.received_at.astimezone(zone).date()),
                 "missing": list(d.missing or []),
@@ -134,10 +148,39 @@ def collect_sections(
             }
             for d in incomplete
         ],
-        "messages_to_review": [_message_row(m, references, zone) for m in messages],
-        "replies": [_reply_row(r, references, zone) for r in replies],
+        "messages_to_review": [_message_row(m, references, config) for m in messages],
+        "replies": [_reply_row(r, references, config) for r in replies],
+        "reading_warnings": [
+            {
+                "dossier": references.get(dossier_id),
+                "dossier_url": dossier_url(config, references.get(dossier_id)),
+                "warning": wording.reading_warning(warning),
+            }
+            for dossier_id, warning in warned
+            if dossier_id in references
+        ],
         "counts": count_open_dossiers(open_dossiers, rules),
     }
+
+
+def _reading_warnings(session: Session, in_period: Any) -> list[tuple[int, str]]:
+    """(dossier id, warning) of the pieces and messages filed into a dossier in the period."""
+    found: dict[tuple[int, str], None] = {}
+    pieces = session.exec(
+        select(Piece.dossier_id, Piece.warnings)
+        .where(in_period(col(Piece.added_at)))
+        .order_by(col(Piece.dossier_id), col(Piece.id))
+    ).all()
+    messages = session.exec(
+        select(Message.dossier_id, Message.warnings)
+        .where(col(Message.dossier_id).is_not(None), in_period(col(Message.first_seen_at)))
+        .order_by(col(Message.dossier_id), col(Message.id))
+    ).all()
+    for dossier_id, warnings in [*pieces, *messages]:
+        for warning in warnings or []:
+            if dossier_id is not None and warning:
+                found[(dossier_id, str(warning))] = None
+    return sorted(found, key=lambda item: item[0])
 
 
 def _completed_in_period(session: Session, dossiers: Sequence[Dossier]) -> list[Dossier]:
@@ -161,6 +204,8 @@ def _completed_in_period(session: Session, dossiers: Sequence[Dossier]) -> list[
         for e in events
         if e.action == "dossier.status_changed"
         and (e.details or {}).get("new") == DossierStatus.COMPLETE
+        # A decision that left the status as it was is not a change.
+        and (e.details or {}).get("old") != DossierStatus.COMPLETE
     }
     return [d for d in dossiers if d.id in became_complete or d.id not in born_complete]
 
@@ -181,10 +226,12 @@ def _field_text(value: Any) -> str:
     return header_safe(str(value), max_length=FIELD_TEXT_MAX_LENGTH)
 
 
-def _dossier_row(dossier: Dossier, rules: Rules, zone: ZoneInfo) -> dict[str, Any]:
+def _dossier_row(dossier: Dossier, config: Config, zone: ZoneInfo) -> dict[str, Any]:
+    rules = config.rules
     fields = dossier.fields or {}
     return {
         "reference": dossier.reference,
+        "url": dossier_url(config, dossier.reference),
         "intitule": _field_text(fields.get("intitule")) or None,
         "porteur": _field_text(fields.get("porteur_structure")) or None,
         "thematique": wording.thematique_label(rules, fields.get("thematique")),
@@ -195,7 +242,9 @@ def _dossier_row(dossier: Dossier, rules: Rules, zone: ZoneInfo) -> dict[str, An
     }
 
 
-def _message_row(message: Message, references: dict[int, str], zone: ZoneInfo) -> dict[str, Any]:
+def _message_row(message: Message, references: dict[int, str], config: Config) -> dict[str, Any]:
+    zone = service_zone(config)
+    reference = references.get(message.dossier_id) if message.dossier_id else None
     return {
         "id": message.id,
         "status": message.status,
@@ -206,11 +255,13 @@ def _message_row(message: Message, references: dict[int, str], zone: ZoneInfo) -
         "received_text": wording.local_date_time(message.first_seen_at, zone),
         "reason_code": message.reason,
         "reason": wording.message_reason(message),
-        "dossier": references.get(message.dossier_id) if message.dossier_id else None,
+        "dossier": reference,
+        "dossier_url": dossier_url(config, reference),
     }
 
 
-def _reply_row(row: Outbox, references: dict[int, str], zone: ZoneInfo) -> dict[str, Any]:
+def _reply_row(row: Outbox, references: dict[int, str], config: Config) -> dict[str, Any]:
+    zone = service_zone(config)
     reference = references.get(row.dossier_id) if row.dossier_id else None
     if row.status == OutboxStatus.SUPPRESSED:
         code, when = row.suppressed_reason, row.created_at
@@ -224,6 +275,7 @@ def _reply_row(row: Outbox, references: dict[int, str], zone: ZoneInfo) -> dict[
         "status_label": wording.label(wording.OUTBOX_STATUS_LABELS, row.status),
         "to": row.to_addr,
         "dossier": reference,
+        "dossier_url": dossier_url(config, reference),
         "reason_code": code,
         "reason": wording.reply_reason(row, reference=reference),
         "when_text": wording.local_date_time(when, zone),
@@ -285,7 +337,6 @@ def is_private_field(key: str, kind: FieldKind) -> bool:
 def open_dossier_rows(session: Session, config: Config) -> list[dict[str, Any]]:
     """``views.dossier_summary`` of each open dossier, worded for staff, private fields left out."""
     rules = config.rules
-    zone = service_zone(config)
     rows = []
     dossiers = session.exec(
         select(Dossier)
@@ -293,17 +344,13 @@ def open_dossier_rows(session: Session, config: Config) -> list[dict[str, Any]]:
         .order_by(col(Dossier.received_at), col(Dossier.id))
     ).all()
     for dossier in dossiers:
+        # Worded (labels, local times) by ``export`` as every spreadsheet is.
         summary = views.dossier_summary(session, dossier)
-        summary["missing"] = describe_missing(list(dossier.missing or []), rules=rules)
-        for key in ("received_at", "updated_at", "completed_at"):
-            value = getattr(dossier, key)
-            summary[key] = value.astimezone(zone).strftime("%Y-%m-%d %H:%M") if value else None
-        public = {
+        summary["fields"] = {
             key: value
             for key, value in (dossier.fields or {}).items()
             if key in rules.fields and not is_private_field(key, rules.fields[key].kind)
         }
-        summary["fields"] = wording.worded_fields(public, rules)
         rows.append(summary)
     return rows
 
@@ -312,4 +359,6 @@ def open_dossiers_csv(config: Config, rows: Sequence[dict[str, Any]]) -> bytes:
     """UTF-8 (with BOM), ``;``-separated, one line per open dossier, private fields left out."""
     rules = config.rules
     public = {k: r for k, r in rules.fields.items() if not is_private_field(k, r.kind)}
-    return export.to_csv(rules.model_copy(update={"fields": public}), rows)
+    return export.to_csv(
+        rules.model_copy(update={"fields": public}), rows, zone=service_zone(config)
+    )

@@ -33,6 +33,7 @@ from mailbot.digest.collect import (
     DEFAULT_PERIOD,
     collect_sections,
     count_open_dossiers,
+    dossier_url,
     last_digest_at,
     open_dossier_rows,
     open_dossiers_csv,
@@ -140,6 +141,8 @@ def template_context(config: Config, sections: dict[str, Any], day: date) -> dic
         "tiles": summary_tiles(sections),
         "csv_filename": csv_filename(day),
         "open_total": sections["counts"]["open_total"],
+        # With a back-office address, dossiers are links and staff are sent there.
+        "back_office_url": (config.settings.web.base_url or "").rstrip("/") or None,
     }
 
 
@@ -228,7 +231,8 @@ def sample_sections(config: Config, *, empty: bool = False) -> dict[str, Any]:
         "status": "incomplete",
         "status_label": wording.DOSSIER_STATUS_LABELS[DossierStatus.INCOMPLETE],
         "sender": "alice.martin@example.org",
-        "received_text": "24/11/2026 à 10:12",
+        "received_text": "24/11/2026 10:12",
+        "url": dossier_url(config, "BSC-2026-0007"),
     }
     counts = count_open_dossiers([], rules)
     if empty:
@@ -237,12 +241,13 @@ def sample_sections(config: Config, *, empty: bool = False) -> dict[str, Any]:
             "completed_dossiers": [],
             "messages_to_review": [],
             "replies": [],
+            "reading_warnings": [],
         }
         boxes = []
     else:
         news = {
             "new_dossiers": [dossier],
-            "completed_dossiers": [{**dossier, "completed_text": "25/11/2026 à 07:40"}],
+            "completed_dossiers": [{**dossier, "completed_text": "25/11/2026 07:40"}],
             "messages_to_review": [
                 {
                     "id": 42,
@@ -250,10 +255,11 @@ def sample_sections(config: Config, *, empty: bool = False) -> dict[str, Any]:
                     "status_label": wording.MESSAGE_STATUS_LABELS[MessageStatus.NEEDS_REVIEW],
                     "sender": "alice.martin@example.org",
                     "subject": "Candidature",
-                    "received_text": "24/11/2026 à 11:00",
+                    "received_text": "24/11/2026 11:00",
                     "reason_code": ReviewReason.UNCERTAIN_SCORE,
                     "reason": f"{wording.reason_label(ReviewReason.UNCERTAIN_SCORE)} (score 3)",
                     "dossier": None,
+                    "dossier_url": None,
                 }
             ],
             "replies": [
@@ -265,11 +271,21 @@ def sample_sections(config: Config, *, empty: bool = False) -> dict[str, Any]:
                     "status_label": wording.OUTBOX_STATUS_LABELS[OutboxStatus.FAILED],
                     "to": "alice.martin@example.org",
                     "dossier": "BSC-2026-0007",
+                    "dossier_url": dossier_url(config, "BSC-2026-0007"),
                     "reason_code": DeliveryFailure.REFUSED,
                     "reason": (
                         f"{wording.reason_label(DeliveryFailure.REFUSED)} : 550 5.1.1 No such user"
                     ),
-                    "when_text": "24/11/2026 à 10:13",
+                    "when_text": "24/11/2026 10:13",
+                }
+            ],
+            "reading_warnings": [
+                {
+                    "dossier": "BSC-2026-0007",
+                    "dossier_url": dossier_url(config, "BSC-2026-0007"),
+                    "warning": wording.reading_warning(
+                        "dossier.pdf: page 3 cut at 20,000 characters"
+                    ),
                 }
             ],
         }
@@ -286,7 +302,7 @@ def sample_sections(config: Config, *, empty: bool = False) -> dict[str, Any]:
                 "unknown": [
                     {
                         "uid": 3,
-                        "date_text": "24/11/2026 à 09:00",
+                        "date_text": "24/11/2026 09:00",
                         "sender": "bob@example.org",
                         "subject": "Question",
                     }
@@ -312,7 +328,7 @@ def sample_sections(config: Config, *, empty: bool = False) -> dict[str, Any]:
         "period": {
             "since": "2026-11-24T07:00:00+00:00",
             "until": "2026-11-25T07:00:00+00:00",
-            "since_text": "24/11/2026 à 08:00",
+            "since_text": "24/11/2026 08:00",
             "after_previous_digest": True,
         },
         "reconciliation": {"checked": True, "mailboxes": boxes},
@@ -326,7 +342,7 @@ def sample_sections(config: Config, *, empty: bool = False) -> dict[str, Any]:
 def is_empty(sections: dict[str, Any]) -> bool:
     """Nothing happened: no news, and every mailbox reachable and reconciled."""
     news = ("new_dossiers", "completed_dossiers", "messages_to_review", "replies")
-    if any(sections[key] for key in news):
+    if any(sections[key] for key in news) or sections.get("reading_warnings"):
         return False
     return all(
         m["reachable"] and not m["unknown_count"] for m in sections["reconciliation"]["mailboxes"]
