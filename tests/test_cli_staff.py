@@ -6,6 +6,9 @@ import csv
 import io
 import json
 import os
+import shutil
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 
@@ -20,6 +23,7 @@ from storage import repositories as repo
 from storage.db import session_scope
 from storage.models import Message
 
+MAILBOT = shutil.which("mailbot", path=os.path.dirname(sys.executable)) or "mailbot"
 FIELDS = {
     "intitule": "=Potager solidaire du Perroy",
     "thematique": "habitat_environnement",
@@ -104,8 +108,13 @@ def test_exports_hold_every_field(app_with_dossier, tmp_path, capsys):
     record = dict(zip(header, row, strict=True))
     assert record["Référence"] == "BSC-2026-0001"
     assert record["Statut"] == "incomplet"
-    assert record[rules.fields["criteres"].label] == "collaborative, durable"
-    # A value starting with "=" must not become a formula.
+    # French labels, never the stored keys; local time (Europe/Paris, UTC+1 in March).
+    assert record[rules.fields["criteres"].label] == "Collaborative, Durable"
+    thematique = rules.thematiques["habitat_environnement"].label
+    assert record[rules.fields["thematique"].label] == thematique
+    assert record["Reçu le"] == "15/03/2026 10:30"
+    assert "letter" not in record["Éléments manquants"]
+    # A value starting with "=" must not become a formula in CSV.
     assert record[rules.fields["intitule"].label] == "'=Potager solidaire du Perroy"
 
     sheet = load_workbook(xlsx_path).active
@@ -113,6 +122,77 @@ def test_exports_hold_every_field(app_with_dossier, tmp_path, capsys):
     assert values[0][: len(header)] == header
     assert values[1][0] == "BSC-2026-0001"
     assert str(values[1][header.index(rules.fields["budget"].label)]) == "12500"
+    # Typed cells: text as given (no apostrophe, no formula), dates as dates.
+    title = sheet.cell(row=2, column=header.index(rules.fields["intitule"].label) + 1)
+    assert title.value == "=Potager solidaire du Perroy"
+    assert title.data_type == "s"
+    assert values[1][header.index("Statut")] == "incomplet"
+    assert values[1][header.index(rules.fields["thematique"].label)] == thematique
+    received = sheet.cell(row=2, column=header.index("Reçu le") + 1)
+    assert received.value == datetime(2026, 3, 15, 10, 30)
+    assert received.number_format == "DD/MM/YYYY HH:MM"
+    assert sheet.column_dimensions["A"].width >= len("BSC-2026-0001")
+
+
+def test_tables_keep_references_whole_at_80_columns(app_with_dossier, tmp_path):
+    """Through the real ``mailbot`` executable, in a terminal 80 columns wide."""
+    env = {**os.environ, "COLUMNS": "80", "LINES": "50"}
+    with session_scope(app_with_dossier.engine) as session:
+        for day in range(2, 6):
+            repo.create_dossier(
+                session=session,
+                year=2026,
+                sender=f"porteur{day}@example.org",
+                sender_name=None,
+                fields={**FIELDS, "intitule": "Un intitulé assez long pour serrer le tableau " * 2},
+                missing=["letter", "dossier"],
+                status="incomplete",
+                received_at=datetime(2026, 12, day, 13, 5, 9, 123456, tzinfo=UTC),
+                actor="system",
+            )
+        message = Message(
+            dedup_key="m1",
+            sha256="a" * 64,
+            size=100,
+            sender="x@example.org",
+            subject="Re " * 30,
+            verdict="follow_up",
+            status="filed",
+            dossier_id=2,
+        )
+        session.add(message)
+    for command in (["dossiers", "list"], ["messages", "list"]):
+        shown = subprocess.run(
+            [MAILBOT, *command], env=env, capture_output=True, text=True, timeout=120, check=True
+        ).stdout
+        assert max(len(line) for line in shown.splitlines()) <= 80
+        if command[0] == "dossiers":
+            for number in range(1, 6):
+                assert f"BSC-2026-000{number}" in shown
+            assert "02/12/2026 14:05" in shown
+            assert ".123456" not in shown and "T13:05" not in shown
+        else:
+            assert "BSC-2026-0002" in shown
+    shown = subprocess.run(
+        [MAILBOT, "dossiers", "show", "BSC-2026-0002"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert "reçu le 02/12/2026 14:05" in shown
+    assert ".123456" not in shown
+
+
+def test_set_status_to_the_same_status_is_not_a_change(app_with_dossier, capsys):
+    assert main(["dossiers", "set-status", "BSC-2026-0001", "complete"]) == 0
+    assert "incomplete -> complete" in capsys.readouterr().out
+    assert main(["dossiers", "set-status", "BSC-2026-0001", "complete", "--note", "encore"]) == 0
+    assert "already complete; nothing recorded" in capsys.readouterr().out
+    assert main(["dossiers", "show", "BSC-2026-0001", "--json"]) == 0
+    events = json.loads(capsys.readouterr().out)["events"]
+    assert [e["action"] for e in events] == ["dossier.created", "dossier.status_changed"]
 
 
 def test_health(app_with_dossier, capsys):

@@ -231,8 +231,13 @@ def test_dates_and_choices() -> None:
     assert wording.long_date(date(2026, 11, 25)) == "mercredi 25 novembre 2026"
     paris = ZoneInfo("Europe/Paris")
     assert wording.local_date_time(datetime(2026, 7, 1, 8, 5, tzinfo=UTC), paris) == (
-        "01/07/2026 à 10:05"
+        "01/07/2026 10:05"
     )
+    # The views' ISO text, and a naive time as SQLite returns it (stored in UTC).
+    assert wording.local_date_time("2026-12-02T13:05:09.123456+00:00", paris) == (
+        "02/12/2026 14:05"
+    )
+    assert wording.local_date_time(datetime(2026, 12, 2, 13, 5), paris) == "02/12/2026 14:05"
     assert wording.local_date_time(None, paris) == ""
     assert wording.days_waiting(timedelta(hours=5)) == "reçu aujourd'hui"
     assert wording.days_waiting(timedelta(days=1)) == "1 jour"
@@ -246,3 +251,16 @@ def test_dates_and_choices() -> None:
         RULES,
     )
     assert worded == {"thematique": "Loisirs – Culture", "criteres": ["Durable"], "intitule": "X"}
+
+
+def test_reading_warnings_are_worded_in_french() -> None:
+    assert wording.reading_warning("dossier.pdf: page 3 cut at 20,000 characters") == (
+        "dossier.pdf : page 3 lue en partie seulement (trop longue)"
+    )
+    assert wording.reading_warning("scan.pdf: encrypted PDF (password required); not read") == (
+        "scan.pdf : PDF protégé par un mot de passe, non lu"
+    )
+    assert wording.reading_warning(
+        "no dossier found; unreadable attachment(s) may hold it: a.pdf"
+    ).endswith("le contenir : a.pdf")
+    assert wording.reading_warning("something new") == "avertissement de lecture : something new"

@@ -97,10 +97,7 @@ def _templates(timezone: str) -> jinja2.Environment:
     zone = ZoneInfo(timezone)
 
     def local_time(value: datetime | str | None) -> str:
-        if not value:
-            return "—"
-        moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-        return wording.local_date_time(moment, zone)
+        return wording.local_date_time(value, zone) or "—"
 
     def file_size(value: int | None) -> str:
         if value is None:
@@ -113,6 +110,7 @@ def _templates(timezone: str) -> jinja2.Environment:
 
     env.filters["local_time"] = local_time
     env.filters["file_size"] = file_size
+    env.filters["reading_warning"] = wording.reading_warning
     env.globals["labels"] = labels
     return env
 

@@ -210,6 +210,34 @@ def dossier_status(request: Request, form: FormData | None) -> Response:
 
 
 @staff_page
+def dossier_field(request: Request, form: FormData | None) -> Response:
+    """The "corriger" form: one field, through the same service as ``dossiers set-field``."""
+    reference = request.path_params["reference"].strip().upper()
+    key = _text(form, "champ", limit=64) or ""
+    try:
+        done = decisions.set_field(
+            _office(request).app,
+            reference=reference,
+            key=key,
+            value=_text(form, "valeur") or "",
+            actor=_actor(request),
+            note=_text(form, "note"),
+        )
+    except (MailbotError, StorageError) as error:
+        _notify(request, f"Correction non enregistrée : {error}", error=True)
+    else:
+        rule = _office(request).app.config.rules.fields[key]
+        if not done.changed:
+            _notify(request, f"{done.reference} : « {rule.label} » avait déjà cette valeur.")
+        else:
+            text = f"{done.reference} : « {rule.label} » corrigé."
+            if done.completed:
+                text += " Le dossier est désormais complet."
+            _notify(request, text)
+    return RedirectResponse(f"/dossiers/{quote(reference)}", status_code=303)
+
+
+@staff_page
 def dossier_hold(request: Request, form: FormData | None) -> Response:
     from mailbot.privacy import set_legal_hold
 
@@ -403,6 +431,7 @@ def routes() -> list[Route]:
         Route("/dossiers/{reference}", dossier_page, methods=["GET"]),
         Route("/dossiers/{reference}/status", dossier_status, methods=["POST"]),
         Route("/dossiers/{reference}/hold", dossier_hold, methods=["POST"]),
+        Route("/dossiers/{reference}/field", dossier_field, methods=["POST"]),
         Route("/dossiers/{reference}/pieces/{piece_id:int}", piece_file, methods=["GET"]),
         Route("/messages/{message_id:int}/raw", message_raw, methods=["GET"]),
         Route("/review", review_page, methods=["GET"]),
