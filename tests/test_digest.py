@@ -25,6 +25,7 @@ from PIL import Image
 from sqlmodel import col, delete, func, select
 
 from mailbot.app import App
+from mailbot.cli import main as cli_main
 from mailbot.config import load_config
 from mailbot.digest import (
     EMPTY_LINE,
@@ -37,6 +38,7 @@ from mailbot.digest import (
 from mailbot.errors import ConfigError
 from mailbot.intake import poll_all
 from mailbot.smtp import send_outbox
+from storage import repositories as repo
 from storage.db import session_scope
 from storage.models import Dossier, Event, Message, Outbox, Sighting
 from tests.fixtures import corpus
@@ -609,3 +611,116 @@ def test_html_digest_in_headless_chromium(digest_app, dovecot, smtp_server, monk
     assert by_colour.get((0, 88, 124), 0) > 20_000
     # Mostly background and white, but not a single colour.
     assert max(by_colour.values()) < 0.9 * 1000 * 2000
+
+
+# --------------------------------------------------------------------------
+# Links to the back-office, reading warnings, decisions that change nothing
+
+
+def seed_warned_dossier(app: App, *, status: str) -> str:
+    """A dossier with a piece the reading warned about, made through the repository."""
+    with session_scope(app.engine) as session:
+        dossier = repo.create_dossier(
+            session=session,
+            year=2026,
+            sender="marie.lefebvre@jardins-perroy.fr",
+            sender_name="Marie Lefebvre",
+            fields={"intitule": "Potager solidaire du quartier du Perroy"},
+            missing=[],
+            status=status,
+            received_at=datetime.now(UTC) - timedelta(minutes=5),
+            actor="system",
+        )
+        message, _new = repo.add_message(
+            session=session,
+            message=Message(
+                dedup_key="warned",
+                sha256="b" * 64,
+                size=10,
+                sender="marie.lefebvre@jardins-perroy.fr",
+                subject="Candidature",
+                verdict="candidature",
+                status="filed",
+                dossier_id=dossier.id,
+            ),
+        )
+        repo.add_piece(
+            session=session,
+            dossier=dossier,
+            message=message,
+            blob_sha256="c" * 64,
+            filename="dossier.pdf",
+            content_type="application/pdf",
+            size=10,
+            role="dossier",
+            warnings=["dossier.pdf: page 3 cut at 20,000 characters"],
+        )
+        return dossier.reference
+
+
+def test_base_url_links_each_dossier_and_replaces_the_command(config_dir, secrets_env, monkeypatch):
+    monkeypatch.setenv("MAILBOT_WEB__BASE_URL", "https://mailbot.ville-bethune.fr/")
+    app = App(str(config_dir))
+    try:
+        reference = seed_warned_dossier(app, status="incomplete")
+        digest = build_digest(app, reconcile=False)
+    finally:
+        app.close()
+    url = f"https://mailbot.ville-bethune.fr/dossiers/{reference}"
+    assert digest.sections["new_dossiers"][0]["url"] == url
+    assert url in digest.text
+    assert f'<a href="{url}"' in digest.html
+    for part in (digest.text, digest.html):
+        assert "mailbot dossiers show" not in part
+        assert "https://mailbot.ville-bethune.fr/dossiers" in part
+    # The reading warning, in French, with its dossier.
+    [warning] = digest.sections["reading_warnings"]
+    assert warning == {
+        "dossier": reference,
+        "dossier_url": url,
+        "warning": "dossier.pdf : page 3 lue en partie seulement (trop longue)",
+    }
+    assert "AVERTISSEMENTS DE LECTURE (1)" in digest.text
+    assert f"{reference} : dossier.pdf : page 3 lue en partie seulement" in digest.text
+    assert "Avertissements de lecture" in digest.html
+    assert "cut at" not in digest.text + digest.html
+
+
+def test_without_base_url_the_digest_names_the_command(config_dir, secrets_env):
+    app = App(str(config_dir))
+    try:
+        reference = seed_warned_dossier(app, status="incomplete")
+        digest = build_digest(app, reconcile=False)
+    finally:
+        app.close()
+    assert digest.sections["new_dossiers"][0]["url"] is None
+    assert "mailbot dossiers show RÉFÉRENCE" in digest.text
+    assert "<a href" not in digest.html.split("Avertissements de lecture")[1].split("</table>")[0]
+    assert reference in digest.text
+
+
+def test_setting_the_status_a_dossier_has_is_not_a_completion(config_dir, secrets_env, capsys):
+    app = App(str(config_dir))
+    try:
+        reference = seed_warned_dossier(app, status="complete")
+        since = datetime.now(UTC) - timedelta(minutes=1)
+        assert (
+            cli_main(["--config", str(config_dir), "dossiers", "set-status", reference, "complete"])
+            == 0
+        )
+        assert "nothing recorded" in capsys.readouterr().out
+        # A row written before this rule (complete -> complete) is no completion either.
+        with session_scope(app.engine) as session:
+            dossier = repo.get_dossier(session=session, reference=reference)
+            repo.record_event(
+                session=session,
+                actor="staff:someone",
+                action="dossier.status_changed",
+                dossier=dossier,
+                details={"old": "complete", "new": "complete", "note": None},
+            )
+        digest = build_digest(app, since=since, reconcile=False)
+    finally:
+        app.close()
+    assert digest.sections["completed_dossiers"] == []
+    assert "DOSSIERS DEVENUS COMPLETS (0)" in digest.text
