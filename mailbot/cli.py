@@ -542,6 +542,15 @@ def demo_command(
     keep: Annotated[
         bool, typer.Option("--keep", help="Keep the demo's database and config afterwards.")
     ] = False,
+    web: Annotated[
+        bool,
+        typer.Option(
+            "--web", help="Then serve the back-office on 127.0.0.1 over the demo data until Ctrl-C."
+        ),
+    ] = False,
+    port: Annotated[
+        int | None, typer.Option("--port", help="Port of the back-office (default: 8080).")
+    ] = None,
 ) -> None:
     """The whole service on embedded mail servers with sample mail; no set-up needed."""
     import logging
@@ -549,7 +558,7 @@ def demo_command(
     from mailbot.demo import run_demo
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    run_demo(keep=keep, console=out)
+    run_demo(keep=keep, console=out, web=web, port=port)
 
 
 @app.command("send")

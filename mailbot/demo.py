@@ -8,6 +8,10 @@ intake, filing and reply code runs on it; the applicant then answers the
 missing-pieces notice with the letter; the dossiers, every reply and the
 digest are printed. Everything lives in a throwaway directory unless
 ``--keep`` is given.
+
+With ``--web`` the servers stay up afterwards and the back-office is served
+on loopback, with a demo staff account, until Ctrl-C (or SIGTERM); the
+throwaway directory is removed then.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from pypdf import PdfReader, PdfWriter
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen.canvas import Canvas
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from mailbot.app import App
 from mailbot.config import Config, Rules, load_config
@@ -293,7 +297,18 @@ def _append(config: Config, user: str, message: EmailMessage | bytes) -> None:
         client.append(raw, "INBOX", flags=())
 
 
-def run_demo(*, keep: bool = False, console: Console | None = None) -> Path | None:
+# The back-office of ``--web`` listens here unless told otherwise (as ``mailbot web``).
+DEMO_WEB_PORT = 8080
+DEMO_LOGIN = "demo"
+
+
+def run_demo(
+    *,
+    keep: bool = False,
+    console: Console | None = None,
+    web: bool = False,
+    port: int | None = None,
+) -> Path | None:
     console = console or Console(highlight=False)
     work = Path(tempfile.mkdtemp(prefix="mailbot-demo-"))
     config_dir = work / "config"
@@ -358,6 +373,14 @@ def run_demo(*, keep: bool = False, console: Console | None = None) -> Path | No
                 _append(config, "d.berteloot", answer)
                 _poll_and_send(app, console)
             _show(app, capture, console)
+            if web:
+                _serve_back_office(app, console, port=port)
+            else:
+                console.print(
+                    "\nPour parcourir ces données dans le back-office : "
+                    "mailbot demo --web (puis ouvrir l'adresse affichée dans un navigateur).",
+                    markup=False,
+                )
     finally:
         with contextlib.suppress(Exception):
             controller.stop()
@@ -371,6 +394,52 @@ def run_demo(*, keep: bool = False, console: Console | None = None) -> Path | No
         console.print(f"\nDonnées conservées dans {work} (config : {config_dir})", markup=False)
         return work
     return None
+
+
+def _serve_back_office(app: App, console: Console, *, port: int | None) -> None:
+    """Serve the back-office over the demo data until Ctrl-C or SIGTERM."""
+    import secrets
+    import signal
+
+    from mailbot.staff import add_staff
+    from mailbot.web.server import serve
+
+    password = secrets.token_urlsafe(12)
+    add_staff(
+        app, login=DEMO_LOGIN, display_name="Démonstration", password=password, actor="system:demo"
+    )
+    if port is None:
+        port = DEMO_WEB_PORT if _port_is_free(DEMO_WEB_PORT) else _free_port()
+    _step(console, "7. Back-office de démonstration")
+    console.print(f"   Adresse : http://127.0.0.1:{port}/", markup=False)
+    console.print(f"   Identifiant : {DEMO_LOGIN}   Mot de passe : {password}", markup=False)
+    console.print(
+        "   Ctrl-C pour arrêter (les données de démonstration sont alors effacées,", markup=False
+    )
+    console.print("   sauf avec --keep).", markup=False)
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # uvicorn handles SIGINT/SIGTERM while serving, then raises them again once
+    # stopped: both must end here, so that the servers and files are cleaned up.
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        serve(app, host="127.0.0.1", port=port)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    console.print("\n   Back-office arrêté.", markup=False)
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _step(console: Console, title: str) -> None:
@@ -394,27 +463,29 @@ def _captured(capture: _Capture) -> list[EmailMessage]:
 
 
 def _show(app: App, capture: _Capture, console: Console) -> None:
-    from mailbot import views
+    from mailbot import views, wording
+    from parsers.checks import describe_missing
     from storage import repositories as repo
     from storage.db import session_scope
 
     _step(console, "4. Dossiers enregistrés")
-    table = Table("Référence", "Statut", "Intitulé", "Boîtes", "Manque")
+    table = Table(Column("Référence", no_wrap=True), "Statut", "Intitulé", "Boîtes", "Manque")
     with session_scope(app.engine) as session:
         for dossier in repo.list_dossiers(session=session):
             d = views.dossier_summary(session, dossier)
             table.add_row(
                 d["reference"],
-                d["status"],
+                d["status_label"],
                 d["intitule"] or "—",
                 ", ".join(d["mailboxes"]),
-                ", ".join(d["missing"]) or "—",
+                "; ".join(describe_missing(d["missing"], rules=app.config.rules)) or "—",
             )
         ignored = repo.list_messages(session=session, status="ignored")
         console.print(table)
         for message in ignored:
             console.print(
-                f"   ignoré ({message.verdict}) : « {message.subject} » de {message.sender}",
+                f"   non traité, {wording.why_ignored(message)} : "
+                f"« {message.subject} » de {message.sender}",
                 markup=False,
             )
     _step(console, "5. Réponses envoyées aux porteurs")

@@ -84,6 +84,17 @@ RULE_LABELS: dict[str, str] = {
     "dossier_reference": "référence de dossier citée",
     "reply_to_our_mail": "réponse à l'un de nos messages",
     "same_sender_open_dossier": "dossier ouvert du même expéditeur",
+    # Rules that recognise mail sent by machines (never answered).
+    "loop_header": "l'un de nos propres messages",
+    "null_return_path": "message envoyé par un robot (sans adresse de retour)",
+    "robot_sender": "expéditeur automatique (no-reply, mailer-daemon…)",
+    "auto_submitted": "message automatique",
+    "bulk_precedence": "envoi en nombre (lettre d'information, publicité)",
+    "list_headers": "liste de diffusion ou lettre d'information",
+    "auto_response_suppress": "message automatique",
+    "autoreply_headers": "réponse automatique (absence, accusé de réception)",
+    "delivery_report": "avis de non-remise ou de remise",
+    "own_sender": "envoyé depuis l'une de nos adresses",
 }
 
 # Reply labels may name: {to} (the recipient), {kind} (the reply kind, worded),
@@ -237,6 +248,14 @@ def message_reason(message: Message) -> str:
         text = RULE_LABELS.get(rule, f"règle « {rule} »")
         return shorten(f"{text} ({detail})" if detail else text)
     return UNCODED_REVIEW
+
+
+def why_ignored(message: Message) -> str:
+    """Why a message was set aside without a reply: the rule that decided, else its verdict."""
+    rule, _detail = _deciding_rule(message)
+    if rule in RULE_LABELS:
+        return RULE_LABELS[rule]
+    return label(VERDICT_LABELS, message.verdict)
 
 
 def _last_warning(message: Message) -> str:
