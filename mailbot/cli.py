@@ -23,6 +23,7 @@ from mailbot import export as exports
 from mailbot.app import App
 from mailbot.config import check_secrets, load_config
 from mailbot.errors import ConfigError, MailbotError
+from parsers.checks import describe_missing
 from storage import repositories as repo
 from storage.db import session_scope, upgrade
 from storage.errors import StorageError
@@ -266,12 +267,15 @@ def dossiers_show(
     out.print(f"boîtes : {', '.join(detail['mailboxes']) or '—'}")
     if detail["legal_hold"]:
         out.print("[bold]conservation légale : oui[/bold]")
-    out.print(f"manque : {', '.join(detail['missing']) or 'rien'}")
+    rules = application.config.rules
+    missing = describe_missing(detail["missing"], rules=rules)
+    out.print(f"manque : {' ; '.join(missing) or 'rien'}", markup=False)
     fields = Table("Champ", "Valeur", title="Champs")
-    for key in application.config.rules.fields:
-        value = detail["fields"].get(key)
+    worded = wording.worded_fields(detail["fields"], rules)
+    for key, rule in rules.fields.items():
+        value = worded.get(key)
         if value is not None:
-            fields.add_row(key, str(exports.cell_text(value)))
+            fields.add_row(rule.label, str(exports.cell_text(value)))
     out.print(fields)
     for title, rows, cols in (
         ("Pièces", detail["pieces"], _PIECE_COLUMNS),
@@ -770,7 +774,7 @@ def staff_list(ctx: typer.Context) -> None:
         table.add_row(
             account.login,
             account.display_name or "—",
-            account.created_at[:16].replace("T", " "),
+            wording.local_date_time(account.created_at, wording.service_zone(_app(ctx).config)),
             "désactivé" if account.disabled else "actif",
         )
     out.print(table)
