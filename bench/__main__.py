@@ -1,7 +1,8 @@
 """Every service benchmark in one run: ``.venv/bin/python -m bench [--quick] [--only NAME ...]``.
 
 Starts Dovecot and an SMTP server once (root: Dovecot drops to its own users),
-runs watching, backlog, dossiers, latency and memory, and prints one table.
+runs watching, backlog, dossiers, latency, memory and web (the back-office pages,
+which need no mail server), and prints one table.
 ``--quick`` uses fewer rounds and smaller corpora (about 2 minutes instead of
 about 6 on the development machine); ``bench/RESULTS.md`` has both. The
 document-parsing micro-benchmark stays separate: ``python -m bench.parse_dossier``.
@@ -14,7 +15,7 @@ import platform
 import time
 import traceback
 
-from bench import backlog, dossiers, harness, latency, memory, watching
+from bench import backlog, dossiers, harness, latency, memory, watching, web
 
 BENCHES = {
     "watching": watching.run,
@@ -22,6 +23,7 @@ BENCHES = {
     "dossiers": dossiers.run,
     "latency": latency.run,
     "memory": memory.run,
+    "web": web.run,
 }
 
 
