@@ -290,6 +290,8 @@ def dossiers_show(
             out.print(table)
 
 
+# Keys of the views that hold a code, and the table that words it.
+_WORDED_KEYS = {"role": wording.PIECE_ROLE_LABELS, "action": wording.ACTION_LABELS}
 # Keys of the views that hold a time: shown local, to the minute.
 _TIME_KEYS = frozenset({"at", "sent_at", "created_at", "added_at", "first_seen_at", "date"})
 
@@ -298,6 +300,8 @@ def _shown(row: dict[str, Any], key: str, zone: Any) -> str:
     value = row.get(key)
     if key in _TIME_KEYS:
         return wording.local_date_time(value, zone)
+    if key in _WORDED_KEYS:
+        return wording.label(_WORDED_KEYS[key], value)
     return str(value) if value not in (None, "") else ""
 
 

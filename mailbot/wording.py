@@ -77,6 +77,28 @@ REPLY_KIND_LABELS: dict[str, str] = {
     OutboxKind.COMPLETED: "dossier complet",
     OutboxKind.DIGEST: "récapitulatif",
 }
+PIECE_ROLE_LABELS: dict[str, str] = {
+    "dossier": "Dossier d'intention",
+    "letter": "Courrier au Maire",
+    "supporting": "Pièce jointe",
+    "ignored": "Non retenue",
+}
+# Actions of the audit trail (``Event.action``), as the history shows them.
+ACTION_LABELS: dict[str, str] = {
+    "dossier.created": "Dossier créé",
+    "dossier.follow_up": "Suite reçue",
+    "dossier.status_changed": "Statut modifié",
+    "dossier.field_corrected": "Champ corrigé",
+    "dossier.legal_hold_set": "Conservation légale activée",
+    "dossier.legal_hold_cleared": "Conservation légale levée",
+    "message.dismissed": "Message écarté",
+    "message.failed": "Message en échec",
+    "message.retried": "Message traité à nouveau",
+    "message.downloaded": "Message d'origine consulté",
+    "piece.viewed": "Pièce consultée",
+    "reply.queued": "Réponse préparée",
+    "reply.suppressed": "Réponse retenue",
+}
 # Rules of the classification chain that decide a verdict, as staff read them.
 RULE_LABELS: dict[str, str] = {
     "score": "classement incertain",

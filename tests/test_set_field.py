@@ -144,6 +144,9 @@ def test_the_corriger_form_uses_the_same_service_with_csrf(
             assert done.status_code == 303
             page = client.get(f"/dossiers/{reference}").text
             assert "Le dossier est désormais complet" in page
+            lieu = application.config.rules.fields["lieu"].label
+            history = " ".join(page.split("Champ corrigé</span>", 1)[1].split())
+            assert history.startswith(f": {lieu} — vide → Perroy"), history[:200]
             bad = client.post(
                 f"/dossiers/{reference}/field",
                 data={"champ": "couleur", "valeur": "x", "csrf_token": token},

@@ -3,8 +3,8 @@
 Statuses, verdicts, reply kinds, reasons, choices of ``rules.toml`` and
 times come from ``mailbot.wording`` (the one table shared with the CLI,
 the digest and the exports), capitalised where a page starts a cell with
-them. What only the pages show (piece roles, audit actions, what is
-missing, the decisions offered) is worded here.
+them, as are piece roles and audit actions. What only the pages show (what
+is missing, the decisions offered) is worded here.
 """
 
 from __future__ import annotations
@@ -20,27 +20,9 @@ MESSAGE_STATUS = wording.MESSAGE_STATUS_LABELS
 VERDICT = wording.VERDICT_LABELS
 REPLY_KIND = wording.REPLY_KIND_LABELS
 REPLY_STATUS = wording.OUTBOX_STATUS_LABELS
-PIECE_ROLE = {
-    "dossier": "Dossier d'intention",
-    "letter": "Courrier au Maire",
-    "supporting": "Pièce jointe",
-    "ignored": "Non retenue",
-}
+PIECE_ROLE = wording.PIECE_ROLE_LABELS
 MISSING = {"dossier": "le dossier d'intention", "letter": "le courrier au Maire"}
-ACTION = {
-    "dossier.created": "Dossier créé",
-    "dossier.follow_up": "Suite reçue",
-    "dossier.status_changed": "Statut modifié",
-    "dossier.legal_hold_set": "Conservation légale activée",
-    "dossier.legal_hold_cleared": "Conservation légale levée",
-    "message.dismissed": "Message écarté",
-    "message.failed": "Message en échec",
-    "message.retried": "Message traité à nouveau",
-    "message.downloaded": "Message d'origine consulté",
-    "piece.viewed": "Pièce consultée",
-    "reply.queued": "Réponse préparée",
-    "reply.suppressed": "Réponse retenue",
-}
+ACTION = wording.ACTION_LABELS
 # Staff decisions offered on a dossier page, in this order.
 DECISIONS = ("complete", "accepted", "rejected", "withdrawn")
 
