@@ -1,8 +1,9 @@
 """The dossier list of the back-office: filters, search, sort, counts, one page.
 
-One query for the counts per status (which give the total too), one for the
-page of dossiers and one for the mailboxes of the dossiers shown, whatever
-the number of dossiers.
+A bounded number of queries whatever the number of dossiers: the counts per
+status (which give the total too), the page of dossiers, and the mailboxes
+of the dossiers shown. A search, which must scan every row, scans once: the
+ids and statuses of the matches in order, then the page's rows by key.
 Field values live in a JSON column: ``fields["intitule"].as_string()`` is
 ``json_extract`` on SQLite and ``->>`` on PostgreSQL.
 """
@@ -82,27 +83,11 @@ def _conditions(wanted: DossierFilter, *, with_status: bool) -> list[Any]:
 
 def find_dossiers(session: Session, wanted: DossierFilter) -> DossierPage:
     """One page of the dossiers matching ``wanted``, with the counts per status."""
-    conditions = _conditions(wanted, with_status=True)
-    by_status = session.exec(
-        select(Dossier.status, sa.func.count())
-        .where(*_conditions(wanted, with_status=False))
-        .group_by(Dossier.status)
-    ).all()
-    counts = {status.value: 0 for status in DossierStatus}
-    counts.update(dict(by_status))
-    # The counts per status already say how many match: no second scan for the total
-    # (a search is a LIKE over every row).
-    total = counts.get(wanted.status, 0) if wanted.status else sum(counts.values())
+    if wanted.search:
+        counts, total, page, dossiers = _searched_page(session, wanted)
+    else:
+        counts, total, page, dossiers = _filtered_page(session, wanted)
     pages = max(1, -(-total // PAGE_SIZE))
-    page = min(max(1, wanted.page), pages)
-    query = (
-        select(Dossier)
-        .where(*conditions)
-        .order_by(*SORTS.get(wanted.sort, SORTS["recus"]))
-        .offset((page - 1) * PAGE_SIZE)
-        .limit(PAGE_SIZE)
-    )
-    dossiers = list(session.exec(query).all())
     mailboxes = _mailboxes(session, [d.id for d in dossiers if d.id is not None])
     rows = [
         {
@@ -128,6 +113,57 @@ def find_dossiers(session: Session, wanted: DossierFilter) -> DossierPage:
         page=page,
         all_count=sum(counts.values()),
     )
+
+
+def _filtered_page(
+    session: Session, wanted: DossierFilter
+) -> tuple[dict[str, int], int, int, list[Dossier]]:
+    """Counts per status (which give the total), then the page: two indexed queries."""
+    by_status = session.exec(
+        select(Dossier.status, sa.func.count())
+        .where(*_conditions(wanted, with_status=False))
+        .group_by(Dossier.status)
+    ).all()
+    counts = {status.value: 0 for status in DossierStatus}
+    counts.update(dict(by_status))
+    total = counts.get(wanted.status, 0) if wanted.status else sum(counts.values())
+    page = _page_number(wanted, total)
+    query = (
+        select(Dossier)
+        .where(*_conditions(wanted, with_status=True))
+        .order_by(*SORTS.get(wanted.sort, SORTS["recus"]))
+        .offset((page - 1) * PAGE_SIZE)
+        .limit(PAGE_SIZE)
+    )
+    return counts, total, page, list(session.exec(query).all())
+
+
+def _searched_page(
+    session: Session, wanted: DossierFilter
+) -> tuple[dict[str, int], int, int, list[Dossier]]:
+    """A search scans every row (``LIKE``): once, for the ids and statuses in order.
+
+    The counts and the page are taken from that one scan; the page's rows are
+    then read by key.
+    """
+    matches = session.exec(
+        select(Dossier.id, Dossier.status)
+        .where(*_conditions(wanted, with_status=False))
+        .order_by(*SORTS.get(wanted.sort, SORTS["recus"]))
+    ).all()
+    counts = {status.value: 0 for status in DossierStatus}
+    for _id, status in matches:
+        counts[status] = counts.get(status, 0) + 1
+    shown = [i for i, status in matches if not wanted.status or status == wanted.status]
+    page = _page_number(wanted, len(shown))
+    ids = shown[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+    rows = session.exec(select(Dossier).where(col(Dossier.id).in_(ids))).all() if ids else []
+    by_id = {d.id: d for d in rows}
+    return counts, len(shown), page, [by_id[i] for i in ids if i in by_id]
+
+
+def _page_number(wanted: DossierFilter, total: int) -> int:
+    return min(max(1, wanted.page), max(1, -(-total // PAGE_SIZE)))
 
 
 def _mailboxes(session: Session, dossier_ids: list[int]) -> dict[int, list[str]]:
