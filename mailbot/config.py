@@ -334,6 +334,7 @@ CHAIN_RULES = frozenset(
         "own_sender",
         "dossier_reference",
         "reply_to_our_mail",
+        "same_sender_open_dossier",
     }
 )
 CHAIN_ACTIONS = frozenset({"auto_reply", "not_candidature", "follow_up"})

@@ -21,10 +21,10 @@ from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
 from mailbot.config import Config, Verdict
-from mailbot.pipeline import Analysis, Reading
+from mailbot.open_dossiers import StoredOpenDossiers
+from mailbot.pipeline import Analyser, Analysis, Reading
 from mailbot.replies import choose_kind, plan_reply
 from parsers.checks import describe_missing, missing_pieces
-from parsers.text import fold
 from parsers.types import ParsedMail
 from storage import repositories as repo
 from storage.blobs import BlobStore
@@ -99,14 +99,23 @@ def file_analysis(
     position: Position | None,
     actor: str = "system",
     now: datetime | None = None,
+    analyser: Analyser | None = None,
 ) -> Filed:
-    """Write what ``analysis`` implies; a message already in the ledger only gains a sighting."""
+    """Write what ``analysis`` implies; a message already in the ledger only gains a sighting.
+
+    The chain's second stage runs here, in the caller's transaction, so that
+    it sees the dossiers filed a moment ago. ``analyser``: the one that
+    analysed the message (a new one from ``config`` when not given).
+    """
     key, sha = dedup_key(analysis)
     existing = repo.find_message(session=session, dedup_key=key)
     if existing is not None:
         return known_message(session=session, message=existing, position=position)
 
     now = now or utcnow()
+    analysis = (analyser or Analyser(config)).after_reading(
+        analysis, open_dossiers=StoredOpenDossiers(session)
+    )
     status, verdict, error = _status_of(analysis)
     keep = status != MessageStatus.IGNORED
     raw_blob = blobs.put(analysis.raw) if keep else None
@@ -292,9 +301,16 @@ def refile(
     message: Message,
     analysis: Analysis,
     actor: str,
+    analyser: Analyser | None = None,
 ) -> Filed:
     """Run a quarantined message through filing again (``mailbot messages retry``)."""
     now = utcnow()
+    own = session.get(Dossier, message.dossier_id) if message.dossier_id is not None else None
+    analysis = (analyser or Analyser(config)).after_reading(
+        analysis,
+        open_dossiers=StoredOpenDossiers(session),
+        filed_in=own.reference if own is not None else None,
+    )
     status, verdict, error = _status_of(analysis)
     message.status = status
     message.verdict = verdict
@@ -327,8 +343,11 @@ def _status_of(analysis: Analysis) -> tuple[str, str | None, str | None]:
     verdict = analysis.verdict
     if verdict in (Verdict.AUTO_REPLY, Verdict.NOT_CANDIDATURE):
         return MessageStatus.IGNORED, verdict, None
+    joined = analysis.classification and analysis.classification.verdict == Verdict.FOLLOW_UP
     if verdict == Verdict.NEEDS_REVIEW:
-        return MessageStatus.NEEDS_REVIEW, verdict, None
+        # A message joined to a dossier is recorded as a follow-up even when
+        # its reading needs review.
+        return MessageStatus.NEEDS_REVIEW, Verdict.FOLLOW_UP if joined else verdict, None
     return MessageStatus.FILED, verdict, None
 
 
@@ -348,29 +367,8 @@ def _file_content(
     classification = analysis.classification
     rule_actor = f"rule:{classification.decided_by}"
 
-    joined = None
-    if (
-        classification.verdict == Verdict.CANDIDATURE
-        and reading is not None
-        and message.dossier_id is None
-    ):
-        joined = _open_dossier_of_sender(session, mail, reading)
-        if joined is not None:
-            # Pieces sent in several messages: the letter next week joins the dossier.
-            rule_actor = "rule:same_sender_open_dossier"
-            message.verdict = Verdict.FOLLOW_UP
-            message.rule_trace = [
-                *message.rule_trace,
-                {
-                    "rule": "same_sender_open_dossier",
-                    "hit": True,
-                    "reason": f"{mail.sender} has the open dossier {joined.reference}",
-                },
-            ]
-            outcome = _replace(outcome, verdict=Verdict.FOLLOW_UP)
-
-    if classification.verdict == Verdict.FOLLOW_UP or joined is not None:
-        dossier = joined or (
+    if classification.verdict == Verdict.FOLLOW_UP:
+        dossier = (
             repo.get_dossier(session=session, reference=classification.reference)
             if classification.reference
             else None
@@ -435,34 +433,6 @@ def _file_content(
 
     # needs_review without a dossier: the raw message is kept for staff.
     return outcome
-
-
-def _open_dossier_of_sender(session: Session, mail: ParsedMail, reading: Reading) -> Dossier | None:
-    """The sender's open dossier this message completes, if it is about the same project.
-
-    A message carrying no dossier d'intention (a letter, photos) belongs to
-    the sender's latest open dossier; one carrying a dossier belongs to an
-    open dossier only when the project titles match (else it is a new project).
-    """
-    if not mail.sender:
-        return None
-    candidates = session.exec(
-        select(Dossier)
-        .where(
-            Dossier.sender == mail.sender,
-            col(Dossier.status).in_((DossierStatus.INCOMPLETE, DossierStatus.NEEDS_REVIEW)),
-        )
-        .order_by(col(Dossier.received_at).desc(), col(Dossier.id).desc())
-    ).all()
-    if not candidates:
-        return None
-    if not reading.dossier_present:
-        return candidates[0]
-    title = fold(str(reading.fields.get("intitule") or ""))
-    for dossier in candidates:
-        if title and fold(str((dossier.fields or {}).get("intitule") or "")) == title:
-            return dossier
-    return None
 
 
 def _reply(
