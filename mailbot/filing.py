@@ -5,13 +5,18 @@ a message implies; the caller commits once, then acts on the IMAP server.
 Blobs are written first (content-addressed and idempotent), so a crash
 before the commit leaves at worst an unreferenced blob, never a row pointing
 at nothing.
+
+Filing decides nothing about a message: the chain's second stage runs first
+(in the same transaction, ``Analyser.after_reading``), then ``HANDLERS``
+maps the verdict to the handler that acts on it (open a dossier, join one,
+keep the ledger row only).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -25,6 +30,7 @@ from mailbot.open_dossiers import StoredOpenDossiers
 from mailbot.pipeline import Analyser, Analysis, Reading
 from mailbot.replies import choose_kind, plan_reply
 from parsers.checks import describe_missing, missing_pieces
+from parsers.classify import Classification
 from parsers.types import ParsedMail
 from storage import repositories as repo
 from storage.blobs import BlobStore
@@ -120,14 +126,27 @@ def file_analysis(
     keep = status != MessageStatus.IGNORED
     raw_blob = blobs.put(analysis.raw) if keep else None
     mail = analysis.mail
-    message = _ledger_row(analysis, key, sha, status, verdict, error, raw_blob, now)
+    message = Message(
+        **_ledger_values(
+            analysis,
+            key=key,
+            sha=sha,
+            status=status,
+            verdict=verdict,
+            error=error,
+            raw_blob=raw_blob,
+            now=now,
+        )
+    )
     row, inserted = repo.add_message(session=session, message=message)
     if not inserted:
         # Another worker filed it a moment ago (same message, other mailbox).
         return known_message(session=session, message=row, position=position)
     _sight(session, row, position)
 
-    outcome = Filed(row.id, status, verdict, duplicate=False, content_kept=keep)
+    outcome = Filed(
+        message_pk=row.id, status=status, verdict=verdict, duplicate=False, content_kept=keep
+    )
     if analysis.failed or mail is None:
         repo.record_event(
             session=session,
@@ -137,7 +156,17 @@ def file_analysis(
             details={"error": error},
         )
         return outcome
-    return _file_content(session, blobs, config, analysis, row, outcome, actor, now)
+    return _file_content(
+        _Filing(
+            session=session,
+            blobs=blobs,
+            config=config,
+            analysis=analysis,
+            message=row,
+            outcome=outcome,
+            now=now,
+        )
+    )
 
 
 def is_quiet(analysis: Analysis) -> bool:
@@ -167,7 +196,16 @@ def file_ignored(
         status, verdict, error = _status_of(analysis)
         if status != MessageStatus.IGNORED:
             raise ValueError(f"file_ignored given a message to file: {status}")
-        values = _ledger_values(analysis, key, sha, status, verdict, error, None, now)
+        values = _ledger_values(
+            analysis,
+            key=key,
+            sha=sha,
+            status=status,
+            verdict=verdict,
+            error=error,
+            raw_blob=None,
+            now=now,
+        )
         entries.append((values, position))
     action = ServerAction.NONE if settled else ServerAction.PENDING
     return bulk_ledger(session=session, entries=entries, server_action=action, now=now)
@@ -241,27 +279,22 @@ def bulk_ledger(
                 "seen_at": now,
             }
         )
-        filed.append(Filed(ids[target], values["status"], values["verdict"], duplicate=False))
+        filed.append(
+            Filed(
+                message_pk=ids[target],
+                status=values["status"],
+                verdict=values["verdict"],
+                duplicate=False,
+            )
+        )
     if sightings:
         session.execute(insert(Sighting), sightings)
     return filed
 
 
-def _ledger_row(
-    analysis: Analysis,
-    key: str,
-    sha: str,
-    status: str,
-    verdict: str | None,
-    error: str | None,
-    raw_blob: str | None,
-    now: datetime,
-) -> Message:
-    return Message(**_ledger_values(analysis, key, sha, status, verdict, error, raw_blob, now))
-
-
 def _ledger_values(
     analysis: Analysis,
+    *,
     key: str,
     sha: str,
     status: str,
@@ -331,154 +364,195 @@ def refile(
         message=message,
         details={"status": status, "verdict": verdict, "error": error},
     )
-    outcome = Filed(message.id, status, verdict, duplicate=False, content_kept=True)
+    outcome = Filed(
+        message_pk=message.id, status=status, verdict=verdict, duplicate=False, content_kept=True
+    )
     if analysis.failed or analysis.mail is None:
         return outcome
-    return _file_content(session, blobs, config, analysis, message, outcome, actor, now)
+    return _file_content(
+        _Filing(
+            session=session,
+            blobs=blobs,
+            config=config,
+            analysis=analysis,
+            message=message,
+            outcome=outcome,
+            now=now,
+        )
+    )
+
+
+# The ledger status of a message, by the verdict of its analysis.
+STATUS_OF_VERDICT: dict[Verdict, MessageStatus] = {
+    Verdict.CANDIDATURE: MessageStatus.FILED,
+    Verdict.FOLLOW_UP: MessageStatus.FILED,
+    Verdict.NEEDS_REVIEW: MessageStatus.NEEDS_REVIEW,
+    Verdict.NOT_CANDIDATURE: MessageStatus.IGNORED,
+    Verdict.AUTO_REPLY: MessageStatus.IGNORED,
+}
 
 
 def _status_of(analysis: Analysis) -> tuple[str, str | None, str | None]:
-    if analysis.failed:
+    """(status, verdict recorded, error) of an analysed message."""
+    if analysis.failed or analysis.verdict is None:
         return MessageStatus.FAILED, None, analysis.error
     verdict = analysis.verdict
-    if verdict in (Verdict.AUTO_REPLY, Verdict.NOT_CANDIDATURE):
-        return MessageStatus.IGNORED, verdict, None
-    joined = analysis.classification and analysis.classification.verdict == Verdict.FOLLOW_UP
-    if verdict == Verdict.NEEDS_REVIEW:
-        # A message joined to a dossier is recorded as a follow-up even when
-        # its reading needs review.
-        return MessageStatus.NEEDS_REVIEW, Verdict.FOLLOW_UP if joined else verdict, None
-    return MessageStatus.FILED, verdict, None
-
-
-def _file_content(
-    session: Session,
-    blobs: BlobStore,
-    config: Config,
-    analysis: Analysis,
-    message: Message,
-    outcome: Filed,
-    actor: str,
-    now: datetime,
-) -> Filed:
-    mail = analysis.mail
-    assert mail is not None and analysis.classification is not None
-    reading = analysis.reading
+    status = STATUS_OF_VERDICT[Verdict(verdict)]
     classification = analysis.classification
-    rule_actor = f"rule:{classification.decided_by}"
+    if classification is not None and classification.verdict is Verdict.FOLLOW_UP:
+        # Joined to a dossier: recorded as a follow-up even when its reading
+        # needs review (then its status says so).
+        verdict = Verdict.FOLLOW_UP
+    return status, verdict, None
 
-    if classification.verdict == Verdict.FOLLOW_UP:
-        dossier = (
-            repo.get_dossier(session=session, reference=classification.reference)
-            if classification.reference
-            else None
-        )
-        if dossier is None:
-            message.status = MessageStatus.NEEDS_REVIEW
-            message.error = f"follow-up names an unknown dossier {classification.reference!r}"
-            session.add(message)
-            return _replace(outcome, status=MessageStatus.NEEDS_REVIEW)
+
+@dataclass(frozen=True, kw_only=True)
+class _Filing:
+    """One message being filed: what every verdict's handler is given."""
+
+    session: Session
+    blobs: BlobStore
+    config: Config
+    analysis: Analysis
+    message: Message
+    # What filing says so far (ledger row written, status known).
+    outcome: Filed
+    now: datetime
+
+    @property
+    def mail(self) -> ParsedMail:
+        assert self.analysis.mail is not None
+        return self.analysis.mail
+
+    @property
+    def classification(self) -> Classification:
+        assert self.analysis.classification is not None
+        return self.analysis.classification
+
+    @property
+    def rule_actor(self) -> str:
+        """The audit actor of what the chain decided: the rule that decided."""
+        return f"rule:{self.classification.decided_by}"
+
+
+def _file_content(filing: _Filing) -> Filed:
+    """Act on the chain's verdict: one handler per verdict, none of them deciding."""
+    return HANDLERS[filing.classification.verdict](filing)
+
+
+def _ledger_only(filing: _Filing) -> Filed:
+    """Not for us, or for staff to review: the ledger row (and the raw message) is all."""
+    return filing.outcome
+
+
+def _join_dossier(filing: _Filing) -> Filed:
+    """A follow-up: its pieces and fields join the dossier the chain named."""
+    session, message, reference = filing.session, filing.message, filing.classification.reference
+    dossier = repo.get_dossier(session=session, reference=reference) if reference else None
+    if dossier is None:
+        message.status = MessageStatus.NEEDS_REVIEW
+        message.error = f"follow-up names an unknown dossier {reference!r}"
+        session.add(message)
+        return replace(filing.outcome, status=MessageStatus.NEEDS_REVIEW)
+    previous_missing = list(dossier.missing or [])
+    completed = _add_to_dossier(filing, dossier=dossier)
+    message.dossier_id = dossier.id
+    session.add(message)
+    repo.record_event(
+        session=session,
+        actor=filing.rule_actor,
+        action="dossier.follow_up",
+        dossier=dossier,
+        message=message,
+        details={"missing": list(dossier.missing), "status": dossier.status},
+    )
+    _reply(filing, dossier=dossier, completed=completed, previous_missing=previous_missing)
+    return replace(filing.outcome, dossier_reference=dossier.reference, dossier_completed=completed)
+
+
+def _open_dossier(filing: _Filing) -> Filed:
+    """A candidature opens a dossier (a retried one updates the dossier it opened)."""
+    reading, message = filing.analysis.reading, filing.message
+    if reading is None:
+        return filing.outcome
+    if message.dossier_id is not None:
+        dossier = filing.session.get(Dossier, message.dossier_id)
+        assert dossier is not None
         previous_missing = list(dossier.missing or [])
-        completed = _add_to_dossier(session, blobs, config, dossier, message, mail, reading, now)
-        message.dossier_id = dossier.id
-        session.add(message)
-        repo.record_event(
-            session=session,
-            actor=rule_actor,
-            action="dossier.follow_up",
-            dossier=dossier,
-            message=message,
-            details={"missing": list(dossier.missing), "status": dossier.status},
+        completed = _add_to_dossier(filing, dossier=dossier)
+        _reply(filing, dossier=dossier, completed=completed, previous_missing=previous_missing)
+        return replace(
+            filing.outcome, dossier_reference=dossier.reference, dossier_completed=completed
         )
-        _reply(session, config, analysis, message, dossier, False, completed, previous_missing, now)
-        return _replace(outcome, dossier_reference=dossier.reference, dossier_completed=completed)
+    mail = filing.mail
+    dossier = repo.create_dossier(
+        session=filing.session,
+        year=_year(filing.now, filing.config),
+        sender=mail.sender,
+        sender_name=mail.sender_name or None,
+        fields=reading.fields,
+        evidence=_evidence(reading),
+        missing=list(reading.missing),
+        status=_new_dossier_status(reading),
+        received_at=filing.now,
+        actor=filing.rule_actor,
+    )
+    message.dossier_id = dossier.id
+    filing.session.add(message)
+    _add_pieces(filing, dossier=dossier)
+    _reply(filing, dossier=dossier, created=True)
+    return replace(filing.outcome, dossier_reference=dossier.reference, dossier_created=True)
 
-    if classification.verdict == Verdict.CANDIDATURE and reading is not None:
-        if message.dossier_id is not None:
-            # A retried message that already opened a dossier updates it.
-            dossier = session.get(Dossier, message.dossier_id)
-            assert dossier is not None
-            previous_missing = list(dossier.missing or [])
-            completed = _add_to_dossier(
-                session, blobs, config, dossier, message, mail, reading, now
-            )
-            _reply(
-                session, config, analysis, message, dossier, False, completed, previous_missing, now
-            )
-            return _replace(
-                outcome, dossier_reference=dossier.reference, dossier_completed=completed
-            )
-        status = (
-            DossierStatus.NEEDS_REVIEW
-            if reading.needs_review
-            else (DossierStatus.INCOMPLETE if reading.missing else DossierStatus.COMPLETE)
-        )
-        dossier = repo.create_dossier(
-            session=session,
-            year=_year(now, config),
-            sender=mail.sender,
-            sender_name=mail.sender_name or None,
-            fields=reading.fields,
-            evidence=_evidence(reading),
-            missing=list(reading.missing),
-            status=status,
-            received_at=now,
-            actor=rule_actor,
-        )
-        message.dossier_id = dossier.id
-        session.add(message)
-        _add_pieces(session, blobs, dossier, message, mail, reading)
-        _reply(session, config, analysis, message, dossier, True, False, None, now)
-        return _replace(outcome, dossier_reference=dossier.reference, dossier_created=True)
 
-    # needs_review without a dossier: the raw message is kept for staff.
-    return outcome
+# What filing does for each verdict of the chain.
+HANDLERS: dict[Verdict, Callable[[_Filing], Filed]] = {
+    Verdict.CANDIDATURE: _open_dossier,
+    Verdict.FOLLOW_UP: _join_dossier,
+    Verdict.NEEDS_REVIEW: _ledger_only,
+    Verdict.NOT_CANDIDATURE: _ledger_only,
+    Verdict.AUTO_REPLY: _ledger_only,
+}
+
+
+def _new_dossier_status(reading: Reading) -> str:
+    if reading.needs_review:
+        return DossierStatus.NEEDS_REVIEW
+    return DossierStatus.INCOMPLETE if reading.missing else DossierStatus.COMPLETE
 
 
 def _reply(
-    session: Session,
-    config: Config,
-    analysis: Analysis,
-    message: Message,
+    filing: _Filing,
+    *,
     dossier: Dossier,
-    created: bool,
-    completed: bool,
-    previous_missing: list[str] | None,
-    now: datetime,
+    created: bool = False,
+    completed: bool = False,
+    previous_missing: list[str] | None = None,
 ) -> None:
     """Queue the reply the event calls for; staff, not the applicant, hear of reviews."""
     if dossier.status not in (DossierStatus.INCOMPLETE, DossierStatus.COMPLETE):
         return
+    config = filing.config
     missing = list(dossier.missing or [])
     kind = choose_kind(
         created=created, completed=completed, missing=missing, previous_missing=previous_missing
     )
-    assert analysis.mail is not None
     plan_reply(
-        session=session,
+        session=filing.session,
         config=config,
-        mailbox_name=analysis.mailbox,
-        mail=analysis.mail,
-        message=message,
+        mailbox_name=filing.analysis.mailbox,
+        mail=filing.mail,
+        message=filing.message,
         dossier=dossier,
         kind=kind,
         missing_text=describe_missing(missing, rules=config.rules),
-        now=now,
+        now=filing.now,
     )
 
 
-def _add_to_dossier(
-    session: Session,
-    blobs: BlobStore,
-    config: Config,
-    dossier: Dossier,
-    message: Message,
-    mail: ParsedMail,
-    reading: Reading | None,
-    now: datetime,
-) -> bool:
+def _add_to_dossier(filing: _Filing, *, dossier: Dossier) -> bool:
     """Join a message's pieces and fields to a dossier; True when it became complete."""
-    _add_pieces(session, blobs, dossier, message, mail, reading)
+    session, reading, now = filing.session, filing.analysis.reading, filing.now
+    _add_pieces(filing, dossier=dossier)
     fields = dict(dossier.fields or {})
     evidence = dict(dossier.evidence or {})
     if reading is not None:
@@ -494,7 +568,7 @@ def _add_to_dossier(
             dossier_present=PieceRole.DOSSIER in roles,
             # A letter may be a page of the dossier's PDF: then only the evidence says so.
             letter_present=PieceRole.LETTER in roles or "_letter" in evidence,
-            rules=config.rules,
+            rules=filing.config.rules,
         )
     )
     old_status = dossier.status
@@ -518,7 +592,7 @@ def _add_to_dossier(
                 actor="system",
                 action="dossier.status_changed",
                 dossier=dossier,
-                message=message,
+                message=filing.message,
                 details={"old": old_status, "new": new_status, "missing": missing},
             )
     session.add(dossier)
@@ -526,23 +600,17 @@ def _add_to_dossier(
     return completed
 
 
-def _add_pieces(
-    session: Session,
-    blobs: BlobStore,
-    dossier: Dossier,
-    message: Message,
-    mail: ParsedMail,
-    reading: Reading | None,
-) -> None:
+def _add_pieces(filing: _Filing, *, dossier: Dossier) -> None:
+    reading = filing.analysis.reading
     roles: Mapping[str, str] = reading.roles if reading else {}
-    for attachment in mail.attachments:
+    for attachment in filing.mail.attachments:
         if not attachment.data:
             continue  # over the size limit: named in the message's warnings
-        sha = blobs.put(attachment.data)
+        sha = filing.blobs.put(attachment.data)
         repo.add_piece(
-            session=session,
+            session=filing.session,
             dossier=dossier,
-            message=message,
+            message=filing.message,
             blob_sha256=sha,
             filename=attachment.filename,
             content_type=attachment.content_type,
@@ -595,9 +663,9 @@ def _duplicate(session: Session, message: Message) -> Filed:
         dossier = session.get(Dossier, message.dossier_id)
         reference = dossier.reference if dossier else None
     return Filed(
-        message.id,
-        message.status,
-        message.verdict,
+        message_pk=message.id,
+        status=message.status,
+        verdict=message.verdict,
         duplicate=True,
         dossier_reference=reference,
         content_kept=message.raw_blob is not None,
@@ -612,7 +680,3 @@ def _ledger_headers(mail: ParsedMail | None) -> dict[str, Any]:
 
 def _year(now: datetime, config: Config) -> int:
     return now.astimezone(ZoneInfo(config.settings.service.timezone)).year
-
-
-def _replace(outcome: Filed, **changes: Any) -> Filed:
-    return replace(outcome, **changes)

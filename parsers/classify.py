@@ -618,7 +618,7 @@ class Classifier:
     def classify(self, mail: ParsedMail, *, ctx: ClassifyContext) -> Classification:
         """The first stage: the message rules, then the score."""
         trace: list[RuleHit] = []
-        decided = self._run(self.chain, mail, ctx=ctx, trace=trace, score=None)
+        decided = self._run(self.chain, mail=mail, ctx=ctx, trace=trace, score=None)
         return decided or self._score(mail, ctx, trace)
 
     def classify_reading(
@@ -633,14 +633,14 @@ class Classifier:
         if first.verdict is not Verdict.CANDIDATURE or not self.reading_chain:
             return first
         trace = list(first.trace)
-        decided = self._run(self.reading_chain, mail, ctx=ctx, trace=trace, score=first.score)
+        decided = self._run(self.reading_chain, mail=mail, ctx=ctx, trace=trace, score=first.score)
         return decided or replace(first, trace=tuple(trace))
 
     @staticmethod
     def _run(
         steps: Iterable[tuple[Rule, Verdict]],
-        mail: ParsedMail,
         *,
+        mail: ParsedMail,
         ctx: ClassifyContext,
         trace: list[RuleHit],
         score: float | None,
