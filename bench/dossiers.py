@@ -29,7 +29,7 @@ from bench import harness
 from bench.harness import NB, Figure
 from mailbot.config import load_config
 from mailbot.intake import poll_mailbox
-from tests import corpus
+from tests.fixtures import corpus
 from tests.fixtures.config import SHIPPED_CONFIG
 from tests.fixtures.mail import as_bytes, make_mail
 

@@ -29,7 +29,7 @@ from parsers.documents import extract_documents
 from parsers.dossier import read_dossier
 from parsers.letter import find_letter
 from parsers.types import Attachment
-from tests import corpus
+from tests.fixtures import corpus
 from tests.fixtures.config import SHIPPED_CONFIG
 
 

@@ -214,7 +214,7 @@ def dossiers_list(
     for d in data:
         table.add_row(
             d["reference"],
-            d["status"],
+            d["status_label"],
             d["intitule"] or "—",
             d["porteur_structure"] or "—",
             (d["received_at"] or "")[:16].replace("T", " "),
@@ -239,7 +239,7 @@ def dossiers_show(
     if as_json:
         _print_json(detail)
         return
-    out.print(f"[bold]{detail['reference']}[/bold]  {detail['status']}")
+    out.print(f"[bold]{detail['reference']}[/bold]  {detail['status_label']}")
     out.print(f"reçu le {detail['received_at']}  de {detail['sender']}")
     out.print(f"boîtes : {', '.join(detail['mailboxes']) or '—'}")
     if detail["legal_hold"]:
@@ -249,19 +249,39 @@ def dossiers_show(
     for key in application.config.rules.fields:
         value = detail["fields"].get(key)
         if value is not None:
-            fields.add_row(key, exports._cell(value))
+            fields.add_row(key, str(exports.cell_text(value)))
     out.print(fields)
     for title, rows, cols in (
-        ("Pièces", detail["pieces"], ("filename", "role", "size")),
-        ("Messages", detail["messages"], ("id", "sender", "subject", "verdict", "status")),
-        ("Réponses", detail["replies"], ("kind", "to", "status", "sent_at")),
-        ("Historique", detail["events"], ("at", "actor", "action")),
+        ("Pièces", detail["pieces"], _PIECE_COLUMNS),
+        ("Messages", detail["messages"], _MESSAGE_COLUMNS),
+        ("Réponses", detail["replies"], _REPLY_COLUMNS),
+        ("Historique", detail["events"], _EVENT_COLUMNS),
     ):
         if rows:
-            table = Table(*cols, title=title)
+            table = Table(*(header for _key, header in cols), title=title)
             for row in rows:
-                table.add_row(*(str(row.get(c) or "") for c in cols))
+                table.add_row(*(str(row.get(key) or "") for key, _header in cols))
             out.print(table)
+
+
+# (key of the view, column header) of the tables of `dossiers show`.
+_PIECE_COLUMNS = (("filename", "Fichier"), ("role", "Rôle"), ("size", "Taille"))
+_MESSAGE_COLUMNS = (
+    ("id", "Id"),
+    ("sender", "Expéditeur"),
+    ("subject", "Objet"),
+    ("verdict_label", "Verdict"),
+    ("status_label", "Statut"),
+    ("reason_label", "Motif"),
+)
+_REPLY_COLUMNS = (
+    ("kind_label", "Réponse"),
+    ("to", "À"),
+    ("status_label", "Statut"),
+    ("sent_at", "Envoyée le"),
+    ("reason_label", "Motif"),
+)
+_EVENT_COLUMNS = (("at", "Le"), ("actor", "Par"), ("action", "Action"))
 
 
 @dossiers_app.command("set-status")
@@ -349,17 +369,17 @@ def messages_list(
     if not data:
         out.print("no messages" + (f" with status {status}" if status else ""))
         return
-    table = Table("Id", "Reçu le", "Expéditeur", "Objet", "Verdict", "Statut", "Dossier", "Erreur")
+    table = Table("Id", "Reçu le", "Expéditeur", "Objet", "Verdict", "Statut", "Dossier", "Motif")
     for m in data:
         table.add_row(
             str(m["id"]),
             (m["first_seen_at"] or "")[:16].replace("T", " "),
             m["sender"] or "—",
             (m["subject"] or "")[:60],
-            m["verdict"] or "—",
-            m["status"],
+            m["verdict_label"],
+            m["status_label"],
             m["dossier"] or "—",
-            (m["error"] or "")[:80],
+            (m["reason_label"] or "")[:80],
         )
     out.print(table)
 
@@ -501,7 +521,7 @@ def try_command(
         if step["hit"]:
             out.print(f"  hit {step['rule']}: {step['reason']}", markup=False)
     for key, value in result["fields"].items():
-        out.print(f"  {key} = {exports._cell(value)}", markup=False)
+        out.print(f"  {key} = {exports.cell_text(value)}", markup=False)
     for item in result["attachments"]:
         out.print(f"  [{item['role']}] {item['filename']} ({item['size']} bytes)", markup=False)
     out.print(f"missing: {', '.join(result['missing']) or 'nothing'}")

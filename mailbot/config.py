@@ -12,6 +12,10 @@ Any service setting can be overridden by an environment variable
 mailboxes the second part is the mailbox's index or its name in upper case
 with non-alphanumerics as ``_`` (``MAILBOT_MAILBOXES__N_BATAILLON__HOST``).
 Secrets never live in files: ``password_env`` names the variable holding one.
+
+What is valid lives elsewhere: service settings in ``mailbot.settings``, the
+rule vocabulary (and the parsers' limits) in ``parsers.rules``. Both are
+re-exported here so that the rest of ``mailbot`` imports them from one place.
 """
 
 from __future__ import annotations
@@ -21,25 +25,90 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import time
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any
 
 import jinja2
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import ValidationError
 
 from mailbot.errors import ConfigError, ConfigProblem, SecretMissingError
-from parsers.text import strip_accents
+
+# Re-exported: mailbot modules import the settings and the rule vocabulary
+# from here, the one place that loads them.
+from mailbot.settings import (
+    DatabaseSettings,
+    DigestSettings,
+    IntakeSettings,
+    LimitsSettings,
+    MailboxSettings,
+    RepliesSettings,
+    RetentionSettings,
+    ScheduleSettings,
+    ServiceSettings,
+    Settings,
+    SmtpSettings,
+    StorageSettings,
+)
+from parsers.rules import (
+    ACTIONS,
+    ChainStep,
+    Choice,
+    DetectionRules,
+    FieldKind,
+    FieldRule,
+    LetterRules,
+    LetterSign,
+    ParseLimits,
+    PiecesRules,
+    Rules,
+    Sign,
+    Strict,
+    Thematique,
+    Verdict,
+    chain_rule_names,
+    compile_pattern,
+)
+
+__all__ = [
+    "CHAIN_ACTIONS",
+    "CHAIN_RULES",
+    "CONFIG_ENV",
+    "RULES_FILE",
+    "SETTINGS_FILE",
+    "TEMPLATES_DIR",
+    "ChainStep",
+    "Choice",
+    "Config",
+    "DatabaseSettings",
+    "DetectionRules",
+    "DigestSettings",
+    "FieldKind",
+    "FieldRule",
+    "IntakeSettings",
+    "LetterRules",
+    "LetterSign",
+    "LimitsSettings",
+    "MailboxSettings",
+    "ParseLimits",
+    "PiecesRules",
+    "RepliesSettings",
+    "RetentionSettings",
+    "Rules",
+    "ScheduleSettings",
+    "ServiceSettings",
+    "Settings",
+    "Sign",
+    "SmtpSettings",
+    "StorageSettings",
+    "Strict",
+    "Thematique",
+    "Verdict",
+    "check_secrets",
+    "compile_pattern",
+    "config_dir",
+    "load_config",
+    "secret",
+]
 
 ENV_PREFIX = "MAILBOT_"
 CONFIG_ENV = "MAILBOT_CONFIG"
@@ -50,445 +119,10 @@ TEMPLATES_DIR = "templates"
 # Values that are obviously not a real secret; refused outside demo mode.
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "password", "secret", "xxx", "todo"})
 
-_EMAIL = re.compile(
-    r"^[^@\s<>()\[\],;:\"]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+$"
-)
-_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
-
-
-def _check_email(value: str) -> str:
-    value = value.strip()
-    if not _EMAIL.match(value):
-        raise ValueError(f"not an e-mail address: {value!r}")
-    return value.lower()
-
-
-def _check_env_name(value: str) -> str:
-    if not _ENV_NAME.match(value):
-        raise ValueError(f"{value!r} is not an environment variable name (upper case, digits, _)")
-    return value
-
-
-def _check_hhmm(value: str) -> str:
-    if not _HHMM.match(value):
-        raise ValueError(f"expected a time as HH:MM, got {value!r}")
-    return value
-
-
-def compile_pattern(pattern: str) -> re.Pattern[str]:
-    """Compile an admin's regex for matching against accent-folded text.
-
-    Text is matched after accent folding, so accents are folded in the
-    pattern too (``Béthune`` matches ``BETHUNE``); case is ignored.
-    """
-    try:
-        return re.compile(strip_accents(pattern), re.IGNORECASE)
-    except re.error as err:
-        raise ValueError(f"invalid regular expression {pattern!r}: {err}") from err
-
-
-Email = Annotated[str, AfterValidator(_check_email)]
-EnvName = Annotated[str, AfterValidator(_check_env_name)]
-HourMinute = Annotated[str, AfterValidator(_check_hhmm)]
-Regex = Annotated[str, AfterValidator(lambda p: compile_pattern(p).pattern and p)]
-Security = Literal["tls", "starttls", "none"]
-
-
-class Strict(BaseModel):
-    """Base for every config model: unknown keys are errors, values frozen."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# --------------------------------------------------------------------------
-# mailbot.toml
-
-
-class MailboxSettings(Strict):
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
-    host: str
-    port: int | None = Field(default=None, ge=1, le=65535)
-    security: Security = "tls"
-    username: str
-    password_env: EnvName
-    address: Email | None = None
-    display_name: str = "Service Béthune Smart City"
-    folder: str = "INBOX"
-    on_filed: Literal["keyword", "move", "none"] = "keyword"
-    on_ignored: Literal["keyword", "none"] = "none"
-    keyword: str = Field(default="$Mailbot-Filed", pattern=r"^\$?[A-Za-z0-9_.-]+$")
-    processed_folder: str | None = None
-    save_sent: bool = False
-    sent_folder: str = "Sent"
-    idle: bool = True
-    timeout_seconds: float = Field(default=60, gt=0, le=600)
-    # A private CA bundle for a server whose certificate the system does not trust.
-    tls_ca_file: str | None = None
-    enabled: bool = True
-
-    @model_validator(mode="after")
-    def _defaults_and_consistency(self) -> MailboxSettings:
-        if self.on_filed == "move" and not self.processed_folder:
-            raise ValueError("on_filed = 'move' needs processed_folder")
-        if self.port is None:
-            object.__setattr__(self, "port", 993 if self.security == "tls" else 143)
-        if self.address is None:
-            object.__setattr__(self, "address", _check_email(self.username))
-        return self
-
-
-class SmtpSettings(Strict):
-    host: str
-    port: int | None = Field(default=None, ge=1, le=65535)
-    security: Security = "starttls"
-    username: str | None = None
-    password_env: EnvName | None = None
-    from_address: Email
-    timeout_seconds: float = Field(default=60, gt=0, le=600)
-    # A private CA bundle for a server whose certificate the system does not trust.
-    tls_ca_file: str | None = None
-    message_id_domain: str = Field(default="ville-bethune.fr", pattern=r"^[A-Za-z0-9.-]+$")
-
-    @model_validator(mode="after")
-    def _defaults_and_consistency(self) -> SmtpSettings:
-        if self.username and not self.password_env:
-            raise ValueError("username is set but password_env is not")
-        if self.port is None:
-            port = {"tls": 465, "starttls": 587, "none": 25}[self.security]
-            object.__setattr__(self, "port", port)
-        return self
-
-
-class DatabaseSettings(Strict):
-    url: str = "sqlite:///var/mailbot.sqlite3"
-
-    @field_validator("url")
-    @classmethod
-    def _known_backend(cls, url: str) -> str:
-        if not url.startswith(("sqlite:", "postgresql:", "postgresql+")):
-            raise ValueError(f"only sqlite and postgresql URLs are supported, got {url!r}")
-        return url
-
-
-class StorageSettings(Strict):
-    blob_dir: str = "var/blobs"
-
-
-class ServiceSettings(Strict):
-    timezone: str = "Europe/Paris"
-    demo_mode: bool = False
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    heartbeat_file: str = "var/heartbeat"
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as err:
-            raise ValueError(f"unknown time zone {value!r}") from err
-        return value
-
-
-class IntakeSettings(Strict):
-    backlog_days: int = Field(default=30, ge=0)
-    fetch_batch: int = Field(default=50, ge=1, le=1000)
-
-
-class ScheduleSettings(Strict):
-    poll_interval_seconds: int = Field(default=300, ge=10)
-    idle_renew_minutes: int = Field(default=25, ge=1, le=29)
-    send_interval_seconds: int = Field(default=60, ge=5)
-    purge_at: HourMinute = "03:30"
-
-
-class DigestSettings(Strict):
-    recipients: list[Email] = Field(default_factory=list)
-    at: HourMinute = "08:00"
-    skip_when_empty: bool = False
-    mailbox: str | None = None
-
-    @property
-    def time(self) -> time:
-        hour, minute = self.at.split(":")
-        return time(int(hour), int(minute))
-
-
-class LimitsSettings(Strict):
-    max_message_bytes: int = Field(default=40 * 2**20, ge=1024)
-    max_header_bytes: int = Field(default=256 * 2**10, ge=1024)
-    max_header_count: int = Field(default=1000, ge=10)
-    max_recipients: int = Field(default=500, ge=1)
-    max_mime_parts: int = Field(default=200, ge=1)
-    max_nesting_depth: int = Field(default=5, ge=1)
-    max_attachments: int = Field(default=50, ge=1)
-    max_attachment_bytes: int = Field(default=30 * 2**20, ge=1024)
-    max_pdf_pages: int = Field(default=60, ge=1)
-    max_zip_members: int = Field(default=100, ge=1)
-    max_zip_expanded_bytes: int = Field(default=200 * 2**20, ge=1024)
-    max_zip_ratio: float = Field(default=100.0, ge=1)
-    max_image_pixels: int = Field(default=40_000_000, ge=10_000)
-    parse_timeout_seconds: float = Field(default=60, gt=0)
-    parse_memory_mb: int = Field(default=1024, ge=64)
-    parse_cpu_seconds: int = Field(default=60, ge=1)
-    ocr_timeout_seconds: float = Field(default=120, gt=0)
-
-
-class RepliesSettings(Strict):
-    enabled: bool = True
-    service_name: str = "Service Béthune Smart City"
-    signature: str = "Le service Béthune Smart City\nVille de Béthune"
-    loop_header: str = Field(default="X-Mailbot-Loop", pattern=r"^X-[A-Za-z0-9-]+$")
-    loop_value: str = Field(default="bethune-smartcity", pattern=r"^[A-Za-z0-9._-]+$")
-    staff_addresses: list[Email] = Field(default_factory=list)
-    per_sender_daily_cap: int = Field(default=5, ge=1)
-    global_hourly_cap: int = Field(default=100, ge=1)
-    auth_policy: Literal["reply_unless_fail", "reply_only_if_pass", "ignore"] = "reply_unless_fail"
-    authserv_id: str | None = None
-    max_attempts: int = Field(default=10, ge=1)
-    retry_base_seconds: int = Field(default=60, ge=1)
-    retry_max_seconds: int = Field(default=6 * 3600, ge=1)
-    privacy_controller: str = "la Ville de Béthune"
-    privacy_contact: Email = "n.bataillon@ville-bethune.fr"
-    privacy_retention: str = "trois ans après la décision de labellisation"
-
-
-class RetentionSettings(Strict):
-    """Days to keep a dossier after its last update, per status; 0 = forever."""
-
-    incomplete_days: int = Field(default=365, ge=0)
-    complete_days: int = Field(default=3 * 365, ge=0)
-    needs_review_days: int = Field(default=365, ge=0)
-    accepted_days: int = Field(default=3 * 365, ge=0)
-    rejected_days: int = Field(default=365, ge=0)
-    withdrawn_days: int = Field(default=180, ge=0)
-    ledger_days: int = Field(default=90, ge=0)
-    delete_server_copies: bool = False
-
-
-class Settings(Strict):
-    service: ServiceSettings = ServiceSettings()
-    mailboxes: list[MailboxSettings] = Field(min_length=1)
-    smtp: SmtpSettings
-    database: DatabaseSettings = DatabaseSettings()
-    storage: StorageSettings = StorageSettings()
-    intake: IntakeSettings = IntakeSettings()
-    schedule: ScheduleSettings = ScheduleSettings()
-    digest: DigestSettings = DigestSettings()
-    limits: LimitsSettings = LimitsSettings()
-    replies: RepliesSettings = RepliesSettings()
-    retention: RetentionSettings = RetentionSettings()
-
-    @model_validator(mode="after")
-    def _unique_mailboxes(self) -> Settings:
-        names = [m.name for m in self.mailboxes]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"mailbox names must be unique: {', '.join(duplicates)}")
-        if self.digest.mailbox and self.digest.mailbox not in names:
-            raise ValueError(f"digest.mailbox {self.digest.mailbox!r} is not a mailbox name")
-        return self
-
-    def mailbox(self, name: str) -> MailboxSettings:
-        for mailbox in self.mailboxes:
-            if mailbox.name == name:
-                return mailbox
-        raise KeyError(name)
-
-    @property
-    def own_addresses(self) -> frozenset[str]:
-        """Our mailboxes, the SMTP sender and staff: never answered automatically."""
-        addresses = {m.address for m in self.mailboxes if m.address}
-        addresses.add(self.smtp.from_address)
-        addresses.update(self.replies.staff_addresses)
-        addresses.update(self.digest.recipients)
-        return frozenset(addresses)
-
-
-# --------------------------------------------------------------------------
-# rules.toml
-
-
-class Verdict(StrEnum):
-    CANDIDATURE = "candidature"
-    FOLLOW_UP = "follow_up"
-    NOT_CANDIDATURE = "not_candidature"
-    AUTO_REPLY = "auto_reply"
-    NEEDS_REVIEW = "needs_review"
-
-
-# Names of the classification rules the chain may use. Each maps to a rule
-# object in the classifier; the chain itself (order, action) is admin data.
-CHAIN_RULES = frozenset(
-    {
-        "loop_header",
-        "null_return_path",
-        "robot_sender",
-        "auto_submitted",
-        "bulk_precedence",
-        "list_headers",
-        "auto_response_suppress",
-        "autoreply_headers",
-        "delivery_report",
-        "own_sender",
-        "dossier_reference",
-        "reply_to_our_mail",
-        "same_sender_open_dossier",
-    }
-)
-CHAIN_ACTIONS = frozenset({"auto_reply", "not_candidature", "follow_up"})
-
-
-class ChainStep(Strict):
-    rule: str
-    action: str
-
-    @field_validator("rule")
-    @classmethod
-    def _known_rule(cls, value: str) -> str:
-        if value not in CHAIN_RULES:
-            raise ValueError(f"unknown rule {value!r}; known: {', '.join(sorted(CHAIN_RULES))}")
-        return value
-
-    @field_validator("action")
-    @classmethod
-    def _known_action(cls, value: str) -> str:
-        if value not in CHAIN_ACTIONS:
-            known = ", ".join(sorted(CHAIN_ACTIONS))
-            raise ValueError(f"unknown action {value!r}; known: {known}")
-        return value
-
-
-SignWhere = Literal["subject", "body", "attachment_name", "attachment_text"]
-
-
-class Sign(Strict):
-    """A weighted sign that a message is a candidature."""
-
-    name: str = Field(pattern=r"^[a-z0-9_]+$")
-    pattern: Regex
-    where: list[SignWhere] = Field(min_length=1)
-    weight: float
-
-    @property
-    def regex(self) -> re.Pattern[str]:
-        return compile_pattern(self.pattern)
-
-
-class DetectionRules(Strict):
-    chain: list[ChainStep] = Field(min_length=1)
-    reference_pattern: Regex = r"\bBSC-(\d{4})-(\d{4,})\b"
-    robot_senders: list[Regex] = Field(default_factory=list)
-    candidature_threshold: float = 5.0
-    review_threshold: float = 2.5
-    mailbox_weights: dict[str, float] = Field(default_factory=dict)
-    signs: list[Sign] = Field(default_factory=list)
-
-    @field_validator("reference_pattern")
-    @classmethod
-    def _two_groups(cls, pattern: str) -> str:
-        if compile_pattern(pattern).groups < 2:
-            raise ValueError("reference_pattern needs two groups: (year) and (number)")
-        return pattern
-
-    @model_validator(mode="after")
-    def _thresholds(self) -> DetectionRules:
-        if self.review_threshold > self.candidature_threshold:
-            raise ValueError("review_threshold must not exceed candidature_threshold")
-        names = [s.name for s in self.signs]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"sign names must be unique: {', '.join(duplicates)}")
-        return self
-
-
-class FieldKind(StrEnum):
-    TEXT = "text"
-    MULTILINE = "multiline"
-    CATEGORY = "category"
-    THEMATIQUE = "thematique"
-    CRITERIA = "criteria"
-    NATURE = "nature"
-    DATE = "date"
-    AMOUNT = "amount"
-    EMAIL = "email"
-    PHONE = "phone"
-
-
-class FieldRule(Strict):
-    label: str = Field(min_length=1)
-    variants: list[str] = Field(default_factory=list)
-    kind: FieldKind = FieldKind.TEXT
-    required: bool = False
-    # Required only when another field has this normalised value.
-    required_when: dict[str, str] = Field(default_factory=dict)
-    # French wording used in the missing-pieces notice.
-    notice: str | None = None
-
-    @property
-    def notice_text(self) -> str:
-        return self.notice or f"le champ « {self.label} »"
-
-
-class Choice(Strict):
-    label: str
-    synonyms: list[str] = Field(default_factory=list)
-
-
-class Thematique(Choice):
-    sub_themes: list[str] = Field(default_factory=list)
-
-
-class LetterSign(Strict):
-    name: str = Field(pattern=r"^[a-z0-9_]+$")
-    pattern: Regex
-    weight: float
-
-    @property
-    def regex(self) -> re.Pattern[str]:
-        return compile_pattern(self.pattern)
-
-
-class LetterRules(Strict):
-    threshold: float = 4.0
-    signs: list[LetterSign] = Field(min_length=1)
-    filename_hints: list[Regex] = Field(default_factory=list)
-    filename_weight: float = 0.5
-    notice: str = "le courrier officiel adressé à Monsieur le Maire"
-
-
-class PiecesRules(Strict):
-    dossier_notice: str = "le dossier d'intention complété"
-    dossier_filename_hints: list[Regex] = Field(default_factory=list)
-    # Minimum number of distinct field labels found for a document to count
-    # as the dossier d'intention.
-    dossier_min_labels: int = Field(default=4, ge=1)
-
-
-class Rules(Strict):
-    detection: DetectionRules
-    fields: dict[str, FieldRule]
-    categories: dict[str, Choice]
-    natures: dict[str, Choice]
-    criteria: dict[str, Choice]
-    thematiques: dict[str, Thematique]
-    letter: LetterRules
-    pieces: PiecesRules = PiecesRules()
-
-    @model_validator(mode="after")
-    def _cross_checks(self) -> Rules:
-        for key, rule in self.fields.items():
-            if not re.fullmatch(r"[a-z][a-z0-9_]*", key):
-                raise ValueError(f"field key {key!r} must be lower-case snake_case")
-            for other, value in rule.required_when.items():
-                if other not in self.fields:
-                    raise ValueError(f"fields.{key}.required_when names unknown field {other!r}")
-                if other == "categorie_label" and value not in self.categories:
-                    raise ValueError(f"fields.{key}.required_when: unknown category {value!r}")
-        if len(self.thematiques) != 7:
-            raise ValueError(f"expected the 7 thematiques, found {len(self.thematiques)}")
-        return self
+# The words a chain step may use, derived from the rule classes and the
+# action table of parsers (kept under their old names for callers).
+CHAIN_RULES = chain_rule_names()
+CHAIN_ACTIONS = frozenset(ACTIONS)
 
 
 # --------------------------------------------------------------------------
@@ -551,12 +185,16 @@ def load_config(
     raw_settings = _read_toml(settings_path, problems)
     overrides: list[str] = []
     if raw_settings is not None:
-        overrides = _apply_env_overrides(raw_settings, env, problems, settings_path)
-    settings = _validate(Settings, raw_settings, settings_path, problems, overrides_from=env)
+        overrides = _apply_env_overrides(
+            raw_settings, env=env, problems=problems, path=settings_path
+        )
+    settings = _validate(
+        Settings, raw_settings, path=settings_path, problems=problems, overrides_from=env
+    )
 
     rules_path = root / RULES_FILE
     raw_rules = _read_toml(rules_path, problems)
-    rules = _validate(Rules, raw_rules, rules_path, problems)
+    rules = _validate(Rules, raw_rules, path=rules_path, problems=problems)
 
     if settings is not None and rules is not None:
         names_ = {m.name for m in settings.mailboxes}
@@ -655,7 +293,7 @@ def _env_segment_matches(segment: str, name: str) -> bool:
 
 
 def _apply_env_overrides(
-    raw: dict[str, Any], env: Mapping[str, str], problems: list[ConfigProblem], path: Path
+    raw: dict[str, Any], *, env: Mapping[str, str], problems: list[ConfigProblem], path: Path
 ) -> list[str]:
     """Merge ``MAILBOT_<SECTION>__<KEY>`` variables into the parsed settings."""
     applied: list[str] = []
@@ -718,7 +356,7 @@ def _env_value(text: str) -> Any:
     return text
 
 
-def _validate(model, raw, path: Path, problems: list[ConfigProblem], overrides_from=None):
+def _validate(model, raw, *, path: Path, problems: list[ConfigProblem], overrides_from=None):
     if raw is None:
         return None
     try:

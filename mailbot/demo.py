@@ -29,7 +29,6 @@ from email.utils import make_msgid
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
-from imap_tools import MailBoxUnencrypted
 from pypdf import PdfReader, PdfWriter
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen.canvas import Canvas
@@ -37,8 +36,9 @@ from rich.console import Console
 from rich.table import Table
 
 from mailbot.app import App
-from mailbot.config import Rules, load_config
+from mailbot.config import Config, Rules, load_config
 from mailbot.errors import MailbotError
+from mailbot.imap import MailboxClient
 
 MAILBOXES = {"n.bataillon": "demo-nb", "d.berteloot": "demo-db"}
 SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "config"
@@ -286,15 +286,11 @@ def sample_mail(rules: Rules) -> list[tuple[list[str], EmailMessage]]:
 # The demo
 
 
-def _append(ports: dict[str, int], user: str, message: EmailMessage | bytes) -> None:
+def _append(config: Config, user: str, message: EmailMessage | bytes) -> None:
+    """Drop ``message`` into ``user``'s INBOX, unread, as a sender's server would."""
     raw = message if isinstance(message, bytes) else message.as_bytes(policy=SMTP_POLICY)
-    box = MailBoxUnencrypted("127.0.0.1", ports[user], timeout=20)
-    try:
-        box.login(user, MAILBOXES[user])
-        box.append(raw, "INBOX")
-    finally:
-        with contextlib.suppress(Exception):
-            box.logout()
+    with MailboxClient(config.settings.mailbox(user), MAILBOXES[user]) as client:
+        client.append(raw, "INBOX", flags=())
 
 
 def run_demo(*, keep: bool = False, console: Console | None = None) -> Path | None:
@@ -334,7 +330,7 @@ def run_demo(*, keep: bool = False, console: Console | None = None) -> Path | No
             _step(console, "1. Courrier d'exemple déposé dans les deux boîtes")
             for boxes, message in sample_mail(rules):
                 for user in boxes:
-                    _append(ports, user, message)
+                    _append(config, user, message)
                 console.print(f"   {', '.join(boxes)} ← « {message['Subject']} »", markup=False)
             _step(console, "2. Relève des boîtes et envoi des réponses (code réel du service)")
             _poll_and_send(app, console)
@@ -359,7 +355,7 @@ def run_demo(*, keep: bool = False, console: Console | None = None) -> Path | No
                         )
                     ],
                 )
-                _append(ports, "d.berteloot", answer)
+                _append(config, "d.berteloot", answer)
                 _poll_and_send(app, console)
             _show(app, capture, console)
     finally:

@@ -1,9 +1,23 @@
 """The one place that talks IMAP: a small client over imap-tools.
 
-Everything else in the service uses ``MailboxClient``; it never marks mail
+No other module imports imap-tools or imaplib (``tests/test_imap_client.py``
+checks it): everything goes through ``MailboxClient``. It never marks mail
 as read (BODY.PEEK), works by UID only, fetches in batches, and tolerates
 servers that repeat FETCH responses (pymap) by keying results on the UID.
 Accented words are never sent in SEARCH: matching is done on our side.
+
+Safety rules, because the mailboxes belong to staff:
+
+* Messages change only through UID STORE, UID MOVE, UID COPY and UID
+  EXPUNGE, naming the UIDs concerned. A plain EXPUNGE would also remove mail
+  staff marked as deleted in their own client: filing never sends one.
+  The single exception is ``delete_uids`` on a server without UIDPLUS,
+  where deleting personal data (purge, erasure) has no other way to go.
+* A UID means something only with its folder's UIDVALIDITY: callers compare
+  it (``select``) before acting on UIDs they stored.
+
+IDLE is handled here too (``start_idle``, ``wait_in_idle``, ``stop_idle``):
+callers only learn whether new mail was announced.
 """
 
 from __future__ import annotations
@@ -14,11 +28,12 @@ import logging
 import re
 import socket
 import ssl
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from imap_tools import MailBox, MailBoxStartTls, MailBoxUnencrypted
+from imap_tools import AND, H, MailBox, MailBoxStartTls, MailBoxUnencrypted
 from imap_tools.errors import MailboxLoginError, UnexpectedCommandStatusError
 from imap_tools.message import MailMessage
 from imap_tools.utils import encode_folder
@@ -27,6 +42,13 @@ from mailbot.config import MailboxSettings
 from mailbot.errors import MailbotError
 
 log = logging.getLogger(__name__)
+
+# Bound on the UIDs named in one command: some servers limit the line length.
+UID_CHUNK = 500
+# IDLE polls returning nothing at once, in a row, that mean the socket is dead.
+_MAX_QUICK_EMPTY_POLLS = 20
+# Failures of the connection or of a command, as imaplib and imap-tools raise them.
+_IMAP_FAILURES = (OSError, imaplib.IMAP4.error, UnexpectedCommandStatusError)
 
 _IMAP_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -82,6 +104,13 @@ def _mailbox_classes():
 _MAILBOX_CLASSES = _mailbox_classes()
 
 
+def _uid_sets(uids: Iterable[int]) -> Iterator[str]:
+    """``1,5,9`` lists of the distinct UIDs, sorted, at most ``UID_CHUNK`` each."""
+    wanted = sorted(set(uids))
+    for start in range(0, len(wanted), UID_CHUNK):
+        yield ",".join(str(u) for u in wanted[start : start + UID_CHUNK])
+
+
 def imap_date(day: date) -> str:
     """Date in IMAP SEARCH syntax (``25-Nov-2026``), independent of the locale."""
     return f"{day.day:02d}-{_IMAP_MONTHS[day.month - 1]}-{day.year}"
@@ -102,6 +131,7 @@ class MailboxClient:
         self._ssl_context = ssl_context
         self._box = None
         self.folder: FolderState | None = None
+        self._quick_empty_polls = 0
 
     # -- connection ---------------------------------------------------------
 
@@ -129,8 +159,9 @@ class MailboxClient:
             # imaplib keeps the capabilities announced before login; servers
             # announce MOVE, UIDPLUS, IDLE... only after it.
             typ, data = box.client.capability()
-            if typ == "OK" and data and data[-1]:
-                box.client.capabilities = tuple(data[-1].decode("ascii", "replace").upper().split())
+            words = _capability_words(data) if typ == "OK" else ()
+            if words:
+                box.client.capabilities = words
         except MailboxLoginError as err:
             _quietly_close(box)
             raise ImapError(f"{s.name}: login refused for {s.username}") from err
@@ -143,35 +174,41 @@ class MailboxClient:
         box, self._box = self._box, None
         if box is None:
             return
-        with contextlib.suppress(OSError, imaplib.IMAP4.error, UnexpectedCommandStatusError):
+        with contextlib.suppress(*_IMAP_FAILURES):
             box.logout()
         _quietly_close(box)
 
     @property
-    def box(self):
+    def _mailbox(self):
+        """The imap-tools mailbox; never handed out of this module."""
         if self._box is None:
             raise ImapError(f"{self.settings.name}: not connected")
         return self._box
 
     @property
     def capabilities(self) -> tuple[str, ...]:
-        return tuple(self.box.client.capabilities)
+        """What the server announced after login (upper case)."""
+        return tuple(self._mailbox.client.capabilities)
+
+    def has_capability(self, name: str) -> bool:
+        """Whether the server announced ``name`` (``IDLE``, ``MOVE``, ``UIDPLUS``...)."""
+        return name.upper() in self.capabilities
 
     # -- folders --------------------------------------------------------------
 
     def select(self, folder: str | None = None) -> FolderState:
         """Select ``folder`` read-write and return its UIDVALIDITY."""
         name = folder or self.settings.folder
-        client = self.box.client
+        client = self._mailbox.client
         try:
-            self.box.folder.set(name)
-        except (OSError, imaplib.IMAP4.error, UnexpectedCommandStatusError) as err:
+            self._mailbox.folder.set(name)
+        except _IMAP_FAILURES as err:
             raise ImapError(f"{self.settings.name}: cannot select {name!r}: {err}") from err
         uidvalidity = _first_int(client.untagged_responses.get("UIDVALIDITY"))
         uidnext = _first_int(client.untagged_responses.get("UIDNEXT"))
         exists = _first_int(client.untagged_responses.get("EXISTS"))
         if uidvalidity is None:
-            status = self.box.folder.status(name, ["UIDVALIDITY", "UIDNEXT", "MESSAGES"])
+            status = self._mailbox.folder.status(name, ["UIDVALIDITY", "UIDNEXT", "MESSAGES"])
             uidvalidity = status["UIDVALIDITY"]
             uidnext = status.get("UIDNEXT")
             exists = status.get("MESSAGES")
@@ -186,16 +223,22 @@ class MailboxClient:
         """
         name = folder or self.settings.folder
         try:
-            found = self.box.folder.status(name, ["UIDVALIDITY", "UIDNEXT", "MESSAGES"])
-        except (OSError, imaplib.IMAP4.error, UnexpectedCommandStatusError) as err:
+            found = self._mailbox.folder.status(name, ["UIDVALIDITY", "UIDNEXT", "MESSAGES"])
+        except _IMAP_FAILURES as err:
             raise ImapError(f"{self.settings.name}: STATUS {name!r} failed: {err}") from err
         return FolderState(name, found["UIDVALIDITY"], found.get("UIDNEXT"), found.get("MESSAGES"))
 
+    def folder_exists(self, name: str) -> bool:
+        try:
+            return bool(self._mailbox.folder.exists(name))
+        except _IMAP_FAILURES as err:
+            raise ImapError(f"{self.settings.name}: cannot list folder {name!r}: {err}") from err
+
     def ensure_folder(self, name: str) -> None:
         try:
-            if not self.box.folder.exists(name):
-                self.box.folder.create(name)
-        except (OSError, imaplib.IMAP4.error, UnexpectedCommandStatusError) as err:
+            if not self._mailbox.folder.exists(name):
+                self._mailbox.folder.create(name)
+        except _IMAP_FAILURES as err:
             raise ImapError(f"{self.settings.name}: cannot create folder {name!r}: {err}") from err
 
     # -- searching and fetching ---------------------------------------------
@@ -210,18 +253,31 @@ class MailboxClient:
         return self._search(f"SINCE {imap_date(day)}")
 
     def existing_uids(self, uids: Sequence[int]) -> list[int]:
-        """Which of ``uids`` are still in the folder."""
-        if not uids:
+        """Which of ``uids`` are still in the folder (asked in chunks)."""
+        present: set[int] = set()
+        for uid_set in _uid_sets(uids):
+            present.update(self._search("UID " + uid_set))
+        # Only what was asked, whatever else a server may add to its answer.
+        return sorted(present & set(uids))
+
+    def uids_with_message_id(self, message_id: str | None) -> list[int]:
+        """UIDs of the messages whose Message-ID header is ``message_id``.
+
+        An empty, non-ASCII or quote-carrying Message-ID is never sent in a
+        SEARCH: no UID is returned for it.
+        """
+        value = (message_id or "").strip()
+        if not value or not value.isascii() or '"' in value or "\\" in value:
             return []
-        return self._search("UID " + ",".join(str(u) for u in sorted(set(uids))))
+        return self._search(str(AND(header=H("Message-ID", value))))
 
     def all_uids(self) -> list[int]:
         return self._search("ALL")
 
     def _search(self, criteria: str) -> list[int]:
         try:
-            uids = self.box.uids(criteria, charset=None)
-        except (OSError, imaplib.IMAP4.error, UnexpectedCommandStatusError) as err:
+            uids = self._mailbox.uids(criteria, charset=None)
+        except _IMAP_FAILURES as err:
             raise ImapError(f"{self.settings.name}: SEARCH {criteria} failed: {err}") from err
         return sorted({int(u) for u in uids})
 
@@ -235,14 +291,14 @@ class MailboxClient:
             chunk = [str(u) for u in wanted[start : start + batch]]
             try:
                 messages = list(
-                    self.box.fetch(
+                    self._mailbox.fetch(
                         uid_list=chunk,
                         mark_seen=False,
                         headers_only=headers_only,
                         bulk=len(chunk) if len(chunk) >= 2 else False,
                     )
                 )
-            except (OSError, imaplib.IMAP4.error, UnexpectedCommandStatusError) as err:
+            except _IMAP_FAILURES as err:
                 raise ImapError(f"{self.settings.name}: FETCH failed: {err}") from err
             for message in messages:
                 if message.uid is None:
@@ -273,12 +329,12 @@ class MailboxClient:
         if not uid_list:
             return
         target = encode_folder(folder)
-        if "MOVE" in self.capabilities:
+        if self.has_capability("MOVE"):
             self._uid_command("MOVE", uid_list, target)
             return
         self._uid_command("COPY", uid_list, target)
         self._uid_command("STORE", uid_list, "+FLAGS.SILENT", "(\\Deleted)")
-        if "UIDPLUS" in self.capabilities:
+        if self.has_capability("UIDPLUS"):
             self._uid_command("EXPUNGE", uid_list)
         else:
             log.warning(
@@ -286,9 +342,30 @@ class MailboxClient:
                 self.settings.name,
             )
 
+    def delete_uids(self, uids: Iterable[int]) -> None:
+        """Delete exactly these messages of the selected folder, for good.
+
+        With UIDPLUS: UID STORE ``\\Deleted`` then UID EXPUNGE of these UIDs
+        only. Without it there is no way to expunge only them: the UIDs are
+        marked ``\\Deleted`` and a plain EXPUNGE follows, which also removes
+        whatever the mailbox owner had marked ``\\Deleted`` without expunging
+        yet. That is the one plain EXPUNGE this client sends, for personal
+        data that must go (purge, erasure); ``move`` never does.
+        """
+        uidplus = self.has_capability("UIDPLUS")
+        for uid_set in _uid_sets(uids):
+            if uidplus:
+                self._uid_command("STORE", uid_set, "+FLAGS.SILENT", r"(\Deleted)")
+                self._uid_command("EXPUNGE", uid_set)
+                continue
+            try:
+                self._mailbox.delete(uid_set)
+            except _IMAP_FAILURES as err:
+                raise ImapError(f"{self.settings.name}: cannot delete {uid_set}: {err}") from err
+
     def _uid_command(self, command: str, *args) -> None:
         try:
-            typ, data = self.box.client.uid(command, *args)
+            typ, data = self._mailbox.client.uid(command, *args)
         except (OSError, imaplib.IMAP4.error) as err:
             raise ImapError(f"{self.settings.name}: UID {command} failed: {err}") from err
         if typ != "OK":
@@ -296,9 +373,71 @@ class MailboxClient:
 
     def append(self, raw: bytes, folder: str, *, flags: Sequence[str] = ("\\Seen",)) -> None:
         try:
-            self.box.append(raw, folder, flag_set=list(flags))
-        except (OSError, imaplib.IMAP4.error, UnexpectedCommandStatusError) as err:
+            self._mailbox.append(raw, folder, flag_set=list(flags))
+        except _IMAP_FAILURES as err:
             raise ImapError(f"{self.settings.name}: cannot append to {folder!r}: {err}") from err
+
+    # -- IDLE -------------------------------------------------------------------
+
+    def start_idle(self) -> bool:
+        """Enter IDLE on the selected folder; whether new mail was announced already.
+
+        A notice sent while IDLE was starting is read by imaplib as an
+        untagged response, not returned by the IDLE poll: it is looked for there.
+        """
+        self._quick_empty_polls = 0
+        try:
+            self._mailbox.idle.start()
+        except _IMAP_FAILURES as err:
+            raise ImapError(f"{self.settings.name}: IDLE refused: {err}") from err
+        return self._take_new_mail_notice()
+
+    def wait_in_idle(self, *, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds in IDLE; whether new mail was announced.
+
+        Raises ``ImapError`` when the server says BYE or the connection is
+        dead (imap-tools returns nothing at once on EOF: many such quick empty
+        answers in a row mean the socket is gone).
+        """
+        before = time.monotonic()
+        try:
+            responses = self._mailbox.idle.poll(timeout=timeout)
+        except _IMAP_FAILURES as err:
+            raise ImapError(f"{self.settings.name}: IDLE failed: {err}") from err
+        if any(b"BYE" in r for r in responses):
+            raise ImapError(f"{self.settings.name}: server said BYE")
+        news = any(b"EXISTS" in r or b"RECENT" in r for r in responses)
+        news = self._take_new_mail_notice() or news
+        if not responses and time.monotonic() - before < timeout / 2:
+            self._quick_empty_polls += 1
+            if self._quick_empty_polls > _MAX_QUICK_EMPTY_POLLS:
+                raise ImapError(f"{self.settings.name}: IDLE connection lost")
+        else:
+            self._quick_empty_polls = 0
+        return news
+
+    def stop_idle(self) -> bool:
+        """Leave IDLE (DONE); whether new mail was announced meanwhile."""
+        try:
+            self._mailbox.idle.stop()
+        except _IMAP_FAILURES as err:
+            raise ImapError(f"{self.settings.name}: leaving IDLE failed: {err}") from err
+        return self._take_new_mail_notice()
+
+    def _take_new_mail_notice(self) -> bool:
+        """Whether imaplib holds an EXISTS/RECENT notice (and forget it)."""
+        untagged = self._mailbox.client.untagged_responses
+        found = False
+        for name in ("EXISTS", "RECENT"):
+            if untagged.pop(name, None):
+                found = True
+        return found
+
+
+def _capability_words(data) -> tuple[str, ...]:
+    """The words of CAPABILITY responses, upper case."""
+    text = b" ".join(d for d in data or () if isinstance(d, bytes))
+    return tuple(text.decode("ascii", "replace").upper().split())
 
 
 def _first_int(values) -> int | None:

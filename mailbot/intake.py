@@ -16,8 +16,6 @@ skipped and never answered, the rest is deduplicated against the ledger.
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import hashlib
 import logging
 import re
@@ -44,7 +42,7 @@ from mailbot.filing import (
 )
 from mailbot.imap import FetchedMessage, FolderState, ImapError, MailboxClient
 from mailbot.pipeline import Analyser, Analysis
-from parsers.mail import header_block
+from parsers.mail import header_block, header_text, read_headers
 from storage import repositories as repo
 from storage.db import session_scope
 from storage.errors import BlobError
@@ -313,9 +311,8 @@ def quick_dedup_key(raw: bytes) -> str:
         # On a whole message the stdlib parser splits every line (266 MB for
         # 36 MB): past 1 MiB it only gets the header block, which can differ
         # on such odd input; a key that differs only costs a full analysis.
-        parser = email.parser.BytesHeaderParser(policy=email.policy.compat32)
         source = raw if len(raw) <= _WHOLE_PARSE_LIMIT else header_block(raw)
-        message_id = parser.parsebytes(source).get("Message-ID")
+        message_id = read_headers(source).get("Message-ID")
         return dedup_key_for(str(message_id) if message_id else None, sha)
     found = _MESSAGE_ID_FIELD.search(head)
     # 8-bit bytes as str(Header) gives them under compat32: U+FFFD each.
@@ -566,7 +563,7 @@ def _record_skipped(
     now = utcnow()
     entries = []
     for item in fetched:
-        headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(item.raw)
+        headers = read_headers(item.raw)
         sha = hashlib.sha256(item.raw).hexdigest()
         message_id = headers.get("Message-ID")
         values = {
@@ -614,17 +611,9 @@ def _record_skipped(
 
 
 def _header_text(value) -> str:
-    if value is None:
-        return ""
-    from email.header import decode_header, make_header
-
-    try:
-        text = str(make_header(decode_header(str(value))))
-    except (ValueError, LookupError, UnicodeError):
-        text = str(value)
     from parsers.text import header_safe
 
-    return header_safe(text, max_length=998)
+    return header_safe(header_text(value), max_length=998)
 
 
 def _wanted_action(mailbox: MailboxSettings, status: str) -> str:

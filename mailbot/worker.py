@@ -29,7 +29,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from mailbot.app import App
 from mailbot.config import MailboxSettings, secret
-from mailbot.imap import ImapError, MailboxClient
+from mailbot.imap import MailboxClient
 from mailbot.intake import poll_mailbox
 from mailbot.pipeline import Analyser
 
@@ -115,52 +115,25 @@ class IdleWatcher(threading.Thread):
         renew = self.service.app.config.settings.schedule.idle_renew_minutes * 60
         with MailboxClient(self.mailbox, password) as client:
             client.select(self.mailbox.folder)
-            if "IDLE" not in client.capabilities:
+            if not client.has_capability("IDLE"):
                 log.info("IDLE %s: not supported by the server; timer poll only", self.mailbox.name)
                 return False
             log.info("IDLE %s: watching %s", self.mailbox.name, self.mailbox.folder)
             # Catch up on what arrived while we were not connected.
             self.poller.trigger_soon()
-            idle = client.box.idle
             while not self.service.stopping.is_set():
-                idle.start()
+                news = client.start_idle()
                 started = time.monotonic()
-                # A notice sent while IDLE was starting is read by imaplib as an
-                # untagged response, not returned by idle.poll(): look there too.
-                news = _pop_news(client.box.client.untagged_responses)
-                quick_empty = 0
                 while (
                     not news
                     and time.monotonic() - started < renew
                     and not self.service.stopping.is_set()
                 ):
-                    before = time.monotonic()
-                    responses = idle.poll(timeout=IDLE_POLL_SECONDS)
-                    if any(b"BYE" in r for r in responses):
-                        raise ImapError(f"{self.mailbox.name}: server said BYE")
-                    news = any(b"EXISTS" in r or b"RECENT" in r for r in responses)
-                    news = _pop_news(client.box.client.untagged_responses) or news
-                    # imap-tools returns [] at once on EOF: a dead socket looks like this.
-                    if not responses and time.monotonic() - before < IDLE_POLL_SECONDS / 2:
-                        quick_empty += 1
-                        if quick_empty > 20:
-                            raise ImapError(f"{self.mailbox.name}: IDLE connection lost")
-                    else:
-                        quick_empty = 0
-                idle.stop()
-                news = _pop_news(client.box.client.untagged_responses) or news
+                    news = client.wait_in_idle(timeout=IDLE_POLL_SECONDS)
+                news = client.stop_idle() or news
                 if news:
                     self.poller.trigger_soon()
         return True
-
-
-def _pop_news(untagged: dict) -> bool:
-    """Whether imaplib holds an EXISTS/RECENT notice (and forget it)."""
-    found = False
-    for name in ("EXISTS", "RECENT"):
-        if untagged.pop(name, None):
-            found = True
-    return found
 
 
 class Service:
@@ -228,7 +201,9 @@ class Service:
 
     # -- life cycle -------------------------------------------------------------
 
-    def _job(self, function: Callable[[], None]) -> Callable[[], None]:
+    def _guarded_job(self, function: Callable[[], None]) -> Callable[[], None]:
+        """``function`` as a scheduler job: skipped once stopping, failures logged."""
+
         def run() -> None:
             if self.stopping.is_set():
                 return
@@ -244,14 +219,14 @@ class Service:
         now = datetime.now(self.zone)
         for name, poller in self.pollers.items():
             self.scheduler.add_job(
-                self._job(poller.trigger),
+                self._guarded_job(poller.trigger),
                 "interval",
                 seconds=settings.schedule.poll_interval_seconds,
                 id=f"poll:{name}",
                 next_run_time=now,
             )
         self.scheduler.add_job(
-            self._job(self.send),
+            self._guarded_job(self.send),
             "interval",
             seconds=settings.schedule.send_interval_seconds,
             id="outbox",
@@ -259,13 +234,15 @@ class Service:
         )
         hour, minute = settings.digest.at.split(":")
         self.scheduler.add_job(
-            self._job(self.digest), "cron", hour=int(hour), minute=int(minute), id="digest"
+            self._guarded_job(self.digest), "cron", hour=int(hour), minute=int(minute), id="digest"
         )
         # A digest missed while the service was down is sent at start-up.
-        self.scheduler.add_job(self._job(self.digest), "date", run_date=now, id="digest-catchup")
+        self.scheduler.add_job(
+            self._guarded_job(self.digest), "date", run_date=now, id="digest-catchup"
+        )
         hour, minute = settings.schedule.purge_at.split(":")
         self.scheduler.add_job(
-            self._job(self.purge), "cron", hour=int(hour), minute=int(minute), id="purge"
+            self._guarded_job(self.purge), "cron", hour=int(hour), minute=int(minute), id="purge"
         )
         self.scheduler.add_job(
             self.beat, "interval", seconds=HEARTBEAT_SECONDS, id="heartbeat", next_run_time=now

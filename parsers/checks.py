@@ -1,10 +1,11 @@
 """What a candidature still lacks, and what each attachment is.
 
 A candidature is complete when the dossier d'intention and the official
-letter are there and every required field has a value
-(``shared/dossier-intention.md``). ``missing_pieces`` names what is not, in
-the stable codes of the JSON output (``dossier``, ``letter``, ``field:KEY``);
-``describe_missing`` turns them into the French wording of the notice.
+letter are there and every required field has a value (``[fields.*]`` of
+``config/rules.toml``, described in ``docs/admin.md``). ``missing_pieces``
+names what is not, in the stable codes of the JSON output (``dossier``,
+``letter``, ``field:KEY``); ``describe_missing`` turns them into the French
+wording of the notice.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from parsers.documents import DocumentText
 
 if TYPE_CHECKING:
-    from mailbot.config import Rules
+    from parsers.rules import Rules
 
 DOSSIER = "dossier"
 LETTER = "letter"

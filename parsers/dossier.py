@@ -36,7 +36,7 @@ from parsers.normalize import Normalised, first_choice, normalize_value, words
 from parsers.text import fold
 
 if TYPE_CHECKING:
-    from mailbot.config import Rules
+    from parsers.rules import Rules
 
 # Section headings of the generated form (mailbot.forms prints them before
 # these fields); a heading ends the value above it.

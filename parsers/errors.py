@@ -2,7 +2,7 @@
 
 Parsers turn broken input into warnings on the object they return; an
 exception means the input could not be read at all, and the caller keeps the
-raw bytes with status ``failed`` (see ``/work/shared/reliability.md``).
+raw bytes with status ``failed`` (see ``docs/reliability.md``).
 """
 
 from __future__ import annotations

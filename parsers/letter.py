@@ -27,7 +27,7 @@ from parsers.dossier import count_labels
 from parsers.text import fold
 
 if TYPE_CHECKING:
-    from mailbot.config import Rules
+    from parsers.rules import Rules
 
 # A page showing this many field labels is a form page, not a letter (a
 # letterhead may show two or so: "Téléphone", "Adresse").

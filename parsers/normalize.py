@@ -1,8 +1,9 @@
 """Normalisation of the values read from a dossier d'intention.
 
 Applicants write dates, amounts, phone numbers and choices in many ways; the
-database and the JSON output want one form per field, as
-``shared/dossier-intention.md`` specifies. Every function here is pure and
+database and the JSON output want one form per field, as the fields of
+``config/rules.toml`` say (``docs/admin.md``, "Les champs du dossier
+d'intention"). Every function here is pure and
 says *why* it could not normalise a value (``Normalised.reason``), so the
 service can tell staff what it did not understand instead of guessing.
 
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from parsers.text import fold, nfc
 
 if TYPE_CHECKING:
-    from mailbot.config import Choice, Rules
+    from parsers.rules import Choice, Rules
 
 
 @dataclass(frozen=True)

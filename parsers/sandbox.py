@@ -43,7 +43,7 @@ from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mailbot.config import LimitsSettings
+    from parsers.rules import ParseLimits
 
 # Modules the forkserver imports once, so that each child starts warm
 # (parsers.documents imports its libraries lazily, so they are named too).
@@ -64,7 +64,7 @@ class SandboxLimits:
     cpu_seconds: int = 60
 
     @classmethod
-    def from_settings(cls, limits: LimitsSettings) -> SandboxLimits:
+    def from_settings(cls, limits: ParseLimits) -> SandboxLimits:
         return cls(
             timeout_seconds=limits.parse_timeout_seconds,
             memory_mb=limits.parse_memory_mb,
@@ -170,6 +170,7 @@ def _cpu_budget(cpu_seconds: int, *, hard: bool = False) -> None:
 
 def _child_main(
     conn: Connection,
+    *,
     work_path: str,
     offset: int,
     memory_mb: int,
@@ -231,7 +232,13 @@ def _start(work_path: str, offset: int, limits: SandboxLimits) -> _Run:
     process = ctx.Process(
         target=_child_main,
         name=_CHILD_NAME,
-        args=(child_conn, work_path, offset, limits.memory_mb, limits.cpu_seconds),
+        args=(child_conn,),
+        kwargs={
+            "work_path": work_path,
+            "offset": offset,
+            "memory_mb": limits.memory_mb,
+            "cpu_seconds": limits.cpu_seconds,
+        },
         daemon=True,
     )
     try:
@@ -334,7 +341,7 @@ def map_sandboxed(
         while offset < len(todo):
             run = _start(work_path, offset, limits)
             try:
-                offset = _supervise(run, results, limits, len(todo))
+                offset = _supervise(run, results, limits=limits, total=len(todo))
             finally:
                 _close(run)
     finally:
@@ -362,7 +369,7 @@ def _write_work(func: Callable[..., Any], items: list[Any], kwargs: dict[str, An
     return path
 
 
-def _supervise(run: _Run, results: list[Any], limits: SandboxLimits, total: int) -> int:
+def _supervise(run: _Run, results: list[Any], *, limits: SandboxLimits, total: int) -> int:
     """Watch one child; return the index of the first item still to do."""
     sentinel = run.process.sentinel
     while True:

@@ -306,6 +306,9 @@ class Message(SQLModel, table=True):
     verdict: str | None = Field(default=None, sa_type=_ENUM, nullable=True)
     rule_trace: list[Any] = _json_list()
     status: str = Field(sa_type=_ENUM, nullable=False, index=True)
+    # Why it waits for staff (needs_review, failed): a code of
+    # parsers.reasons.ReviewReason; ``error`` holds the free-text detail.
+    reason: str | None = Field(default=None, sa_type=_ENUM, nullable=True)
     error: str | None = Field(default=None, sa_type=sa.Text, nullable=True)
     warnings: list[Any] = _json_list()
     dossier_id: int | None = Field(
@@ -424,9 +427,18 @@ class Outbox(SQLModel, table=True):
     message_id: str = Field(sa_type=_TEXT, nullable=False, unique=True)  # ours
     raw: bytes = Field(sa_type=sa.LargeBinary, nullable=False)  # the message as sent
     status: str = Field(default=OutboxStatus.QUEUED, sa_type=_ENUM, nullable=False)
+    # Why it was not sent: a code of parsers.reasons.ReplyHold (rows written
+    # before codes may hold an English sentence), and the values its wording
+    # names (e.g. {"count": 3, "cap": 3} for a cap).
     suppressed_reason: str | None = Field(default=None, sa_type=sa.Text, nullable=True)
+    suppressed_details: dict[str, Any] | None = Field(
+        default=None, sa_column=sa.Column(sa.JSON(), nullable=True)
+    )
     attempts: int = Field(default=0, nullable=False)
     next_attempt_at: datetime | None = _timestamp(nullable=True)
+    # Why delivery was given up (status failed): a code of
+    # parsers.reasons.DeliveryFailure; ``last_error`` holds the server's words.
+    failure_reason: str | None = Field(default=None, sa_type=_ENUM, nullable=True)
     last_error: str | None = Field(default=None, sa_type=sa.Text, nullable=True)
     smtp_response: str | None = Field(default=None, sa_type=sa.Text, nullable=True)
     created_at: datetime = _timestamp()

@@ -502,6 +502,7 @@ def enqueue_outgoing(
     trigger_message: Message | None = None,
     status: str = OutboxStatus.QUEUED,
     suppressed_reason: str | None = None,
+    suppressed_details: dict[str, Any] | None = None,
     next_attempt_at: datetime | None = None,
 ) -> Outbox | None:
     """Queue a rendered message for sending, once per ``dedup_key``.
@@ -512,7 +513,9 @@ def enqueue_outgoing(
     ``"<kind>:<dossier id>:<trigger message pk>"`` (see ``Outbox``).
 
     ``status`` is ``queued`` (due at ``next_attempt_at``, default now) or
-    ``suppressed`` (kept for the record, never sent; give a reason).
+    ``suppressed`` (kept for the record, never sent; give a reason: a code
+    of ``parsers.reasons.ReplyHold``, with the values its wording names in
+    ``suppressed_details``).
     A different dedup key reusing ``message_id`` raises DuplicateError.
     """
     kind = _check_choice(kind, OutboxKind, "outbox kind")
@@ -535,6 +538,7 @@ def enqueue_outgoing(
         raw=raw,
         status=status,
         suppressed_reason=suppressed_reason,
+        suppressed_details=suppressed_details,
         # Due rows are found with the (status, next_attempt_at) index.
         next_attempt_at=(next_attempt_at or now) if status == OutboxStatus.QUEUED else None,
         created_at=now,

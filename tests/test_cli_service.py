@@ -6,7 +6,7 @@ import json
 
 from mailbot.cli import main
 from mailbot.intake import poll_all
-from tests.test_replies import application
+from tests.fixtures.candidatures import application
 
 
 def test_digest_print_purge_hold_export_erase(replies_app, dovecot, smtp_server, tmp_path, capsys):

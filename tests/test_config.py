@@ -7,8 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from pydantic import ValidationError
+
 from mailbot.cli import main
 from mailbot.config import Settings, load_config
+from parsers import classify
+from parsers.rules import ChainStep
 from tests.fixtures.config import REPO_ROOT, SHIPPED_CONFIG, TEST_SECRETS
 
 
@@ -244,3 +249,24 @@ def test_templates_rendered_with_sample_data(config_dir, secrets_env, capsys):
     assert "missing_pieces.txt.j2:5: cannot render" in err
     assert "'pieces_manquantes' is undefined" in err
     assert "completed.html.j2: template missing" in err
+
+
+def test_a_new_rule_class_is_a_name_the_chain_accepts(monkeypatch):
+    # The names rules.toml may use come from the rule classes: no list to update.
+    monkeypatch.setattr(classify, "RULES", dict(classify.RULES))
+    with pytest.raises(ValidationError, match="unknown rule 'same_day_twice'"):
+        ChainStep(rule="same_day_twice", action="follow_up")
+
+    class SameDayTwice(classify.Rule):
+        name = "same_day_twice"
+
+    assert ChainStep(rule="same_day_twice", action="follow_up").rule == "same_day_twice"
+    assert classify.RULES["same_day_twice"] is SameDayTwice
+
+
+def test_two_rule_classes_cannot_share_a_name(monkeypatch):
+    monkeypatch.setattr(classify, "RULES", dict(classify.RULES))
+    with pytest.raises(TypeError, match="two rule classes are named 'loop_header'"):
+
+        class Duplicate(classify.Rule):
+            name = "loop_header"

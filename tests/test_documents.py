@@ -21,9 +21,9 @@ from parsers.documents import (
     extract_documents,
     layout_page,
 )
-from tests import corpus
-from tests.corpus import POTAGER, attachment
+from tests.fixtures import corpus
 from tests.fixtures.config import SHIPPED_CONFIG
+from tests.fixtures.corpus import POTAGER, attachment
 
 # OCR tests are skipped without Tesseract, except on CI where it must be there.
 HAS_TESSERACT = shutil.which("tesseract") is not None or bool(os.environ.get("CI"))

@@ -15,8 +15,8 @@ from parsers.checks import attachment_roles
 from parsers.documents import extract_documents
 from parsers.dossier import read_dossier
 from parsers.letter import find_letter
-from tests.corpus import attachment, hostile_files
 from tests.fixtures.config import SHIPPED_CONFIG
+from tests.fixtures.corpus import attachment, hostile_files
 
 # Small limits keep the suite fast; the shipped ones are 60 s / 1 GB / 60 s.
 LIMITS = LimitsSettings(

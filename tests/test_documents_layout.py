@@ -7,8 +7,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parsers import documents
-from parsers.documents import Word
+from parsers.documents import Word, layout
 
 
 def _gutter_by_scanning(lines: list[list[Word]], width: float) -> tuple[float, float] | None:
@@ -60,7 +59,7 @@ def _word(draw) -> Word:
 @settings(max_examples=400, deadline=None)
 @given(st.lists(st.lists(_word(), min_size=1, max_size=8), min_size=0, max_size=40))
 def test_gutter_search_matches_the_plain_scan(lines):
-    assert documents._find_gutter(lines, WIDTH) == _gutter_by_scanning(lines, WIDTH)
+    assert layout._find_gutter(lines, WIDTH) == _gutter_by_scanning(lines, WIDTH)
 
 
 def _two_columns(gap: float) -> list[list[Word]]:
@@ -81,8 +80,8 @@ def _two_columns(gap: float) -> list[list[Word]]:
 def test_gutter_search_on_real_shaped_pages():
     for gap in (0.0, 3.0, 14.0, 15.0, 16.5, 40.0):
         lines = _two_columns(gap)
-        assert documents._find_gutter(lines, WIDTH) == _gutter_by_scanning(lines, WIDTH)
-    assert documents._find_gutter(_two_columns(40.0), WIDTH) is not None
+        assert layout._find_gutter(lines, WIDTH) == _gutter_by_scanning(lines, WIDTH)
+    assert layout._find_gutter(_two_columns(40.0), WIDTH) is not None
 
 
 @settings(max_examples=400, deadline=None)
@@ -93,4 +92,4 @@ def test_gutter_search_on_real_shaped_pages():
 def test_crossings_count_each_line_once_per_position(lines, step):
     positions = [WIDTH * 0.25 + i * step for i in range(int(WIDTH * 0.5 / step))]
     expected = [sum(1 for line in lines if any(w.x0 < x < w.x1 for w in line)) for x in positions]
-    assert documents._crossings(lines, positions) == expected
+    assert layout._crossings(lines, positions) == expected

@@ -184,19 +184,12 @@ with open(os.environ["MARKER"], "a") as marker:
     marker.write(__name__ + "\\n")
 import sqlalchemy  # the service's main module imports the database layer
 from parsers.sandbox import map_sandboxed, SandboxLimits
-from tests.test_documents_sandbox import child_modules
+from tests.fixtures.sandbox_probe import child_modules
 
 if __name__ == "__main__":
     limits = SandboxLimits(timeout_seconds=20, memory_mb=512, cpu_seconds=10)
     print(json.dumps(map_sandboxed(child_modules, [0, 1], limits=limits)))
 """
-
-
-def child_modules(_item: int) -> list[str]:
-    """Which heavy or main-script modules this (child) process has loaded."""
-    main_file = getattr(sys.modules["__main__"], "__file__", None)
-    loaded = ["sqlalchemy"] if "sqlalchemy" in sys.modules else []
-    return loaded + ([f"main: {os.path.basename(main_file)}"] if main_file else [])
 
 
 def test_children_never_import_the_main_script(tmp_path):

@@ -12,16 +12,17 @@ from pypdf import PdfReader, PdfWriter
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen.canvas import Canvas
 
-import parsers.documents as documents
 from mailbot.config import load_config
 from mailbot.forms import blank_form_pdf
-from parsers.documents import DocumentLimits, extract_document
+from parsers.documents import DocumentLimits, Word, extract_document, pdfium
+from parsers.documents import pdf as documents_pdf
 from parsers.dossier import read_dossier
 from parsers.letter import find_letter
-from tests import corpus
-from tests.corpus import POTAGER, attachment
+from parsers.text import nfc
+from tests.fixtures import corpus
 from tests.fixtures.config import SHIPPED_CONFIG
-from tests.test_hostile_input import no_tounicode_pdf
+from tests.fixtures.corpus import POTAGER, attachment
+from tests.fixtures.hostile_mail import no_tounicode_pdf
 
 LIMITS = DocumentLimits(max_pdf_pages=10, ocr_timeout_seconds=60)
 RULES = load_config(SHIPPED_CONFIG, environ={}).rules
@@ -39,7 +40,7 @@ def _read(data: bytes, tesseract: str | None = "tesseract"):
 def _read_full_way(data: bytes, monkeypatch, tesseract: str | None = "tesseract"):
     """The reading with every page through pdfplumber (words and table search)."""
     with monkeypatch.context() as patch:
-        patch.setattr(documents, "_pdfium_pages", lambda data, wanted: {})
+        patch.setattr(documents_pdf, "_pdfium_pages", lambda data, wanted: {})
         return _read(data, tesseract)
 
 
@@ -147,11 +148,11 @@ def _hard_pdf(*, fake_bold: bool = False, turned: bool = False) -> bytes:
     return buffer.getvalue()
 
 
-def _plumber_words(data: bytes) -> list[list[documents.Word]]:
+def _plumber_words(data: bytes) -> list[list[Word]]:
     with pdfplumber.open(io.BytesIO(data)) as pdf:
         return [
             [
-                documents.Word(w["x0"], w["x1"], w["top"], w["bottom"], documents.nfc(w["text"]))
+                Word(w["x0"], w["x1"], w["top"], w["bottom"], nfc(w["text"]))
                 for w in page.extract_words(x_tolerance=2, y_tolerance=2, keep_blank_chars=False)
             ]
             for page in pdf.pages
@@ -163,7 +164,7 @@ def _assert_same_words(data: bytes) -> None:
     rounds glyph widths to 1/1000 em, which adds up along a line; for the
     standard fonts not embedded it uses its stand-in fonts' descent, pdfminer
     the Adobe metrics: up to 0.6 pt lower for Courier)."""
-    fast = documents._pdfium_pages(data, 10)
+    fast = pdfium._pdfium_pages(data, 10)
     expected = _plumber_words(data)
     assert sorted(fast) == list(range(1, len(expected) + 1))
     for number, words in enumerate(expected, start=1):
@@ -194,7 +195,7 @@ def test_fake_bold_reads_once_through_pdfium():
     # interleaves the two copies ("PPoorrtteeuurr"). The one difference known,
     # and pdfium's reading is the one a reader wants.
     data = _hard_pdf(fake_bold=True)
-    words = [w.text for w in documents._pdfium_pages(data, 1)[1].words]
+    words = [w.text for w in pdfium._pdfium_pages(data, 1)[1].words]
     assert words[-3:] == ["Porteur", "du", "projet"]
     doubled = [w.text for w in _plumber_words(data)[0]][-3:]
     assert doubled == ["PPoorrtteeuurr", "dduu", "pprroojjeett"]
@@ -202,15 +203,15 @@ def test_fake_bold_reads_once_through_pdfium():
 
 def test_rotated_text_sends_its_page_the_full_way(monkeypatch):
     data = _hard_pdf(turned=True)
-    assert documents._pdfium_pages(data, 1) == {}
+    assert pdfium._pdfium_pages(data, 1) == {}
     _assert_same(_read(data), _read_full_way(data, monkeypatch))
 
 
 def test_ruled_tables_are_still_found_the_quick_way(rules):
     data = TEXT_PDFS["table-glyph-potager"]
-    words = documents._pdfium_pages(data, 1)
+    words = pdfium._pdfium_pages(data, 1)
     assert words[1].ruled
-    assert not documents._pdfium_pages(TEXT_PDFS["letter-potager"], 1)[1].ruled
+    assert not pdfium._pdfium_pages(TEXT_PDFS["letter-potager"], 1)[1].ruled
     doc = _read(data)
     assert doc.tables[0] and doc.form_pages == ()
     assert read_dossier([doc], rules=rules).fields["intitule"] == POTAGER.expected["intitule"]
@@ -258,7 +259,7 @@ def test_pages_pdfium_would_place_differently_are_read_the_full_way(monkeypatch)
     rotated = _rewritten(letter, lambda page: page.rotate(90))
     cropped = _rewritten(letter, lambda page: setattr(page.cropbox, "lower_left", (20, 20)))
     for data in (rotated, cropped):
-        assert documents._pdfium_pages(data, 1) == {}
+        assert pdfium._pdfium_pages(data, 1) == {}
         _assert_same(_read(data), _read_full_way(data, monkeypatch))
 
 
@@ -266,7 +267,7 @@ def test_characters_without_unicode_send_their_page_the_full_way(monkeypatch):
     # pdfminer shows them as "(cid:N)" and the page goes to OCR; pdfium would
     # make up letters from the character codes.
     data = no_tounicode_pdf()
-    assert documents._pdfium_pages(data, 1) == {}
+    assert pdfium._pdfium_pages(data, 1) == {}
     quick, full = _read(data, None), _read_full_way(data, monkeypatch, None)
     _assert_same(quick, full)
     assert "(cid:" in quick.pages[0]
@@ -276,7 +277,7 @@ def test_a_scanned_page_goes_the_full_way_to_ocr(monkeypatch):
     letter = corpus.letter_pdf(POTAGER)
     scan = corpus.image_pdf([corpus.render_page(letter)])
     data = corpus.combined_pdf(letter, scan)
-    assert sorted(documents._pdfium_pages(data, 2)) == [1]
+    assert sorted(pdfium._pdfium_pages(data, 2)) == [1]
     quick, full = _read(data, None), _read_full_way(data, monkeypatch, None)
     _assert_same(quick, full)
     assert any("OCR unavailable" in w for w in quick.warnings)
@@ -289,7 +290,7 @@ def test_a_page_pdfium_cannot_read_falls_back_to_pdfplumber(monkeypatch):
     def broken(page):
         raise RuntimeError("pdfium failed")
 
-    monkeypatch.setattr(documents, "_pdfium_page", broken)
+    monkeypatch.setattr(pdfium, "_pdfium_page", broken)
     _assert_same(_read(data), full)
 
 
@@ -300,5 +301,5 @@ def test_a_page_whose_graphics_pass_fails_is_read_the_full_way(monkeypatch):
     def broken(page):
         raise ValueError("bad content stream")
 
-    monkeypatch.setattr(documents, "_graphics_layout", broken)
+    monkeypatch.setattr(documents_pdf, "_graphics_layout", broken)
     _assert_same(_read(data), full)

@@ -15,7 +15,7 @@ from parsers.dossier import (
     read_dossier,
     ticked_options,
 )
-from tests import corpus
+from tests.fixtures import corpus
 from tests.fixtures.config import SHIPPED_CONFIG
 
 RULES = load_config(SHIPPED_CONFIG).rules

@@ -30,8 +30,8 @@ from parsers.documents import extract_documents
 from parsers.dossier import DossierReading, read_dossier
 from parsers.letter import LetterFinding, find_letter
 from parsers.text import fold
-from tests.corpus import Item, build_corpus
 from tests.fixtures.config import SHIPPED_CONFIG
+from tests.fixtures.corpus import Item, build_corpus
 
 RULES = load_config(SHIPPED_CONFIG).rules
 LIMITS = LimitsSettings(parse_timeout_seconds=60, ocr_timeout_seconds=60)

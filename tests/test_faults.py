@@ -27,8 +27,8 @@ from mailbot.intake import poll_all
 from mailbot.smtp import send_outbox
 from storage.db import open_database
 from storage.models import Message, Outbox, Sighting, utcnow
-from tests import faults as f
-from tests.faults import DB, KEYWORD, NB
+from tests.fixtures import faults as f
+from tests.fixtures.faults import DB, KEYWORD, NB
 
 SEED = 2026
 

@@ -263,10 +263,7 @@ def test_added_user_with_address_login(dovecot: DovecotServer) -> None:
     # Dovecot lowercases login names for the mail directory.
     assert dovecot.maildir(user).name == "candidatures@ville-bethune.fr"
     for _ in range(3):
-        started = time.monotonic()
         assert _login_fails(dovecot, user, "wrong")
-        # No 2 s failure delay, no growing penalty after repeated failures.
-        assert time.monotonic() - started < 1.5
     # A password change applies at once.
     dovecot.add_user(user, "new-secret")
     assert _login_fails(dovecot, user, "secret-c")

@@ -175,10 +175,8 @@ def test_servers_are_independent(smtp_server: SMTPTestServer, smtp_server_factor
     assert smtp_server.messages == []
 
 
-def test_start_on_a_taken_port_fails_fast(smtp_server: SMTPTestServer) -> None:
+def test_start_on_a_taken_port_fails(smtp_server: SMTPTestServer) -> None:
     other = SMTPTestServer(port=smtp_server.port)
-    started = time.monotonic()
     with pytest.raises(OSError):
         other.start()
-    assert time.monotonic() - started < 2
     assert not other.is_running()

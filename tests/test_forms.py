@@ -12,8 +12,8 @@ from mailbot.config import FieldKind, load_config
 from mailbot.forms import MAILBOXES, TITLE, blank_form_docx, blank_form_pdf
 from parsers.documents import DocumentLimits, extract_document
 from parsers.dossier import read_dossier
-from tests.corpus import attachment
 from tests.fixtures.config import SHIPPED_CONFIG
+from tests.fixtures.corpus import attachment
 
 RULES = load_config(SHIPPED_CONFIG).rules
 CHOICE_KINDS = (FieldKind.CATEGORY, FieldKind.NATURE, FieldKind.CRITERIA, FieldKind.THEMATIQUE)

@@ -1,4 +1,4 @@
-"""``parsers.mail._HeaderView`` reads what the full ``mailparser.MailParser`` reads.
+"""``parsers.mail.envelope._HeaderView`` reads what the full ``mailparser.MailParser`` reads.
 
 ``_HeaderView`` stops mail-parser after ``_reset`` (address and Date headers)
 and skips the part walk and header dicts that ``parse`` builds next. These
@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from parsers import mail as mail_module
-from tests.test_hostile_input import CASES
-from tests.test_properties import FAST, SEEDS, mutated, parsed_fields
+from parsers.mail import envelope as mail_envelope
+from tests.fixtures.hostile_mail import CASES
+from tests.fixtures.mutations import PROPERTY_SETTINGS, SEEDS, mutated, parsed_fields
 
-# What parsers/mail.py reads from the view.
+# What parsers/mail/envelope.py reads from the view.
 READ = ("from_", "to", "cc", "reply_to", "date", "address_header_defects")
 
 # Pieces of address headers, broken ones included.
@@ -74,14 +74,17 @@ def _block(headers: list[tuple[str, str]]) -> bytes:
 
 
 def _views(block: bytes) -> tuple[object, object]:
-    ours, full = mail_module._HeaderView.from_bytes(block), mailparser.MailParser.from_bytes(block)
+    ours, full = (
+        mail_envelope._HeaderView.from_bytes(block),
+        mailparser.MailParser.from_bytes(block),
+    )
     return (
         tuple(getattr(ours, name) for name in READ),
         tuple(getattr(full, name) for name in READ),
     )
 
 
-@FAST
+@PROPERTY_SETTINGS
 @given(
     st.lists(
         st.tuples(st.sampled_from(["From", "To", "Cc", "Reply-To", "Date"]), ADDRESS_VALUE),
@@ -116,7 +119,7 @@ def test_header_view_on_known_cases():
 def _both_ways(raw: bytes, patch: pytest.MonkeyPatch) -> tuple[object, object]:
     ours = parsed_fields(raw)
     with patch.context() as inner:
-        inner.setattr(mail_module, "_HeaderView", mailparser.MailParser)
+        inner.setattr(mail_envelope, "_HeaderView", mailparser.MailParser)
         full = parsed_fields(raw)
     return ours, full
 
@@ -133,7 +136,7 @@ def test_parsed_mail_is_the_same_with_the_full_parser_on_the_seeds(monkeypatch):
         assert ours == full
 
 
-@FAST
+@PROPERTY_SETTINGS
 @given(mutated())
 def test_parsed_mail_is_the_same_with_the_full_parser_on_mutated_candidatures(raw):
     with pytest.MonkeyPatch.context() as patch:

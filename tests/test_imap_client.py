@@ -1,6 +1,11 @@
-"""What the IMAP client sends to a real Dovecot: batches, ASCII-only SEARCH, timeouts, no \\Seen."""
+"""What the IMAP client sends to a real Dovecot: batches, ASCII-only SEARCH, timeouts, no \\Seen,
+UID EXPUNGE of exactly the UIDs it deletes, IDLE; and that it is the only module talking IMAP."""
 
 from __future__ import annotations
+
+import ast
+import time
+from pathlib import Path
 
 import pytest
 from sqlmodel import select
@@ -84,7 +89,8 @@ def test_every_connection_has_a_socket_timeout(service_env, dovecot, monkeypatch
     monkeypatch.setenv("MAILBOT_MAILBOXES__0__TIMEOUT_SECONDS", "7.5")
     settings = mailbox_settings(service_env)
     with MailboxClient(settings, service_env["MAILBOT_IMAP_PASSWORD_NBATAILLON"]) as client:
-        assert client.box.client.sock.gettimeout() == 7.5
+        # The socket is imap-tools' business: reached here only to check it.
+        assert client._mailbox.client.sock.gettimeout() == 7.5
 
 
 def test_smtp_connection_has_a_socket_timeout(smtp_server, config_dir, secrets_env, monkeypatch):
@@ -115,7 +121,7 @@ def test_a_message_the_server_fails_to_return_is_fetched_again(service_app, dove
     from mailbot.intake import poll_mailbox
     from storage.db import session_scope
     from storage.models import Message
-    from tests.test_intake import candidature
+    from tests.fixtures.candidatures import candidature
 
     for n in range(1, 5):
         dovecot.append("n.bataillon", candidature(n))
@@ -144,3 +150,82 @@ def test_existing_uids_asks_the_server(service_env, dovecot):
         client.select()
         assert client.existing_uids([2, 3, 99]) == [2, 3]
         assert client.existing_uids([]) == []
+
+
+def test_delete_uids_expunges_exactly_those_uids(service_env, dovecot, spy):
+    kept = dovecot.append("n.bataillon", make_mail(subject="kept"))
+    doomed = [dovecot.append("n.bataillon", make_mail(subject=f"doomed {n}")) for n in range(3)]
+    # Marked deleted by its owner, not expunged yet: it must survive.
+    trashed = dovecot.append("n.bataillon", make_mail(subject="trashed"), flags=["\\Deleted"])
+    settings = mailbox_settings(service_env)
+    with MailboxClient(settings, service_env["MAILBOT_IMAP_PASSWORD_NBATAILLON"]) as client:
+        assert client.has_capability("UIDPLUS")
+        client.select()
+        spy.clear()
+        client.delete_uids(doomed)
+        client.delete_uids([])
+    names = [name for name, _args in spy]
+    assert names.count("UID EXPUNGE") == 1 and "EXPUNGE" not in names, names
+    assert dovecot.uids("n.bataillon") == [kept, trashed]
+
+
+def test_uids_with_message_id_searches_in_ascii_only(service_env, dovecot, spy):
+    first = dovecot.append("n.bataillon", make_mail(subject="a", message_id="<one@example.org>"))
+    again = dovecot.append("n.bataillon", make_mail(subject="b", message_id="<one@example.org>"))
+    dovecot.append("n.bataillon", make_mail(subject="c", message_id="<two@example.org>"))
+    settings = mailbox_settings(service_env)
+    with MailboxClient(settings, service_env["MAILBOT_IMAP_PASSWORD_NBATAILLON"]) as client:
+        client.select()
+        assert client.uids_with_message_id(" <one@example.org> ") == [first, again]
+        spy.clear()
+        for unusable in (None, "", "<été@example.org>", '<a"b@example.org>', "<a\\b@x>"):
+            assert client.uids_with_message_id(unusable) == []
+        assert spy == []  # never sent
+
+
+def test_idle_announces_new_mail(service_env, dovecot):
+    settings = mailbox_settings(service_env)
+    with MailboxClient(settings, service_env["MAILBOT_IMAP_PASSWORD_NBATAILLON"]) as client:
+        assert client.has_capability("IDLE")
+        client.select()
+        # The first round may report the EXISTS count of the SELECT answer.
+        client.start_idle()
+        client.stop_idle()
+        assert client.start_idle() is False
+        assert client.wait_in_idle(timeout=0.2) is False
+        dovecot.append("n.bataillon", make_mail(subject="new"))
+        deadline = time.monotonic() + 10
+        news = False
+        while not news and time.monotonic() < deadline:
+            news = client.wait_in_idle(timeout=0.5)
+        client.stop_idle()
+        assert news
+        # Out of IDLE, the connection answers commands again.
+        assert len(client.all_uids()) == 1
+
+
+# The product packages; tests/ and bench/ fill test servers with imap-tools directly.
+PRODUCT = ("mailbot", "parsers", "storage")
+IMAP_LIBRARIES = {"imaplib", "imap_tools"}
+
+
+def test_only_the_imap_module_imports_imap_libraries():
+    root = Path(__file__).resolve().parent.parent
+    offenders = []
+    for package in PRODUCT:
+        for path in sorted((root / package).rglob("*.py")):
+            if path == root / "mailbot" / "imap.py":
+                continue
+            tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                else:
+                    continue
+                if any(name.split(".")[0] in IMAP_LIBRARIES for name in names):
+                    offenders.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert offenders == [], "import imap-tools/imaplib only in mailbot/imap.py: " + ", ".join(
+        offenders
+    )

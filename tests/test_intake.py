@@ -21,27 +21,12 @@ from mailbot.imap import MailboxClient
 from mailbot.intake import poll_all, poll_mailbox
 from storage.db import session_scope
 from storage.models import Dossier, MailboxCursor, Message, Piece, Sighting
+from tests.fixtures.candidatures import candidature
 from tests.fixtures.mail import forward_as_attachment, make_mail
 
 NB, DB = "n.bataillon", "d.berteloot"
 KEYWORD = "$Mailbot-Filed"
 MAILBOT = Path(sys.executable).parent / "mailbot"
-
-
-def candidature(n: int = 1, **overrides):
-    defaults = {
-        "subject": f"Candidature au label Béthune Smart City – projet {n}",
-        "sender": f"Porteur {n} <porteur{n}@example.org>",
-        "to": ("n.bataillon@ville-bethune.fr",),
-        "body": (
-            "Bonjour,\n\nVeuillez trouver ci-joint notre dossier d'intention pour le label "
-            "Béthune Smart City ainsi que le courrier adressé à Monsieur le Maire.\n\n"
-            "Cordialement,\nAssociation du Perroy"
-        ),
-        "attachments": [("dossier_intention.txt", b"Intitule de l'action : Potager", "text/plain")],
-    }
-    defaults.update(overrides)
-    return make_mail(**defaults)
 
 
 def newsletter():

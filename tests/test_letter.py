@@ -9,9 +9,9 @@ from mailbot.forms import blank_form_pdf
 from parsers.documents import DocumentLimits, DocumentText, extract_document
 from parsers.dossier import read_dossier
 from parsers.letter import find_letter, score_letter_text
-from tests import corpus
-from tests.corpus import COVOITURAGE, POTAGER, attachment
+from tests.fixtures import corpus
 from tests.fixtures.config import SHIPPED_CONFIG
+from tests.fixtures.corpus import COVOITURAGE, POTAGER, attachment
 
 RULES = load_config(SHIPPED_CONFIG).rules
 LETTER = "\n".join(corpus.letter_lines(POTAGER))

@@ -22,20 +22,20 @@ import pytest
 from hypothesis import given
 
 from bench.memory import big_pdf
-from parsers import documents
-from parsers import mail as mail_module
+from parsers.documents import pdf_forms
 from parsers.mail import header_block, parse_message
+from parsers.mail import structure as mail_structure
+from tests.fixtures.hostile_mail import CASES
 from tests.fixtures.mail import as_bytes, make_mail
-from tests.test_hostile_input import CASES
-from tests.test_properties import FAST, LIMITS, SEEDS, mutated, parsed_fields
+from tests.fixtures.mutations import LIMITS, PROPERTY_SETTINGS, SEEDS, mutated, parsed_fields
 
 
 def _both_ways(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[object, object]:
     with monkeypatch.context() as patch:
-        patch.setattr(mail_module, "_ELIDE_MIN_BYTES", 1 << 62)
+        patch.setattr(mail_structure, "_ELIDE_MIN_BYTES", 1 << 62)
         plain = parsed_fields(raw)
     with monkeypatch.context() as patch:
-        patch.setattr(mail_module, "_ELIDE_MIN_BYTES", 1)
+        patch.setattr(mail_structure, "_ELIDE_MIN_BYTES", 1)
         elided = parsed_fields(raw)
     return plain, elided
 
@@ -110,7 +110,7 @@ def test_eliding_keeps_structure_in_preamble_epilogue_and_bare_messages(monkeypa
         assert elided == plain
 
 
-@FAST
+@PROPERTY_SETTINGS
 @given(mutated())
 def test_eliding_changes_nothing_on_mutated_candidatures(raw):
     with pytest.MonkeyPatch.context() as patch:
@@ -176,7 +176,7 @@ def test_reading_a_pdf_form_does_not_copy_the_file():
     data = big_pdf(8)
     tracemalloc.start()
     try:
-        fields, _widgets, info = documents._pdf_form(data, "annexe.pdf")
+        fields, _widgets, info = pdf_forms._pdf_form(data, "annexe.pdf")
         _current, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -189,7 +189,7 @@ def test_pypdf_reads_through_the_stream_as_through_bytesio():
     from pypdf import PdfReader
 
     data = big_pdf(1)
-    ours = documents._reader_stream(data)
+    ours = pdf_forms._reader_stream(data)
     assert ours.read(8) == data[:8]
     assert ours.seek(-5, os.SEEK_END) == len(data) - 5 and ours.read() == data[-5:]
     assert (
@@ -198,7 +198,7 @@ def test_pypdf_reads_through_the_stream_as_through_bytesio():
         and ours.readline() == data[3 : data.index(b"\n", 3) + 1]
     )
     for offset, whence in [(-5, os.SEEK_SET), (-5, os.SEEK_CUR), (-(10**6), os.SEEK_END), (5, 2)]:
-        moved, reference = documents._reader_stream(data), io.BytesIO(data)
+        moved, reference = pdf_forms._reader_stream(data), io.BytesIO(data)
         moved.read(3), reference.read(3)
         try:
             expected = (reference.seek(offset, whence), reference.read(4))
@@ -207,7 +207,7 @@ def test_pypdf_reads_through_the_stream_as_through_bytesio():
                 moved.seek(offset, whence)
         else:
             assert (moved.seek(offset, whence), moved.read(4)) == expected
-    via_stream = PdfReader(documents._reader_stream(data), strict=False)
+    via_stream = PdfReader(pdf_forms._reader_stream(data), strict=False)
     via_bytesio = PdfReader(io.BytesIO(data), strict=False)
     assert len(via_stream.pages) == len(via_bytesio.pages) == 1
     assert via_stream.pages[0].extract_text() == via_bytesio.pages[0].extract_text() != ""

@@ -1,36 +1,40 @@
 """Tests for parsers.mail.parse_message: ordinary candidatures and hostile mail.
 
 Messages are built here with email.message.EmailMessage or as raw bytes, so
-each test shows exactly what arrives. Hostile cases also check time: the
-contract is "never hangs", and a quadratic corner shows up as seconds.
+each test shows exactly what arrives. Hostile cases check that the limits cut
+the input; that a parse never hangs is held by the per-test timeout, and its
+speed is measured in bench/, not asserted here.
 """
 
 from __future__ import annotations
 
 import builtins
+import email.parser
 import email.policy
 import io
 import logging
 import random
 import struct
-import time
 import warnings
 import zipfile
-from collections.abc import Callable
 from email.message import EmailMessage
 
 import mailparser
 import pytest
 
 from mailbot.config import LimitsSettings
-from parsers import mail as mail_module
 from parsers.errors import MailParseError, ParseError
-from parsers.mail import MAX_TEXT_CHARS, parse_message
+from parsers.mail import (
+    MAX_TEXT_CHARS,
+    header_block,
+    header_text,
+    parse_message,
+    read_headers,
+)
+from parsers.mail import envelope as mail_envelope
 from parsers.types import Attachment, ParsedMail
 
 LIMITS = LimitsSettings()
-# Wall-clock ceiling for hostile inputs; real timings are far below (see report).
-FAST = 5.0
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << >>\n%%EOF\n"
 DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 SMTP = email.policy.SMTP
@@ -38,12 +42,6 @@ SMTP = email.policy.SMTP
 
 def parse(raw: bytes, **limits: object) -> ParsedMail:
     return parse_message(raw, limits=LimitsSettings(**limits) if limits else LIMITS)
-
-
-def timed(call: Callable[[], ParsedMail]) -> tuple[ParsedMail, float]:
-    start = time.perf_counter()
-    result = call()
-    return result, time.perf_counter() - start
 
 
 def candidature(
@@ -556,8 +554,7 @@ def test_one_megabyte_header_is_cut_fast_and_attachments_survive() -> None:
     raw = msg.as_bytes()
     # The junk comes before Content-Type: the MIME headers must be rescued.
     raw = b"X-Junk: " + b"a" * (1 << 20) + b"\n" + raw
-    parsed, seconds = timed(lambda: parse(raw))
-    assert seconds < FAST
+    parsed = parse(raw)
     assert parsed.over_limits
     assert has_warning(parsed, "header block is", "over the limit of 262144")
     assert has_warning(parsed, "header field 'X-Junk' of 1048585 bytes cut to 32768")
@@ -580,8 +577,7 @@ def test_header_block_over_the_byte_limit_keeps_what_fits() -> None:
 
 def test_many_small_header_fields_are_capped() -> None:
     raw = b"".join(b"X-H%d: v\n" % i for i in range(30_000)) + b"From: a@example.fr\n\nbody\n"
-    parsed, seconds = timed(lambda: parse(raw))
-    assert seconds < FAST
+    parsed = parse(raw)
     assert parsed.over_limits and has_warning(parsed, "30001 header fields", "kept the first 1000")
     assert sum(len(v) for v in parsed.headers.values()) == 1000
     assert parsed.text == "body"
@@ -590,8 +586,7 @@ def test_many_small_header_fields_are_capped() -> None:
 def test_ten_thousand_recipients_are_capped() -> None:
     to = ", ".join(f"u{i}@ex.fr" for i in range(10_000)).encode()
     raw = b"From: a@example.fr\nTo: " + to + b"\nCc: Chef <chef@ex.fr>\nMessage-ID: <m@x>\n\nx\n"
-    parsed, seconds = timed(lambda: parse(raw))
-    assert seconds < FAST
+    parsed = parse(raw)
     assert len(parsed.to) == 500 and parsed.to[:2] == ("u0@ex.fr", "u1@ex.fr")
     assert parsed.cc == ()
     assert parsed.over_limits and has_warning(parsed, "10001 recipients", "kept the first 500")
@@ -619,8 +614,7 @@ def nested_forwards(levels: int) -> EmailMessage:
 
 def test_deep_message_rfc822_nesting_is_bounded() -> None:
     raw = nested_forwards(50).as_bytes()
-    parsed, seconds = timed(lambda: parse(raw))
-    assert seconds < FAST
+    parsed = parse(raw)
     assert parsed.over_limits
     assert has_warning(parsed, "nested 6 levels deep, over the limit of 5")
     assert parsed.forwarded and parsed.sender == "relay48@example.org"
@@ -635,16 +629,14 @@ def test_deep_multipart_nesting_stops_before_the_recursion_limit() -> None:
         b"Content-Type: multipart/mixed; boundary=b%d\n\n--b%d\n" % (i, i) for i in range(levels)
     )
     raw = b"From: a@example.fr\n" + head + b"Content-Type: text/plain\n\nfond\n"
-    parsed, seconds = timed(lambda: parse(raw, max_mime_parts=100_000))
-    assert seconds < FAST
+    parsed = parse(raw, max_mime_parts=100_000)
     assert parsed.over_limits and has_warning(parsed, "nested deeper than 50 levels")
     assert "internal error" not in " ".join(parsed.warnings)
 
 
 def test_too_many_mime_parts() -> None:
     parts = [b"Content-Type: text/plain\n\nmorceau %d" % i for i in range(5000)]
-    parsed, seconds = timed(lambda: parse(multipart_raw(parts)))
-    assert seconds < FAST
+    parsed = parse(multipart_raw(parts))
     assert parsed.over_limits and has_warning(parsed, "more than 200 MIME parts")
     assert "morceau 0" in parsed.text and "morceau 198" in parsed.text
     assert "morceau 199" not in parsed.text  # part 200 is the multipart itself
@@ -688,16 +680,14 @@ def test_message_over_max_size_reads_only_the_headers() -> None:
 
 def test_millions_of_tiny_lines_are_not_parsed() -> None:
     raw = b"From: a@example.fr\nSubject: lignes\n\n" + b"a\n" * 1_500_000
-    parsed, seconds = timed(lambda: parse(raw))
-    assert seconds < FAST
+    parsed = parse(raw)
     assert parsed.subject == "lignes"
     assert parsed.over_limits and has_warning(parsed, "lines, over the limit")
 
 
 def test_quadratic_mime_parameters_are_cut() -> None:
     part = b'Content-Type: application/pdf; name="a.pdf"; x="' + b";" * 300_000 + b'"\n\n%PDF\n'
-    parsed, seconds = timed(lambda: parse(multipart_raw([b"Content-Type: text/plain\n\nok", part])))
-    assert seconds < FAST
+    parsed = parse(multipart_raw([b"Content-Type: text/plain\n\nok", part]))
     assert [a.filename for a in parsed.attachments] == ["a.pdf"]
     assert has_warning(parsed, "over-long header values in MIME parts were cut")
 
@@ -718,8 +708,7 @@ def test_quadratic_mime_parameters_are_cut() -> None:
 def test_hostile_html_is_converted_fast(html: str) -> None:
     msg = candidature()
     msg.set_content(html, subtype="html")
-    parsed, seconds = timed(lambda: parse(msg.as_bytes()))
-    assert seconds < FAST
+    parsed = parse(msg.as_bytes())
     assert "internal error" not in " ".join(parsed.warnings)
 
 
@@ -813,8 +802,7 @@ def zip_bomb() -> bytes:
 
 
 def test_zip_bomb_is_refused_on_its_declared_ratio(zip_bomb: bytes) -> None:
-    parsed, seconds = timed(lambda: with_zip(zip_bomb, "a.zip"))
-    assert seconds < FAST
+    parsed = with_zip(zip_bomb, "a.zip")
     assert len(zip_bomb) < 2 << 20
     assert [a.filename for a in parsed.attachments] == ["a.zip"]
     assert parsed.over_limits and has_warning(parsed, "attachment 'a.zip': zip bomb refused (ratio")
@@ -838,8 +826,7 @@ def patch_sizes(data: bytes, file_size: int) -> bytes:
 
 def test_zip_with_lying_sizes_is_not_inflated_past_them(zip_bomb: bytes) -> None:
     lying = patch_sizes(zip_bomb, 1000)
-    parsed, seconds = timed(lambda: with_zip(lying, "a.zip"))
-    assert seconds < FAST
+    parsed = with_zip(lying, "a.zip")
     assert by_source(parsed, "zip:a.zip") == []
     assert has_warning(parsed, "member 'zeros.bin' unreadable (BadZipFile)")
 
@@ -1143,13 +1130,13 @@ def test_mail_parser_logging_is_silenced_for_our_calls_only(
 def test_python_warnings_from_libraries_become_our_warnings(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    class Noisy(mail_module._HeaderView):
+    class Noisy(mail_envelope._HeaderView):
         @classmethod
         def from_bytes(cls, bt: bytes) -> object:
             warnings.warn("old API", DeprecationWarning, stacklevel=1)
             return super().from_bytes(bt)
 
-    monkeypatch.setattr(mail_module, "_HeaderView", Noisy)
+    monkeypatch.setattr(mail_envelope, "_HeaderView", Noisy)
     parsed = parse(b"From: a@example.fr\n\nx")
     assert "library warning: DeprecationWarning: old API" in parsed.warnings
     assert parsed.sender == "a@example.fr"
@@ -1169,3 +1156,28 @@ def test_no_file_is_ever_written(monkeypatch: pytest.MonkeyPatch) -> None:
     parsed = parse(fuzz_base())
     assert written == []
     assert parsed.forwarded and len(parsed.attachments) >= 3
+
+
+# --------------------------------------------------------------------------
+# Headers for callers that do not analyse the message (intake, digest)
+
+
+def test_read_headers_reads_as_the_standard_library():
+    raw = (
+        b"From: =?utf-8?q?Jos=C3=A9?= <jose@example.fr>\r\n"
+        b"Subject: Candidature B\xe9thune\r\n"
+        b"Message-ID: <abc@example.fr>\r\n\r\nbody\r\n"
+    )
+    ours = read_headers(raw)
+    theirs = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+    assert ours.items() == theirs.items()
+    assert ours.get("Message-ID") == "<abc@example.fr>"
+    assert read_headers(header_block(raw)).items() == theirs.items()
+
+
+def test_header_text_decodes_encoded_words_and_keeps_what_it_cannot():
+    assert header_text(None) == ""
+    assert header_text("=?utf-8?q?Jos=C3=A9?= <jose@example.fr>") == "José <jose@example.fr>"
+    # Bad base64 (HeaderParseError), an unknown charset, bytes the charset refuses.
+    for value in ("=?utf-8?b?a?=", "=?x-unknown?q?abc?=", "=?utf-8?q?=FF?="):
+        assert header_text(value) == value

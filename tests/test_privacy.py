@@ -32,7 +32,7 @@ from mailbot.privacy import (
 from storage import repositories as repo
 from storage.db import session_scope
 from storage.models import Dossier, Event, Message, Outbox, Piece, Sighting, utcnow
-from tests import corpus
+from tests.fixtures import corpus
 from tests.fixtures.config import SHIPPED_CONFIG
 from tests.fixtures.dovecot import free_port
 from tests.fixtures.mail import as_bytes, make_mail

@@ -9,66 +9,27 @@ parses back with exactly our header set and the given recipient.
 
 from __future__ import annotations
 
-import dataclasses
 import email.policy
 import hashlib
 import re
 from email.parser import BytesParser
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mailbot.config import load_config
 from mailbot.replies import KINDS, build_reply
 from parsers.errors import MailParseError
 from parsers.mail import parse_message
-from tests import faults as f
 from tests.fixtures.config import SHIPPED_CONFIG
-from tests.fixtures.mail import forward_as_attachment
+from tests.fixtures.mutations import PROPERTY_SETTINGS, mutated
 
 CONFIG = load_config(SHIPPED_CONFIG, environ={})
 LIMITS = CONFIG.settings.limits
 MAILBOX = CONFIG.settings.mailboxes[0]
 UNSAFE = re.compile("[\r\n\x00\u2028\u2029]")
 MSGID = re.compile(r"<[^<>\s\x00-\x1f\x7f]{1,250}>")
-
-FAST = settings(
-    deadline=None,
-    max_examples=300,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-
-
-def _seeds() -> list[bytes]:
-    plain = f.candidature(1).raw
-    with_pdf = f.make_mail(
-        subject="Candidature au label Béthune Smart City – été",
-        sender="Chloé Dupont <chloe@asso-perroy.fr>",
-        body="Bonjour, voici le dossier d'intention.",
-        attachments=[("dossier.txt", "Intitulé : Potager".encode(), "text/plain")],
-        headers={"Authentication-Results": "mx.ville-bethune.fr; dmarc=pass"},
-    )
-    forwarded = forward_as_attachment(with_pdf, sender="Secrétariat <secretariat@asso.fr>")
-    return [plain, f.as_bytes(with_pdf), f.as_bytes(forwarded)]
-
-
-SEEDS = _seeds()
-
-
-def parsed_fields(raw: bytes) -> object:
-    """All that ``parse_message`` reads from ``raw``, comparable with ``==``.
-
-    ``("refused", why)`` when it refuses the message.
-    """
-    try:
-        parsed = parse_message(raw, limits=LIMITS)
-    except MailParseError as err:
-        return ("refused", str(err))
-    fields = {f.name: getattr(parsed, f.name) for f in dataclasses.fields(parsed)}
-    fields["headers"] = dict(parsed.headers)
-    return fields
 
 
 def _check(raw: bytes) -> None:
@@ -87,7 +48,7 @@ def _check(raw: bytes) -> None:
         assert "/" not in attachment.filename and "\\" not in attachment.filename
 
 
-@FAST
+@PROPERTY_SETTINGS
 @given(st.binary(max_size=4000))
 def test_parse_message_never_raises_on_arbitrary_bytes(raw):
     _check(raw)
@@ -102,7 +63,7 @@ header_lines = st.lists(
 )
 
 
-@FAST
+@PROPERTY_SETTINGS
 @given(header_lines, st.binary(max_size=500))
 def test_parse_message_never_raises_on_arbitrary_headers(headers, body):
     raw = b"".join(
@@ -112,31 +73,7 @@ def test_parse_message_never_raises_on_arbitrary_headers(headers, body):
     _check(raw + b"\r\n" + body)
 
 
-@st.composite
-def mutated(draw):
-    raw = bytearray(draw(st.sampled_from(SEEDS)))
-    for _ in range(draw(st.integers(1, 12))):
-        op = draw(st.sampled_from(["flip", "insert", "delete", "cut", "dup"]))
-        at = draw(st.integers(0, max(0, len(raw) - 1)))
-        if op == "flip" and raw:
-            raw[at] = draw(st.integers(0, 255))
-        elif op == "insert":
-            raw[at:at] = draw(
-                st.sampled_from(
-                    [b"\r\n", b"\n\n", b"\x00", b"--", b"=?utf-8?b?", b"\r\n\r\n", b"\xe2\x80\xa8"]
-                )
-                | st.binary(max_size=20)
-            )
-        elif op == "delete":
-            del raw[at : at + draw(st.integers(1, 50))]
-        elif op == "cut":
-            del raw[at:]
-        elif op == "dup":
-            raw[at:at] = raw[at : at + draw(st.integers(1, 200))]
-    return bytes(raw)
-
-
-@FAST
+@PROPERTY_SETTINGS
 @given(mutated())
 def test_parse_message_never_raises_on_mutated_candidatures(raw):
     _check(raw)
@@ -184,7 +121,7 @@ BASE_HEADERS = {
 }
 
 
-@FAST
+@PROPERTY_SETTINGS
 @given(
     kind=st.sampled_from(KINDS),
     number=st.integers(1, 9999),
@@ -262,7 +199,7 @@ def _strip_accents_reference(text: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
-@FAST
+@PROPERTY_SETTINGS
 @given(st.text(max_size=200))
 def test_strip_accents_matches_its_definition(text: str) -> None:
     """The fast paths (ASCII, one test per distinct character) drop exactly the combining marks."""
@@ -271,7 +208,7 @@ def test_strip_accents_matches_its_definition(text: str) -> None:
     assert strip_accents(text) == _strip_accents_reference(text)
 
 
-@FAST
+@PROPERTY_SETTINGS
 @given(st.text(alphabet='ab.-_+%@1<> "', max_size=30))
 def test_bare_address_shortcut_agrees_with_parseaddr(value: str) -> None:
     """classify._address skips parseaddr only where parseaddr would change nothing."""
@@ -321,7 +258,7 @@ _HEADER_PIECES = [
 ]
 
 
-@FAST
+@PROPERTY_SETTINGS
 @given(st.lists(st.sampled_from(_HEADER_PIECES), max_size=25), st.binary(max_size=20))
 def test_quick_dedup_key_agrees_with_the_stdlib_header_parser(pieces, body) -> None:
     """The regex shortcut of intake.quick_dedup_key finds the same Message-ID as email's parser."""

@@ -14,36 +14,12 @@ from mailbot.replies import authentication_verdict
 from mailbot.smtp import send_outbox
 from storage.db import session_scope
 from storage.models import Dossier, Message, Outbox
-from tests import corpus
+from tests.fixtures import corpus
+from tests.fixtures.candidatures import APPLICANT, RULES, application, letter_pdf
 from tests.fixtures.config import SHIPPED_CONFIG
 from tests.fixtures.mail import make_mail
 
 NB, DB = "n.bataillon", "d.berteloot"
-APPLICANT = "Marie Lefebvre <marie.lefebvre@jardins-perroy.fr>"
-RULES = load_config(SHIPPED_CONFIG, environ={}).rules
-
-
-def dossier_pdf() -> bytes:
-    return corpus.form_pdf(RULES, corpus.POTAGER)
-
-
-def letter_pdf() -> bytes:
-    return corpus.letter_pdf(corpus.POTAGER)
-
-
-def application(*, letter: bool = True, **overrides):
-    attachments = [("dossier_intention.pdf", dossier_pdf(), "application/pdf")]
-    if letter:
-        attachments.append(("courrier_maire.pdf", letter_pdf(), "application/pdf"))
-    values = {
-        "subject": "Candidature au label Béthune Smart City",
-        "sender": APPLICANT,
-        "to": ("n.bataillon@ville-bethune.fr",),
-        "body": "Bonjour,\nVeuillez trouver ci-joint notre dossier d'intention.\nMarie Lefebvre",
-        "attachments": attachments,
-    }
-    values.update(overrides)
-    return make_mail(**values)
 
 
 def run(app):
@@ -229,8 +205,9 @@ def test_caps_and_authentication_policy_suppress_with_a_reason(
     run(replies_app)
     rows = outbox(replies_app)
     assert [r.status for r in rows] == ["sent", "suppressed", "suppressed"]
-    assert "cap 1" in rows[1].suppressed_reason
-    assert "DMARC" in rows[2].suppressed_reason
+    assert rows[1].suppressed_reason == "sender_daily_cap"
+    assert rows[1].suppressed_details == {"count": 1, "cap": 1}
+    assert rows[2].suppressed_reason == "authentication_failed"
     assert len(smtp_server.messages) == 1
 
 
@@ -276,6 +253,7 @@ def test_permanent_refusal_is_recorded(replies_app, dovecot, smtp_server):
     assert report.failed == 1
     [row] = outbox(replies_app)
     assert row.status == "failed" and "550" in row.last_error
+    assert row.failure_reason == "refused"
     assert send_outbox(replies_app).sent == 0
     assert smtp_server.messages == []
 

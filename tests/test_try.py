@@ -17,7 +17,7 @@ from mailbot.trial import CHECKED_READ_ONLY, read_only_open_dossiers, try_messag
 from storage import repositories as repo
 from storage.db import open_database, session_scope
 from storage.models import Dossier, Message, utcnow
-from tests import corpus
+from tests.fixtures import corpus
 from tests.fixtures.config import SHIPPED_CONFIG
 from tests.fixtures.mail import as_bytes, make_mail
 

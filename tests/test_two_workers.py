@@ -20,8 +20,8 @@ from sqlalchemy.pool import NullPool
 
 from storage.db import open_database
 from storage.models import Dossier, Outbox, Sighting
-from tests import faults as f
-from tests.faults import DB, NB
+from tests.fixtures import faults as f
+from tests.fixtures.faults import DB, NB
 
 SEED = 2026
 

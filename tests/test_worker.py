@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests import corpus
+from tests.fixtures import corpus
+from tests.fixtures.candidatures import RULES
 from tests.fixtures.mail import make_mail
-from tests.test_replies import RULES
 
 MAILBOT = Path(sys.executable).parent / "mailbot"
 

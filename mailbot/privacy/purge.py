@@ -1,0 +1,181 @@
+"""Retention purge: delete what the rules of ``[retention]`` say has expired.
+
+Expired are dossiers not updated for ``<status>_days`` (never one on legal
+hold: those are listed as kept) with their messages, pieces, replies,
+sightings and audit entries; ledger rows of mail whose content was never
+kept, after ``ledger_days``; quarantined mail without a dossier, after
+``needs_review_days``. With ``delete_server_copies`` the IMAP copies of the
+deleted candidature mail go too. The deletion itself is the shared
+``DeletionPlan``; this module decides what has expired and writes the
+audit entries.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, col, select
+
+from mailbot.app import App
+from mailbot.config import RetentionSettings
+from mailbot.privacy.person import require_actor
+from mailbot.privacy.plan import DeletionPlan, blob_sizes
+from mailbot.privacy.reports import PurgedDossier, PurgeReport, isoformat_or_none
+from mailbot.privacy.rows import transaction
+from storage import repositories as repo
+from storage.models import Dossier, DossierStatus, Message, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def purge(
+    app: App, *, now: datetime | None = None, dry_run: bool = False, actor: str
+) -> PurgeReport:
+    """Delete what the retention rules say has expired (see the module docstring).
+
+    ``dry_run`` computes the same report and changes nothing (no audit entry
+    either). Dossiers expired but on legal hold are listed in ``held``.
+    """
+    require_actor(actor)
+    now = now or utcnow()
+    retention = app.config.settings.retention
+    report = PurgeReport(dry_run=dry_run, now=now)
+    with transaction(app, commit=not dry_run) as session:
+        expired = _expired_dossiers(session, retention=retention, now=now, report=report)
+        ledger = _expired_messages(session, days=retention.ledger_days, now=now, content=False)
+        quarantine = _expired_messages(
+            session, days=retention.needs_review_days, now=now, content=True
+        )
+        plan = DeletionPlan.collect(
+            session,
+            dossiers=[d for d, _days in expired],
+            message_ids=ledger | quarantine,
+            with_server_copies=retention.delete_server_copies,
+        )
+        plan.count_into(app, report)
+        report.ledger_messages = len(ledger & set(plan.messages))
+        report.quarantine_messages = len(quarantine & set(plan.messages))
+        report.dossiers = _purged_dossiers(app, plan, expired)
+        if dry_run:
+            return report
+        plan.delete_rows(session)
+        _record_purge(session, report=report, retention=retention, actor=actor)
+    plan.delete_blobs_and_server_copies(app, report)
+    if not report.empty:
+        log.info("retention purge: %s", report.summary())
+    return report
+
+
+def _record_purge(
+    session: Session, *, report: PurgeReport, retention: RetentionSettings, actor: str
+) -> None:
+    """One audit entry per purged dossier, one for the loose messages."""
+    for item in report.dossiers:
+        repo.record_event(
+            session=session,
+            actor=actor,
+            action="dossier.purged",
+            details={
+                "reference": item.reference,
+                "status": item.status,
+                "updated_at": isoformat_or_none(item.updated_at),
+                "retention_days": item.retention_days,
+                "counts": {
+                    "messages": item.messages,
+                    "pieces": item.pieces,
+                    "replies": item.replies,
+                    "events": item.events,
+                    "blobs": item.blobs,
+                },
+            },
+        )
+    if report.ledger_messages or report.quarantine_messages:
+        repo.record_event(
+            session=session,
+            actor=actor,
+            action="messages.purged",
+            details={
+                "ledger_messages": report.ledger_messages,
+                "quarantine_messages": report.quarantine_messages,
+                "ledger_days": retention.ledger_days,
+                "quarantine_days": retention.needs_review_days,
+            },
+        )
+
+
+def _expired_dossiers(
+    session: Session, *, retention: RetentionSettings, now: datetime, report: PurgeReport
+) -> list[tuple[Dossier, int]]:
+    """Expired dossiers with their retention in days; those on legal hold go to ``held``."""
+    expired: list[tuple[Dossier, int]] = []
+    for status in DossierStatus:
+        days = getattr(retention, f"{status.value}_days", 0)
+        if days <= 0:
+            continue  # kept forever
+        cutoff = now - timedelta(days=days)
+        rows = session.exec(
+            select(Dossier)
+            .where(Dossier.status == status.value, col(Dossier.updated_at) < cutoff)
+            .order_by(col(Dossier.year), col(Dossier.number))
+            # PostgreSQL: a legal hold set meanwhile waits for this transaction.
+            .with_for_update()
+        ).all()
+        for dossier in rows:
+            if dossier.legal_hold:
+                report.held.append(dossier.reference)
+            else:
+                expired.append((dossier, days))
+    expired.sort(key=lambda item: (item[0].year, item[0].number))
+    report.held.sort()
+    return expired
+
+
+def _expired_messages(session: Session, *, days: int, now: datetime, content: bool) -> set[int]:
+    """Messages in no dossier, whose content is (quarantine) or is not (ledger) kept."""
+    if days <= 0:
+        return set()
+    cutoff = now - timedelta(days=days)
+    kept = col(Message.raw_blob).is_not(None) if content else col(Message.raw_blob).is_(None)
+    return set(
+        session.exec(
+            select(Message.id).where(
+                col(Message.dossier_id).is_(None), kept, col(Message.updated_at) < cutoff
+            )
+        ).all()
+    )
+
+
+def _purged_dossiers(
+    app: App, plan: DeletionPlan, expired: Sequence[tuple[Dossier, int]]
+) -> list[PurgedDossier]:
+    """What goes with each expired dossier (blobs: those no other row names)."""
+    messages = plan.per_dossier(plan.messages)
+    replies = plan.per_dossier(plan.outbox)
+    events = plan.per_dossier(plan.events)
+    pieces = Counter(d for d, _sha in plan.pieces.values())
+    shas: dict[int, set[str]] = defaultdict(set)
+    for d, sha in plan.pieces.values():
+        shas[d].add(sha)
+    for message_id, sha in plan.message_blobs.items():
+        dossier_id = plan.messages.get(message_id)
+        if dossier_id is not None:
+            shas[dossier_id].add(sha)
+    out = []
+    for dossier, days in expired:
+        out.append(
+            PurgedDossier(
+                reference=dossier.reference,
+                status=dossier.status,
+                updated_at=dossier.updated_at,
+                retention_days=days,
+                messages=messages.get(dossier.id, 0),
+                pieces=pieces.get(dossier.id, 0),  # type: ignore[arg-type]
+                replies=replies.get(dossier.id, 0),
+                events=events.get(dossier.id, 0),
+                blobs=blob_sizes(app, shas[dossier.id] & plan.blobs)[0],  # type: ignore[index]
+            )
+        )
+    return out

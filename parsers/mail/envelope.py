@@ -1,0 +1,296 @@
+"""The envelope of a message: addresses, subject, identifiers, date.
+
+mail-parser reads the address headers and the Date through ``_HeaderView``,
+given only a small header block we built; our code picks the sender, cuts
+recipients to ``max_recipients`` and keeps Message-ID, In-Reply-To,
+References and Return-Path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import mailparser
+from mailparser.utils import get_addresses
+
+from parsers.mail.bounds import _MAX_HEADER_VALUE, _MAX_RAW_HEADER_VALUE, _MAX_REFERENCES
+from parsers.mail.charsets import _decode_words, _quoted
+from parsers.mail.headers import _ADDRESS_FIELDS, _Field, _field_text, _first, _header_text, _unfold
+from parsers.mail.report import _Draft, _Report
+from parsers.text import header_safe, nfc
+
+if TYPE_CHECKING:
+    from parsers.rules import ParseLimits
+
+
+# --------------------------------------------------------------------------
+# Envelope: addresses, subject, identifiers, date
+# --------------------------------------------------------------------------
+
+_MAILPARSER_FIELDS = _ADDRESS_FIELDS | {"date"}
+_MESSAGE_ID = re.compile(r"<[^<>]+>")
+_ADDRESS_OK = re.compile(r"[^\s\x00-\x1f\x7f@<>()\[\],;:\"]+@[^\s\x00-\x1f\x7f@<>()\[\],;:\"]+")
+_BRACKETED = re.compile(r"<\s*([^<>\s]+@[^<>\s]+)\s*>")
+
+
+def _read_envelope(
+    fields: tuple[_Field, ...], *, limits: ParseLimits, report: _Report, draft: _Draft
+) -> None:
+    """Everything ParsedMail takes from the outer headers."""
+    draft.headers = _header_map(fields)
+    subject = _first(fields, "subject")
+    if subject is not None:
+        text = _field_text(subject, report, "the Subject header")
+        draft.subject = header_safe(nfc(text), max_length=998)
+    draft.message_id = _message_id(fields, report)
+    draft.in_reply_to = _first_id(fields, "in-reply-to")
+    draft.references = _references(fields)
+    draft.return_path = _return_path(fields)
+    view = _mail_parser_view(fields, limits=limits, report=report, label="")
+    draft.date = _date(view, fields, report)
+    draft.sender, draft.sender_name = _pick_sender(view, fields, report=report, label="")
+    draft.from_address = draft.sender
+    draft.to, draft.cc = _recipients(view, fields, limits=limits, report=report)
+    reply_to = _addresses(getattr(view, "reply_to", None) if view else None)
+    draft.reply_to = reply_to[0] if reply_to else None
+
+
+def _header_map(fields: tuple[_Field, ...]) -> dict[str, tuple[str, ...]]:
+    values: dict[str, list[str]] = {}
+    for item in fields:
+        text = header_safe(nfc(_field_text(item)), max_length=_MAX_HEADER_VALUE)
+        values.setdefault(item.key, []).append(text)
+    return {name: tuple(found) for name, found in values.items()}
+
+
+def _message_id(fields: tuple[_Field, ...], report: _Report) -> str | None:
+    item = _first(fields, "message-id")
+    if item is None:
+        report.warn("no Message-ID header")
+        return None
+    compact = re.sub(r"\s+", "", _header_text(_unfold(item.value[:2048]))[0])
+    found = _MESSAGE_ID.search(compact)
+    if found:
+        return header_safe(found.group(0), max_length=998)
+    bare = compact.strip("<>")
+    if not bare:
+        report.warn("empty Message-ID header")
+        return None
+    report.warn("Message-ID without angle brackets")
+    return header_safe(f"<{bare}>", max_length=998)
+
+
+def _ids(fields: tuple[_Field, ...], key: str) -> list[str]:
+    item = _first(fields, key)
+    if item is None:
+        return []
+    compact = re.sub(r"\s+", "", _header_text(_unfold(item.value[:_MAX_RAW_HEADER_VALUE]))[0])
+    return [header_safe(found, max_length=998) for found in _MESSAGE_ID.findall(compact)]
+
+
+def _first_id(fields: tuple[_Field, ...], key: str) -> str | None:
+    found = _ids(fields, key)
+    return found[0] if found else None
+
+
+def _references(fields: tuple[_Field, ...]) -> tuple[str, ...]:
+    found = _ids(fields, "references")
+    if len(found) > _MAX_REFERENCES:
+        # Keep the thread root and the most recent ancestors (RFC 5322 3.6.4).
+        found = [found[0], *found[-(_MAX_REFERENCES - 1) :]]
+    return tuple(found)
+
+
+def _return_path(fields: tuple[_Field, ...]) -> str | None:
+    """The Return-Path address; the empty string for the null path ``<>``."""
+    item = _first(fields, "return-path")
+    if item is None:
+        return None
+    text = _header_text(_unfold(item.value[:1024]))[0].strip()
+    inner = text.strip("<> \t")
+    return header_safe(inner.lower(), max_length=320) if inner else ""
+
+
+class _HeaderView(mailparser.MailParser):
+    """mail-parser's reading of the address and Date headers, without the rest.
+
+    ``MailParser._reset`` reads every address header (with its defects) and the
+    Date header; ``parse`` then walks the parts and builds two dicts of every
+    header, which we never read (a third of its cost on our header blocks).
+    ``tests/test_header_view.py`` checks that the values we read, and every
+    ``ParsedMail``, are those of the full ``MailParser``.
+    """
+
+    def parse(self) -> _HeaderView:
+        self._reset()
+        return self
+
+
+def _mail_parser_view(
+    fields: tuple[_Field, ...] | list[_Field], *, limits: ParseLimits, report: _Report, label: str
+) -> mailparser.MailParser | None:
+    """mail-parser's reading of a small header block we built."""
+    lines = [_mail_parser_line(f, limits) for f in fields if f.key in _MAILPARSER_FIELDS]
+    try:
+        view = _HeaderView.from_bytes(b"".join(lines) + b"\n")
+    except Exception as exc:
+        report.warn(f"{label}address headers could not be read ({type(exc).__name__})")
+        return None
+    for defect in view.address_header_defects[:5]:
+        header = str(defect.get("header", "address")).capitalize()
+        report.warn(f"{label}{header} header: {defect.get('reason', 'unreadable')}")
+    return view
+
+
+def _mail_parser_line(item: _Field, limits: ParseLimits) -> bytes:
+    value = _unfold(item.value)
+    if item.key == "date":
+        value = value[:1024]
+    else:
+        # Cutting at a comma keeps whole addresses; twice the limit leaves
+        # room for commas inside quoted names.
+        value = _cut_after_commas(value, 2 * limits.max_recipients)[: 64 * limits.max_recipients]
+    text = _header_text(value)[0]
+    return item.name.encode("ascii", "replace") + b": " + text.encode("utf-8") + b"\n"
+
+
+def _cut_after_commas(value: bytes, commas: int) -> bytes:
+    pos = -1
+    for _ in range(commas):
+        pos = value.find(b",", pos + 1)
+        if pos < 0:
+            return value
+    return value[:pos]
+
+
+def _clean_address(address: object) -> str | None:
+    if not isinstance(address, str):
+        return None
+    address = address.strip().strip("<>").lower()
+    address = address.encode("utf-8", "replace").decode("utf-8")
+    if len(address) > 320 or not _ADDRESS_OK.fullmatch(address):
+        return None
+    return nfc(address)
+
+
+def _clean_name(name: object) -> str:
+    if not isinstance(name, str):
+        return ""
+    name = name.encode("utf-8", "replace").decode("utf-8")
+    # mail-parser leaves words it finds suspicious encoded; we show them
+    # decoded, header_safe removes what made them suspicious.
+    name = _decode_words(name, None, "")
+    return header_safe(nfc(name), max_length=200).strip("\"' ")
+
+
+def _addresses(pairs: object) -> list[str]:
+    """Lower-cased, valid, distinct addresses from mail-parser's pairs."""
+    found: list[str] = []
+    if not isinstance(pairs, list):
+        return found
+    for pair in pairs:
+        address = _clean_address(pair[1]) if isinstance(pair, tuple) and len(pair) == 2 else None
+        if address and address not in found:
+            found.append(address)
+    return found
+
+
+def _pick_sender(
+    view: mailparser.MailParser | None,
+    fields: tuple[_Field, ...] | list[_Field],
+    *,
+    report: _Report,
+    label: str,
+) -> tuple[str, str]:
+    """(address, display name) from From, else Sender, else Return-Path."""
+    pairs = getattr(view, "from_", None) if view else None
+    for pair in pairs if isinstance(pairs, list) else []:
+        address = _clean_address(pair[1]) if isinstance(pair, tuple) and len(pair) == 2 else None
+        if address:
+            return address, _clean_name(pair[0])
+    from_item = _first(fields, "from")
+    found = _bracketed_address(from_item) if from_item is not None else None
+    if found:
+        report.warn(f"{label}From header is malformed; used the address in angle brackets")
+        return found
+    reason = "no From header" if from_item is None else "no usable From address"
+    for key, title in (("sender", "Sender"), ("return-path", "Return-Path")):
+        item = _first(fields, key)
+        found = _address_in(_field_text(item)) if item is not None else None
+        if found:
+            report.warn(f"{label}{reason}; used the {title} address")
+            return found
+    report.warn(f"{label}{reason}, and no Sender or Return-Path to fall back on")
+    return "", ""
+
+
+def _bracketed_address(item: _Field) -> tuple[str, str] | None:
+    """The last <address> of a raw field, read before decoding any word.
+
+    Decoding first would let an encoded word inject a second address.
+    """
+    text = _header_text(_unfold(item.value[:_MAX_RAW_HEADER_VALUE]))[0]
+    matches = list(_BRACKETED.finditer(text))
+    if not matches:
+        return None
+    found = matches[-1]
+    address = _clean_address(found.group(1))
+    if address is None:
+        return None
+    return address, _clean_name(text[: found.start()])
+
+
+def _address_in(text: str) -> tuple[str, str] | None:
+    """First usable (address, name) in a free-form address string."""
+    text = text[:_MAX_RAW_HEADER_VALUE]
+    with contextlib.suppress(Exception):
+        for name, address in get_addresses(text, decode_names=True):
+            clean = _clean_address(address)
+            if clean:
+                return clean, _clean_name(name)
+    found = _ADDRESS_OK.search(text)
+    if found:
+        clean = _clean_address(found.group(0))
+        if clean:
+            return clean, _clean_name(text[: found.start()].strip(" <[\"'"))
+    return None
+
+
+def _recipients(
+    view: mailparser.MailParser | None,
+    fields: tuple[_Field, ...],
+    *,
+    limits: ParseLimits,
+    report: _Report,
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    to = _addresses(getattr(view, "to", None) if view else None)
+    cc = [a for a in _addresses(getattr(view, "cc", None) if view else None) if a not in to]
+    limit = limits.max_recipients
+    listed = sum(f.value.count(b",") + 1 for f in (_first(fields, "to"), _first(fields, "cc")) if f)
+    total = max(len(to) + len(cc), listed if listed > 2 * limit else 0)
+    if total > limit:
+        about = "about " if total > len(to) + len(cc) else ""
+        report.over(
+            f"{about}{total} recipients in To and Cc, over the limit of {limit}; "
+            f"kept the first {limit}"
+        )
+        to = to[:limit]
+        cc = cc[: max(0, limit - len(to))]
+    return tuple(to), tuple(cc)
+
+
+def _date(
+    view: mailparser.MailParser | None, fields: tuple[_Field, ...], report: _Report
+) -> datetime | None:
+    item = _first(fields, "date")
+    if item is None:
+        report.warn("no Date header")
+        return None
+    value = view.date if view is not None else None
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value
+    report.warn(f"unreadable Date header {_quoted(_field_text(item), 60)}")
+    return None

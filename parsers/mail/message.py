@@ -1,0 +1,114 @@
+"""``parse_message``: the stages of reading one message, cheap checks first.
+
+Header block (``headers``), envelope (``envelope``), size checks, MIME
+structure under a budget (``structure``), then body and attachments
+(``body``); whatever happens, what was read so far comes back with the
+warnings (``report``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING
+
+from parsers.errors import MailParseError
+from parsers.mail.body import _read_body
+from parsers.mail.envelope import _read_envelope
+from parsers.mail.headers import _declared_content_type, _scan_head
+from parsers.mail.report import _Draft, _quiet_libraries, _Report
+from parsers.mail.structure import _Budget, _parse_structure, _report_budget
+from parsers.types import ParsedMail
+
+if TYPE_CHECKING:
+    from parsers.rules import ParseLimits
+
+
+# --------------------------------------------------------------------------
+# Public entry point
+# --------------------------------------------------------------------------
+
+
+def parse_message(raw: bytes, *, limits: ParseLimits) -> ParsedMail:
+    """Read ``raw`` (one RFC 5322 message) into a ``ParsedMail``.
+
+    Never raises on malformed or hostile content: problems are listed in
+    ``warnings`` and an exceeded limit also sets ``over_limits``:
+
+    * ``max_message_bytes``: only the headers are read (no text, no
+      attachments); ``content_types`` holds the declared top-level type.
+    * ``max_header_bytes`` / ``max_header_count``: fields longer than an
+      eighth of the byte limit are cut, then the first fields that fit are
+      kept; Content-Type found further down is still used for the body.
+    * ``max_recipients``: the first N addresses of To then Cc are kept.
+    * ``max_mime_parts``: parsing stops at the N-th part; what came before
+      is used.
+    * ``max_nesting_depth``: attached messages deeper than N are not read.
+    * ``max_attachments``: the first N attachments (zip members included).
+    * ``max_attachment_bytes``: ``data`` is b"" (``sha256`` is that of
+      ``data``), ``size`` the real size, a warning on the attachment.
+    * ``max_zip_members`` / ``max_zip_expanded_bytes`` / ``max_zip_ratio``:
+      the archive is kept but not expanded (all or nothing); the byte budget
+      is shared by all archives of the message.
+
+    Raises ``MailParseError`` only for an empty input, and ``TypeError``
+    when ``raw`` is not bytes (a programming error, not bad mail).
+    """
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raise TypeError(f"raw must be bytes, not {type(raw).__name__}")
+    raw = bytes(raw)
+    if not raw:
+        raise MailParseError("empty message: there is nothing to parse")
+    report = _Report()
+    draft = _Draft(sha256=hashlib.sha256(raw).hexdigest(), size=len(raw))
+    with _quiet_libraries(report):
+        try:
+            _read_message(raw, limits=limits, report=report, draft=draft)
+        except Exception as exc:  # last resort: keep what was read so far
+            report.over(
+                f"internal error while reading the message ({type(exc).__name__}); "
+                "parts of it were not read"
+            )
+    return draft.build(report)
+
+
+def _read_message(raw: bytes, *, limits: ParseLimits, report: _Report, draft: _Draft) -> None:
+    """All the stages, in the order that keeps the cheap checks first."""
+    data = raw
+    if b"\n" not in data and b"\r" in data:
+        # Old Mac line ends: our byte scans split on LF only.
+        data = data.replace(b"\r", b"\n")
+    head = _scan_head(data, limits, report)
+    _read_envelope(head.fields, limits=limits, report=report, draft=draft)
+    if not _body_within_limits(data, limits, report):
+        draft.content_types = (_declared_content_type(head.fields),)
+        return
+    budget = _Budget(limits)
+    if head.trimmed is None:
+        root = _parse_structure(data, budget)
+    else:
+        # The cut header block, then the body read in place (no copy of it).
+        root = _parse_structure(data, budget, prefix=head.trimmed, start=head.end)
+    _report_budget(budget, limits, report)
+    if root is None:
+        report.warn("no MIME structure could be read")
+        return
+    _read_body(root, budget=budget, limits=limits, report=report, draft=draft)
+
+
+def _body_within_limits(data: bytes, limits: ParseLimits, report: _Report) -> bool:
+    """Size checks made before any MIME parsing."""
+    if len(data) > limits.max_message_bytes:
+        report.over(
+            f"message is {len(data)} bytes, over the limit of {limits.max_message_bytes}; "
+            "only the headers were read"
+        )
+        return False
+    lines = data.count(b"\n")
+    line_budget = max(1_000_000, limits.max_message_bytes // 32)
+    if lines > line_budget:
+        report.over(
+            f"message has {lines} lines, over the limit of {line_budget}; "
+            "only the headers were read"
+        )
+        return False
+    return True

@@ -1,0 +1,137 @@
+"""What is built while one message is read: the warnings report and the draft.
+
+``_Report`` keeps the warnings (deduplicated, capped) and the over-limits
+flag; ``_Draft`` holds the fields of the ``ParsedMail`` as the stages fill
+them. ``_quiet_libraries`` silences mail-parser's logging and turns Python
+warnings into ours while our calls run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import threading
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+
+from parsers.mail.bounds import _MAX_WARNINGS
+from parsers.text import header_safe
+from parsers.types import Attachment, ParsedMail
+
+_QUIET = contextvars.ContextVar("parsers_mail_quiet", default=False)
+# warnings.catch_warnings swaps process-wide state: two threads doing it at
+# once can leave the filters broken for good, so our calls take turns.
+_WARNINGS_LOCK = threading.Lock()
+
+
+class _QuietFilter(logging.Filter):
+    """Drop mail-parser's records while one of our calls is running."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _QUIET.get()
+
+
+for _logger_name in ("mailparser", "mailparser.core", "mailparser.utils"):
+    logging.getLogger(_logger_name).addFilter(_QuietFilter())
+
+
+@contextlib.contextmanager
+def _quiet_libraries(report: _Report) -> Iterator[None]:
+    """Silence mail-parser's logging and turn Python warnings into ours."""
+    token = _QUIET.set(True)
+    try:
+        with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        _QUIET.reset(token)
+    for item in caught[:10]:
+        report.warn(f"library warning: {item.category.__name__}: {item.message}")
+
+
+# --------------------------------------------------------------------------
+# Results being built
+# --------------------------------------------------------------------------
+
+
+class _Report:
+    """Warnings (deduplicated, capped) and the over-limits flag."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+        self.over_limits = False
+        self._seen: set[str] = set()
+        self._hidden = 0
+
+    def warn(self, text: str) -> None:
+        text = header_safe(text, max_length=300)
+        if text in self._seen:
+            return
+        if len(self.items) >= _MAX_WARNINGS:
+            self._hidden += 1
+            return
+        self._seen.add(text)
+        self.items.append(text)
+
+    def over(self, text: str) -> None:
+        self.over_limits = True
+        self.warn(text)
+
+    def result(self) -> tuple[str, ...]:
+        if self._hidden:
+            return (*self.items, f"{self._hidden} more warnings not shown")
+        return tuple(self.items)
+
+
+@dataclass
+class _Draft:
+    """The fields of the ParsedMail, filled in stage by stage."""
+
+    sha256: str
+    size: int
+    message_id: str | None = None
+    subject: str = ""
+    sender: str = ""
+    sender_name: str = ""
+    from_address: str = ""
+    to: tuple[str, ...] = ()
+    cc: tuple[str, ...] = ()
+    reply_to: str | None = None
+    return_path: str | None = None
+    date: datetime | None = None
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+    headers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    text: str = ""
+    attachments: list[Attachment] = field(default_factory=list)
+    content_types: tuple[str, ...] = ()
+    forwarded: bool = False
+
+    def build(self, report: _Report) -> ParsedMail:
+        return ParsedMail(
+            sha256=self.sha256,
+            size=self.size,
+            message_id=self.message_id,
+            subject=self.subject,
+            sender=self.sender,
+            sender_name=self.sender_name,
+            from_address=self.from_address,
+            to=self.to,
+            cc=self.cc,
+            reply_to=self.reply_to,
+            return_path=self.return_path,
+            date=self.date,
+            in_reply_to=self.in_reply_to,
+            references=self.references,
+            headers=MappingProxyType(dict(self.headers)),
+            text=self.text,
+            attachments=tuple(self.attachments),
+            content_types=self.content_types,
+            forwarded=self.forwarded,
+            warnings=report.result(),
+            over_limits=report.over_limits,
+        )
