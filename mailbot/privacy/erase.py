@@ -98,15 +98,18 @@ class _Erasure:
     plan: DeletionPlan
     mentions: Mentions
     other_dossiers: list[str]
-    held_messages: set[int]
+    # Messages of the dossiers left alone (legal hold, form-only).
+    kept_messages: set[int]
     others: list[_OtherMail]
     sent_deleted: list[SentCopy]
     sent_to_check: list[SentCopy]
     with_server: bool
 
     @property
-    def held_ids(self) -> set[int]:
-        return {d.id for d in self.held}  # type: ignore[misc]
+    def kept_ids(self) -> set[int]:
+        """Dossiers left as they are: on legal hold, or naming the address only in
+        their form (listed for staff, never acted on without their confirmation)."""
+        return {d.id for d in self.held + self.form_only}  # type: ignore[misc]
 
 
 def preview_erasure(
@@ -213,17 +216,18 @@ def _prepare(
         with_server_copies=with_server,
         server_copies_of_ledger=True,
     )
-    held_ids = {d.id for d in held}
-    held_messages = set(
+    form_only = [] if include_form else form_only_dossiers(session, address)
+    kept_ids = {d.id for d in held + form_only}
+    kept_messages = set(
         select_in_chunks(
             session,
             lambda ids: select(Message.id).where(col(Message.dossier_id).in_(ids)),
-            held_ids,
+            kept_ids,
         )
     )
     mentions = _person_mentions(address, dossiers=dossiers, messages=own)
     gone = set(plan.messages)
-    others = _other_mail(app, session, mentions, skip=gone | held_messages, held_dossiers=held_ids)
+    others = _other_mail(app, session, mentions, skip=gone | kept_messages, kept_dossiers=kept_ids)
     if with_server:
         for other in others:
             other.server = find_server_copies(session, [other.message_id])
@@ -231,13 +235,13 @@ def _prepare(
     return _Erasure(
         erased=erased,
         held=held,
-        form_only=[] if include_form else form_only_dossiers(session, address),
+        form_only=form_only,
         plan=plan,
         mentions=mentions,
         other_dossiers=sorted(
             d.reference for d in (session.get(Dossier, i) for i in elsewhere) if d is not None
         ),
-        held_messages=held_messages,
+        kept_messages=kept_messages,
         others=others,
         sent_deleted=sent_deleted,
         sent_to_check=sent_to_check,
@@ -263,7 +267,7 @@ def _person_mentions(address: str, *, dossiers: list[Dossier], messages: list[Me
 
 
 def _other_mail(
-    app: App, session: Session, mentions: Mentions, *, skip: set[int], held_dossiers: set[int]
+    app: App, session: Session, mentions: Mentions, *, skip: set[int], kept_dossiers: set[int]
 ) -> list[_OtherMail]:
     """Messages that stay (someone else's, or hers in someone else's dossier) naming the person.
 
@@ -275,7 +279,7 @@ def _other_mail(
     ids = session.exec(select(Message.id)).all()
     for chunk in chunked(set(ids) - skip, 200):
         for message in session.exec(select(Message).where(col(Message.id).in_(chunk))).all():
-            if message.dossier_id in held_dossiers:
+            if message.dossier_id in kept_dossiers:
                 continue
             named = any(
                 mentions.found_in_value(getattr(message, key))
@@ -359,15 +363,15 @@ def _redact_stored_messages(
 
 def _tables_to_scrub(work: _Erasure) -> ScrubTables:
     """The tables searched for the person after an erasure, each with a test
-    for the rows to leave alone (they belong to a dossier on legal hold)."""
-    held_dossiers, held_messages = work.held_ids, work.held_messages
+    for the rows to leave alone (they belong to a dossier left as it is)."""
+    kept_dossiers, kept_messages = work.kept_ids, work.kept_messages
     return {
-        Dossier: lambda r: r.id in held_dossiers,
-        Message: lambda r: r.dossier_id in held_dossiers,
-        Piece: lambda r: r.dossier_id in held_dossiers,
-        Outbox: lambda r: r.dossier_id in held_dossiers or r.trigger_message_pk in held_messages,
-        Event: lambda r: r.dossier_id in held_dossiers or r.message_pk in held_messages,
-        Sighting: lambda r: r.message_pk in held_messages,
+        Dossier: lambda r: r.id in kept_dossiers,
+        Message: lambda r: r.dossier_id in kept_dossiers,
+        Piece: lambda r: r.dossier_id in kept_dossiers,
+        Outbox: lambda r: r.dossier_id in kept_dossiers or r.trigger_message_pk in kept_messages,
+        Event: lambda r: r.dossier_id in kept_dossiers or r.message_pk in kept_messages,
+        Sighting: lambda r: r.message_pk in kept_messages,
         MailboxCursor: lambda r: False,
     }
 
