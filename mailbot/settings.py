@@ -202,7 +202,7 @@ class RetentionSettings(Strict):
     # and replace other people's copies naming them by a redacted copy.
     erase_server_copies: bool = True
     # Environment variable holding the key of the erasure tombstones (HMAC).
-    tombstone_secret_env: str = "MAILBOT_TOMBSTONE_SECRET"
+    tombstone_secret_env: EnvName = "MAILBOT_TOMBSTONE_SECRET"  # noqa: S105 (a variable name)
 
 
 class Settings(Strict):
