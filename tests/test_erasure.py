@@ -408,9 +408,9 @@ def test_purge_past_every_retention_period(app, dovecot, smtp_server, documents)
     later = utcnow() + dt.timedelta(days=1)
     send_digest(app, now=later)
 
-    longest = max(
-        getattr(retention, f"{status.value}_days") for status in DossierStatus
-    ) + max(retention.ledger_days, retention.digest_days)
+    longest = max(getattr(retention, f"{status.value}_days") for status in DossierStatus) + max(
+        retention.ledger_days, retention.digest_days
+    )
     now = utcnow() + dt.timedelta(days=longest + 2)
     report = purge(app, now=now, actor="staff:dpo")
     assert report.held == [refs["sophie"]]
@@ -433,6 +433,32 @@ def test_purge_past_every_retention_period(app, dovecot, smtp_server, documents)
         p["blob_sha256"] for p in held_before["pieces"]
     }
     assert set(app.blobs.iter_digests()) == kept
+    with session_scope(app.engine) as session:
+        actions = {e.action for e in session.exec(select(Event)).all()}
+    assert "digest.queued" not in actions and "dossier.purged" in actions
     # A second purge finds nothing more.
     again = purge(app, now=now, actor="staff:dpo")
     assert again.empty and again.held == [refs["sophie"]]
+
+
+# -- logs -----------------------------------------------------------------------------
+
+
+def test_logs_name_outbox_rows_never_recipients(app, dovecot, smtp_server, documents, caplog):
+    for name in SERVICE_LOGGERS:
+        caplog.set_level(logging.DEBUG, logger=name)
+    smtp_server.reject_recipient(MARIE)
+    dovecot.append(NB, candidature(f"Marie Lefebvre <{MARIE}>", documents["potager"]))
+    poll(app)
+    assert send_outbox(app).failed == 1
+    service_log = [r.getMessage() for r in caplog.records if r.name.startswith("mailbot.smtp")]
+    # The call site names the row; the server's answer (which quotes the
+    # address) is only safe once the CLI's filter is installed, below.
+    assert any("outbox" in line and "failed" in line for line in service_log)
+    assert not any(MARIE in line.split(": ", 1)[0] for line in service_log)
+
+    # Every command's logging goes through mailbot.logredact.
+    assert main(["purge", "--dry-run"]) == 0
+    logging.getLogger("mailbot.test").error("refused: 550 <%s> unknown; Marie", MARIE)
+    [record] = [r for r in caplog.records if r.name == "mailbot.test"]
+    assert MARIE not in record.getMessage() and "<address>" in record.getMessage()

@@ -35,6 +35,7 @@ from storage import repositories as repo
 from storage.models import (
     Dossier,
     DossierStatus,
+    Event,
     Message,
     Outbox,
     OutboxKind,
@@ -72,6 +73,10 @@ def purge(
             message_ids=ledger | quarantine,
             reply_ids=set(digests) | loose_replies,
             with_server_copies=retention.delete_server_copies,
+        )
+        # The digests' audit entries (recipients, counts) go with them.
+        plan.events.update(
+            dict.fromkeys(_expired_digest_events(session, days=retention.digest_days, now=now))
         )
         plan.count_into(app, report)
         report.ledger_messages = len(ledger & set(plan.messages))
@@ -199,6 +204,22 @@ def _expired_digests(session: Session, *, days: int, now: datetime) -> dict[int,
         for row_id, mailbox, message_id in rows
         if row_id != last_sent
     }
+
+
+def _expired_digest_events(session: Session, *, days: int, now: datetime) -> set[int]:
+    """``digest.queued`` and ``digest.skipped`` audit entries older than ``days``."""
+    if days <= 0:
+        return set()
+    cutoff = now - timedelta(days=days)
+    return set(
+        session.exec(
+            select(Event.id).where(
+                col(Event.action).in_(("digest.queued", "digest.skipped")),
+                col(Event.dossier_id).is_(None),
+                col(Event.at) < cutoff,
+            )
+        ).all()
+    )
 
 
 def _expired_loose_replies(session: Session, *, days: int, now: datetime) -> set[int]:
