@@ -62,6 +62,10 @@ NEEDLES = {
     "phone": re.compile(r"(?:0|\+\s?33\s?|0033\s?)3[\s.\-]?21[\s.\-]?00[\s.\-]?00[\s.\-]?00"),
 }
 
+# Sophie's list of volunteers names Marie (a text piece of another dossier).
+VOLUNTEERS_CSV = (
+    "nom;téléphone\nMarie Lefebvre;03 21 00 00 00\nPaul Henry;06 11 22 33 44\n".encode()
+)
 # The service's own loggers (the test SMTP server logs whole messages at DEBUG).
 SERVICE_LOGGERS = ("mailbot", "parsers", "storage")
 
@@ -111,7 +115,8 @@ def dossier_of(app: App, sender: str) -> Dossier:
 
 
 def dossier_state(app: App, reference: str, *, raw: bool = True) -> dict[str, Any]:
-    """A dossier and what hangs on it; ``raw=False`` leaves out the stored copies' identity."""
+    """A dossier and what hangs on it; ``raw=False`` leaves out the identity of the
+    stored copies and text pieces (an erasure may redact them)."""
     with session_scope(app.engine) as session:
         dossier = repo.get_dossier(session=session, reference=reference)
         assert dossier is not None
@@ -119,19 +124,24 @@ def dossier_state(app: App, reference: str, *, raw: bool = True) -> dict[str, An
             select(Message).where(Message.dossier_id == dossier.id).order_by(col(Message.id))
         ).all()
         dumped = [m.model_dump() for m in messages]
+        pieces = [
+            p.model_dump()
+            for p in session.exec(
+                select(Piece).where(Piece.dossier_id == dossier.id).order_by(col(Piece.id))
+            ).all()
+        ]
         if not raw:
             for m in dumped:
                 for key in ("raw_blob", "sha256", "size", "headers", "updated_at"):
                     m.pop(key)
+            for p in pieces:
+                if p["content_type"].startswith("text/"):
+                    p.pop("blob_sha256")
+                    p.pop("size")
         return {
             "dossier": dossier.model_dump(),
             "messages": dumped,
-            "pieces": [
-                p.model_dump()
-                for p in session.exec(
-                    select(Piece).where(Piece.dossier_id == dossier.id).order_by(col(Piece.id))
-                ).all()
-            ],
+            "pieces": pieces,
             "outbox": [
                 o.model_dump(exclude={"raw"})
                 for o in session.exec(
@@ -282,6 +292,14 @@ def seed_everywhere(app: App, dovecot, documents: dict[str, bytes]) -> dict[str,
                 "(présidente des Jardins du Perroy, tél. +33 3 21 00 00 00), en copie.\n"
                 "Bien cordialement,\nSophie Durand"
             ),
+            attachments=[
+                ("dossier_intention.pdf", documents["fete"], "application/pdf"),
+                (
+                    "benevoles.csv",
+                    VOLUNTEERS_CSV,
+                    "text/csv",
+                ),
+            ],
         ),
     )
     poll(app)
@@ -344,6 +362,12 @@ def test_erase_person_leaves_nothing_behind(app, dovecot, smtp_server, documents
     stored = app.blobs.get(sophie_mail.raw_blob)
     redacted = "Nous candidatons en lien étroit avec [nom effacé]"
     assert any(redacted in text for text in decoded_texts(stored))
+    [csv] = [
+        p for p in dossier_state(app, refs["sophie"])["pieces"] if p["content_type"] == "text/csv"
+    ]
+    assert app.blobs.get(csv["blob_sha256"]).decode() == (
+        "nom;téléphone\n[nom effacé];[téléphone effacé]\nPaul Henry;06 11 22 33 44\n"
+    )
     assert tombstone.actor == "staff:dpo" and len(tombstone.details["email_hmac"]) == 64
     # Her mail left the INBOX; the others' (Sophie's redacted copy) stayed, and the ledger
     # follows the redacted copy's new UID.

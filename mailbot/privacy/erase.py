@@ -172,6 +172,7 @@ def erase_person(
         report.others = [o.label() for o in work.others]
         replaced_blobs = _redact_stored_messages(app, session, work, report)
         work.plan.delete_rows(session)
+        replaced_blobs |= _redact_text_pieces(app, session, work, report)
         report.scrubbed = _scrub(session, work.mentions, _tables_to_scrub(work))
         _record_tombstone(session, report=report, actor=actor)
     work.plan.delete_blobs_and_server_copies(app, report)
@@ -361,6 +362,44 @@ def _redact_stored_messages(
     return replaced
 
 
+def _redact_text_pieces(
+    app: App, session: Session, work: _Erasure, report: EraseReport
+) -> set[str]:
+    """Text pieces (CSV, plain text) of the remaining dossiers that name the person,
+    rewritten without them (PDFs and images cannot be: they stay as filed).
+
+    Runs after the plan's rows are gone. Returns the replaced digests.
+    """
+    replaced: set[str] = set()
+    table = Piece.__table__  # type: ignore[attr-defined]
+    pieces = session.exec(
+        select(Piece.id, Piece.dossier_id, Piece.blob_sha256).where(
+            col(Piece.content_type).startswith("text/")
+        )
+    ).all()
+    for piece_id, dossier_id, sha in pieces:
+        if dossier_id in work.kept_ids:
+            continue
+        try:
+            data = app.blobs.get(sha)
+        except BlobError:
+            continue
+        text = data.decode("utf-8", "replace")
+        if not work.mentions.found_in(text):
+            continue
+        redacted = work.mentions.redact(text).encode("utf-8")
+        new_sha = app.blobs.put(redacted)
+        update_row(
+            session,
+            table=table,
+            row_id=piece_id,
+            values={"blob_sha256": new_sha, "size": len(redacted)},
+        )
+        replaced.add(sha)
+        report.redacted_pieces += 1
+    return replaced
+
+
 def _tables_to_scrub(work: _Erasure) -> ScrubTables:
     """The tables searched for the person after an erasure, each with a test
     for the rows to leave alone (they belong to a dossier left as it is)."""
@@ -429,6 +468,7 @@ def _record_tombstone(session: Session, *, report: EraseReport, actor: str) -> N
                 "blobs": report.blobs,
                 "scrubbed_rows": report.scrubbed,
                 "redacted_messages": report.redacted_messages,
+                "redacted_pieces": report.redacted_pieces,
             },
         },
     )

@@ -159,8 +159,9 @@ class EraseReport(DeletionReport):
     other_dossiers: list[str] = field(default_factory=list)
     # Other people's mail naming the person (Cc, body): "message <id> (<reference>)".
     others: list[str] = field(default_factory=list)
-    # Stored raw messages rewritten without the person.
+    # Stored raw messages and text pieces rewritten without the person.
     redacted_messages: int = 0
+    redacted_pieces: int = 0
     # Remaining rows from which the address, name or phone was removed.
     scrubbed: int = 0
 
@@ -174,7 +175,7 @@ class EraseReport(DeletionReport):
             + (f" ({', '.join(self.dossiers)})" if self.dossiers else ""),
             f"{self.messages} messages, {self.replies} replies, {self.blobs} blobs",
             f"person removed from {self.scrubbed} other rows and "
-            f"{self.redacted_messages} stored messages",
+            f"{self.redacted_messages} stored messages and {self.redacted_pieces} text pieces",
         ]
         if self.server:
             done = sum(s.deleted for s in self.server)
