@@ -170,9 +170,9 @@ def erase_person(
         report.form_only = [d.reference for d in work.form_only]
         report.other_dossiers = work.other_dossiers
         report.others = [o.label() for o in work.others]
-        replaced_blobs = _redact_stored_messages(app, session, work, report)
+        replaced_blobs = _redact_stored_messages(app, session, work=work, report=report)
         work.plan.delete_rows(session)
-        replaced_blobs |= _redact_text_pieces(app, session, work, report)
+        replaced_blobs |= _redact_text_pieces(app, session, work=work, report=report)
         report.scrubbed = _scrub(session, work.mentions, _tables_to_scrub(work))
         _record_tombstone(session, report=report, actor=actor)
     work.plan.delete_blobs_and_server_copies(app, report)
@@ -328,7 +328,7 @@ def _sent_copies(
 
 
 def _redact_stored_messages(
-    app: App, session: Session, work: _Erasure, report: EraseReport
+    app: App, session: Session, *, work: _Erasure, report: EraseReport
 ) -> set[str]:
     """Rewrite the stored copies of other people's mail naming the person.
 
@@ -363,7 +363,7 @@ def _redact_stored_messages(
 
 
 def _redact_text_pieces(
-    app: App, session: Session, work: _Erasure, report: EraseReport
+    app: App, session: Session, *, work: _Erasure, report: EraseReport
 ) -> set[str]:
     """Text pieces (CSV, plain text) of the remaining dossiers that name the person,
     rewritten without them (PDFs and images cannot be: they stay as filed).
