@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Column, Table
 from typer._click.exceptions import ClickException
 
-from mailbot import decisions, views, wording
+from mailbot import decisions, terminal, views, wording
 from mailbot import export as exports
 from mailbot.app import App
 from mailbot.config import check_secrets, load_config
@@ -47,8 +46,9 @@ app.add_typer(messages_app, name="messages")
 staff_app = typer.Typer(help="Accounts of the back-office (mailbot web).", no_args_is_help=True)
 app.add_typer(staff_app, name="staff")
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# Applicant text reaches these consoles: never markup, never control characters.
+out = terminal.console()
+err = terminal.console(stderr=True)
 
 # Staff decisions `dossiers set-status` accepts (the others are set by the service).
 STAFF_STATUSES = tuple(status.value for status in decisions.STAFF_STATUSES)
@@ -268,7 +268,7 @@ def dossiers_show(
     if as_json:
         _print_json(detail)
         return
-    out.print(f"[bold]{detail['reference']}[/bold]  {detail['status_label']}")
+    out.print(terminal.strong(detail["reference"]), detail["status_label"])
     zone = wording.service_zone(application.config)
     out.print(
         f"reçu le {wording.local_date_time(detail['received_at'], zone)}  de {detail['sender']}",
@@ -276,7 +276,7 @@ def dossiers_show(
     )
     out.print(f"boîtes : {', '.join(detail['mailboxes']) or '—'}")
     if detail["legal_hold"]:
-        out.print("[bold]conservation légale : oui[/bold]")
+        out.print(terminal.strong("conservation légale : oui"))
     rules = application.config.rules
     missing = describe_missing(detail["missing"], rules=rules)
     out.print(f"manque : {' ; '.join(missing) or 'rien'}", markup=False)
@@ -614,11 +614,14 @@ def try_command(
     if as_json:
         _print_json(result)
         return
-    out.print(f"verdict: [bold]{result['verdict']}[/bold]  (score {result['score']})")
+    out.print("verdict:", terminal.strong(result["verdict"]), f" (score {result['score']})")
     out.print(f"from: {result['sender']}  message-id: {result['message_id']}")
     for step in result["rule_trace"]:
-        if step["hit"]:
-            out.print(f"  hit {step['rule']}: {step['reason']}", markup=False)
+        # Every rule that hit, and the chain's rules that missed (signs that
+        # missed are only in --json: there are dozens).
+        if step["hit"] or not str(step["rule"]).startswith("sign:"):
+            verdict = "hit " if step["hit"] else "miss"
+            out.print(f"  {verdict} {step['rule']}: {step['reason']}", markup=False)
     for key, value in result["fields"].items():
         out.print(f"  {key} = {exports.cell_text(value)}", markup=False)
     for item in result["attachments"]:

@@ -37,9 +37,24 @@ def cell(value: Any, style: str | None = None) -> Text:
     return Text(plain(value, single_line=True), style=style or "")
 
 
+def strong(value: Any) -> Text:
+    """Our own emphasis (a reference, a verdict), applied as a style, never as markup."""
+    return Text(plain(value, single_line=True), style="bold")
+
+
+class PlainConsole(Console):
+    """Every string it renders (printed text, table cells) goes through ``plain`` first."""
+
+    def render_str(self, text: str, **options: Any) -> Text:  # type: ignore[override]
+        options["markup"] = False
+        options["emoji"] = False
+        options["highlight"] = False
+        return super().render_str(plain(text), **options)
+
+
 def console(*, stderr: bool = False, width: int | None = None) -> Console:
     """A console that prints data as it is: no markup, no emoji codes, no highlighting."""
-    return Console(
+    return PlainConsole(
         stderr=stderr,
         markup=False,
         emoji=False,
