@@ -13,7 +13,6 @@ with ``rich.text.Text`` by our own code only.
 from __future__ import annotations
 
 import re
-import sys
 from typing import Any
 
 from rich.console import Console
@@ -60,5 +59,4 @@ def console(*, stderr: bool = False, width: int | None = None) -> Console:
         emoji=False,
         highlight=False,
         width=width,
-        file=sys.stderr if stderr else None,
     )
