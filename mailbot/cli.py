@@ -338,6 +338,7 @@ _EVENT_COLUMNS = (("at", "Le"), ("actor", "Par"), ("action", "Action"))
 @dossiers_app.command("set-status")
 def dossiers_set_status(
     ctx: typer.Context,
+    *,
     reference: Annotated[str, typer.Argument(help="Reference such as BSC-2026-0007.")],
     status: Annotated[str, typer.Argument(help="complete, accepted, rejected or withdrawn.")],
     note: Annotated[
@@ -360,6 +361,7 @@ def dossiers_set_status(
 @dossiers_app.command("set-field")
 def dossiers_set_field(
     ctx: typer.Context,
+    *,
     reference: Annotated[str, typer.Argument(help="Reference such as BSC-2026-0007.")],
     key: Annotated[str, typer.Argument(help="Field key of rules.toml, such as thematique.")],
     value: Annotated[str, typer.Argument(help="New value, as the applicant would write it.")],
@@ -392,6 +394,7 @@ def _json_text(value: Any) -> str:
 @dossiers_app.command("export")
 def dossiers_export(
     ctx: typer.Context,
+    *,
     fmt: Annotated[str, typer.Option("--format", help="csv or xlsx.")] = "csv",
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="File to write (default: stdout for csv).")
@@ -593,6 +596,7 @@ def send(ctx: typer.Context) -> None:
 @app.command("try")
 def try_command(
     ctx: typer.Context,
+    *,
     file: Annotated[Path, typer.Argument(help="A saved message (.eml).", dir_okay=False)],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     mailbox: Annotated[
@@ -705,6 +709,7 @@ _FORM_ADDRESSES_HELP = (
 @app.command("export-person")
 def export_person_command(
     ctx: typer.Context,
+    *,
     email: Annotated[str, typer.Argument(help="The person's e-mail address.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Empty or new directory.")],
     include_form_addresses: Annotated[
@@ -722,6 +727,7 @@ def export_person_command(
 @app.command("erase-person")
 def erase_person_command(
     ctx: typer.Context,
+    *,
     email: Annotated[str, typer.Argument(help="The person's e-mail address.")],
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
     include_form_addresses: Annotated[
@@ -762,6 +768,7 @@ def erase_person_command(
 @dossiers_app.command("hold")
 def dossiers_hold(
     ctx: typer.Context,
+    *,
     reference: Annotated[str, typer.Argument(help="Reference such as BSC-2026-0007.")],
     release: Annotated[bool, typer.Option("--release", help="Lift the legal hold.")] = False,
     note: Annotated[

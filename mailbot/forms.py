@@ -191,7 +191,7 @@ def _draw_options(
     writer.y -= 6
 
 
-def _draw_field(writer: _PdfWriter, key: str, rule: FieldRule, rules: Rules) -> None:
+def _draw_field(writer: _PdfWriter, *, key: str, rule: FieldRule, rules: Rules) -> None:
     label = printed_label(rule)
     heading = simpleSplit(label, FONT_BOLD, 10, _WIDTH)
     writer.need(len(heading) * 13 + 26)
@@ -261,7 +261,7 @@ def blank_form_pdf(rules: Rules) -> bytes:
             writer.need(60)
             writer.y -= 10
             writer.paragraph(heading, font=FONT_BOLD, size=12.5)
-        _draw_field(writer, key, rule, rules)
+        _draw_field(writer, key=key, rule=rule, rules=rules)
     writer.need(40)
     writer.y -= 16
     writer.paragraph("Fait à ………………………, le ………………………", size=10)

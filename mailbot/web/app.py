@@ -219,10 +219,12 @@ async def login_page(request: Request) -> Response:
     typed = str(form.get("login") or "")[:64]
     # No password is that long; argon2 would still hash a megabyte sent to slow us down.
     password = str(form.get("password") or "")[:PASSWORD_MAX_LENGTH]
-    return await run_in_threadpool(_log_in, office, request, typed, password)
+    return await run_in_threadpool(
+        functools.partial(_log_in, office, request, typed=typed, password=password)
+    )
 
 
-def _log_in(office: BackOffice, request: Request, typed: str, password: str) -> Response:
+def _log_in(office: BackOffice, request: Request, *, typed: str, password: str) -> Response:
     address = office.proxy.client_address(request)
     key = typed.strip().lower()
     if office.throttle.blocked(login=key, address=address):
