@@ -473,8 +473,12 @@ def _stream_hits(
     while i < len(lines):
         page, line = lines[i]
         if not line.strip() or _SKIP.search(fold(line)):
-            if current is not None and not line.strip() and index.kinds[current.key] == "text":
-                current = None  # a blank line ends a short value
+            if current is not None and not line.strip():
+                kind = index.kinds[current.key]
+                if kind == "text":
+                    current = None  # a blank line ends a short value
+                elif kind == "multiline" and current.raw and not current.raw.endswith("\n"):
+                    current.raw += "\n"  # a paragraph break, kept
             i += 1
             continue
         if _is_stop(line, index):
@@ -889,9 +893,13 @@ def _read_document(doc: DocumentText, rules: Rules) -> _Reading:
     ocr_pages = set(doc.ocr_pages)
     cell_hits: list[_Hit] = []
     streams: dict[str, list[tuple[int | None, str]]] = {"text": [], "ocr": []}
+    all_tables = _rejoined_tables(doc, index)
     for number, page_text in enumerate(doc.pages, start=1):
         page = number if doc.kind in ("pdf", "image") else None
-        cell_hits += _page_cells(doc, number, page, index, is_ocr=number in ocr_pages)
+        tables = all_tables[number - 1] if number - 1 < len(all_tables) else ()
+        cell_hits += _page_cells(
+            doc, number, page, index, is_ocr=number in ocr_pages, tables=tables
+        )
         # A two-column page reads column by column; otherwise line by line.
         columns = doc.columns[number - 1] if number - 1 < len(doc.columns) else ""
         stream = streams["ocr" if number in ocr_pages else "text"]
@@ -920,14 +928,19 @@ def _read_document(doc: DocumentText, rules: Rules) -> _Reading:
 
 
 def _page_cells(
-    doc: DocumentText, number: int, page: int | None, index: LabelIndex, *, is_ocr: bool
+    doc: DocumentText,
+    number: int,
+    page: int | None,
+    index: LabelIndex,
+    *,
+    is_ocr: bool,
+    tables: Sequence[Any],
 ) -> list[_Hit]:
     """Hits from the tables of one page and from its two-column rows."""
     layer = "ocr" if is_ocr else ("docx" if doc.kind == "docx" else "text")
     table_layer = "ocr" if is_ocr else ("docx" if doc.kind == "docx" else "table")
     where = _page_label(doc, page)
     hits: list[_Hit] = []
-    tables = doc.tables[number - 1] if number - 1 < len(doc.tables) else ()
     for table in tables:
         kind = "docx table" if doc.kind == "docx" else "table row"
         source = f"{kind} on {where}" if page else f"{kind} in {doc.filename}"
@@ -941,6 +954,52 @@ def _page_cells(
     return _explode_inline(hits, index)
 
 
+def _rejoined_tables(doc: DocumentText, index: LabelIndex) -> list[tuple[Any, ...]]:
+    """The tables of each page, a row split across a page break made whole again.
+
+    A table row that starts at the foot of a page and goes on at the top of
+    the next (its label cell continued, or empty) is one row: it is given on
+    the first page, and dropped from the second.
+    """
+    pages: list[list[Any]] = [list(tables) for tables in doc.tables]
+    for number in range(1, len(pages)):
+        before, after = pages[number - 1], pages[number]
+        if not before or not after or not before[-1] or not after[0]:
+            continue
+        last, first = before[-1][-1], after[0][0]
+        if len(last) != len(first) or len(first) < 2:
+            continue
+        label_cell, next_label = last[0].strip(), first[0].strip()
+        if next_label and _cell_label(next_label, index, False) is not None:
+            continue  # the next page starts a new row
+        if not (
+            _cell_label(label_cell, index, False) or index.is_prefix(" ".join(label_cell.split()))
+        ):
+            continue
+        merged = tuple(
+            _join_parts(a, b, label=column == 0)
+            for column, (a, b) in enumerate(zip(last, first, strict=True))
+        )
+        before[-1] = (*before[-1][:-1], merged)
+        after[0] = after[0][1:]
+        if not after[0]:
+            after.pop(0)
+    return [tuple(tables) for tables in pages]
+
+
+def _join_parts(top: str, bottom: str, *, label: bool) -> str:
+    """Two parts of one cell, cut by a page break."""
+    top, bottom = top.strip(), bottom.strip()
+    if not top or not bottom:
+        return top or bottom
+    if label:
+        return f"{top}\n{bottom}"
+    # A cut after a full sentence, the next part starting anew: a paragraph break.
+    if re.search(r"[.!?…]$", top) and (bottom[0].isupper() or bottom[0].isdigit()):
+        return f"{top}\n\n{bottom}"
+    return f"{top}\n{bottom}"
+
+
 # --------------------------------------------------------------------------
 # Choosing values
 
@@ -950,7 +1009,9 @@ def _unwrap(text: str) -> str:
     out: list[str] = []
     for line in text.split("\n"):
         line = line.strip()
-        if out and out[-1] and line and _wrapped(out[-1], line):
+        if out and out[-1] and line and re.search(r"\w-$", out[-1]) and line[0].isalnum():
+            out[-1] = f"{out[-1]}{line}"  # "Nord-Pas-" + "de-Calais": the hyphen is the word's
+        elif out and out[-1] and line and _wrapped(out[-1], line):
             out[-1] = f"{out[-1]} {line}"
         else:
             out.append(line)
