@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from parsers.checks import is_required
 from parsers.documents import DocumentText, FormField
 from parsers.normalize import Normalised, first_choice, normalize_value, words
 from parsers.text import fold
@@ -64,15 +65,35 @@ _MAX_LINES = {
 _FUZZY_RATIO = 0.85
 
 
+# A reading whose confidence is below this is UNCERTAIN: neither an answer to
+# trust nor a gap to report; a human decides.
+UNCERTAIN_BELOW = 0.6
+
+
 @dataclass(frozen=True)
 class FieldEvidence:
-    """Where one field's value was read, as read and as normalised."""
+    """Where one field's value was read, as read and as normalised, and how sure.
+
+    ``confidence`` (0–1) says how far the reading can be trusted: 1.0 for a
+    form field, less for a value read beside a label, less again from OCR;
+    below ``UNCERTAIN_BELOW`` the reading is uncertain (``uncertain``) and
+    ``doubt`` says why (e.g. "marks not told apart"). ``page`` is the page
+    the value was read on (None for a DOCX or a form field), ``raw`` the
+    snippet as read, ``source`` where it was.
+    """
 
     key: str
     value: Any
     raw: str
     source: str
     layer: str  # form, table, docx, text, ocr
+    confidence: float = 1.0
+    page: int | None = None
+    doubt: str | None = None
+
+    @property
+    def uncertain(self) -> bool:
+        return self.confidence < UNCERTAIN_BELOW
 
 
 @dataclass(frozen=True)
@@ -92,6 +113,12 @@ class DossierReading:
     labels_found: float = 0.0
     # (sha256, labels found) of every document read, best first.
     candidates: tuple[tuple[str, float], ...] = ()
+    # Fields whose reading is uncertain (their evidence says why), and those
+    # of them that are required: such a dossier is neither complete nor
+    # lacking that field; ``needs_review`` is set, and the applicant must not
+    # be told the field is missing.
+    uncertain: tuple[str, ...] = ()
+    uncertain_required: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------
@@ -378,17 +405,35 @@ def ticked_options(text: str, *, ocr: bool = False) -> list[str] | None:
     the empty boxes are read: an option left without any box, among options
     with empty boxes and none ticked, is taken as the ticked one.
     """
+    return _ticks(text, ocr=ocr).options
+
+
+@dataclass(frozen=True)
+class _Ticks:
+    """Options read as ticked, and how they were told apart."""
+
+    options: list[str] | None
+    # The ticks were guessed (an OCR'd option without its box), not seen.
+    guessed: bool = False
+    # Boxes seen, ticked and empty.
+    ticked: int = 0
+    empty: int = 0
+
+
+def _ticks(text: str, *, ocr: bool = False) -> _Ticks:
     marks = list(_MARK.finditer(text))
     if not marks:
-        return _yes_no_options(text)
-    if ocr and not any(m.lastgroup in ("t", "x") for m in marks):
+        return _Ticks(_yes_no_options(text))
+    ticked_marks = sum(1 for m in marks if m.lastgroup in ("t", "x"))
+    empty_marks = len(marks) - ticked_marks
+    if ocr and not ticked_marks:
         bare = [
             part.strip(" :;,-–")
             for part in _BOUNDARY.split(text)
             if part.strip() and not _MARK.search(part) and re.search(r"[^\W\d_]{3}", part)
         ]
         if bare:
-            return bare
+            return _Ticks(bare, guessed=True, empty=empty_marks)
     before = text[: marks[0].start()]
     after = text[marks[-1].end() :]
     follow = bool(before.strip()) and not after.strip()
@@ -406,7 +451,7 @@ def ticked_options(text: str, *, ocr: bool = False) -> list[str] | None:
         option = option.strip(" :;,-–\t")
         if mark.lastgroup in ("t", "x") and option:
             ticked.append(option)
-    return ticked
+    return _Ticks(ticked, ticked=ticked_marks, empty=empty_marks)
 
 
 def _yes_no_options(text: str) -> list[str] | None:
@@ -1024,14 +1069,45 @@ def _wrapped(previous: str, line: str) -> bool:
     return not (line[0].isupper() or line[0].isdigit() or line[0] in "-•*–—")
 
 
-def _normalise(hit: _Hit, kind: str, rules: Rules) -> Normalised:
+# Confidence of a reading by the strength of its label match.
+_CONFIDENCE = {FORM: 1.0, CELL_PAIR: 0.95, INLINE: 0.9, LABEL_ALONE: 0.85, NO_SEPARATOR: 0.75}
+
+
+@dataclass(frozen=True)
+class _Read:
+    """One hit normalised, with how sure the reading is and why not more."""
+
+    result: Normalised
+    confidence: float
+    doubt: str | None = None
+
+
+def _normalise(hit: _Hit, kind: str, rules: Rules) -> _Read:
+    confidence = _CONFIDENCE.get(hit.strength, 0.65)
+    if hit.layer == "ocr":
+        confidence *= 0.95
     if hit.layer in ("text", "table", "ocr") and kind == "multiline":
         hit = _replace_hit(hit, raw=_unwrap(hit.raw))
     if kind in CHOICE_KINDS:
-        ticked = ticked_options(hit.raw, ocr=hit.layer == "ocr")
-        if ticked is not None:
-            return _ticked_value(ticked, kind, rules)
-    return normalize_value(kind, hit.raw, rules)
+        ticks = _ticks(hit.raw, ocr=hit.layer == "ocr")
+        if ticks.options is not None:
+            result = _ticked_value(ticks.options, kind, rules)
+            doubt = _tick_doubt(ticks, result, kind=kind, ocr=hit.layer == "ocr")
+            return _Read(result, min(confidence, 0.4) if doubt else confidence, doubt)
+    return _Read(normalize_value(kind, hit.raw, rules), confidence)
+
+
+def _tick_doubt(ticks: _Ticks, result: Normalised, *, kind: str, ocr: bool) -> str | None:
+    """Why the ticks of a choice field cannot be trusted, or None."""
+    if ticks.guessed:
+        return "no tick seen; the option was guessed from a box missing in the OCR"
+    if result.reason and result.reason.startswith("several options ticked"):
+        return "several boxes read as ticked where one is expected"
+    if ocr and not ticks.ticked and ticks.empty:
+        return "no box read as ticked in the OCR (a tick may be lost)"
+    if ocr and kind == "criteria" and ticks.ticked >= 2 and not ticks.empty:
+        return "every box read as ticked in the OCR: ticked and empty boxes not told apart"
+    return None
 
 
 def _ticked_value(ticked: list[str], kind: str, rules: Rules) -> Normalised:
@@ -1069,27 +1145,56 @@ def _choose(reading: _Reading, rules: Rules) -> tuple[dict, dict, list[str]]:
             continue
         hits.sort(key=lambda h: (-h.strength, -h.density, h.order))
         kind = index.kinds[key]
-        chosen: tuple[_Hit, Normalised] | None = None
-        first_failure: tuple[_Hit, Normalised] | None = None
+        chosen: tuple[_Hit, _Read] | None = None
+        first_failure: tuple[_Hit, _Read] | None = None
         for hit in hits:
-            result = _normalise(hit, kind, rules)
-            if result.ok:
-                chosen = (hit, result)
+            read = _normalise(hit, kind, rules)
+            if read.result.ok:
+                chosen = (hit, read)
                 break
-            if first_failure is None:
-                first_failure = (hit, result)
+            if first_failure is None or (read.doubt and not first_failure[1].doubt):
+                first_failure = (hit, read)
         if chosen is None:
             assert first_failure is not None
-            hit, result = first_failure
-            evidence[key] = FieldEvidence(key, None, hit.raw, hit.source, hit.layer)
-            if result.reason and result.reason != "empty":
-                warnings.append(f"{key}: {result.reason} ({hit.source})")
+            hit, read = first_failure
+            # Nothing read: sure of that unless the reading itself is in doubt.
+            evidence[key] = FieldEvidence(
+                key,
+                None,
+                hit.raw,
+                hit.source,
+                hit.layer,
+                confidence=read.confidence,
+                page=hit.page,
+                doubt=read.doubt,
+            )
+            if read.result.reason and read.result.reason != "empty":
+                warnings.append(f"{key}: {read.result.reason} ({hit.source})")
             continue
-        hit, result = chosen
-        fields[key] = result.value
-        evidence[key] = FieldEvidence(key, result.value, hit.raw, hit.source, hit.layer)
-        if result.reason:
-            warnings.append(f"{key}: {result.reason} ({hit.source})")
+        hit, read = chosen
+        if read.doubt and first_failure is None:
+            # An uncertain choice: a weaker reading of the same field that is
+            # sure (the same boxes in a table cell) wins over it.
+            for other in hits[hits.index(hit) + 1 :]:
+                again = _normalise(other, kind, rules)
+                if again.result.ok and not again.doubt:
+                    hit, read = other, again
+                    break
+        fields[key] = read.result.value
+        evidence[key] = FieldEvidence(
+            key,
+            read.result.value,
+            hit.raw,
+            hit.source,
+            hit.layer,
+            confidence=read.confidence,
+            page=hit.page,
+            doubt=read.doubt,
+        )
+        if read.result.reason:
+            warnings.append(f"{key}: {read.result.reason} ({hit.source})")
+        if read.doubt:
+            warnings.append(f"{key}: uncertain, {read.doubt} ({hit.source})")
     return fields, evidence, warnings
 
 
@@ -1131,14 +1236,18 @@ def read_dossier(documents: Sequence[DocumentText], *, rules: Rules) -> DossierR
         )
     fields, evidence, warnings = _choose(best, rules)
     doc = best.doc
+    uncertain = tuple(key for key, ev in evidence.items() if ev.uncertain)
+    uncertain_required = tuple(k for k in uncertain if is_required(k, fields, rules))
     return DossierReading(
         dossier_sha256=doc.sha256,
         fields=fields,
         evidence=evidence,
         warnings=tuple(warnings),
-        needs_review=doc.needs_review,
+        needs_review=doc.needs_review or bool(uncertain_required),
         labels_found=best.label_score,
         candidates=candidates,
+        uncertain=uncertain,
+        uncertain_required=uncertain_required,
     )
 
 
