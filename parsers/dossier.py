@@ -1356,6 +1356,8 @@ def read_dossier(documents: Sequence[DocumentText], *, rules: Rules) -> DossierR
             labels_found=best.label_score if best else 0.0,
             candidates=candidates,
         )
+    if best.doc.kind == "image":
+        best = _with_other_photos(best, ranked[1:])
     fields, evidence, warnings = _choose(best, rules)
     doc = best.doc
     uncertain = tuple(key for key, ev in evidence.items() if ev.uncertain)
@@ -1371,6 +1373,26 @@ def read_dossier(documents: Sequence[DocumentText], *, rules: Rules) -> DossierR
         uncertain=uncertain,
         uncertain_required=uncertain_required,
     )
+
+
+def _with_other_photos(best: _Reading, others: Sequence[_Reading]) -> _Reading:
+    """A dossier photographed page by page: the other photos' labels and values too.
+
+    One picture per page (phone photos, JPEG scans): every other picture
+    where form labels were read is a page of the same dossier.
+    """
+    pages = [r for r in others if r.doc.kind == "image" and r.label_score >= 1]
+    if not pages:
+        return best
+    merged = _Reading(best.doc, list(best.hits), dict(best.labels), set(best.covered))
+    offset = len(best.hits)
+    for reading in pages:
+        for hit in reading.hits:
+            merged.hits.append(_replace_hit(hit, order=hit.order + offset))
+        offset += len(reading.hits)
+        for key, sure in reading.labels.items():
+            merged.labels[key] = merged.labels.get(key, False) or sure
+    return merged
 
 
 def count_labels(text: str, rules: Rules) -> float:
