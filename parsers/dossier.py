@@ -600,6 +600,9 @@ def _label_segments(
     continue the field above. Returns [(label line, "") or (None, lead text)].
     """
     line = lines[i][1]
+    wrapped = _wrapped_label_cell(lines, i, index, fuzzy=fuzzy)
+    if wrapped is not None:
+        return [(wrapped, "")], 2
     if parse_label_line(line, index, fuzzy=fuzzy) is None and "\t" not in line:
         # A label wrapped over two or three lines.
         joined = line
@@ -636,6 +639,36 @@ def _label_segments(
     if lead:
         results.insert(0, (None, "\t".join(lead)))
     return results, 1
+
+
+def _wrapped_label_cell(
+    lines: Sequence[tuple[int | None, str]], i: int, index: LabelIndex, *, fuzzy: bool
+) -> LabelLine | None:
+    """A label cell wrapped over two lines, its value in the cell beside it.
+
+    "Date de réalisation ou date<tab>12/10/2025" then "prévisionnelle *": the
+    label is the whole of the first cells, not the shorter label that its first
+    line happens to hold ("Date de réalisation"), and the value is the cells
+    right of it on both lines.
+    """
+    line = lines[i][1]
+    if "\t" not in line or i + 1 >= len(lines):
+        return None
+    head, _, value = line.partition("\t")
+    if not index.is_prefix(head.strip()):
+        return None
+    below = lines[i + 1][1]
+    below_head, _, below_value = below.partition("\t")
+    if len(below_head.split()) > 6:
+        return None
+    joined = parse_label_line(f"{head.strip()} {below_head.strip()}", index, fuzzy=fuzzy)
+    if joined is None or joined.value or joined.strength < LABEL_ALONE - 1:
+        return None
+    shorter = parse_label_line(head.strip(), index, fuzzy=fuzzy)
+    if shorter is not None and shorter.key == joined.key and not shorter.value:
+        return None  # the first line holds the whole label already
+    value = "\n".join(v.strip() for v in (value, below_value) if v.strip())
+    return _with_value(joined, value, max(joined.strength, INLINE))
 
 
 def _with_value(line: LabelLine, value: str, strength: int) -> LabelLine:
@@ -1069,6 +1102,8 @@ def _read_document(doc: DocumentText, rules: Rules) -> _Reading:
         )
         # A two-column page reads column by column; otherwise line by line.
         columns = doc.columns[number - 1] if number - 1 < len(doc.columns) else ""
+        if columns and number in ocr_pages:
+            columns = _better_view(columns, page_text, index)
         stream = streams["ocr" if number in ocr_pages else "text"]
         stream.extend((page, line) for line in (columns or page_text).split("\n"))
     line_hits: list[_Hit] = []
@@ -1092,6 +1127,22 @@ def _read_document(doc: DocumentText, rules: Rules) -> _Reading:
     for hit in reading.hits:
         reading.labels[hit.key] = reading.labels.get(hit.key, False) or hit.sure
     return reading
+
+
+def _better_view(columns: str, lines: str, index: LabelIndex) -> str:
+    """The reading of an OCR'd page that finds more values: column by column, or line by line.
+
+    A scanned two-column table whose rows sit close together is found to
+    have two columns, but its labels then cannot be paired with their values;
+    read line by line, each row gives "label<tab>value".
+    """
+
+    def found(text: str) -> int:
+        pairs = [(None, line) for line in text.split("\n")]
+        hits = _stream_hits(pairs, index, fuzzy=True, describe=lambda p, t: "", layer="ocr")
+        return len({h.key for h in hits if h.raw.strip()})
+
+    return lines if found(lines) > found(columns) else columns
 
 
 def _page_cells(
