@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from parsers.checks import is_required
 from parsers.documents import DocumentText, FormField
+from parsers.documents.marks import UNSURE_BOX
 from parsers.normalize import Normalised, first_choice, normalize_value, words
 from parsers.text import fold
 
@@ -61,6 +62,7 @@ _MAX_LINES = {
     "date": 2,
     "amount": 2,
     "phone": 2,
+    "thematique": 8,
 }
 _FUZZY_RATIO = 0.85
 
@@ -301,9 +303,13 @@ _SKIP = re.compile(
     r"|dossier d.intention\W+page\s*\d+",
     re.IGNORECASE,
 )
+# What ends a form: "Fait à Béthune, le …", "Signature du porteur :", …, on
+# word boundaries: a wrapped line of a description may start with
+# "signature." or "Fait à partir de palettes".
 _STOP = re.compile(
-    r"^\s*(?:fait a\b|fait le\b|signature|date et signature|cadre reserve|"
-    r"partie reservee|(?:le|la) (?:porteur|representant)\b.*\bsigne)",
+    r"^\s*(?:fait a\s+[^\W\d_][\w' -]{0,40}?,?\s+le\b|fait a\s*[.…_]{2,}|fait le\b"
+    r"|signature(?:\s+(?:du|de|des)\b|\s*[:*]|\s*$)|date et signature\b|cadre reserve\b"
+    r"|partie reservee\b|(?:le|la) (?:porteur|representant)\b.*\bsigne)",
 )
 
 
@@ -387,13 +393,15 @@ def _is_stop(line: str, index: LabelIndex) -> bool:
 # "O)", an empty ☐ as "[]", "[|" or "[").
 _TICKED = r"☒|☑|✓|✔|✗|✘|⊠|▣|■|◉|●|⦿|®|\[\s*[xX✓✔]\s*\]|\(\s*[xX✓✔•●]\s*\)|@\)?(?=\s*\S)"
 _UNTICKED = (
-    r"☐|□|❏|◻|▢|○|◯|\[\s*\]|\(\s*\)|\[[|lI_]\]?|\[(?=\s+\w)"
+    r"⍰|☐|□|❏|◻|▢|○|◯|\[\s*\]|\(\s*\)|\[[|lI_]\]?|\[(?=\s+\w)"
     r"|(?<![\w(])[6oO0]\)(?=\s)|(?<!\w)(?:L\]|LJ|C\])(?=\s)"
 )
 # A lone X before an option ("X Collaborative   Durable"): in a choice
 # field's value a standalone X is a tick.
 _BARE_X = r"(?<!\S)[xX][.,]?(?=\s+\w)"
 _MARK = re.compile(rf"(?P<t>{_TICKED})|(?P<u>{_UNTICKED})|(?P<x>{_BARE_X})", re.MULTILINE)
+# The boxes the page readers draw in the text (typed, drawn, or measured on a scan).
+_BOX_GLYPH = re.compile(r"[☐☒⍰]")
 _BOUNDARY = re.compile(r"\t|\n|\s{2,}|\s\|\s")
 _YES_NO = re.compile(r"([^\W\d_][\w'’ -]{1,40}?)\s*[:=]\s*(oui|non|yes|no)\b", re.IGNORECASE)
 
@@ -418,6 +426,8 @@ class _Ticks:
     # Boxes seen, ticked and empty.
     ticked: int = 0
     empty: int = 0
+    # Boxes whose ink could not say ticked or empty (⍰, from a scan).
+    unsure: int = 0
 
 
 def _ticks(text: str, *, ocr: bool = False) -> _Ticks:
@@ -451,7 +461,8 @@ def _ticks(text: str, *, ocr: bool = False) -> _Ticks:
         option = option.strip(" :;,-–\t")
         if mark.lastgroup in ("t", "x") and option:
             ticked.append(option)
-    return _Ticks(ticked, ticked=ticked_marks, empty=empty_marks)
+    unsure = sum(1 for m in marks if m.group(0) == UNSURE_BOX)
+    return _Ticks(ticked, ticked=ticked_marks, empty=empty_marks, unsure=unsure)
 
 
 def _yes_no_options(text: str) -> list[str] | None:
@@ -513,6 +524,7 @@ def _stream_hits(
     """Label lines and their values in a stream of (page, line) pairs."""
     hits: list[_Hit] = []
     current: _Hit | None = None
+    boxes: str | None = None
     taken = 0
     i = 0
     while i < len(lines):
@@ -536,12 +548,14 @@ def _stream_hits(
         found, used = _label_segments(lines, i, index, fuzzy=fuzzy)
         if not found:
             limit = _MAX_LINES.get(index.kinds[current.key], 1) if current else 0
-            if current is not None and taken < limit:
-                if _continues(current, line, index):
-                    current.raw = f"{current.raw}\n{line}" if current.raw else line
-                    taken += 1
-                else:
-                    current = None
+            if current is not None and taken < limit and _continues(current, line, index):
+                current.raw = f"{current.raw}\n{line}" if current.raw else line
+                taken += 1
+            else:
+                current = None
+                # Options with their boxes, read before their label (a scanned
+                # cell whose label sits lower than its first line of options).
+                boxes = line if _BOX_GLYPH.search(line) else None
             i += 1
             continue
         for label_line, lead in found:
@@ -549,9 +563,13 @@ def _stream_hits(
                 if current is not None and _continues(current, lead, index):
                     current.raw = f"{current.raw}\n{lead}" if current.raw else lead
                 continue
+            raw = label_line.value
+            if boxes and index.kinds[label_line.key] in CHOICE_KINDS and not _MARK.search(raw):
+                raw = f"{boxes}\n{raw}" if raw else boxes
+            boxes = None
             hit = _Hit(
                 key=label_line.key,
-                raw=label_line.value,
+                raw=raw,
                 strength=label_line.strength,
                 source=describe(page, line),
                 layer=layer,
@@ -580,7 +598,10 @@ def _continues(hit: _Hit, line: str, index: LabelIndex) -> bool:
         return not hit.raw or (len(line.split()) <= 3 and bool(re.search(r"\d", line)))
     if kind == "text":
         # A wrapped value goes on mid-sentence or with a short line; a full
-        # sentence after a short answer is something else (a declaration).
+        # sentence after a short answer is something else (a declaration),
+        # and drawn boxes belong to a choice field.
+        if _BOX_GLYPH.search(line):
+            return False
         if not hit.raw:
             return True
         stripped = line.strip()
@@ -1097,13 +1118,19 @@ def _read_document(doc: DocumentText, rules: Rules) -> _Reading:
     for number, page_text in enumerate(doc.pages, start=1):
         page = number if doc.kind in ("pdf", "image") else None
         tables = all_tables[number - 1] if number - 1 < len(all_tables) else ()
-        cell_hits += _page_cells(
-            doc, number, page, index, is_ocr=number in ocr_pages, tables=tables
-        )
         # A two-column page reads column by column; otherwise line by line.
         columns = doc.columns[number - 1] if number - 1 < len(doc.columns) else ""
-        if columns and number in ocr_pages:
-            columns = _better_view(columns, page_text, index)
+        if columns and number in ocr_pages and _better_view(columns, page_text, index) != columns:
+            columns = ""  # and its (left block, right block) rows are not pairs either
+        cell_hits += _page_cells(
+            doc,
+            number,
+            page,
+            index,
+            is_ocr=number in ocr_pages,
+            tables=tables,
+            columns=bool(columns),
+        )
         stream = streams["ocr" if number in ocr_pages else "text"]
         stream.extend((page, line) for line in (columns or page_text).split("\n"))
     line_hits: list[_Hit] = []
@@ -1153,6 +1180,7 @@ def _page_cells(
     *,
     is_ocr: bool,
     tables: Sequence[Any],
+    columns: bool = True,
 ) -> list[_Hit]:
     """Hits from the tables of one page and from its two-column rows."""
     layer = "ocr" if is_ocr else ("docx" if doc.kind == "docx" else "text")
@@ -1163,7 +1191,7 @@ def _page_cells(
         kind = "docx table" if doc.kind == "docx" else "table row"
         source = f"{kind} on {where}" if page else f"{kind} in {doc.filename}"
         hits += _cell_hits(table, index, fuzzy=is_ocr, source=source, layer=table_layer, page=page)
-    rows = doc.column_rows[number - 1] if number - 1 < len(doc.column_rows) else ()
+    rows = doc.column_rows[number - 1] if columns and number - 1 < len(doc.column_rows) else ()
     if rows:
         source = f"two-column row on {where}"
         hits += _cell_hits(
@@ -1265,13 +1293,36 @@ def _normalise(hit: _Hit, kind: str, rules: Rules) -> _Read:
         ticks = _ticks(hit.raw, ocr=hit.layer == "ocr")
         if ticks.options is not None:
             result = _ticked_value(ticks.options, kind, rules)
-            doubt = _tick_doubt(ticks, result, kind=kind, ocr=hit.layer == "ocr")
+            ocr = hit.layer == "ocr"
+            named = _options_named(hit.raw, kind, rules) if ocr else 0
+            doubt = _tick_doubt(ticks, result, kind=kind, ocr=ocr, options_named=named)
             return _Read(result, min(confidence, 0.4) if doubt else confidence, doubt)
     return _Read(normalize_value(kind, hit.raw, rules), confidence)
 
 
-def _tick_doubt(ticks: _Ticks, result: Normalised, *, kind: str, ocr: bool) -> str | None:
+def _options_named(text: str, kind: str, rules: Rules) -> int:
+    """How many of the choice field's options ``text`` names (by their printed label)."""
+    choices = {
+        "category": rules.categories,
+        "nature": rules.natures,
+        "criteria": rules.criteria,
+        "thematique": rules.thematiques,
+    }[kind]
+    folded = f" {' '.join(words(text))} "
+    count = 0
+    for choice in choices.values():
+        label = [w for w in words(choice.label) if not w.isdigit()]
+        if label and f" {' '.join(label)} " in folded:
+            count += 1
+    return count
+
+
+def _tick_doubt(
+    ticks: _Ticks, result: Normalised, *, kind: str, ocr: bool, options_named: int = 0
+) -> str | None:
     """Why the ticks of a choice field cannot be trusted, or None."""
+    if ticks.unsure:
+        return "a box neither clearly ticked nor empty (ink measured on the image)"
     if ticks.guessed:
         return "no tick seen; the option was guessed from a box missing in the OCR"
     if result.reason and result.reason.startswith("several options ticked"):
@@ -1280,6 +1331,8 @@ def _tick_doubt(ticks: _Ticks, result: Normalised, *, kind: str, ocr: bool) -> s
         return "no box read as ticked in the OCR (a tick may be lost)"
     if ocr and kind == "criteria" and ticks.ticked >= 2 and not ticks.empty:
         return "every box read as ticked in the OCR: ticked and empty boxes not told apart"
+    if ocr and options_named > ticks.ticked + ticks.empty + ticks.unsure:
+        return "an option without its box in the OCR (its tick may be lost)"
     return None
 
 
