@@ -1421,6 +1421,18 @@ def _choose(reading: _Reading, rules: Rules) -> tuple[dict, dict, list[str]]:
             warnings.append(f"{key}: {read.result.reason} ({hit.source})")
         if read.doubt:
             warnings.append(f"{key}: uncertain, {read.doubt} ({hit.source})")
+    doc = reading.doc
+    if doc.ocr_pages and not doc.form_fields:
+        # Read by OCR: a required field not found at all may be there, unread
+        # (a label the OCR mangled); that is a doubt, not a gap to report.
+        for key in rules.fields:
+            if key not in evidence and is_required(key, fields, rules):
+                doubt = "label not found in the OCR text (it may be there, unread)"
+                source = f"OCR of {doc.filename}"
+                evidence[key] = FieldEvidence(
+                    key, None, "", source, "ocr", confidence=0.3, doubt=doubt
+                )
+                warnings.append(f"{key}: uncertain, {doubt} ({source})")
     return fields, evidence, warnings
 
 

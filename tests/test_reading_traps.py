@@ -326,3 +326,14 @@ def test_clear_readings_carry_confidence_and_page():
     assert evidence.page == 1
     assert reading.uncertain_required == ()
     assert not reading.needs_review
+
+
+def test_a_required_field_not_found_in_an_ocr_text_is_uncertain_not_missing():
+    reading = read(HEAD + MORE, ocr_pages=(1,))
+    evidence = reading.evidence["porteur_structure"]
+    assert evidence.value is None and evidence.uncertain
+    assert "porteur_structure" in reading.uncertain_required
+    # The same text with a text layer: the field is simply missing.
+    plain = read(HEAD + MORE)
+    assert "porteur_structure" not in plain.evidence
+    assert "porteur_structure" not in plain.uncertain_required
