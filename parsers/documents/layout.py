@@ -22,8 +22,8 @@ from parsers.documents.model import Table
 
 # A vertical gap between two lines wider than this many line heights is a
 # paragraph break (an empty paragraph, or spacing after a paragraph); wrapped
-# lines of one paragraph sit about 0.2 line heights apart.
-PARAGRAPH_GAP = 1.0
+# lines of one paragraph sit about 0.2 line heights apart, paragraphs 1.3 or more.
+PARAGRAPH_GAP = 1.2
 
 
 @dataclass(frozen=True)
