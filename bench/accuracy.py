@@ -153,7 +153,7 @@ class DossierResult:
     right: int
     misread: list[dict[str, Any]]
     verdict: str | None
-    reply: str | None  # "acknowledgement", "missing_pieces" or None (no reply)
+    reply: str | None  # the reply kind ("acknowledgement", "missing_pieces", …), None: no reply
     expected_reply: str
     missing: list[str]
     expected_missing: list[str]
@@ -214,7 +214,9 @@ def measure(dossier: CorpusDossier, *, analyser: Analyser, config: Config) -> Do
         expected_reply="missing_pieces" if expected_missing else "acknowledgement",
         missing=missing,
         expected_missing=list(expected_missing),
-        to_review=analysis.failed or analysis.verdict == Verdict.NEEDS_REVIEW,
+        to_review=analysis.failed
+        or analysis.verdict == Verdict.NEEDS_REVIEW
+        or bool(reading and reading.needs_review),
         false_notice=reply == "missing_pieces" and bool(set(missing) - set(expected_missing)),
         wrong_acknowledgement=reply == "acknowledgement" and wrong_choice,
         acknowledged_incomplete=reply == "acknowledgement" and bool(expected_missing),
