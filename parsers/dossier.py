@@ -28,10 +28,12 @@ import difflib
 import functools
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from parsers.checks import is_required
 from parsers.documents import DocumentText, FormField
+from parsers.documents.marks import UNSURE_BOX
 from parsers.normalize import Normalised, first_choice, normalize_value, words
 from parsers.text import fold
 
@@ -60,19 +62,40 @@ _MAX_LINES = {
     "date": 2,
     "amount": 2,
     "phone": 2,
+    "thematique": 8,
 }
 _FUZZY_RATIO = 0.85
 
 
+# A reading whose confidence is below this is UNCERTAIN: neither an answer to
+# trust nor a gap to report; a human decides.
+UNCERTAIN_BELOW = 0.6
+
+
 @dataclass(frozen=True)
 class FieldEvidence:
-    """Where one field's value was read, as read and as normalised."""
+    """Where one field's value was read, as read and as normalised, and how sure.
+
+    ``confidence`` (0–1) says how far the reading can be trusted: 1.0 for a
+    form field, less for a value read beside a label, less again from OCR;
+    below ``UNCERTAIN_BELOW`` the reading is uncertain (``uncertain``) and
+    ``doubt`` says why (e.g. "marks not told apart"). ``page`` is the page
+    the value was read on (None for a DOCX or a form field), ``raw`` the
+    snippet as read, ``source`` where it was.
+    """
 
     key: str
     value: Any
     raw: str
     source: str
     layer: str  # form, table, docx, text, ocr
+    confidence: float = 1.0
+    page: int | None = None
+    doubt: str | None = None
+
+    @property
+    def uncertain(self) -> bool:
+        return self.confidence < UNCERTAIN_BELOW
 
 
 @dataclass(frozen=True)
@@ -92,6 +115,12 @@ class DossierReading:
     labels_found: float = 0.0
     # (sha256, labels found) of every document read, best first.
     candidates: tuple[tuple[str, float], ...] = ()
+    # Fields whose reading is uncertain (their evidence says why), and those
+    # of them that are required: such a dossier is neither complete nor
+    # lacking that field; ``needs_review`` is set, and the applicant must not
+    # be told the field is missing.
+    uncertain: tuple[str, ...] = ()
+    uncertain_required: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------
@@ -274,9 +303,13 @@ _SKIP = re.compile(
     r"|dossier d.intention\W+page\s*\d+",
     re.IGNORECASE,
 )
+# What ends a form: "Fait à Béthune, le …", "Signature du porteur :", …, on
+# word boundaries: a wrapped line of a description may start with
+# "signature." or "Fait à partir de palettes".
 _STOP = re.compile(
-    r"^\s*(?:fait a\b|fait le\b|signature|date et signature|cadre reserve|"
-    r"partie reservee|(?:le|la) (?:porteur|representant)\b.*\bsigne)",
+    r"^\s*(?:fait a\s+[^\W\d_][\w' -]{0,40}?,?\s+le\b|fait a\s*[.…_]{2,}|fait le\b"
+    r"|signature(?:\s+(?:du|de|des)\b|\s*[:*]|\s*$)|date et signature\b|cadre reserve\b"
+    r"|partie reservee\b|(?:le|la) (?:porteur|representant)\b.*\bsigne)",
 )
 
 
@@ -360,13 +393,15 @@ def _is_stop(line: str, index: LabelIndex) -> bool:
 # "O)", an empty ☐ as "[]", "[|" or "[").
 _TICKED = r"☒|☑|✓|✔|✗|✘|⊠|▣|■|◉|●|⦿|®|\[\s*[xX✓✔]\s*\]|\(\s*[xX✓✔•●]\s*\)|@\)?(?=\s*\S)"
 _UNTICKED = (
-    r"☐|□|❏|◻|▢|○|◯|\[\s*\]|\(\s*\)|\[[|lI_]\]?|\[(?=\s+\w)"
+    r"⍰|☐|□|❏|◻|▢|○|◯|\[\s*\]|\(\s*\)|\[[|lI_]\]?|\[(?=\s+\w)"
     r"|(?<![\w(])[6oO0]\)(?=\s)|(?<!\w)(?:L\]|LJ|C\])(?=\s)"
 )
 # A lone X before an option ("X Collaborative   Durable"): in a choice
 # field's value a standalone X is a tick.
 _BARE_X = r"(?<!\S)[xX][.,]?(?=\s+\w)"
 _MARK = re.compile(rf"(?P<t>{_TICKED})|(?P<u>{_UNTICKED})|(?P<x>{_BARE_X})", re.MULTILINE)
+# The boxes the page readers draw in the text (typed, drawn, or measured on a scan).
+_BOX_GLYPH = re.compile(r"[☐☒⍰]")
 _BOUNDARY = re.compile(r"\t|\n|\s{2,}|\s\|\s")
 _YES_NO = re.compile(r"([^\W\d_][\w'’ -]{1,40}?)\s*[:=]\s*(oui|non|yes|no)\b", re.IGNORECASE)
 
@@ -378,17 +413,37 @@ def ticked_options(text: str, *, ocr: bool = False) -> list[str] | None:
     the empty boxes are read: an option left without any box, among options
     with empty boxes and none ticked, is taken as the ticked one.
     """
+    return _ticks(text, ocr=ocr).options
+
+
+@dataclass(frozen=True)
+class _Ticks:
+    """Options read as ticked, and how they were told apart."""
+
+    options: list[str] | None
+    # The ticks were guessed (an OCR'd option without its box), not seen.
+    guessed: bool = False
+    # Boxes seen, ticked and empty.
+    ticked: int = 0
+    empty: int = 0
+    # Boxes whose ink could not say ticked or empty (⍰, from a scan).
+    unsure: int = 0
+
+
+def _ticks(text: str, *, ocr: bool = False) -> _Ticks:
     marks = list(_MARK.finditer(text))
     if not marks:
-        return _yes_no_options(text)
-    if ocr and not any(m.lastgroup in ("t", "x") for m in marks):
+        return _Ticks(_yes_no_options(text))
+    ticked_marks = sum(1 for m in marks if m.lastgroup in ("t", "x"))
+    empty_marks = len(marks) - ticked_marks
+    if ocr and not ticked_marks:
         bare = [
             part.strip(" :;,-–")
             for part in _BOUNDARY.split(text)
             if part.strip() and not _MARK.search(part) and re.search(r"[^\W\d_]{3}", part)
         ]
         if bare:
-            return bare
+            return _Ticks(bare, guessed=True, empty=empty_marks)
     before = text[: marks[0].start()]
     after = text[marks[-1].end() :]
     follow = bool(before.strip()) and not after.strip()
@@ -406,7 +461,8 @@ def ticked_options(text: str, *, ocr: bool = False) -> list[str] | None:
         option = option.strip(" :;,-–\t")
         if mark.lastgroup in ("t", "x") and option:
             ticked.append(option)
-    return ticked
+    unsure = sum(1 for m in marks if m.group(0) == UNSURE_BOX)
+    return _Ticks(ticked, ticked=ticked_marks, empty=empty_marks, unsure=unsure)
 
 
 def _yes_no_options(text: str) -> list[str] | None:
@@ -468,13 +524,18 @@ def _stream_hits(
     """Label lines and their values in a stream of (page, line) pairs."""
     hits: list[_Hit] = []
     current: _Hit | None = None
+    boxes: str | None = None
     taken = 0
     i = 0
     while i < len(lines):
         page, line = lines[i]
         if not line.strip() or _SKIP.search(fold(line)):
-            if current is not None and not line.strip() and index.kinds[current.key] == "text":
-                current = None  # a blank line ends a short value
+            if current is not None and not line.strip():
+                kind = index.kinds[current.key]
+                if kind == "text":
+                    current = None  # a blank line ends a short value
+                elif kind == "multiline" and current.raw and not current.raw.endswith("\n"):
+                    current.raw += "\n"  # a paragraph break, kept
             i += 1
             continue
         if _is_stop(line, index):
@@ -487,12 +548,14 @@ def _stream_hits(
         found, used = _label_segments(lines, i, index, fuzzy=fuzzy)
         if not found:
             limit = _MAX_LINES.get(index.kinds[current.key], 1) if current else 0
-            if current is not None and taken < limit:
-                if _continues(current, line, index):
-                    current.raw = f"{current.raw}\n{line}" if current.raw else line
-                    taken += 1
-                else:
-                    current = None
+            if current is not None and taken < limit and _continues(current, line, index):
+                current.raw = f"{current.raw}\n{line}" if current.raw else line
+                taken += 1
+            else:
+                current = None
+                # Options with their boxes, read before their label (a scanned
+                # cell whose label sits lower than its first line of options).
+                boxes = line if _BOX_GLYPH.search(line) else None
             i += 1
             continue
         for label_line, lead in found:
@@ -500,9 +563,13 @@ def _stream_hits(
                 if current is not None and _continues(current, lead, index):
                     current.raw = f"{current.raw}\n{lead}" if current.raw else lead
                 continue
+            raw = label_line.value
+            if boxes and index.kinds[label_line.key] in CHOICE_KINDS and not _MARK.search(raw):
+                raw = f"{boxes}\n{raw}" if raw else boxes
+            boxes = None
             hit = _Hit(
                 key=label_line.key,
-                raw=label_line.value,
+                raw=raw,
                 strength=label_line.strength,
                 source=describe(page, line),
                 layer=layer,
@@ -531,7 +598,10 @@ def _continues(hit: _Hit, line: str, index: LabelIndex) -> bool:
         return not hit.raw or (len(line.split()) <= 3 and bool(re.search(r"\d", line)))
     if kind == "text":
         # A wrapped value goes on mid-sentence or with a short line; a full
-        # sentence after a short answer is something else (a declaration).
+        # sentence after a short answer is something else (a declaration),
+        # and drawn boxes belong to a choice field.
+        if _BOX_GLYPH.search(line):
+            return False
         if not hit.raw:
             return True
         stripped = line.strip()
@@ -551,6 +621,9 @@ def _label_segments(
     continue the field above. Returns [(label line, "") or (None, lead text)].
     """
     line = lines[i][1]
+    wrapped = _wrapped_label_cell(lines, i, index, fuzzy=fuzzy)
+    if wrapped is not None:
+        return [(wrapped, "")], 2
     if parse_label_line(line, index, fuzzy=fuzzy) is None and "\t" not in line:
         # A label wrapped over two or three lines.
         joined = line
@@ -587,6 +660,36 @@ def _label_segments(
     if lead:
         results.insert(0, (None, "\t".join(lead)))
     return results, 1
+
+
+def _wrapped_label_cell(
+    lines: Sequence[tuple[int | None, str]], i: int, index: LabelIndex, *, fuzzy: bool
+) -> LabelLine | None:
+    """A label cell wrapped over two lines, its value in the cell beside it.
+
+    "Date de réalisation ou date<tab>12/10/2025" then "prévisionnelle *": the
+    label is the whole of the first cells, not the shorter label that its first
+    line happens to hold ("Date de réalisation"), and the value is the cells
+    right of it on both lines.
+    """
+    line = lines[i][1]
+    if "\t" not in line or i + 1 >= len(lines):
+        return None
+    head, _, value = line.partition("\t")
+    if not index.is_prefix(head.strip()):
+        return None
+    below = lines[i + 1][1]
+    below_head, _, below_value = below.partition("\t")
+    if len(below_head.split()) > 6:
+        return None
+    joined = parse_label_line(f"{head.strip()} {below_head.strip()}", index, fuzzy=fuzzy)
+    if joined is None or joined.value or joined.strength < LABEL_ALONE - 1:
+        return None
+    shorter = parse_label_line(head.strip(), index, fuzzy=fuzzy)
+    if shorter is not None and shorter.key == joined.key and not shorter.value:
+        return None  # the first line holds the whole label already
+    value = "\n".join(v.strip() for v in (value, below_value) if v.strip())
+    return _with_value(joined, value, max(joined.strength, INLINE))
 
 
 def _with_value(line: LabelLine, value: str, strength: int) -> LabelLine:
@@ -882,18 +985,152 @@ def _describe_line(doc: DocumentText, layer: str) -> Any:
     return describe
 
 
+# --------------------------------------------------------------------------
+# Glyphs without a Unicode mapping
+
+_UNMAPPED = re.compile(r"\(cid:(\d+)\)")
+_GARBLED_WORD = re.compile(r"(?:[^\W\d_]|\(cid:\d+\))+")
+
+
+def _vocabulary(rules: Rules) -> dict[int, list[str]]:
+    return _cached("vocabulary", rules, _build_vocabulary)
+
+
+def _build_vocabulary(rules: Rules) -> dict[int, list[str]]:
+    """Words of the form's printed labels and options, by length."""
+    texts: list[str] = [*SECTION_HEADINGS.values()]
+    for rule in rules.fields.values():
+        texts += [rule.label, *rule.variants]
+    for choices in (rules.categories, rules.natures, rules.criteria, rules.thematiques):
+        for choice in choices.values():
+            texts += [choice.label, *choice.synonyms, *getattr(choice, "sub_themes", [])]
+    out: dict[int, list[str]] = {}
+    for text in texts:
+        for word in re.findall(r"[^\W\d_]+", text):
+            if word not in out.setdefault(len(word), []):
+                out[len(word)].append(word)
+    return out
+
+
+# The letters learnt from the last documents (the same document's cells are
+# restored one by one).
+_learnt: dict[tuple[int, str], tuple[Any, dict[str, str], dict[str, str]]] = {}
+
+
+def restore_unmapped(text: str, rules: Rules, *, learn_from: str | None = None) -> str:
+    """Letters printed with glyphs that have no Unicode mapping, restored.
+
+    A PDF "printed" by some drivers keeps the form's accented letters as
+    glyphs pdfminer cannot name: "Intitul(cid:1) de l'action". A word of the
+    form's own labels that fits ("Intitulé") gives the letter; the letter a
+    glyph number stands for most often in such words (of ``learn_from``,
+    default ``text``) restores it in the other words ("Compl(cid:1)tez");
+    what stays unknown becomes U+FFFD.
+    """
+    if "(cid:" not in text:
+        return text
+    source = learn_from or text
+    learnt = _learnt.get((id(rules), source))
+    if learnt is None or learnt[0] is not rules:
+        if len(_learnt) > 8:
+            _learnt.clear()
+        learnt = _learnt[(id(rules), source)] = (rules, *_learn_glyphs(source, rules))
+    _, resolved, best = learnt
+
+    def restore_word(match: re.Match[str]) -> str:
+        word = match.group(0)
+        if word in resolved:
+            return resolved[word]
+        if "(cid:" not in word or not re.search(r"[^\W\d_]", _UNMAPPED.sub("", word)):
+            return word
+        return _UNMAPPED.sub(lambda m: best.get(m.group(1), "\ufffd"), word)
+
+    text = _GARBLED_WORD.sub(restore_word, text)
+    return _UNMAPPED.sub("\ufffd", text)
+
+
+def _learn_glyphs(text: str, rules: Rules) -> tuple[dict[str, str], dict[str, str]]:
+    """(garbled word -> label word it fits, glyph number -> its likeliest letter)."""
+    vocabulary = _vocabulary(rules)
+    votes: dict[str, dict[str, int]] = {}
+    resolved: dict[str, str] = {}
+    for match in _GARBLED_WORD.finditer(text):
+        word = match.group(0)
+        if word in resolved or "(cid:" not in word:
+            continue
+        if not re.search(r"[^\W\d_]", _UNMAPPED.sub("", word)):
+            continue
+        parts = _UNMAPPED.split(word)  # letters, glyph number, letters, ...
+        pattern = "".join(
+            re.escape(part) if number % 2 == 0 else r"([^\W\d_])"
+            for number, part in enumerate(parts)
+        )
+        length = sum(len(p) if n % 2 == 0 else 1 for n, p in enumerate(parts))
+        fits = {
+            candidate
+            for candidate in vocabulary.get(length, ())
+            if re.fullmatch(pattern, candidate, re.IGNORECASE)
+        }
+        if len(fits) != 1:
+            continue
+        found = fits.pop()
+        resolved[word] = found
+        letters = re.fullmatch(pattern, found, re.IGNORECASE).groups()  # type: ignore[union-attr]
+        for cid, letter in zip(parts[1::2], letters, strict=True):
+            counts = votes.setdefault(cid, {})
+            counts[letter.lower()] = counts.get(letter.lower(), 0) + 1
+    best = {cid: max(counts, key=counts.__getitem__) for cid, counts in votes.items()}
+    return resolved, best
+
+
+def _restored(doc: DocumentText, rules: Rules) -> DocumentText:
+    """``doc`` with its unmapped glyphs restored (see ``restore_unmapped``)."""
+    if not any("(cid:" in page for page in doc.pages):
+        return doc
+    whole = "\n".join(doc.pages)
+
+    def restore(text: str) -> str:
+        return restore_unmapped(text, rules, learn_from=whole)
+
+    return replace(
+        doc,
+        pages=tuple(restore(p) for p in doc.pages),
+        columns=tuple(restore(c) for c in doc.columns),
+        tables=tuple(
+            tuple(tuple(tuple(restore(c) for c in row) for row in t) for t in tables)
+            for tables in doc.tables
+        ),
+        column_rows=tuple(
+            tuple(tuple(restore(c) for c in row) for row in rows) for rows in doc.column_rows
+        ),
+    )
+
+
 def _read_document(doc: DocumentText, rules: Rules) -> _Reading:
     index = label_index(rules)
+    doc = _restored(doc, rules)
     reading = _Reading(doc)
     _form_hits(reading, index, rules)
     ocr_pages = set(doc.ocr_pages)
     cell_hits: list[_Hit] = []
     streams: dict[str, list[tuple[int | None, str]]] = {"text": [], "ocr": []}
+    all_tables = _rejoined_tables(doc, index)
     for number, page_text in enumerate(doc.pages, start=1):
         page = number if doc.kind in ("pdf", "image") else None
-        cell_hits += _page_cells(doc, number, page, index, is_ocr=number in ocr_pages)
+        tables = all_tables[number - 1] if number - 1 < len(all_tables) else ()
         # A two-column page reads column by column; otherwise line by line.
         columns = doc.columns[number - 1] if number - 1 < len(doc.columns) else ""
+        if columns and number in ocr_pages and _better_view(columns, page_text, index) != columns:
+            columns = ""  # and its (left block, right block) rows are not pairs either
+        cell_hits += _page_cells(
+            doc,
+            number,
+            page,
+            index,
+            is_ocr=number in ocr_pages,
+            tables=tables,
+            columns=bool(columns),
+        )
         stream = streams["ocr" if number in ocr_pages else "text"]
         stream.extend((page, line) for line in (columns or page_text).split("\n"))
     line_hits: list[_Hit] = []
@@ -919,26 +1156,94 @@ def _read_document(doc: DocumentText, rules: Rules) -> _Reading:
     return reading
 
 
+def _better_view(columns: str, lines: str, index: LabelIndex) -> str:
+    """The reading of an OCR'd page that finds more values: column by column, or line by line.
+
+    A scanned two-column table whose rows sit close together is found to
+    have two columns, but its labels then cannot be paired with their values;
+    read line by line, each row gives "label<tab>value".
+    """
+
+    def found(text: str) -> int:
+        pairs = [(None, line) for line in text.split("\n")]
+        hits = _stream_hits(pairs, index, fuzzy=True, describe=lambda p, t: "", layer="ocr")
+        return len({h.key for h in hits if h.raw.strip()})
+
+    return lines if found(lines) > found(columns) else columns
+
+
 def _page_cells(
-    doc: DocumentText, number: int, page: int | None, index: LabelIndex, *, is_ocr: bool
+    doc: DocumentText,
+    number: int,
+    page: int | None,
+    index: LabelIndex,
+    *,
+    is_ocr: bool,
+    tables: Sequence[Any],
+    columns: bool = True,
 ) -> list[_Hit]:
     """Hits from the tables of one page and from its two-column rows."""
     layer = "ocr" if is_ocr else ("docx" if doc.kind == "docx" else "text")
     table_layer = "ocr" if is_ocr else ("docx" if doc.kind == "docx" else "table")
     where = _page_label(doc, page)
     hits: list[_Hit] = []
-    tables = doc.tables[number - 1] if number - 1 < len(doc.tables) else ()
     for table in tables:
         kind = "docx table" if doc.kind == "docx" else "table row"
         source = f"{kind} on {where}" if page else f"{kind} in {doc.filename}"
         hits += _cell_hits(table, index, fuzzy=is_ocr, source=source, layer=table_layer, page=page)
-    rows = doc.column_rows[number - 1] if number - 1 < len(doc.column_rows) else ()
+    rows = doc.column_rows[number - 1] if columns and number - 1 < len(doc.column_rows) else ()
     if rows:
         source = f"two-column row on {where}"
         hits += _cell_hits(
             rows, index, fuzzy=is_ocr, source=source, layer=layer, page=page, pairs_only=True
         )
     return _explode_inline(hits, index)
+
+
+def _rejoined_tables(doc: DocumentText, index: LabelIndex) -> list[tuple[Any, ...]]:
+    """The tables of each page, a row split across a page break made whole again.
+
+    A table row that starts at the foot of a page and goes on at the top of
+    the next (its label cell continued, or empty) is one row: it is given on
+    the first page, and dropped from the second.
+    """
+    pages: list[list[Any]] = [list(tables) for tables in doc.tables]
+    for number in range(1, len(pages)):
+        before, after = pages[number - 1], pages[number]
+        if not before or not after or not before[-1] or not after[0]:
+            continue
+        last, first = before[-1][-1], after[0][0]
+        if len(last) != len(first) or len(first) < 2:
+            continue
+        label_cell, next_label = last[0].strip(), first[0].strip()
+        if next_label and _cell_label(next_label, index, False) is not None:
+            continue  # the next page starts a new row
+        if not (
+            _cell_label(label_cell, index, False) or index.is_prefix(" ".join(label_cell.split()))
+        ):
+            continue
+        merged = tuple(
+            _join_parts(a, b, label=column == 0)
+            for column, (a, b) in enumerate(zip(last, first, strict=True))
+        )
+        before[-1] = (*before[-1][:-1], merged)
+        after[0] = after[0][1:]
+        if not after[0]:
+            after.pop(0)
+    return [tuple(tables) for tables in pages]
+
+
+def _join_parts(top: str, bottom: str, *, label: bool) -> str:
+    """Two parts of one cell, cut by a page break."""
+    top, bottom = top.strip(), bottom.strip()
+    if not top or not bottom:
+        return top or bottom
+    if label:
+        return f"{top}\n{bottom}"
+    # A cut after a full sentence, the next part starting anew: a paragraph break.
+    if re.search(r"[.!?…]$", top) and (bottom[0].isupper() or bottom[0].isdigit()):
+        return f"{top}\n\n{bottom}"
+    return f"{top}\n{bottom}"
 
 
 # --------------------------------------------------------------------------
@@ -950,7 +1255,9 @@ def _unwrap(text: str) -> str:
     out: list[str] = []
     for line in text.split("\n"):
         line = line.strip()
-        if out and out[-1] and line and _wrapped(out[-1], line):
+        if out and out[-1] and line and re.search(r"\w-$", out[-1]) and line[0].isalnum():
+            out[-1] = f"{out[-1]}{line}"  # "Nord-Pas-" + "de-Calais": the hyphen is the word's
+        elif out and out[-1] and line and _wrapped(out[-1], line):
             out[-1] = f"{out[-1]} {line}"
         else:
             out.append(line)
@@ -963,14 +1270,70 @@ def _wrapped(previous: str, line: str) -> bool:
     return not (line[0].isupper() or line[0].isdigit() or line[0] in "-•*–—")
 
 
-def _normalise(hit: _Hit, kind: str, rules: Rules) -> Normalised:
+# Confidence of a reading by the strength of its label match.
+_CONFIDENCE = {FORM: 1.0, CELL_PAIR: 0.95, INLINE: 0.9, LABEL_ALONE: 0.85, NO_SEPARATOR: 0.75}
+
+
+@dataclass(frozen=True)
+class _Read:
+    """One hit normalised, with how sure the reading is and why not more."""
+
+    result: Normalised
+    confidence: float
+    doubt: str | None = None
+
+
+def _normalise(hit: _Hit, kind: str, rules: Rules) -> _Read:
+    confidence = _CONFIDENCE.get(hit.strength, 0.65)
+    if hit.layer == "ocr":
+        confidence *= 0.95
     if hit.layer in ("text", "table", "ocr") and kind == "multiline":
         hit = _replace_hit(hit, raw=_unwrap(hit.raw))
     if kind in CHOICE_KINDS:
-        ticked = ticked_options(hit.raw, ocr=hit.layer == "ocr")
-        if ticked is not None:
-            return _ticked_value(ticked, kind, rules)
-    return normalize_value(kind, hit.raw, rules)
+        ticks = _ticks(hit.raw, ocr=hit.layer == "ocr")
+        if ticks.options is not None:
+            result = _ticked_value(ticks.options, kind, rules)
+            ocr = hit.layer == "ocr"
+            named = _options_named(hit.raw, kind, rules) if ocr else 0
+            doubt = _tick_doubt(ticks, result, kind=kind, ocr=ocr, options_named=named)
+            return _Read(result, min(confidence, 0.4) if doubt else confidence, doubt)
+    return _Read(normalize_value(kind, hit.raw, rules), confidence)
+
+
+def _options_named(text: str, kind: str, rules: Rules) -> int:
+    """How many of the choice field's options ``text`` names (by their printed label)."""
+    choices = {
+        "category": rules.categories,
+        "nature": rules.natures,
+        "criteria": rules.criteria,
+        "thematique": rules.thematiques,
+    }[kind]
+    folded = f" {' '.join(words(text))} "
+    count = 0
+    for choice in choices.values():
+        label = [w for w in words(choice.label) if not w.isdigit()]
+        if label and f" {' '.join(label)} " in folded:
+            count += 1
+    return count
+
+
+def _tick_doubt(
+    ticks: _Ticks, result: Normalised, *, kind: str, ocr: bool, options_named: int = 0
+) -> str | None:
+    """Why the ticks of a choice field cannot be trusted, or None."""
+    if ticks.unsure:
+        return "a box neither clearly ticked nor empty (ink measured on the image)"
+    if ticks.guessed:
+        return "no tick seen; the option was guessed from a box missing in the OCR"
+    if result.reason and result.reason.startswith("several options ticked"):
+        return "several boxes read as ticked where one is expected"
+    if ocr and not ticks.ticked and ticks.empty:
+        return "no box read as ticked in the OCR (a tick may be lost)"
+    if ocr and kind == "criteria" and ticks.ticked >= 2 and not ticks.empty:
+        return "every box read as ticked in the OCR: ticked and empty boxes not told apart"
+    if ocr and options_named > ticks.ticked + ticks.empty + ticks.unsure:
+        return "an option without its box in the OCR (its tick may be lost)"
+    return None
 
 
 def _ticked_value(ticked: list[str], kind: str, rules: Rules) -> Normalised:
@@ -1008,27 +1371,68 @@ def _choose(reading: _Reading, rules: Rules) -> tuple[dict, dict, list[str]]:
             continue
         hits.sort(key=lambda h: (-h.strength, -h.density, h.order))
         kind = index.kinds[key]
-        chosen: tuple[_Hit, Normalised] | None = None
-        first_failure: tuple[_Hit, Normalised] | None = None
+        chosen: tuple[_Hit, _Read] | None = None
+        first_failure: tuple[_Hit, _Read] | None = None
         for hit in hits:
-            result = _normalise(hit, kind, rules)
-            if result.ok:
-                chosen = (hit, result)
+            read = _normalise(hit, kind, rules)
+            if read.result.ok:
+                chosen = (hit, read)
                 break
-            if first_failure is None:
-                first_failure = (hit, result)
+            if first_failure is None or (read.doubt and not first_failure[1].doubt):
+                first_failure = (hit, read)
         if chosen is None:
             assert first_failure is not None
-            hit, result = first_failure
-            evidence[key] = FieldEvidence(key, None, hit.raw, hit.source, hit.layer)
-            if result.reason and result.reason != "empty":
-                warnings.append(f"{key}: {result.reason} ({hit.source})")
+            hit, read = first_failure
+            # Nothing read: sure of that unless the reading itself is in doubt.
+            evidence[key] = FieldEvidence(
+                key,
+                None,
+                hit.raw,
+                hit.source,
+                hit.layer,
+                confidence=read.confidence,
+                page=hit.page,
+                doubt=read.doubt,
+            )
+            if read.result.reason and read.result.reason != "empty":
+                warnings.append(f"{key}: {read.result.reason} ({hit.source})")
             continue
-        hit, result = chosen
-        fields[key] = result.value
-        evidence[key] = FieldEvidence(key, result.value, hit.raw, hit.source, hit.layer)
-        if result.reason:
-            warnings.append(f"{key}: {result.reason} ({hit.source})")
+        hit, read = chosen
+        if read.doubt and first_failure is None:
+            # An uncertain choice: a weaker reading of the same field that is
+            # sure (the same boxes in a table cell) wins over it.
+            for other in hits[hits.index(hit) + 1 :]:
+                again = _normalise(other, kind, rules)
+                if again.result.ok and not again.doubt:
+                    hit, read = other, again
+                    break
+        fields[key] = read.result.value
+        evidence[key] = FieldEvidence(
+            key,
+            read.result.value,
+            hit.raw,
+            hit.source,
+            hit.layer,
+            confidence=read.confidence,
+            page=hit.page,
+            doubt=read.doubt,
+        )
+        if read.result.reason:
+            warnings.append(f"{key}: {read.result.reason} ({hit.source})")
+        if read.doubt:
+            warnings.append(f"{key}: uncertain, {read.doubt} ({hit.source})")
+    doc = reading.doc
+    if doc.ocr_pages and not doc.form_fields:
+        # Read by OCR: a required field not found at all may be there, unread
+        # (a label the OCR mangled); that is a doubt, not a gap to report.
+        for key in rules.fields:
+            if key not in evidence and is_required(key, fields, rules):
+                doubt = "label not found in the OCR text (it may be there, unread)"
+                source = f"OCR of {doc.filename}"
+                evidence[key] = FieldEvidence(
+                    key, None, "", source, "ocr", confidence=0.3, doubt=doubt
+                )
+                warnings.append(f"{key}: uncertain, {doubt} ({source})")
     return fields, evidence, warnings
 
 
@@ -1068,17 +1472,43 @@ def read_dossier(documents: Sequence[DocumentText], *, rules: Rules) -> DossierR
             labels_found=best.label_score if best else 0.0,
             candidates=candidates,
         )
+    if best.doc.kind == "image":
+        best = _with_other_photos(best, ranked[1:])
     fields, evidence, warnings = _choose(best, rules)
     doc = best.doc
+    uncertain = tuple(key for key, ev in evidence.items() if ev.uncertain)
+    uncertain_required = tuple(k for k in uncertain if is_required(k, fields, rules))
     return DossierReading(
         dossier_sha256=doc.sha256,
         fields=fields,
         evidence=evidence,
         warnings=tuple(warnings),
-        needs_review=doc.needs_review,
+        needs_review=doc.needs_review or bool(uncertain_required),
         labels_found=best.label_score,
         candidates=candidates,
+        uncertain=uncertain,
+        uncertain_required=uncertain_required,
     )
+
+
+def _with_other_photos(best: _Reading, others: Sequence[_Reading]) -> _Reading:
+    """A dossier photographed page by page: the other photos' labels and values too.
+
+    One picture per page (phone photos, JPEG scans): every other picture
+    where form labels were read is a page of the same dossier.
+    """
+    pages = [r for r in others if r.doc.kind == "image" and r.label_score >= 1]
+    if not pages:
+        return best
+    merged = _Reading(best.doc, list(best.hits), dict(best.labels), set(best.covered))
+    offset = len(best.hits)
+    for reading in pages:
+        for hit in reading.hits:
+            merged.hits.append(_replace_hit(hit, order=hit.order + offset))
+        offset += len(reading.hits)
+        for key, sure in reading.labels.items():
+            merged.labels[key] = merged.labels.get(key, False) or sure
+    return merged
 
 
 def count_labels(text: str, rules: Rules) -> float:

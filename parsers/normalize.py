@@ -432,6 +432,9 @@ def clean_text(text: str, *, multiline: bool = False) -> str:
     text = nfc(text).replace("\u00a0", " ").replace("\r", "")
     # "Mont- Liébaut", "Jean- Pierre": a hyphen split by OCR or by wrapping.
     text = re.sub(r"(\w)-[ \t]+(?=[A-ZÀ-Ý])", r"\1-", text)
+    # "Nord-Pas-" + "de-Calais": a line that ends inside a hyphenated word
+    # goes on without a space; the hyphen belongs to the word.
+    text = re.sub(r"(\w)-[ \t]*\n[ \t]*(?=\w)", r"\1-", text)
     if multiline:
         lines = [re.sub(r"[ \t]+", " ", line).strip() for line in text.split("\n")]
         out: list[str] = []

@@ -56,7 +56,7 @@ def _read_docx(doc: DocumentText, data: bytes, *, limits: DocumentLimits, tess: 
     for block in _docx_blocks(document.element.body):
         if isinstance(block, tuple):
             tables.append(block)
-            lines.extend("\t".join(c.replace("\n", " / ") for c in row) for row in block)
+            lines.extend("\t".join(re.sub(r"\n+", " / ", c) for c in row) for row in block)
         else:
             lines.append(block)
     text = "\n".join(lines).strip()
@@ -177,9 +177,21 @@ def _table_rows(table: Any) -> Table:
             if tc.getparent() is not tr and tc.getparent().tag != f"{_W}sdtContent":
                 continue  # a nested table's cells belong to their own cell
             paragraphs = [_paragraph_text(p) for p in tc.iter(f"{_W}p")]
-            cells.append("\n".join(p for p in paragraphs if p.strip()))
+            cells.append(_cell_paragraphs(paragraphs))
         rows.append(tuple(cells))
     return tuple(rows)
+
+
+def _cell_paragraphs(paragraphs: list[str]) -> str:
+    """A cell's paragraphs, one per line; empty paragraphs between them kept as one
+    empty line (the applicant's paragraph break)."""
+    out: list[str] = []
+    for text in paragraphs:
+        if text.strip():
+            out.append(text)
+        elif out and out[-1]:
+            out.append("")
+    return "\n".join(out).strip()
 
 
 def _ocr_docx_images(doc: DocumentText, data: bytes, *, limits: DocumentLimits, tess: str | None):

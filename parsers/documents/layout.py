@@ -20,6 +20,12 @@ from parsers.documents.model import Table
 # Layout: words -> lines, columns, rows
 
 
+# A vertical gap between two lines wider than this many line heights is a
+# paragraph break (an empty paragraph, or spacing after a paragraph); wrapped
+# lines of one paragraph sit about 0.2 line heights apart, paragraphs 1.3 or more.
+PARAGRAPH_GAP = 1.2
+
+
 @dataclass(frozen=True)
 class Word:
     x0: float
@@ -82,6 +88,28 @@ def _group_lines(words: Sequence[Word]) -> list[list[Word]]:
         group.sort(key=lambda w: w.x0)
     merged.sort(key=lambda g: statistics.median(w.middle for w in g))
     return merged
+
+
+def join_lines(
+    lines: Sequence[Sequence[Word]], *, paragraphs: bool = True, tabs: bool = True
+) -> list[str]:
+    """Each line's text; with ``paragraphs``, an empty line where the gap above a
+    line is wider than a line of text (an empty paragraph or paragraph spacing),
+    so that paragraph breaks survive while visual wraps stay single newlines.
+    Without ``tabs``, words are joined by spaces whatever their gaps (inside one
+    table cell, where wide gaps are justified text, not cell boundaries)."""
+    out: list[str] = []
+    last_bottom: float | None = None
+    for line in lines:
+        if not line:
+            continue
+        top = min(w.top for w in line)
+        height = statistics.median(w.height for w in line)
+        if paragraphs and last_bottom is not None and top - last_bottom > PARAGRAPH_GAP * height:
+            out.append("")
+        out.append(_join_line(line) if tabs else " ".join(w.text for w in line))
+        last_bottom = max(w.bottom for w in line)
+    return out
 
 
 def _disjoint(a: Sequence[Word], b: Sequence[Word]) -> bool:
@@ -209,13 +237,17 @@ def _column_views(lines: list[list[Word]], gutter: tuple[float, float]) -> tuple
     return columns, tuple(rows)
 
 
-def layout_page(words: Sequence[Word], width: float) -> PageLayout:
-    """Lines (tabs at wide gaps), plus column views when the page has two columns."""
+def layout_page(words: Sequence[Word], width: float, *, paragraphs: bool = False) -> PageLayout:
+    """Lines (tabs at wide gaps), plus column views when the page has two columns.
+
+    ``paragraphs``: an empty line marks each paragraph break (text pages,
+    whose line spacing is regular; not OCR, whose line boxes are not).
+    """
     words = [w for w in words if w.text.strip()]
     if not words:
         return PageLayout(())
     lines = _group_lines(words)
-    text_lines = tuple(_join_line(line) for line in lines)
+    text_lines = tuple(join_lines(lines, paragraphs=paragraphs))
     gutter = _find_gutter(lines, width)
     if gutter is None:
         return PageLayout(text_lines)

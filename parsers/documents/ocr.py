@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from parsers.documents.layout import PageLayout, Word, layout_page
+from parsers.documents.marks import ink_boxes
 from parsers.documents.model import LOW_OCR_CONFIDENCE, OCR_MAX_PIXELS
 from parsers.sandbox import extend_deadline
 from parsers.text import nfc
@@ -161,4 +162,9 @@ def _ocr_image(image: Any, budget: _OcrBudget, *, page_key: Any, dpi: int | None
             upright, better = _ocr_words(png, budget, page_key=page_key, dpi=dpi)
             if better >= confidence or _sideways(words):
                 words = upright
+    if words:
+        # Tick boxes told ticked or empty by the ink inside them.
+        from PIL import Image
+
+        words = ink_boxes(Image.open(io.BytesIO(png)).convert("L"), words)
     return layout_page(words, width)

@@ -16,6 +16,7 @@ from typing import Any
 from parsers.documents.images import _ocr_failed
 from parsers.documents.kinds import _safe_name
 from parsers.documents.layout import PageLayout
+from parsers.documents.marks import box_words
 from parsers.documents.model import (
     MAX_PAGE_CHARS,
     OCR_DPI,
@@ -175,6 +176,9 @@ def _pdfplumber_pages(
                         # That page's content trips the graphics-only pass: read it fully.
                         read[number] = _read_page(page, widgets, number)
                         continue
+                    if not any(w.page == number for w in widgets):
+                        # A flattened form: its boxes are drawings, ticked or not.
+                        quick.words.extend(box_words(_drawn(page), quick.words))
                     tables = _page_tables(page, quick.words)
                 read[number] = _PageRead(quick.layout(widgets, number), tables)
             except Exception as err:
@@ -184,6 +188,11 @@ def _pdfplumber_pages(
     finally:
         pdf.close()
     return None
+
+
+def _drawn(page: Any) -> list[dict[str, Any]]:
+    """The page's drawn shapes (rects, curves, lines), as pdfplumber gives them."""
+    return [*page.rects, *page.curves, *page.lines]
 
 
 def _filled_form_pages(fields: dict[str, FormField], widgets: list[Any]) -> frozenset[int]:

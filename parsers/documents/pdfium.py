@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from parsers.documents.layout import PageLayout, Word, _group_lines, _join_line, layout_page
+from parsers.documents.layout import PageLayout, Word, _group_lines, join_lines, layout_page
+from parsers.documents.marks import box_words
 from parsers.documents.model import MIN_TEXT_CHARS, Table
 from parsers.text import nfc
 
@@ -60,7 +61,7 @@ class _PdfiumPage:
 
     def layout(self, widgets: list[Any], number: int) -> PageLayout:
         _label_widgets(widgets, number, words=self.words, height=self.height)
-        return layout_page(self.words, self.width)
+        return layout_page(self.words, self.width, paragraphs=True)
 
 
 def _pdfium_pages(data: bytes, wanted: int) -> dict[int, _PdfiumPage]:
@@ -324,7 +325,10 @@ def _read_page(page: Any, widgets: list[Any], number: int) -> _PageRead:
         Word(w["x0"], w["x1"], w["top"], w["bottom"], nfc(w["text"]))
         for w in page.extract_words(x_tolerance=2, y_tolerance=2, keep_blank_chars=False)
     ]
-    layout = layout_page(words, float(page.width))
+    if not any(w.page == number for w in widgets):
+        # A flattened form: its boxes are drawings, ticked or not.
+        words += box_words([*page.rects, *page.curves, *page.lines], words)
+    layout = layout_page(words, float(page.width), paragraphs=True)
     tables = _page_tables(page, words)
     _label_widgets(widgets, number, words=words, height=float(page.height))
     letters = sum(len(re.sub(r"\W", "", w.text)) for w in words)
@@ -336,7 +340,7 @@ def _read_page(page: Any, widgets: list[Any], number: int) -> _PageRead:
 
 
 def _cell_text(bbox: Any, words: Sequence[Word]) -> str:
-    """A table cell's text, laid out like the page (tabs at wide gaps)."""
+    """A table cell's text, line by line, paragraph breaks kept (one cell: no tabs)."""
     if bbox is None:
         return ""
     x0, top, x1, bottom = bbox
@@ -347,7 +351,7 @@ def _cell_text(bbox: Any, words: Sequence[Word]) -> str:
     ]
     if not inside:
         return ""
-    return "\n".join(_join_line(line) for line in _group_lines(inside)).strip()
+    return "\n".join(join_lines(_group_lines(inside), tabs=False)).strip()
 
 
 def _label_widgets(widgets: list[Any], number: int, *, words: list[Word], height: float) -> None:

@@ -1,0 +1,343 @@
+"""Tick boxes drawn on a PDF page, told ticked or empty from what is drawn inside.
+
+A form filled then flattened (pdftk ``flatten``, "print to PDF", preview
+apps) keeps its boxes and radio buttons as vector drawings: an empty box is a
+light square or circle; a ticked one has a dark shape inside (a dot, a check
+mark, a cross, a filled square) or is itself filled dark. The page's text
+layer lists every option, so the choice survives only in these drawings.
+
+``box_words`` turns each box into a pseudo-word, ``☒`` (ticked) or ``☐``
+(empty), at the box's place, so that the line builder writes it before the
+option's text ("☐ 1 - Initiative réalisée  ☒ 2 - Projet") and the dossier
+reader reads ticks the same way as in a typed form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from parsers.documents.layout import Word
+
+TICKED_BOX = "☒"
+EMPTY_BOX = "☐"
+# A box is a small, nearly square shape (points).
+_BOX_MIN, _BOX_MAX = 5.0, 18.0
+# A shape darker than this (0 black, 1 white) is ink.
+_DARK = 0.5
+_MAX_SHAPES = 2000
+
+
+@dataclass
+class _Shape:
+    x0: float
+    x1: float
+    top: float
+    bottom: float
+    dark: bool
+
+    @property
+    def width(self) -> float:
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> float:
+        return self.bottom - self.top
+
+    def contains(self, other: _Shape, slack: float = 1.0) -> bool:
+        cx, cy = (other.x0 + other.x1) / 2, (other.top + other.bottom) / 2
+        return (
+            self.x0 - slack <= cx <= self.x1 + slack
+            and self.top - slack <= cy <= self.bottom + slack
+        )
+
+
+def darkness(color: Any) -> float | None:
+    """How light a pdfplumber colour is (0 black, 1 white); None if unknown (a pattern)."""
+    if isinstance(color, int | float):
+        color = (color,)
+    if not isinstance(color, tuple | list) or not color:
+        return None
+    try:
+        values = [float(v) for v in color]
+    except (TypeError, ValueError):
+        return None
+    if len(values) == 1:
+        return values[0]
+    if len(values) == 3:
+        return 0.299 * values[0] + 0.587 * values[1] + 0.114 * values[2]
+    if len(values) == 4:
+        c, m, y, k = values
+        return (
+            (1 - min(1.0, c + k)) * 0.3
+            + (1 - min(1.0, m + k)) * 0.59
+            + (1 - min(1.0, y + k)) * 0.11
+        )
+    return None
+
+
+def _shapes(objects: Iterable[dict[str, Any]]) -> list[_Shape]:
+    out: list[_Shape] = []
+    for obj in objects:
+        try:
+            x0, x1, top, bottom = (float(obj[k]) for k in ("x0", "x1", "top", "bottom"))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if x1 - x0 > _BOX_MAX or bottom - top > _BOX_MAX:
+            continue
+        filled = bool(obj.get("fill"))
+        stroked = bool(obj.get("stroke"))
+        dark = False
+        if filled:
+            light = darkness(obj.get("non_stroking_color"))
+            dark = light is not None and light < _DARK
+        if not dark and stroked and (x1 - x0 < _BOX_MIN or bottom - top < _BOX_MIN):
+            # The strokes of a check mark or a cross drawn inside a box.
+            light = darkness(obj.get("stroking_color"))
+            dark = light is not None and light < _DARK and not filled
+        out.append(_Shape(x0, x1, top, bottom, dark))
+        if len(out) > _MAX_SHAPES:
+            return []
+    return out
+
+
+def box_words(objects: Iterable[dict[str, Any]], words: Sequence[Word]) -> list[Word]:
+    """A ``☒``/``☐`` pseudo-word per drawn box that has an option's text just right of it.
+
+    ``objects``: the page's rects, curves and lines as pdfplumber gives them.
+    """
+    shapes = _shapes(objects)
+    boxes: list[_Shape] = []
+    for shape in shapes:
+        w, h = shape.width, shape.height
+        if not (_BOX_MIN <= w <= _BOX_MAX and _BOX_MIN <= h <= _BOX_MAX and 0.6 <= w / h <= 1.6):
+            continue
+        same = next((b for b in boxes if b.contains(shape, 2.0) and shape.contains(b, 2.0)), None)
+        if same is not None:
+            same.dark = same.dark or shape.dark
+            same.x0, same.x1 = min(same.x0, shape.x0), max(same.x1, shape.x1)
+            same.top, same.bottom = min(same.top, shape.top), max(same.bottom, shape.bottom)
+            continue
+        boxes.append(_Shape(shape.x0, shape.x1, shape.top, shape.bottom, shape.dark))
+    # A box inside another (a radio button's inner ring) is the same box.
+    boxes = [
+        b
+        for b in boxes
+        if not any(o is not b and o.contains(b) and o.width > b.width + 1 for o in boxes)
+    ]
+    out: list[Word] = []
+    for box in boxes:
+        if not _option_beside(box, words):
+            continue
+        ticked = box.dark or any(
+            s.dark and box.contains(s) and s.width <= box.width + 1 and s.height <= box.height + 1
+            for s in shapes
+        )
+        text = TICKED_BOX if ticked else EMPTY_BOX
+        out.append(Word(box.x0, box.x1, box.top, box.bottom, text))
+    return out
+
+
+def _option_beside(box: _Shape, words: Sequence[Word]) -> bool:
+    """Some text starts just right of the box, on its line (the option it ticks)."""
+    middle = (box.top + box.bottom) / 2
+    reach = box.x1 + 3 * max(box.width, 6.0)
+    return any(box.x1 - 1 <= w.x0 <= reach and w.top - 2 <= middle <= w.bottom + 2 for w in words)
+
+
+# --------------------------------------------------------------------------
+# Boxes on a scan or a photo, found beside the OCR'd words
+
+UNSURE_BOX = "⍰"
+_INK = 140  # a grey level darker than this is ink (a tick)
+_OUTLINE = 185  # a box's outline may be printed grey
+# Ink inside a box (its middle half): above _TICKED_INK it is ticked, under
+# _EMPTY_INK empty; between the two the box cannot be told.
+_TICKED_INK, _EMPTY_INK = 0.05, 0.02
+
+
+def _letters(text: str) -> int:
+    return sum(1 for c in text if c.isalpha())
+
+
+def ink_boxes(image: Any, words: Sequence[Word]) -> list[Word]:
+    """OCR words with each tick box beside an option replaced by ``☒``, ``☐`` or ``⍰``.
+
+    ``image``: the grey page Tesseract read (same pixel coordinates as the
+    words). Left of each word of text, back to the previous word of text, a
+    small closed shape (square or circle, about a text line high) is a box;
+    the ink in its middle says whether it is ticked. What Tesseract made of
+    the box itself ("[]", "6)", "&)", "V1", "©") is dropped.
+    """
+    lines: dict[Any, list[Word]] = {}
+    for word in words:
+        lines.setdefault(word.line, []).append(word)
+    drop: set[int] = set()
+    added: list[Word] = []
+    for line in lines.values():
+        line.sort(key=lambda w: w.x0)
+        text_words = [w for w in line if _letters(w.text) >= 2]
+        if not text_words:
+            continue
+        height = sorted(w.height for w in text_words)[len(text_words) // 2]
+        previous_end = -1.0
+        for word in line:
+            if _letters(word.text) < 2:
+                continue
+            start = max(previous_end + 1, word.x0 - 5 * height)
+            if _letters(word.text) >= 3:
+                # What OCR makes of a box may have two letters ("CO]"): only a
+                # longer word bounds the search for the next box.
+                previous_end = word.x1
+            box = _find_box(image, left=start, right=word.x0 - 1, word=word, height=height)
+            if box is None or _over_text(box, line):
+                continue
+            x0, top, x1, bottom, ink = box
+            mark = _mark(ink)
+            for other in line:
+                real = len(other.text) >= 2 and (other.text.isalpha() or other.text.isdigit())
+                if other is not word and not real and _letters(other.text) < 3:
+                    overlap = min(other.x1, x1) - max(other.x0, x0)
+                    if overlap > 0.5 * max(1.0, other.x1 - other.x0):
+                        drop.add(id(other))
+            added.append(Word(x0, x1, top, bottom, mark, word.line))
+        # A box at the end of the line, its option wrapped to the next line.
+        last = text_words[-1]
+        if _letters(last.text) >= 3 and last is line[-1]:
+            box = _find_box(
+                image, left=last.x1 + 1, right=last.x1 + 4 * height, word=last, height=height
+            )
+            if box is not None:
+                added.append(Word(box[0], box[2], box[1], box[3], _mark(box[4]), last.line))
+    if not added:
+        return list(words)
+    return [w for w in words if id(w) not in drop] + added
+
+
+def _mark(ink: float) -> str:
+    if ink >= _TICKED_INK:
+        return TICKED_BOX
+    if ink <= _EMPTY_INK:
+        return EMPTY_BOX
+    return UNSURE_BOX
+
+
+def _over_text(box: tuple[float, ...], line: Sequence[Word]) -> bool:
+    """The shape is text OCR read ("12", "62400", "du"), not a box."""
+    x0, _, x1, _, _ = box
+    return any(
+        min(w.x1, x1) - max(w.x0, x0) > 0
+        and len(w.text) >= 2
+        and (w.text.isdigit() or w.text.isalpha())
+        for w in line
+    )
+
+
+def _find_box(
+    image: Any, *, left: float, right: float, word: Word, height: float
+) -> tuple[float, float, float, float, float] | None:
+    """(x0, top, x1, bottom, ink inside) of the box right before ``word``, or None."""
+    if right - left < 0.6 * height:
+        return None
+    top = int(max(0, word.middle - 0.9 * height))
+    bottom = int(min(image.height, word.middle + 0.9 * height))
+    x0, x1 = int(max(0, left)), int(min(image.width, right))
+    if x1 - x0 < 3 or bottom - top < 3:
+        return None
+    region = image.crop((x0, top, x1, bottom))
+    width, rows = region.size
+    pixels = region.load()
+    # A table's ruled line across the search is not part of a box.
+    ruled = {
+        y
+        for y in range(rows)
+        if sum(1 for x in range(width) if pixels[x, y] < _OUTLINE) > 0.6 * width
+    }
+    ruled |= {y + step for y in ruled for step in (-2, -1, 1, 2)}  # its blurred edges
+    kept_rows = [y for y in range(rows) if y not in ruled]
+    dark_columns = [sum(1 for y in kept_rows if pixels[x, y] < _OUTLINE) for x in range(width)]
+    # Runs of columns with ink, the nearest to the word first.
+    runs: list[tuple[int, int]] = []
+    x = width - 1
+    while x >= 0:
+        if dark_columns[x]:
+            end = x
+            while x >= 0 and dark_columns[x]:
+                x -= 1
+            runs.append((x + 1, end + 1))
+        x -= 1
+    for run_start, run_end in runs:
+        size = run_end - run_start
+        if not (0.7 * height <= size <= 1.5 * height):
+            continue
+        inked = [
+            y not in ruled and any(pixels[c, y] < _OUTLINE for c in range(run_start, run_end))
+            for y in range(rows)
+        ]
+        # The rows of ink around the word's middle (options stacked close
+        # together bring the boxes above and below into the search).
+        middle = min(rows - 1, max(0, int(word.middle) - top))
+        spans = _row_spans(inked)
+        if not spans:
+            continue
+        box_top, box_bottom = min(spans, key=lambda s: _distance(s, middle))
+        tall = box_bottom - box_top
+        if not (0.7 * height <= tall <= 1.5 * height and 0.8 <= size / tall <= 1.25):
+            continue
+        if not _closed(pixels, run_start, box_top, run_end, box_bottom, size=(width, rows)):
+            continue
+        ink = _ink_inside(pixels, run_start, box_top, run_end, box_bottom)
+        return (x0 + run_start, top + box_top, x0 + run_end, top + box_bottom, ink)
+    return None
+
+
+def _row_spans(inked: Sequence[bool]) -> list[tuple[int, int]]:
+    """(first, last + 1) of each run of rows with ink."""
+    spans: list[tuple[int, int]] = []
+    start: int | None = None
+    for y, ink in enumerate([*inked, False]):
+        if ink and start is None:
+            start = y
+        elif not ink and start is not None:
+            spans.append((start, y))
+            start = None
+    return spans
+
+
+def _distance(span: tuple[int, int], y: int) -> int:
+    return 0 if span[0] <= y < span[1] else min(abs(span[0] - y), abs(span[1] - 1 - y))
+
+
+def _closed(pixels: Any, x0: int, top: int, x1: int, bottom: int, *, size: tuple[int, int]) -> bool:
+    """Ink at the middle of each of the four sides: a square or a circle's outline."""
+    width, rows = size
+    cx, cy = (x0 + x1) // 2, (top + bottom) // 2
+    reach_x, reach_y = max(1, (x1 - x0) // 6), max(1, (bottom - top) // 6)
+
+    def inked(xs: range, ys: range) -> bool:
+        return any(pixels[x, y] < _OUTLINE for x in xs for y in ys)
+
+    # Two pixels beyond each side: a ruled line may run along the box's edge.
+    return (
+        inked(range(max(0, x0 - 2), x0 + reach_x + 1), range(cy - reach_y, cy + reach_y + 1))
+        and inked(
+            range(x1 - reach_x - 1, min(width, x1 + 2)), range(cy - reach_y, cy + reach_y + 1)
+        )
+        and inked(range(cx - reach_x, cx + reach_x + 1), range(max(0, top - 2), top + reach_y + 1))
+        and inked(
+            range(cx - reach_x, cx + reach_x + 1),
+            range(bottom - reach_y - 1, min(rows, bottom + 2)),
+        )
+    )
+
+
+def _ink_inside(pixels: Any, x0: int, top: int, x1: int, bottom: int) -> float:
+    """Share of ink in the middle half of a box (its outline left out)."""
+    w, h = x1 - x0, bottom - top
+    xs = range(x0 + w // 4, x1 - w // 4)
+    ys = range(top + h // 4, bottom - h // 4)
+    total = len(xs) * len(ys)
+    if not total:
+        return 0.0
+    return sum(1 for x in xs for y in ys if pixels[x, y] < _INK) / total
