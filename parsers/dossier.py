@@ -772,7 +772,7 @@ def _cell_hits(
             lab is not None or not cell.strip() for lab, cell in zip(labels, row, strict=True)
         )
         below = rows[number + 1] if number + 1 < len(rows) else None
-        if header and _answers_row(below, row, index, fuzzy):
+        if header and _answers_row(below, row, index=index, fuzzy=fuzzy):
             assert below is not None
             for lab, value in zip(labels, below, strict=True):
                 if lab is not None:
@@ -786,7 +786,11 @@ def _cell_hits(
                 if not pairs_only and lab is not None and "\n" not in cell:
                     hits.append(_Hit(lab.key, lab.value, lab.strength, source, layer, page=page))
                 elif not pairs_only:
-                    hits.extend(_lines_in_cell(cell, index, fuzzy, source, layer, page))
+                    hits.extend(
+                        _lines_in_cell(
+                            cell, index=index, fuzzy=fuzzy, source=source, layer=layer, page=page
+                        )
+                    )
                 j += 1
                 continue
             nxt = next((k for k in range(j + 1, len(row)) if row[k].strip()), None)
@@ -802,7 +806,7 @@ def _cell_hits(
 
 
 def _answers_row(
-    below: Sequence[str] | None, row: Sequence[str], index: LabelIndex, fuzzy: bool
+    below: Sequence[str] | None, row: Sequence[str], *, index: LabelIndex, fuzzy: bool
 ) -> bool:
     """Whether ``below`` holds the answers to a row of labels (a header row)."""
     if below is None or len(below) != len(row):
@@ -840,7 +844,13 @@ def _cell_label(cell: str, index: LabelIndex, fuzzy: bool) -> LabelLine | None:
 
 
 def _lines_in_cell(
-    cell: str, index: LabelIndex, fuzzy: bool, source: str, layer: str, page: int | None
+    cell: str,
+    *,
+    index: LabelIndex,
+    fuzzy: bool,
+    source: str,
+    layer: str,
+    page: int | None,
 ) -> list[_Hit]:
     lines = [(page, line) for line in cell.split("\n")]
     return _stream_hits(lines, index, fuzzy=fuzzy, describe=lambda p, t: source, layer=layer)
@@ -940,7 +950,7 @@ def _form_hits(reading: _Reading, index: LabelIndex, rules: Rules) -> None:
             if ff.checked:
                 reading.ticks[key].append(option)
             continue
-        raw = _form_value(ff, key, index, rules)
+        raw = _form_value(ff, key=key, index=index, rules=rules)
         if raw:
             reading.hits.append(_Hit(key, raw, FORM, source, "form", density=99))
     for key, options in reading.ticks.items():
@@ -950,7 +960,7 @@ def _form_hits(reading: _Reading, index: LabelIndex, rules: Rules) -> None:
             reading.hits.append(_Hit(key, raw, FORM, source, "form", density=99))
 
 
-def _form_value(ff: FormField, key: str, index: LabelIndex, rules: Rules) -> str | None:
+def _form_value(ff: FormField, *, key: str, index: LabelIndex, rules: Rules) -> str | None:
     if ff.type == "radio":
         if not ff.checked:
             return None
@@ -1124,9 +1134,9 @@ def _read_document(doc: DocumentText, rules: Rules) -> _Reading:
             columns = ""  # and its (left block, right block) rows are not pairs either
         cell_hits += _page_cells(
             doc,
-            number,
-            page,
-            index,
+            number=number,
+            page=page,
+            index=index,
             is_ocr=number in ocr_pages,
             tables=tables,
             columns=bool(columns),
@@ -1174,10 +1184,10 @@ def _better_view(columns: str, lines: str, index: LabelIndex) -> str:
 
 def _page_cells(
     doc: DocumentText,
+    *,
     number: int,
     page: int | None,
     index: LabelIndex,
-    *,
     is_ocr: bool,
     tables: Sequence[Any],
     columns: bool = True,

@@ -285,9 +285,9 @@ def _find_box(
         tall = box_bottom - box_top
         if not (0.7 * height <= tall <= 1.5 * height and 0.8 <= size / tall <= 1.25):
             continue
-        if not _closed(pixels, run_start, box_top, run_end, box_bottom, size=(width, rows)):
+        if not _closed(pixels, box=(run_start, box_top, run_end, box_bottom), size=(width, rows)):
             continue
-        ink = _ink_inside(pixels, run_start, box_top, run_end, box_bottom)
+        ink = _ink_inside(pixels, box=(run_start, box_top, run_end, box_bottom))
         return (x0 + run_start, top + box_top, x0 + run_end, top + box_bottom, ink)
     return None
 
@@ -309,8 +309,9 @@ def _distance(span: tuple[int, int], y: int) -> int:
     return 0 if span[0] <= y < span[1] else min(abs(span[0] - y), abs(span[1] - 1 - y))
 
 
-def _closed(pixels: Any, x0: int, top: int, x1: int, bottom: int, *, size: tuple[int, int]) -> bool:
+def _closed(pixels: Any, *, box: tuple[int, int, int, int], size: tuple[int, int]) -> bool:
     """Ink at the middle of each of the four sides: a square or a circle's outline."""
+    x0, top, x1, bottom = box
     width, rows = size
     cx, cy = (x0 + x1) // 2, (top + bottom) // 2
     reach_x, reach_y = max(1, (x1 - x0) // 6), max(1, (bottom - top) // 6)
@@ -332,8 +333,9 @@ def _closed(pixels: Any, x0: int, top: int, x1: int, bottom: int, *, size: tuple
     )
 
 
-def _ink_inside(pixels: Any, x0: int, top: int, x1: int, bottom: int) -> float:
+def _ink_inside(pixels: Any, *, box: tuple[int, int, int, int]) -> float:
     """Share of ink in the middle half of a box (its outline left out)."""
+    x0, top, x1, bottom = box
     w, h = x1 - x0, bottom - top
     xs = range(x0 + w // 4, x1 - w // 4)
     ys = range(top + h // 4, bottom - h // 4)
