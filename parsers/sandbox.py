@@ -71,6 +71,8 @@ _CHILD_CONN: Connection | None = None
 # Largest message a child may send (a DocumentText of 60 pages of 200,000
 # characters, with their columns, is some 30 MB of JSON).
 MAX_MESSAGE_BYTES = 256 * 2**20
+# Time a new child has to start (before its first item's clock runs).
+_START_SECONDS = 10.0
 # How often the parent looks at a child's CPU time when a budget is set.
 _CPU_CHECK_SECONDS = 0.25
 
@@ -288,7 +290,11 @@ def _start(work_path: str, *, private_dir: str, offset: int, limits: SandboxLimi
     finally:
         # The child has its own copy; ours must go or EOF never shows.
         child_conn.close()
-    return _Run(process, parent_conn, offset, deadline=time.monotonic() + limits.timeout_seconds)
+    # The item's own clock starts when the child says it starts the item;
+    # until then the child imports the module of its function (a test
+    # module imports pytest: more than half a second on a busy machine).
+    start_allowance = max(limits.timeout_seconds, _START_SECONDS)
+    return _Run(process, parent_conn, offset, deadline=time.monotonic() + start_allowance)
 
 
 def _kill(run: _Run) -> None:
