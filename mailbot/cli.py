@@ -21,7 +21,7 @@ from typer._click.exceptions import ClickException
 from mailbot import export as exports
 from mailbot import views
 from mailbot.app import App
-from mailbot.config import check_secrets, load_config
+from mailbot.config import check_reply_authentication, check_secrets, load_config
 from mailbot.errors import ConfigError, MailbotError
 from storage import repositories as repo
 from storage.db import session_scope, upgrade
@@ -107,6 +107,7 @@ def config_check(
     config = load_config(_app(ctx).config_dir)
     replies.check_templates(config)
     digest.check_templates(config)
+    check_reply_authentication(config)
     if not no_secrets:
         check_secrets(config)
     settings = config.settings

@@ -105,6 +105,7 @@ __all__ = [
     "Strict",
     "Thematique",
     "Verdict",
+    "check_reply_authentication",
     "check_secrets",
     "compile_pattern",
     "config_dir",
@@ -223,8 +224,44 @@ def load_config(
     )
 
 
+def check_reply_authentication(config: Config) -> None:
+    """Outside demo mode, replies need ``replies.authserv_id`` unless ``auth_policy = "ignore"``.
+
+    Without our own server's authserv-id no Authentication-Results header can
+    be trusted, so a forged From would make the city answer anyone (issue 14):
+    ``config check`` and start-up (``run``, ``poll``) refuse such a
+    configuration; ``auth_policy = "ignore"`` must be written to run without
+    it (unsafe, documented as such).
+    """
+    replies = config.settings.replies
+    if config.settings.service.demo_mode or replies.authserv_id or replies.auth_policy == "ignore":
+        return
+    path = config.directory / SETTINGS_FILE
+    text = _read_text(path) or ""
+    # The commented example of the shipped file, else the [replies] table.
+    commented = re.compile(r"^\s*#\s*authserv_id\s*=")
+    line = next(
+        (n for n, row in enumerate(text.splitlines(), start=1) if commented.match(row)),
+        _find_line(text, ("replies",)),
+    )
+    raise ConfigError(
+        [
+            ConfigProblem(
+                str(path),
+                "replies.authserv_id",
+                "not set: the authserv-id of our own mail server is required to trust its "
+                'Authentication-Results (or write auth_policy = "ignore", which lets a '
+                "forged sender receive our replies: unsafe)",
+                line,
+            )
+        ]
+    )
+
+
 def check_secrets(config: Config, *, environ: Mapping[str, str] | None = None) -> None:
-    """Every ``password_env`` must name a set variable holding a real secret."""
+    """What start-up needs: replies' authentication settings, and every ``password_env``
+    naming a set variable that holds a real secret."""
+    check_reply_authentication(config)
     env = os.environ if environ is None else environ
     demo = config.settings.service.demo_mode
     path = str(config.directory / SETTINGS_FILE)
