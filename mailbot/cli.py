@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.table import Table
 from typer._click.exceptions import ClickException
 
+from mailbot import decisions, views
 from mailbot import export as exports
-from mailbot import views
 from mailbot.app import App
 from mailbot.config import check_reply_authentication, check_secrets, load_config
 from mailbot.errors import ConfigError, MailbotError
@@ -43,12 +43,14 @@ app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.add_typer(dossiers_app, name="dossiers")
 app.add_typer(messages_app, name="messages")
+staff_app = typer.Typer(help="Accounts of the back-office (mailbot web).", no_args_is_help=True)
+app.add_typer(staff_app, name="staff")
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 # Staff decisions `dossiers set-status` accepts (the others are set by the service).
-STAFF_STATUSES = ("complete", "accepted", "rejected", "withdrawn")
+STAFF_STATUSES = tuple(status.value for status in decisions.STAFF_STATUSES)
 
 
 def _app(ctx: typer.Context) -> App:
@@ -215,7 +217,7 @@ def dossiers_list(
     for d in data:
         table.add_row(
             d["reference"],
-            d["status"],
+            d["status_label"],
             d["intitule"] or "—",
             d["porteur_structure"] or "—",
             (d["received_at"] or "")[:16].replace("T", " "),
@@ -240,7 +242,7 @@ def dossiers_show(
     if as_json:
         _print_json(detail)
         return
-    out.print(f"[bold]{detail['reference']}[/bold]  {detail['status']}")
+    out.print(f"[bold]{detail['reference']}[/bold]  {detail['status_label']}")
     out.print(f"reçu le {detail['received_at']}  de {detail['sender']}")
     out.print(f"boîtes : {', '.join(detail['mailboxes']) or '—'}")
     if detail["legal_hold"]:
@@ -250,19 +252,39 @@ def dossiers_show(
     for key in application.config.rules.fields:
         value = detail["fields"].get(key)
         if value is not None:
-            fields.add_row(key, exports._cell(value))
+            fields.add_row(key, str(exports.cell_text(value)))
     out.print(fields)
     for title, rows, cols in (
-        ("Pièces", detail["pieces"], ("filename", "role", "size")),
-        ("Messages", detail["messages"], ("id", "sender", "subject", "verdict", "status")),
-        ("Réponses", detail["replies"], ("kind", "to", "status", "sent_at")),
-        ("Historique", detail["events"], ("at", "actor", "action")),
+        ("Pièces", detail["pieces"], _PIECE_COLUMNS),
+        ("Messages", detail["messages"], _MESSAGE_COLUMNS),
+        ("Réponses", detail["replies"], _REPLY_COLUMNS),
+        ("Historique", detail["events"], _EVENT_COLUMNS),
     ):
         if rows:
-            table = Table(*cols, title=title)
+            table = Table(*(header for _key, header in cols), title=title)
             for row in rows:
-                table.add_row(*(str(row.get(c) or "") for c in cols))
+                table.add_row(*(str(row.get(key) or "") for key, _header in cols))
             out.print(table)
+
+
+# (key of the view, column header) of the tables of `dossiers show`.
+_PIECE_COLUMNS = (("filename", "Fichier"), ("role", "Rôle"), ("size", "Taille"))
+_MESSAGE_COLUMNS = (
+    ("id", "Id"),
+    ("sender", "Expéditeur"),
+    ("subject", "Objet"),
+    ("verdict_label", "Verdict"),
+    ("status_label", "Statut"),
+    ("reason_label", "Motif"),
+)
+_REPLY_COLUMNS = (
+    ("kind_label", "Réponse"),
+    ("to", "À"),
+    ("status_label", "Statut"),
+    ("sent_at", "Envoyée le"),
+    ("reason_label", "Motif"),
+)
+_EVENT_COLUMNS = (("at", "Le"), ("actor", "Par"), ("action", "Action"))
 
 
 @dossiers_app.command("set-status")
@@ -277,18 +299,11 @@ def dossiers_set_status(
     """Record a staff decision on a dossier."""
     if status not in STAFF_STATUSES:
         raise typer.BadParameter(f"{status!r} is not one of {', '.join(STAFF_STATUSES)}")
-    application = _app(ctx)
     actor = _staff_actor()
-    with session_scope(application.engine) as session:
-        dossier = repo.get_dossier(session=session, reference=reference.strip().upper())
-        if dossier is None:
-            raise MailbotError(f"no dossier {reference!r}")
-        old = dossier.status
-        repo.set_dossier_status(
-            session=session, reference=dossier.reference, status=status, actor=actor, note=note
-        )
-        ref = dossier.reference
-    out.print(f"{ref}: {old} -> {status} ({actor})")
+    decision = decisions.decide_status(
+        _app(ctx), reference=reference, status=status, actor=actor, note=note
+    )
+    out.print(f"{decision.reference}: {decision.old} -> {decision.new} ({actor})")
 
 
 @dossiers_app.command("export")
@@ -350,17 +365,17 @@ def messages_list(
     if not data:
         out.print("no messages" + (f" with status {status}" if status else ""))
         return
-    table = Table("Id", "Reçu le", "Expéditeur", "Objet", "Verdict", "Statut", "Dossier", "Erreur")
+    table = Table("Id", "Reçu le", "Expéditeur", "Objet", "Verdict", "Statut", "Dossier", "Motif")
     for m in data:
         table.add_row(
             str(m["id"]),
             (m["first_seen_at"] or "")[:16].replace("T", " "),
             m["sender"] or "—",
             (m["subject"] or "")[:60],
-            m["verdict"] or "—",
-            m["status"],
+            m["verdict_label"],
+            m["status_label"],
             m["dossier"] or "—",
-            (m["error"] or "")[:80],
+            (m["reason_label"] or "")[:80],
         )
     out.print(table)
 
@@ -502,7 +517,7 @@ def try_command(
         if step["hit"]:
             out.print(f"  hit {step['rule']}: {step['reason']}", markup=False)
     for key, value in result["fields"].items():
-        out.print(f"  {key} = {exports._cell(value)}", markup=False)
+        out.print(f"  {key} = {exports.cell_text(value)}", markup=False)
     for item in result["attachments"]:
         out.print(f"  [{item['role']}] {item['filename']} ({item['size']} bytes)", markup=False)
     out.print(f"missing: {', '.join(result['missing']) or 'nothing'}")
@@ -622,6 +637,88 @@ def dossiers_hold(
     state = "on legal hold" if report.hold else "no longer on legal hold"
     unchanged = "" if report.changed else " (unchanged)"
     out.print(f"{report.reference}: {state}{unchanged}")
+
+
+# --------------------------------------------------------------------------
+# staff accounts and the back-office
+
+
+def _read_new_password() -> str:
+    """One line of standard input when it is not a terminal, else asked twice without echo."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Mot de passe : ")
+    if getpass.getpass("Mot de passe (encore) : ") != first:
+        raise MailbotError("the two passwords differ")
+    return first
+
+
+@staff_app.command("add")
+def staff_add(
+    ctx: typer.Context,
+    login: Annotated[str, typer.Argument(help="Login (lower-case letters, digits, . _ -).")],
+    name: Annotated[str | None, typer.Option("--name", help="Name shown in the pages.")] = None,
+) -> None:
+    """Add a back-office account; the password is read from standard input when piped."""
+    from mailbot.staff import add_staff, check_password
+
+    password = _read_new_password()
+    check_password(password)
+    stored = add_staff(
+        _app(ctx), login=login, display_name=name, password=password, actor=_staff_actor()
+    )
+    out.print(f"staff account {stored} added", markup=False)
+
+
+@staff_app.command("list")
+def staff_list(ctx: typer.Context) -> None:
+    """The back-office accounts."""
+    from mailbot.staff import list_staff
+
+    accounts = list_staff(_app(ctx))
+    if not accounts:
+        out.print("no staff accounts")
+        return
+    table = Table("Identifiant", "Nom", "Créé le", "État")
+    for account in accounts:
+        table.add_row(
+            account.login,
+            account.display_name or "—",
+            account.created_at[:16].replace("T", " "),
+            "désactivé" if account.disabled else "actif",
+        )
+    out.print(table)
+
+
+@staff_app.command("remove")
+def staff_remove(
+    ctx: typer.Context,
+    login: Annotated[str, typer.Argument(help="The account's login.")],
+) -> None:
+    """Disable a back-office account (its login stays reserved for the audit trail)."""
+    from mailbot.staff import remove_staff
+
+    stored = remove_staff(_app(ctx), login=login, actor=_staff_actor())
+    out.print(f"staff account {stored} removed", markup=False)
+
+
+@app.command("web")
+def web_command(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8080,
+) -> None:
+    """The staff back-office in a browser (see docs/staff.md)."""
+    import logging
+
+    from mailbot.web.server import serve
+
+    application = _app(ctx)
+    logging.basicConfig(
+        level=application.config.settings.service.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    serve(application, host=host, port=port)
 
 
 # --------------------------------------------------------------------------

@@ -50,6 +50,7 @@ from mailbot.settings import (
     Settings,
     SmtpSettings,
     StorageSettings,
+    WebSettings,
 )
 from parsers.rules import (
     ACTIONS,
@@ -105,6 +106,7 @@ __all__ = [
     "Strict",
     "Thematique",
     "Verdict",
+    "WebSettings",
     "check_reply_authentication",
     "check_secrets",
     "compile_pattern",

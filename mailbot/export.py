@@ -1,9 +1,10 @@
 """Spreadsheet exports of the dossiers for staff (CSV and XLSX).
 
 One row per dossier, one column per field of ``rules.toml`` (in the form's
-order, headed by the printed label), plus reference, status, dates, sender,
-mailboxes and what is missing. CSV is written in UTF-8 with a BOM and ``;``
-separators, which is what French spreadsheet software opens correctly.
+order, headed by the printed label), plus reference, status (worded by
+``mailbot/wording.py``), dates, sender, mailboxes and what is missing.
+CSV is written in UTF-8 with a BOM and ``;`` separators, which is what
+French spreadsheet software opens correctly.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mailbot import wording
 from mailbot.config import Rules
 
 BASE_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -32,7 +34,8 @@ def columns(rules: Rules) -> list[tuple[str, str]]:
     return [*BASE_COLUMNS, *((key, rule.label) for key, rule in rules.fields.items())]
 
 
-def _cell(value: Any) -> Any:
+def cell_text(value: Any) -> Any:
+    """A value as one spreadsheet cell: lists joined with commas, None as empty."""
     if value is None:
         return ""
     if isinstance(value, (list, tuple)):
@@ -50,8 +53,10 @@ def rows(rules: Rules, dossiers: Sequence[dict[str, Any]]) -> list[list[Any]]:
         row = []
         for key, _label in columns(rules):
             value = dossier.get(key) if key in dict(BASE_COLUMNS) else fields.get(key)
+            if key == "status":
+                value = wording.label(wording.DOSSIER_STATUS_LABELS, value)
             # Text that looks like a formula must stay text in a spreadsheet.
-            row.append(_defuse_formula(_cell(value)))
+            row.append(_defuse_formula(cell_text(value)))
         out.append(row)
     return out
 

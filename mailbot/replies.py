@@ -5,8 +5,12 @@ reply (acknowledgement, missing_pieces, completed), applies every "do not
 auto-reply" rule of reliability.md that the classifier has not already
 applied (own addresses, Authentication-Results policy, caps, one reply per
 kind and event), renders the templates and writes ONE outbox row, queued or
-suppressed with its reason. The outbox's unique key makes a second queuing
-of the same reply impossible, even with two workers.
+suppressed with its reason (a ``parsers.reasons.ReplyHold`` code, worded for
+staff by ``mailbot/wording.py``). The outbox's unique key makes a second
+queuing of the same reply impossible, even with two workers.
+
+``common_template_context`` and ``template_error_line`` are shared with the
+digest, which renders its own templates the same way.
 
 Applicant text (names, subjects, field values) never reaches a header
 unsanitised: headers are built from our own values, ``header_safe`` text and
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -33,12 +37,13 @@ from mailbot.config import Config, MailboxSettings
 from mailbot.errors import ConfigError, ConfigProblem
 from mailbot.headers import encoded_header
 from parsers.classify import make_reply_message_id
+from parsers.reasons import ReplyHold
 from parsers.text import header_safe
 from parsers.types import ParsedMail
 from storage import repositories as repo
 from storage.models import Dossier, Message, Outbox, OutboxKind, OutboxStatus, utcnow
 
-_MSGID = re.compile(r"<[^<>\s\x00-\x1f\x7f]{1,250}>")
+_MESSAGE_ID = re.compile(r"<[^<>\s\x00-\x1f\x7f]{1,250}>")
 _AUTH_RESULT = re.compile(r"\b(dmarc|spf|dkim)\s*=\s*([a-z]+)", re.IGNORECASE)
 # Statuses that count against the caps: what was or will be sent.
 _COUNTED = (OutboxStatus.QUEUED, OutboxStatus.SENDING, OutboxStatus.SENT)
@@ -47,6 +52,8 @@ KINDS = ("acknowledgement", "missing_pieces", "completed")
 
 @dataclass(frozen=True)
 class RenderedReply:
+    """One reply rendered for one recipient: its texts and the raw message to send."""
+
     kind: str
     to: str
     from_addr: str
@@ -67,11 +74,12 @@ def sample_context(config: Config) -> dict[str, Any]:
             config.rules.letter.notice,
             config.rules.fields["description"].notice_text,
         ],
-        **_static_context(config),
+        **common_template_context(config),
     }
 
 
-def _static_context(config: Config) -> dict[str, Any]:
+def common_template_context(config: Config) -> dict[str, Any]:
+    """What every template of the service may name: service name, signature, privacy notice."""
     replies = config.settings.replies
     return {
         "service_name": replies.service_name,
@@ -95,10 +103,10 @@ def check_templates(config: Config) -> None:
                 continue
             try:
                 config.templates.get_template(name).render(
-                    {**_static_context(config), **sample_context(config)}
+                    {**common_template_context(config), **sample_context(config)}
                 )
             except jinja2.TemplateError as err:
-                line = _template_line(err, name)
+                line = template_error_line(err, name)
                 problems.append(
                     ConfigProblem(str(directory / name), "", f"cannot render: {err}", line)
                 )
@@ -106,7 +114,7 @@ def check_templates(config: Config) -> None:
         raise ConfigError(problems)
 
 
-def _template_line(err: Exception, name: str) -> int | None:
+def template_error_line(err: Exception, name: str) -> int | None:
     """The line in ``name`` where rendering failed, from the traceback."""
     line = getattr(err, "lineno", None)
     tb = err.__traceback__
@@ -120,7 +128,7 @@ def _template_line(err: Exception, name: str) -> int | None:
 def render(config: Config, kind: str, context: dict[str, Any]) -> tuple[str, str, str]:
     """(subject, text, html) of one kind of reply."""
     env = config.templates
-    full = {**_static_context(config), **context}
+    full = {**common_template_context(config), **context}
     subject = header_safe(env.get_template(f"{kind}.subject.j2").render(full), max_length=300)
     text = env.get_template(f"{kind}.txt.j2").render(full)
     html = env.get_template(f"{kind}.html.j2").render(full)
@@ -159,8 +167,8 @@ def build_reply(
     message.set_raw("Subject", encoded_header("Subject", subject))
     message["Date"] = format_datetime(now or utcnow())
     message["Message-ID"] = message_id
-    thread = [m for m in (*references, in_reply_to) if m and _MSGID.fullmatch(m)]
-    if in_reply_to and _MSGID.fullmatch(in_reply_to):
+    thread = [m for m in (*references, in_reply_to) if m and _MESSAGE_ID.fullmatch(m)]
+    if in_reply_to and _MESSAGE_ID.fullmatch(in_reply_to):
         message["In-Reply-To"] = in_reply_to
     if thread:
         # Keep the References header bounded: first and last few ids.
@@ -221,6 +229,14 @@ def authentication_verdict(mail: ParsedMail, authserv_id: str | None) -> str | N
     return None
 
 
+@dataclass(frozen=True)
+class Suppression:
+    """Why a reply is held back: a code, and the values its wording names."""
+
+    reason: ReplyHold
+    details: dict[str, Any] = field(default_factory=dict)
+
+
 def suppression_reason(
     *,
     session: Session,
@@ -230,23 +246,23 @@ def suppression_reason(
     dossier: Dossier,
     kind: str,
     now: datetime,
-) -> str | None:
+) -> Suppression | None:
     """Why this reply must not go out, or None when it may."""
     replies = config.settings.replies
     if not replies.enabled:
-        return "automatic replies are disabled in config (replies.enabled = false)"
+        return Suppression(ReplyHold.REPLIES_DISABLED)
     if not to or "@" not in to:
-        return "no usable sender address"
+        return Suppression(ReplyHold.NO_SENDER_ADDRESS)
     if to.lower() in config.settings.own_addresses:
-        return f"the sender {to} is one of our own mailboxes or staff"
+        return Suppression(ReplyHold.RECIPIENT_IS_OURS)
     own_from = mail.from_address and mail.from_address.lower() in config.settings.own_addresses
     if own_from and not mail.forwarded:
-        return f"the message comes from our own address {mail.from_address}"
+        return Suppression(ReplyHold.FROM_OUR_ADDRESS, {"address": mail.from_address})
     verdict = authentication_verdict(mail, replies.authserv_id)
     if replies.auth_policy == "reply_unless_fail" and verdict == "fail":
-        return "Authentication-Results: the sender failed DMARC/SPF/DKIM"
+        return Suppression(ReplyHold.AUTHENTICATION_FAILED)
     if replies.auth_policy == "reply_only_if_pass" and verdict != "pass":
-        return "Authentication-Results: the sender did not pass DMARC/SPF/DKIM"
+        return Suppression(ReplyHold.AUTHENTICATION_NOT_PASSED)
     if kind != OutboxKind.MISSING_PIECES:
         already = session.exec(
             select(Outbox.id).where(
@@ -256,7 +272,7 @@ def suppression_reason(
             )
         ).first()
         if already is not None:
-            return f"a {kind} reply was already sent for {dossier.reference}"
+            return Suppression(ReplyHold.ALREADY_SENT)
     day_ago, hour_ago = now - timedelta(days=1), now - timedelta(hours=1)
     per_sender = session.exec(
         select(func.count())
@@ -268,14 +284,17 @@ def suppression_reason(
         )
     ).one()
     if per_sender >= replies.per_sender_daily_cap:
-        return f"{to} already had {per_sender} replies today (cap {replies.per_sender_daily_cap})"
+        return Suppression(
+            ReplyHold.SENDER_DAILY_CAP,
+            {"count": per_sender, "cap": replies.per_sender_daily_cap},
+        )
     total = session.exec(
         select(func.count())
         .select_from(Outbox)
         .where(col(Outbox.status).in_(_COUNTED), Outbox.created_at >= hour_ago)
     ).one()
     if total >= replies.global_hourly_cap:
-        return f"{total} replies in the last hour (cap {replies.global_hourly_cap})"
+        return Suppression(ReplyHold.HOURLY_CAP, {"count": total, "cap": replies.global_hourly_cap})
     return None
 
 
@@ -313,7 +332,7 @@ def plan_reply(
         references=mail.references,
         now=now,
     )
-    reason = suppression_reason(
+    held = suppression_reason(
         session=session, config=config, mail=mail, to=to, dossier=dossier, kind=kind, now=now
     )
     row = repo.enqueue_outgoing(
@@ -328,17 +347,21 @@ def plan_reply(
         raw=reply.raw,
         dossier=dossier,
         trigger_message=message,
-        status=OutboxStatus.SUPPRESSED if reason else OutboxStatus.QUEUED,
-        suppressed_reason=reason,
+        status=OutboxStatus.SUPPRESSED if held else OutboxStatus.QUEUED,
+        suppressed_reason=held.reason if held else None,
+        suppressed_details=held.details if held else None,
         next_attempt_at=now,
     )
     if row is not None:
+        details: dict[str, Any] = {"kind": kind, "to": to, "reason": None}
+        if held:
+            details.update(reason=str(held.reason), reason_details=held.details)
         repo.record_event(
             session=session,
             actor="system",
-            action="reply.suppressed" if reason else "reply.queued",
+            action="reply.suppressed" if held else "reply.queued",
             dossier=dossier,
             message=message,
-            details={"kind": kind, "to": to, "reason": reason},
+            details=details,
         )
     return row

@@ -9,6 +9,7 @@ is ``mailbot.config``'s job; this module only says what is valid.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import time
 from typing import Annotated, Literal
@@ -200,6 +201,31 @@ class RetentionSettings(Strict):
     delete_server_copies: bool = False
 
 
+class WebSettings(Strict):
+    """The staff back-office (``mailbot web``); every key has a working default."""
+
+    base_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
+    session_secret_env: EnvName | None = None
+    session_secret_file: str = "var/web-session-secret"  # noqa: S105 (a path)
+    session_hours: int = Field(default=10, ge=1, le=24 * 30)
+    trusted_user_header: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9-]*$")
+    trusted_proxies: list[str] = Field(default_factory=list)
+    login_attempts_per_login: int = Field(default=5, ge=1)
+    login_attempts_per_address: int = Field(default=20, ge=1)
+    login_window_minutes: int = Field(default=15, ge=1)
+
+    @model_validator(mode="after")
+    def _check_proxies(self) -> WebSettings:
+        for value in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError as error:
+                raise ValueError(f"web.trusted_proxies: {value!r} is not an address") from error
+        if self.trusted_user_header and not self.trusted_proxies:
+            raise ValueError("web.trusted_user_header needs web.trusted_proxies")
+        return self
+
+
 class Settings(Strict):
     service: ServiceSettings = ServiceSettings()
     mailboxes: list[MailboxSettings] = Field(min_length=1)
@@ -212,6 +238,7 @@ class Settings(Strict):
     limits: LimitsSettings = LimitsSettings()
     replies: RepliesSettings = RepliesSettings()
     retention: RetentionSettings = RetentionSettings()
+    web: WebSettings = WebSettings()
 
     @model_validator(mode="after")
     def _unique_mailboxes(self) -> Settings:

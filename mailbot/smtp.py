@@ -23,6 +23,7 @@ from sqlmodel import col, select
 
 from mailbot.app import App
 from mailbot.config import SmtpSettings, secret
+from parsers.reasons import DeliveryFailure
 from storage.db import session_scope
 from storage.models import Outbox, OutboxStatus, utcnow
 
@@ -107,6 +108,7 @@ def _fail_stale_claims(app: App, now: datetime) -> None:
         ).all()
         for row in stale:
             row.status = OutboxStatus.FAILED
+            row.failure_reason = DeliveryFailure.INTERRUPTED
             row.last_error = (
                 "interrupted while sending; not sent again to avoid a duplicate: "
                 "check with the applicant"
@@ -154,14 +156,23 @@ def _record(
             current.sent_at = now
             current.smtp_response = sent
             current.last_error = None
+            current.failure_reason = None
             report.sent += 1
         elif permanent is not None or current.attempts >= replies.max_attempts:
             current.status = OutboxStatus.FAILED
-            current.last_error = (
-                permanent or f"gave up after {current.attempts} attempts: {transient}"
+            current.failure_reason = (
+                DeliveryFailure.REFUSED if permanent else DeliveryFailure.GAVE_UP
             )
+            current.last_error = permanent or transient
             report.failed += 1
-            log.error("reply %s to %s failed: %s", current.id, current.to_addr, current.last_error)
+            log.error(
+                "reply %s to %s failed (%s after %d attempts): %s",
+                current.id,
+                current.to_addr,
+                current.failure_reason,
+                current.attempts,
+                current.last_error,
+            )
         else:
             delay = min(
                 replies.retry_base_seconds * 2 ** (current.attempts - 1), replies.retry_max_seconds

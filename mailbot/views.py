@@ -2,7 +2,9 @@
 
 These dicts are the shapes promised in ``interfaces.md`` (``dossiers list
 --json`` and friends); keeping them in one place keeps the JSON, the
-terminal tables and the spreadsheets in step.
+terminal tables and the spreadsheets in step. Codes (statuses, verdicts,
+reasons) are given as stored, each with its French ``*_label`` from
+``mailbot/wording.py`` next to it.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from mailbot import wording
 from storage import repositories as repo
-from storage.models import Dossier, Event, Message, Outbox, Piece
+from storage.models import Dossier, Event, Message, MessageStatus, Outbox, OutboxStatus, Piece
 
 
 def iso(value: datetime | None) -> str | None:
@@ -25,6 +28,7 @@ def dossier_summary(session: Session, dossier: Dossier) -> dict[str, Any]:
     return {
         "reference": dossier.reference,
         "status": dossier.status,
+        "status_label": wording.label(wording.DOSSIER_STATUS_LABELS, dossier.status),
         "intitule": fields.get("intitule"),
         "porteur_structure": fields.get("porteur_structure"),
         "thematique": fields.get("thematique"),
@@ -64,19 +68,7 @@ def dossier_detail(session: Session, dossier: Dossier) -> dict[str, Any]:
     replies = session.exec(
         select(Outbox).where(Outbox.dossier_id == dossier.id).order_by(Outbox.id)
     )
-    detail["replies"] = [
-        {
-            "kind": r.kind,
-            "to": r.to_addr,
-            "subject": r.subject,
-            "status": r.status,
-            "suppressed_reason": r.suppressed_reason,
-            "created_at": iso(r.created_at),
-            "sent_at": iso(r.sent_at),
-            "last_error": r.last_error,
-        }
-        for r in replies
-    ]
+    detail["replies"] = [reply_summary(r, reference=dossier.reference) for r in replies]
     events = session.exec(select(Event).where(Event.dossier_id == dossier.id).order_by(Event.id))
     detail["events"] = [
         {"at": iso(e.at), "actor": e.actor, "action": e.action, "details": e.details}
@@ -98,11 +90,42 @@ def message_summary(session: Session, message: Message) -> dict[str, Any]:
         "date": iso(message.date_header),
         "first_seen_at": iso(message.first_seen_at),
         "verdict": message.verdict,
+        "verdict_label": wording.label(wording.VERDICT_LABELS, message.verdict),
         "status": message.status,
+        "status_label": wording.label(wording.MESSAGE_STATUS_LABELS, message.status),
+        "reason": message.reason,
+        "reason_label": _message_reason_label(message),
         "error": message.error,
         "warnings": list(message.warnings or []),
         "rule_trace": list(message.rule_trace or []),
         "dossier": dossier_ref,
         "sha256": message.sha256,
         "mailboxes": repo.mailboxes_for_message(session=session, message=message),
+    }
+
+
+def _message_reason_label(message: Message) -> str | None:
+    """Why the message waits for staff, in French; None for a message that does not."""
+    if message.status not in (MessageStatus.NEEDS_REVIEW, MessageStatus.FAILED):
+        return None
+    return wording.message_reason(message)
+
+
+def reply_summary(reply: Outbox, *, reference: str | None) -> dict[str, Any]:
+    """One outgoing reply; ``reason_label`` says why it was not sent or not delivered."""
+    held_back = reply.status in (OutboxStatus.SUPPRESSED, OutboxStatus.FAILED)
+    return {
+        "kind": reply.kind,
+        "kind_label": wording.label(wording.REPLY_KIND_LABELS, reply.kind),
+        "to": reply.to_addr,
+        "subject": reply.subject,
+        "status": reply.status,
+        "status_label": wording.label(wording.OUTBOX_STATUS_LABELS, reply.status),
+        "suppressed_reason": reply.suppressed_reason,
+        "suppressed_details": reply.suppressed_details,
+        "failure_reason": reply.failure_reason,
+        "reason_label": wording.reply_reason(reply, reference=reference) if held_back else None,
+        "created_at": iso(reply.created_at),
+        "sent_at": iso(reply.sent_at),
+        "last_error": reply.last_error,
     }

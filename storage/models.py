@@ -10,7 +10,8 @@ The schema is the durable memory of the service:
   ``BSC-YYYY-NNNN`` references and the files that make them up (the bytes live
   in the blob store, see ``storage.blobs``);
 * ``Outbox``: replies to send, with a dedup key so that a reply is queued once;
-* ``Event``: the audit trail.
+* ``Event``: the audit trail;
+* ``StaffAccount``: who may log in to the back-office (``mailbot web``).
 
 Conventions: every timestamp is time-zone aware and stored in UTC
 (``UTCDateTime``); status-like columns are plain strings whose allowed values
@@ -306,6 +307,9 @@ class Message(SQLModel, table=True):
     verdict: str | None = Field(default=None, sa_type=_ENUM, nullable=True)
     rule_trace: list[Any] = _json_list()
     status: str = Field(sa_type=_ENUM, nullable=False, index=True)
+    # Why it waits for staff (needs_review, failed): a code of
+    # parsers.reasons.ReviewReason; ``error`` holds the free-text detail.
+    reason: str | None = Field(default=None, sa_type=_ENUM, nullable=True)
     error: str | None = Field(default=None, sa_type=sa.Text, nullable=True)
     warnings: list[Any] = _json_list()
     dossier_id: int | None = Field(
@@ -424,9 +428,18 @@ class Outbox(SQLModel, table=True):
     message_id: str = Field(sa_type=_TEXT, nullable=False, unique=True)  # ours
     raw: bytes = Field(sa_type=sa.LargeBinary, nullable=False)  # the message as sent
     status: str = Field(default=OutboxStatus.QUEUED, sa_type=_ENUM, nullable=False)
+    # Why it was not sent: a code of parsers.reasons.ReplyHold (rows written
+    # before codes may hold an English sentence), and the values its wording
+    # names (e.g. {"count": 3, "cap": 3} for a cap).
     suppressed_reason: str | None = Field(default=None, sa_type=sa.Text, nullable=True)
+    suppressed_details: dict[str, Any] | None = Field(
+        default=None, sa_column=sa.Column(sa.JSON(), nullable=True)
+    )
     attempts: int = Field(default=0, nullable=False)
     next_attempt_at: datetime | None = _timestamp(nullable=True)
+    # Why delivery was given up (status failed): a code of
+    # parsers.reasons.DeliveryFailure; ``last_error`` holds the server's words.
+    failure_reason: str | None = Field(default=None, sa_type=_ENUM, nullable=True)
     last_error: str | None = Field(default=None, sa_type=sa.Text, nullable=True)
     smtp_response: str | None = Field(default=None, sa_type=sa.Text, nullable=True)
     created_at: datetime = _timestamp()
@@ -451,3 +464,20 @@ class Event(SQLModel, table=True):
         default=None, foreign_key="message.id", nullable=True, index=True
     )
     details: dict[str, Any] = _json_dict()
+
+
+class StaffAccount(SQLModel, table=True):
+    """A back-office login: the password is kept only as an argon2 hash.
+
+    A removed account is disabled rather than deleted, so that ``staff:LOGIN``
+    in the audit trail keeps naming one person.
+    """
+
+    __tablename__ = "staff_account"
+
+    id: int | None = Field(default=None, primary_key=True)
+    login: str = Field(sa_type=sa.String(64), nullable=False, unique=True)
+    display_name: str | None = Field(default=None, sa_type=_TEXT, nullable=True)
+    password_hash: str = Field(sa_type=_TEXT, nullable=False)
+    created_at: datetime = _timestamp()
+    disabled: bool = Field(default=False, nullable=False)

@@ -39,6 +39,7 @@ from storage.models import (
     ReferenceCounter,
     ServerAction,
     Sighting,
+    StaffAccount,
     is_sha256,
     utcnow,
 )
@@ -502,6 +503,7 @@ def enqueue_outgoing(
     trigger_message: Message | None = None,
     status: str = OutboxStatus.QUEUED,
     suppressed_reason: str | None = None,
+    suppressed_details: dict[str, Any] | None = None,
     next_attempt_at: datetime | None = None,
 ) -> Outbox | None:
     """Queue a rendered message for sending, once per ``dedup_key``.
@@ -512,7 +514,9 @@ def enqueue_outgoing(
     ``"<kind>:<dossier id>:<trigger message pk>"`` (see ``Outbox``).
 
     ``status`` is ``queued`` (due at ``next_attempt_at``, default now) or
-    ``suppressed`` (kept for the record, never sent; give a reason).
+    ``suppressed`` (kept for the record, never sent; give a reason: a code
+    of ``parsers.reasons.ReplyHold``, with the values its wording names in
+    ``suppressed_details``).
     A different dedup key reusing ``message_id`` raises DuplicateError.
     """
     kind = _check_choice(kind, OutboxKind, "outbox kind")
@@ -535,6 +539,7 @@ def enqueue_outgoing(
         raw=raw,
         status=status,
         suppressed_reason=suppressed_reason,
+        suppressed_details=suppressed_details,
         # Due rows are found with the (status, next_attempt_at) index.
         next_attempt_at=(next_attempt_at or now) if status == OutboxStatus.QUEUED else None,
         created_at=now,
@@ -562,3 +567,49 @@ def mailboxes_for_message(*, session: Session, message: Message) -> list[str]:
         .order_by(Sighting.mailbox)
     )
     return list(session.exec(query).all())
+
+
+# -- staff accounts (back-office logins) ------------------------------------
+
+
+def get_staff_account(*, session: Session, login: str) -> StaffAccount | None:
+    """The account with this login (exact, logins are stored lower-case), or None."""
+    return session.exec(select(StaffAccount).where(StaffAccount.login == login)).first()
+
+
+def list_staff_accounts(*, session: Session) -> list[StaffAccount]:
+    """Every account, disabled ones included, by login."""
+    return list(session.exec(select(StaffAccount).order_by(col(StaffAccount.login))).all())
+
+
+def save_staff_account(
+    *, session: Session, login: str, display_name: str | None, password_hash: str
+) -> tuple[StaffAccount, bool]:
+    """Create the account, or enable again a disabled one with a new password.
+
+    Returns (the account, True if it was created). An enabled account with
+    this login raises ``DuplicateError``.
+    """
+    account = get_staff_account(session=session, login=login)
+    if account is not None and not account.disabled:
+        raise DuplicateError(f"staff account {login!r} already exists")
+    created = account is None
+    if account is None:
+        account = StaffAccount(login=login, password_hash=password_hash)
+    account.display_name = display_name
+    account.password_hash = password_hash
+    account.disabled = False
+    session.add(account)
+    session.flush()
+    return account, created
+
+
+def disable_staff_account(*, session: Session, login: str) -> StaffAccount:
+    """Disable an account (kept so that the audit trail's logins stay unambiguous)."""
+    account = get_staff_account(session=session, login=login)
+    if account is None or account.disabled:
+        raise NotFoundError(f"no staff account {login!r}")
+    account.disabled = True
+    session.add(account)
+    session.flush()
+    return account

@@ -12,10 +12,13 @@ from datetime import UTC, datetime
 import pytest
 from openpyxl import load_workbook
 
+from mailbot import cli
 from mailbot.app import App
 from mailbot.cli import main
+from parsers.reasons import ReplyHold, ReviewReason
 from storage import repositories as repo
 from storage.db import session_scope
+from storage.models import Message
 
 FIELDS = {
     "intitule": "=Potager solidaire du Perroy",
@@ -100,6 +103,7 @@ def test_exports_hold_every_field(app_with_dossier, tmp_path, capsys):
         assert field.label in header
     record = dict(zip(header, row, strict=True))
     assert record["Référence"] == "BSC-2026-0001"
+    assert record["Statut"] == "incomplet"
     assert record[rules.fields["criteres"].label] == "collaborative, durable"
     # A value starting with "=" must not become a formula.
     assert record[rules.fields["intitule"].label] == "'=Potager solidaire du Perroy"
@@ -137,3 +141,55 @@ def test_template_command_writes_the_blank_forms(config_dir, tmp_path, capsys):
     cells = {c.text for t in Document(docx).tables for r in t.rows for c in r.cells}
     assert any("Intitulé de l'action ou du projet" in text for text in cells)
     assert main(["--config", str(config_dir), "template", "--format", "odt", "-o", "x"]) == 2
+
+
+def test_messages_and_replies_show_their_reason_in_french(app_with_dossier, capsys, monkeypatch):
+    monkeypatch.setattr(cli.out, "width", 250)  # tables are not cut to a terminal's width
+    with session_scope(app_with_dossier.engine) as session:
+        dossier = repo.get_dossier(session=session, reference="BSC-2026-0001")
+        message = Message(
+            dedup_key="sha:1",
+            sha256="1" * 64,
+            size=10,
+            sender="claire@example.org",
+            subject="Où en est le dossier BSC-2020-0999 ?",
+            verdict="follow_up",
+            status="needs_review",
+            reason=ReviewReason.UNKNOWN_DOSSIER,
+            error="BSC-2020-0999",
+        )
+        session.add(message)
+        repo.enqueue_outgoing(
+            session=session,
+            dedup_key="completed:1:1",
+            kind="completed",
+            mailbox="n.bataillon",
+            from_addr="n.bataillon@ville-bethune.fr",
+            to_addr="alice@example.org",
+            subject="Dossier complet",
+            message_id="<completed-1@ville-bethune.fr>",
+            raw=b"raw",
+            dossier=dossier,
+            status="suppressed",
+            suppressed_reason=ReplyHold.SENDER_DAILY_CAP,
+            suppressed_details={"count": 3, "cap": 3},
+        )
+
+    assert main(["messages", "list", "--json"]) == 0
+    [entry] = json.loads(capsys.readouterr().out)
+    assert entry["reason"] == "unknown_dossier"
+    assert entry["reason_label"] == "le message cite un dossier inconnu : BSC-2020-0999"
+    assert (entry["status_label"], entry["verdict_label"]) == ("à vérifier", "suite d'un dossier")
+    assert main(["messages", "list"]) == 0
+    table = capsys.readouterr().out
+    assert "Motif" in table and "dossier inconnu" in table and "à vérifier" in table
+
+    assert main(["dossiers", "show", "BSC-2026-0001", "--json"]) == 0
+    [reply] = json.loads(capsys.readouterr().out)["replies"]
+    assert reply["suppressed_reason"] == "sender_daily_cap"
+    assert reply["reason_label"] == (
+        "alice@example.org a déjà reçu 3 réponses aujourd'hui (plafond : 3)"
+    )
+    assert main(["dossiers", "show", "BSC-2026-0001"]) == 0
+    shown = capsys.readouterr().out
+    assert "incomplet" in shown and "non envoyée" in shown and "plafond" in shown

@@ -205,8 +205,9 @@ def test_caps_and_authentication_policy_suppress_with_a_reason(
     run(replies_app)
     rows = outbox(replies_app)
     assert [r.status for r in rows] == ["sent", "suppressed", "suppressed"]
-    assert "cap 1" in rows[1].suppressed_reason
-    assert "DMARC" in rows[2].suppressed_reason
+    assert rows[1].suppressed_reason == "sender_daily_cap"
+    assert rows[1].suppressed_details == {"count": 1, "cap": 1}
+    assert rows[2].suppressed_reason == "authentication_failed"
     assert len(smtp_server.messages) == 1
 
 
@@ -252,6 +253,7 @@ def test_permanent_refusal_is_recorded(replies_app, dovecot, smtp_server):
     assert report.failed == 1
     [row] = outbox(replies_app)
     assert row.status == "failed" and "550" in row.last_error
+    assert row.failure_reason == "refused"
     assert send_outbox(replies_app).sent == 0
     assert smtp_server.messages == []
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -39,6 +40,7 @@ TABLES = {
     "piece",
     "reference_counter",
     "sighting",
+    "staff_account",
 }
 
 
@@ -49,7 +51,7 @@ def _tables(engine: Engine) -> set[str]:
 
 def test_open_database_builds_the_whole_schema(engine: Engine) -> None:
     assert _tables(engine) == TABLES | {"alembic_version"}
-    assert current_revision(engine) == head_revision() == "0002"
+    assert current_revision(engine) == head_revision() == "0004"
 
 
 def test_schema_has_the_dedup_constraints_and_lookup_indexes(engine: Engine) -> None:
@@ -248,3 +250,127 @@ def test_pending_server_actions_are_found_through_the_partial_index(engine: Engi
                 "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_sighting_pending'"
             ).scalar_one()
             assert "WHERE" in definition and "pending" in definition, definition
+
+
+def _migrate(engine: Engine, command_name: str, revision: str) -> None:
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        getattr(command, command_name)(config, revision)
+
+
+def test_revision_0003_turns_stored_sentences_into_reason_codes(engine: Engine) -> None:
+    """Reasons stored in English before codes existed become codes once, and back on downgrade."""
+    _migrate(engine, "downgrade", "0002")
+    now = "2026-11-30 08:00:00+00:00"
+    unknown = "follow-up names an unknown dossier 'BSC-2020-0999'"
+    uncertain = {
+        "rule": "score",
+        "hit": True,
+        "reason": "score 2 >= review_threshold 2: needs_review",
+    }
+    scored = {"rule": "score", "hit": True, "reason": "score 5 >= 4: candidature"}
+    cut = {"rule": "over_limits", "hit": True, "reason": "a configured limit was exceeded"}
+    messages = {
+        1: ("failed", None, "parse error: ValueError('bad MIME')", []),
+        2: ("needs_review", "needs_review", unknown, []),
+        3: ("needs_review", "needs_review", None, [uncertain]),
+        4: ("needs_review", "needs_review", None, [scored, cut]),
+        5: ("failed", None, "something nobody wrote before", []),
+    }
+    replies = {
+        1: ("suppressed", "k@example.org already had 3 replies today (cap 3)", None),
+        2: ("suppressed", "the message comes from our own address n@ville-bethune.fr", None),
+        3: ("suppressed", "dry run", None),
+        4: ("failed", None, "gave up after 10 attempts: 451 4.3.0 Try again later"),
+        5: ("failed", None, "550 5.1.1 No such user"),
+        6: ("failed", None, "interrupted while sending; not sent again to avoid a duplicate: x"),
+    }
+    with engine.begin() as connection:
+        for pk, (status, verdict, error, trace) in messages.items():
+            connection.execute(
+                sa.text(
+                    "INSERT INTO message (id, dedup_key, sha256, size, sender, subject, headers,"
+                    " verdict, rule_trace, status, error, warnings, first_seen_at, updated_at,"
+                    " attempts) VALUES (:id, :key, :sha, 1, 's@example.org', '', '{}', :verdict,"
+                    " :trace, :status, :error, '[]', :now, :now, 1)"
+                ),
+                {
+                    "id": pk,
+                    "key": f"sha:{pk}",
+                    "sha": f"{pk:064x}",
+                    "verdict": verdict,
+                    "trace": json.dumps(trace),
+                    "status": status,
+                    "error": error,
+                    "now": now,
+                },
+            )
+        for pk, (status, suppressed, last_error) in replies.items():
+            connection.execute(
+                sa.text(
+                    "INSERT INTO outbox (id, dedup_key, kind, mailbox, from_addr, to_addr,"
+                    " subject, message_id, raw, status, suppressed_reason, attempts, last_error,"
+                    " created_at) VALUES (:id, :key, 'acknowledgement', 'nb', 'n@x',"
+                    " 'k@example.org', 's', :mid, :raw, :status, :suppressed, 10, :error, :now)"
+                ),
+                {
+                    "id": pk,
+                    "key": f"acknowledgement:{pk}",
+                    "mid": f"<{pk}@x>",
+                    "raw": b"raw",
+                    "status": status,
+                    "suppressed": suppressed,
+                    "error": last_error,
+                    "now": now,
+                },
+            )
+
+    upgrade(engine)
+    with engine.connect() as connection:
+        coded = {
+            row.id: (row.reason, row.error)
+            for row in connection.execute(sa.text("SELECT id, reason, error FROM message"))
+        }
+        outbox = {
+            row.id: (
+                row.suppressed_reason,
+                row.suppressed_details
+                if isinstance(row.suppressed_details, dict | None)
+                else json.loads(row.suppressed_details),
+                row.failure_reason,
+                row.last_error,
+            )
+            for row in connection.execute(
+                sa.text(
+                    "SELECT id, suppressed_reason, suppressed_details, failure_reason, last_error"
+                    " FROM outbox"
+                )
+            )
+        }
+    assert coded == {
+        1: ("parse_error", "ValueError('bad MIME')"),
+        2: ("unknown_dossier", "BSC-2020-0999"),
+        3: ("uncertain_score", None),
+        4: ("over_limits", None),
+        5: (None, "something nobody wrote before"),
+    }
+    assert outbox == {
+        1: ("sender_daily_cap", {"count": 3, "cap": 3}, None, None),
+        2: ("from_our_address", {"address": "n@ville-bethune.fr"}, None, None),
+        3: ("dry run", None, None, None),
+        4: (None, None, "gave_up", "451 4.3.0 Try again later"),
+        5: (None, None, "refused", "550 5.1.1 No such user"),
+        6: (None, None, "interrupted", replies[6][2]),
+    }
+
+    _migrate(engine, "downgrade", "0002")
+    with engine.connect() as connection:
+        errors = dict(connection.execute(sa.text("SELECT id, error FROM message")).all())
+        sentences = dict(
+            connection.execute(sa.text("SELECT id, suppressed_reason FROM outbox")).all()
+        )
+        last_errors = dict(connection.execute(sa.text("SELECT id, last_error FROM outbox")).all())
+    assert errors == {pk: error for pk, (_s, _v, error, _t) in messages.items()}
+    assert sentences == {pk: suppressed for pk, (_s, suppressed, _e) in replies.items()}
+    assert last_errors == {pk: error for pk, (_s, _r, error) in replies.items()}

@@ -16,6 +16,7 @@ from storage.models import (
     Dossier,
     DossierStatus,
     Event,
+    Message,
     MessageStatus,
     Outbox,
     OutboxKind,
@@ -463,10 +464,46 @@ def test_enqueue_outgoing_suppressed_and_validation(session: Session) -> None:
     )
     assert suppressed is not None
     assert (suppressed.status, suppressed.next_attempt_at) == ("suppressed", None)
+    capped = _enqueue(
+        session,
+        "acknowledgement:1:2",
+        "<ack-capped@bethune.fr>",
+        status=OutboxStatus.SUPPRESSED,
+        suppressed_reason="sender_daily_cap",
+        suppressed_details={"count": 3, "cap": 3},
+    )
+    assert capped is not None
+    session.commit()
+    session.expire_all()
+    stored = repo.find_outgoing(session=session, dedup_key="acknowledgement:1:2")
+    assert stored is not None
+    assert (stored.suppressed_reason, stored.suppressed_details) == (
+        "sender_daily_cap",
+        {"count": 3, "cap": 3},
+    )
+    assert stored.failure_reason is None
     with pytest.raises(InvalidValueError, match="reason"):
         _enqueue(session, "digest:x", "<d2@bethune.fr>", status="suppressed")
     with pytest.raises(InvalidValueError, match="'sent'"):
         _enqueue(session, "digest:y", "<d3@bethune.fr>", status="sent")
     with pytest.raises(InvalidValueError, match="'reminder'"):
         _enqueue(session, "reminder:1", "<d4@bethune.fr>", kind="reminder")
-    assert _count(session, Outbox) == 1
+    assert _count(session, Outbox) == 2
+
+
+def test_a_message_to_review_keeps_its_reason_code_and_detail(session: Session) -> None:
+    message, _ = repo.add_message(
+        session=session,
+        message=new_message(
+            status=MessageStatus.NEEDS_REVIEW, reason="unknown_dossier", error="BSC-2020-0999"
+        ),
+    )
+    session.commit()
+    session.expire_all()
+    stored = session.get(Message, message.id)
+    assert stored is not None
+    assert (stored.status, stored.reason, stored.error) == (
+        "needs_review",
+        "unknown_dossier",
+        "BSC-2020-0999",
+    )

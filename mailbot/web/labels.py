@@ -1,0 +1,73 @@
+"""French labels of the back-office pages.
+
+Statuses, verdicts, reply kinds, reasons, choices of ``rules.toml`` and
+times come from ``mailbot.wording`` (the one table shared with the CLI,
+the digest and the exports), capitalised where a page starts a cell with
+them. What only the pages show (piece roles, audit actions, what is
+missing, the decisions offered) is worded here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from mailbot import wording
+from mailbot.config import FieldKind, Rules
+
+DOSSIER_STATUS = wording.DOSSIER_STATUS_LABELS
+MESSAGE_STATUS = wording.MESSAGE_STATUS_LABELS
+VERDICT = wording.VERDICT_LABELS
+REPLY_KIND = wording.REPLY_KIND_LABELS
+REPLY_STATUS = wording.OUTBOX_STATUS_LABELS
+PIECE_ROLE = {
+    "dossier": "Dossier d'intention",
+    "letter": "Courrier au Maire",
+    "supporting": "Pièce jointe",
+    "ignored": "Non retenue",
+}
+MISSING = {"dossier": "le dossier d'intention", "letter": "le courrier au Maire"}
+ACTION = {
+    "dossier.created": "Dossier créé",
+    "dossier.follow_up": "Suite reçue",
+    "dossier.status_changed": "Statut modifié",
+    "dossier.legal_hold_set": "Conservation légale activée",
+    "dossier.legal_hold_cleared": "Conservation légale levée",
+    "message.dismissed": "Message écarté",
+    "message.failed": "Message en échec",
+    "message.retried": "Message traité à nouveau",
+    "message.downloaded": "Message d'origine consulté",
+    "piece.viewed": "Pièce consultée",
+    "reply.queued": "Réponse préparée",
+    "reply.suppressed": "Réponse retenue",
+}
+# Staff decisions offered on a dossier page, in this order.
+DECISIONS = ("complete", "accepted", "rejected", "withdrawn")
+
+
+def label(table: Mapping[str, str], code: Any) -> str:
+    """The label of ``code`` from ``table``, starting with a capital; unknown codes as stored."""
+    text = wording.label(table, None if code is None else str(code))
+    return text[:1].upper() + text[1:]
+
+
+def thematique(rules: Rules, code: Any) -> str:
+    return wording.thematique_label(rules, code) or "—"
+
+
+def missing(rules: Rules, code: str) -> str:
+    if code.startswith("field:"):
+        rule = rules.fields.get(code[len("field:") :])
+        return f"le champ « {rule.label} »" if rule else code
+    return MISSING.get(code, code)
+
+
+def field_value(rules: Rules, key: str, value: Any) -> str:
+    """A stored field value as staff read it (choices by their label, amounts in euros)."""
+    rule = rules.fields.get(key)
+    if rule is not None and rule.kind == FieldKind.AMOUNT and isinstance(value, int | float):
+        return f"{value:,.0f} €".replace(",", "\u202f")
+    worded = wording.worded_fields({key: value}, rules).get(key, value)
+    if isinstance(worded, list):
+        return ", ".join(str(v) for v in worded)
+    return str(worded)

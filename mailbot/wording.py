@@ -1,0 +1,371 @@
+"""How the service says things to staff, in French: the one table of labels.
+
+Statuses (message, dossier, outbox), verdicts, reply kinds, the rules that
+decide a verdict, every reason code of ``parsers.reasons``, dates, and the
+printed labels of the choices of ``rules.toml`` (thématiques, criteria,
+categories, natures). The digest, the CLI and any future page word things
+through this module only, so that a label is changed in one place and a
+stored code never reaches staff untranslated (``tests/test_wording.py``
+checks that every code has its label).
+
+A stored value that is not a known code (a row written before reasons were
+codes) is shown with a generic label followed by what was stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+from mailbot.config import FieldKind, Rules
+from parsers.reasons import (
+    REVIEW_REASON_OF_RULE,
+    DeliveryFailure,
+    MailboxCheck,
+    ReplyHold,
+    ReviewReason,
+)
+from storage.models import (
+    DossierStatus,
+    Message,
+    MessageStatus,
+    Outbox,
+    OutboxKind,
+    OutboxStatus,
+    Verdict,
+)
+
+# A reason shown to staff is cut to this many characters (exceptions can be long).
+REASON_MAX_LENGTH = 300
+
+DOSSIER_STATUS_LABELS: dict[str, str] = {
+    DossierStatus.INCOMPLETE: "incomplet",
+    DossierStatus.COMPLETE: "complet",
+    DossierStatus.NEEDS_REVIEW: "à vérifier",
+    DossierStatus.ACCEPTED: "labellisé",
+    DossierStatus.REJECTED: "refusé",
+    DossierStatus.WITHDRAWN: "retiré",
+}
+MESSAGE_STATUS_LABELS: dict[str, str] = {
+    MessageStatus.FILED: "enregistré",
+    MessageStatus.IGNORED: "ignoré",
+    MessageStatus.SKIPPED: "non traité (trop ancien)",
+    MessageStatus.NEEDS_REVIEW: "à vérifier",
+    MessageStatus.FAILED: "en échec",
+}
+OUTBOX_STATUS_LABELS: dict[str, str] = {
+    OutboxStatus.QUEUED: "en attente d'envoi",
+    OutboxStatus.SENDING: "en cours d'envoi",
+    OutboxStatus.SENT: "envoyée",
+    OutboxStatus.FAILED: "non remise",
+    OutboxStatus.SUPPRESSED: "non envoyée",
+}
+VERDICT_LABELS: dict[str, str] = {
+    Verdict.CANDIDATURE: "candidature",
+    Verdict.FOLLOW_UP: "suite d'un dossier",
+    Verdict.NOT_CANDIDATURE: "hors candidature",
+    Verdict.AUTO_REPLY: "réponse automatique",
+    Verdict.NEEDS_REVIEW: "à vérifier",
+}
+REPLY_KIND_LABELS: dict[str, str] = {
+    OutboxKind.ACKNOWLEDGEMENT: "accusé de réception",
+    OutboxKind.MISSING_PIECES: "pièces manquantes",
+    OutboxKind.COMPLETED: "dossier complet",
+    OutboxKind.DIGEST: "récapitulatif",
+}
+# Rules of the classification chain that decide a verdict, as staff read them.
+RULE_LABELS: dict[str, str] = {
+    "score": "classement incertain",
+    "over_limits": "une limite de taille a été dépassée, lecture incomplète",
+    "dossier_reference": "référence de dossier citée",
+    "reply_to_our_mail": "réponse à l'un de nos messages",
+    "same_sender_open_dossier": "dossier ouvert du même expéditeur",
+}
+
+# Reply labels may name: {to} (the recipient), {kind} (the reply kind, worded),
+# {reference}, {address}, {count}, {replies} ("3 réponses") and {cap}.
+REPLY_HOLD_LABELS: dict[ReplyHold, str] = {
+    ReplyHold.REPLIES_DISABLED: (
+        "les réponses automatiques sont désactivées (replies.enabled = false)"
+    ),
+    ReplyHold.NO_SENDER_ADDRESS: "pas d'adresse d'expéditeur utilisable",
+    ReplyHold.RECIPIENT_IS_OURS: (
+        "l'expéditeur {to} est l'une de nos boîtes ou un membre du service"
+    ),
+    ReplyHold.FROM_OUR_ADDRESS: "le message vient de notre propre adresse {address}",
+    ReplyHold.AUTHENTICATION_FAILED: "l'expéditeur a échoué aux contrôles DMARC/SPF/DKIM",
+    ReplyHold.AUTHENTICATION_NOT_PASSED: (
+        "l'expéditeur n'a pas passé les contrôles DMARC/SPF/DKIM"
+    ),
+    ReplyHold.ALREADY_SENT: "une réponse « {kind} » a déjà été envoyée pour {reference}",
+    ReplyHold.SENDER_DAILY_CAP: "{to} a déjà reçu {replies} aujourd'hui (plafond : {cap})",
+    ReplyHold.HOURLY_CAP: "{count} réponses envoyées dans l'heure (plafond : {cap})",
+}
+# Delivery labels may name {attempts}; the server's response follows them.
+DELIVERY_FAILURE_LABELS: dict[DeliveryFailure, str] = {
+    DeliveryFailure.REFUSED: "refus définitif du serveur",
+    DeliveryFailure.GAVE_UP: "abandon après {attempts} tentatives",
+    DeliveryFailure.INTERRUPTED: (
+        "envoi interrompu ; non renvoyée pour éviter un doublon : vérifier auprès du destinataire"
+    ),
+}
+# Failures whose stored detail (the server's words) is worth showing after the label.
+_DELIVERY_DETAIL_SHOWN = frozenset({DeliveryFailure.REFUSED, DeliveryFailure.GAVE_UP})
+REVIEW_REASON_LABELS: dict[ReviewReason, str] = {
+    ReviewReason.PARSE_ERROR: "message illisible",
+    ReviewReason.ANALYSIS_ERROR: "erreur d'analyse",
+    ReviewReason.FILING_ERROR: "erreur d'enregistrement",
+    ReviewReason.UNCERTAIN_SCORE: RULE_LABELS["score"],
+    ReviewReason.OVER_LIMITS: RULE_LABELS["over_limits"],
+    ReviewReason.UNKNOWN_DOSSIER: "le message cite un dossier inconnu",
+    ReviewReason.UNREADABLE_ATTACHMENT: (
+        "aucun dossier lu ; une pièce jointe illisible pourrait le contenir"
+    ),
+    ReviewReason.DOSSIER_UNCERTAIN: "le dossier d'intention a été lu avec un doute",
+}
+# Mailbox labels may name {waiting} ("3 messages attendent").
+MAILBOX_CHECK_LABELS: dict[MailboxCheck, str] = {
+    MailboxCheck.UNREACHABLE: "injoignable",
+    MailboxCheck.CHECK_FAILED: "contrôle impossible",
+    MailboxCheck.NEVER_POLLED: "jamais relevée : {waiting} le premier relevé",
+    MailboxCheck.UIDVALIDITY_CHANGED: (
+        "le dossier IMAP a été recréé sur le serveur (UIDVALIDITY modifiée) : "
+        "il sera entièrement relu au prochain relevé"
+    ),
+}
+# Every reason enum and its table, for the completeness test and ``reason_label``.
+REASON_LABELS: dict[type[StrEnum], Mapping[Any, str]] = {
+    ReplyHold: REPLY_HOLD_LABELS,
+    DeliveryFailure: DELIVERY_FAILURE_LABELS,
+    ReviewReason: REVIEW_REASON_LABELS,
+    MailboxCheck: MAILBOX_CHECK_LABELS,
+}
+# Shown when a row carries no code (written before reasons were codes).
+UNCODED_HOLD = "réponse retenue"
+UNCODED_DELIVERY = "échec de l'envoi"
+UNCODED_REVIEW = "à examiner"
+NO_THEMATIQUE = "Non renseignée"
+NO_CRITERION = "Aucun critère coché"
+
+_DAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
+_MONTHS = (
+    "janvier",
+    "février",
+    "mars",
+    "avril",
+    "mai",
+    "juin",
+    "juillet",
+    "août",
+    "septembre",
+    "octobre",
+    "novembre",
+    "décembre",
+)
+
+_Code = TypeVar("_Code", bound=StrEnum)
+
+
+# --------------------------------------------------------------------------
+# Codes
+
+
+def code_of(enum: type[_Code], value: str | None) -> _Code | None:
+    """``value`` as a member of ``enum``, or None when it is not one of its codes."""
+    if not value:
+        return None
+    try:
+        return enum(value)
+    except ValueError:
+        return None
+
+
+def reason_label(code: StrEnum, **params: Any) -> str:
+    """The French label of any reason code, its ``{placeholders}`` filled from ``params``."""
+    template = REASON_LABELS[type(code)][code]
+    return template.format_map(_Params(params))
+
+
+class _Params(dict[str, Any]):
+    """Format parameters; a missing one reads as a neutral word rather than failing."""
+
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+def label(table: Mapping[str, str], value: str | None) -> str:
+    """A status, verdict or kind worded from ``table``; an unknown value as stored."""
+    if value is None:
+        return "—"
+    return table.get(value, value)
+
+
+# --------------------------------------------------------------------------
+# Reasons of stored rows
+
+
+def message_reason(message: Message) -> str:
+    """Why a message waits for staff, in French.
+
+    With a reason code: its label, then the stored detail (``error``), or for
+    a decision of the classification chain the rule's own explanation, or for
+    a reading problem the last warning. Without one: the stored error under a
+    generic label, else the last warning, else the rule that decided.
+    """
+    code = code_of(ReviewReason, message.reason)
+    if code is not None:
+        text = reason_label(code)
+        if message.error:
+            return shorten(f"{text} : {message.error}")
+        rules = {rule for rule, reason in REVIEW_REASON_OF_RULE.items() if reason == code}
+        rule_detail = _deciding_rule(message, among=rules)[1] if rules else ""
+        if rule_detail:
+            return shorten(f"{text} ({rule_detail})")
+        warning = _last_warning(message)
+        return shorten(f"{text} : {warning}" if warning else text)
+    if message.error:
+        return shorten(f"{label(MESSAGE_STATUS_LABELS, message.status)} : {message.error}")
+    warning = _last_warning(message)
+    if warning:
+        return shorten(f"avertissement : {warning}")
+    rule, detail = _deciding_rule(message)
+    if rule:
+        text = RULE_LABELS.get(rule, f"règle « {rule} »")
+        return shorten(f"{text} ({detail})" if detail else text)
+    return UNCODED_REVIEW
+
+
+def _last_warning(message: Message) -> str:
+    warnings = [str(w) for w in (message.warnings or []) if w]
+    return warnings[-1] if warnings else ""
+
+
+def _deciding_rule(message: Message, *, among: set[str] | None = None) -> tuple[str, str]:
+    """(rule, its explanation) of the last rule of the trace that hit (one of ``among``)."""
+    hits = [
+        h
+        for h in (message.rule_trace or [])
+        if isinstance(h, dict) and h.get("hit") and (among is None or h.get("rule") in among)
+    ]
+    if not hits:
+        return "", ""
+    return str(hits[-1].get("rule", "")), str(hits[-1].get("reason") or "")
+
+
+def reply_reason(row: Outbox, *, reference: str | None = None) -> str:
+    """Why a reply was not sent (suppressed) or not delivered (failed), in French."""
+    if row.status == OutboxStatus.SUPPRESSED:
+        hold = code_of(ReplyHold, row.suppressed_reason)
+        if hold is None:
+            return shorten(f"{UNCODED_HOLD} : {row.suppressed_reason}")
+        params = dict(row.suppressed_details or {})
+        count = params.get("count")
+        params.update(
+            to=row.to_addr,
+            kind=label(REPLY_KIND_LABELS, row.kind),
+            reference=reference or "ce dossier",
+            replies=plural(int(count), "réponse", "réponses") if count is not None else "?",
+        )
+        return shorten(reason_label(hold, **params))
+    failure = code_of(DeliveryFailure, row.failure_reason)
+    if failure is None:
+        return shorten(
+            f"{UNCODED_DELIVERY} : {row.last_error}" if row.last_error else UNCODED_DELIVERY
+        )
+    text = reason_label(failure, attempts=row.attempts)
+    if failure in _DELIVERY_DETAIL_SHOWN and row.last_error:
+        text = f"{text} : {row.last_error}"
+    return shorten(text)
+
+
+def mailbox_check_note(code: MailboxCheck, *, waiting: int = 0) -> str:
+    """What the digest says of a mailbox it could not compare with the ledger."""
+    return reason_label(code, waiting=plural(waiting, "message attend", "messages attendent"))
+
+
+# --------------------------------------------------------------------------
+# Choices of rules.toml
+
+
+def choice_label(choices: Mapping[str, Any], key: Any) -> str | None:
+    """The printed label of a choice key (thématique, criterion, …); unknown keys as given."""
+    if key is None or key == "":
+        return None
+    choice = choices.get(key) if isinstance(key, str) else None
+    return choice.label if choice is not None else str(key)
+
+
+def thematique_label(rules: Rules, key: Any) -> str | None:
+    return choice_label(rules.thematiques, key)
+
+
+def criterion_label(rules: Rules, key: Any) -> str | None:
+    return choice_label(rules.criteria, key)
+
+
+def category_label(rules: Rules, key: Any) -> str | None:
+    return choice_label(rules.categories, key)
+
+
+def worded_fields(fields: Mapping[str, Any], rules: Rules) -> dict[str, Any]:
+    """Field values with choice keys replaced by their printed labels; unknown fields dropped."""
+    sources: dict[FieldKind, Mapping[str, Any]] = {
+        FieldKind.THEMATIQUE: rules.thematiques,
+        FieldKind.CRITERIA: rules.criteria,
+        FieldKind.CATEGORY: rules.categories,
+        FieldKind.NATURE: rules.natures,
+    }
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
+        rule = rules.fields.get(key)
+        if rule is None:
+            continue
+        choices = sources.get(rule.kind)
+        if choices is None:
+            out[key] = value
+        elif isinstance(value, list):
+            out[key] = [choice_label(choices, v) for v in value]
+        else:
+            out[key] = choice_label(choices, value)
+    return out
+
+
+# --------------------------------------------------------------------------
+# Numbers, dates, lengths
+
+
+def plural(count: int, one: str, many: str) -> str:
+    """``1 dossier``, ``0 dossier``, ``2 dossiers`` (French: 0 and 1 are singular)."""
+    return f"{count} {one if count <= 1 else many}"
+
+
+def long_date(day: date) -> str:
+    """``mardi 1er décembre 2026``, whatever the machine's locale."""
+    number = "1er" if day.day == 1 else str(day.day)
+    return f"{_DAYS[day.weekday()]} {number} {_MONTHS[day.month - 1]} {day.year}"
+
+
+def local_date_time(value: datetime | None, zone: ZoneInfo) -> str:
+    """``24/11/2026 à 10:12`` in the service's time zone; empty for None."""
+    if value is None:
+        return ""
+    local = value.astimezone(zone)
+    return f"{local:%d/%m/%Y} à {local:%H:%M}"
+
+
+def days_waiting(delta: timedelta) -> str:
+    """How long a dossier has waited: ``reçu aujourd'hui``, ``3 jours``."""
+    if delta.days <= 0:
+        return "reçu aujourd'hui"
+    return plural(delta.days, "jour", "jours")
+
+
+def shorten(text: str, limit: int = REASON_MAX_LENGTH) -> str:
+    """``text`` on one line, cut with an ellipsis past ``limit`` characters."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1].rstrip() + "…"

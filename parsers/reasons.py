@@ -1,0 +1,72 @@
+"""Reason codes: why a reply was held back, why a message waits for staff, why a check failed.
+
+A reason is decided once, where it happens, and stored as one of these
+codes (a short string column in the database); the wording for people lives
+in ``mailbot/wording.py`` (French, one label per member, a test checks that
+none is missing). Rewording a label never changes what is stored, and a new
+reason cannot reach staff in English by accident.
+
+Values are stored: never rename one. Add a member (and its label) instead.
+Free-text detail that goes with a reason (an exception, a server response, a
+dossier reference) is stored next to the code, not inside it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ReplyHold(StrEnum):
+    """Why an automatic reply was recorded as suppressed instead of being sent."""
+
+    REPLIES_DISABLED = "replies_disabled"  # replies.enabled = false
+    NO_SENDER_ADDRESS = "no_sender_address"
+    RECIPIENT_IS_OURS = "recipient_is_ours"  # one of our mailboxes or staff
+    FROM_OUR_ADDRESS = "from_our_address"  # the message came from our own address
+    AUTHENTICATION_FAILED = "authentication_failed"  # reply_unless_fail and dmarc/spf failed
+    AUTHENTICATION_NOT_PASSED = "authentication_not_passed"  # reply_only_if_pass, no pass
+    ALREADY_SENT = "already_sent"  # this kind of reply went to this dossier already
+    SENDER_DAILY_CAP = "sender_daily_cap"  # replies.per_sender_daily_cap reached
+    HOURLY_CAP = "hourly_cap"  # replies.global_hourly_cap reached
+
+
+class DeliveryFailure(StrEnum):
+    """Why a queued reply (or digest) was given up: status ``failed``."""
+
+    REFUSED = "refused"  # a permanent (5xx) refusal of the SMTP server
+    GAVE_UP = "gave_up"  # temporary errors until replies.max_attempts
+    INTERRUPTED = "interrupted"  # the worker stopped mid-send; not resent to avoid a duplicate
+
+
+class ReviewReason(StrEnum):
+    """Why a message is ``needs_review`` or ``failed`` (staff look at it)."""
+
+    # The service could not process the message (status failed).
+    PARSE_ERROR = "parse_error"  # the MIME structure could not be parsed
+    ANALYSIS_ERROR = "analysis_error"  # classification or reading raised
+    FILING_ERROR = "filing_error"  # writing it to the database raised
+    # The message was processed but a person must decide (status needs_review).
+    UNCERTAIN_SCORE = "uncertain_score"  # between review_threshold and candidature_threshold
+    OVER_LIMITS = "over_limits"  # a configured size limit cut the reading short
+    UNKNOWN_DOSSIER = "unknown_dossier"  # a follow-up quotes a reference we do not have
+    UNREADABLE_ATTACHMENT = "unreadable_attachment"  # no dossier read; an unreadable file may be it
+    DOSSIER_UNCERTAIN = "dossier_uncertain"  # the dossier was read, but with doubt
+
+
+class MailboxCheck(StrEnum):
+    """Why the digest's comparison of a mailbox with the ledger could not be made."""
+
+    UNREACHABLE = "unreachable"  # connection, login or folder selection failed
+    CHECK_FAILED = "check_failed"  # an unexpected error while comparing
+    NEVER_POLLED = "never_polled"  # no cursor yet: nothing to compare with
+    UIDVALIDITY_CHANGED = "uidvalidity_changed"  # the folder was recreated on the server
+
+
+# The classification rules whose decision sends a message to review, and the
+# reason each gives. ``decided_by`` of a classification names the rule.
+REVIEW_REASON_OF_RULE: dict[str, ReviewReason] = {
+    "score": ReviewReason.UNCERTAIN_SCORE,
+    "over_limits": ReviewReason.OVER_LIMITS,
+}
+
+ALL_REASONS: tuple[type[StrEnum], ...] = (ReplyHold, DeliveryFailure, ReviewReason, MailboxCheck)
