@@ -31,7 +31,9 @@ from typing import Any
 
 # Variables the readers need (locale, search path, Tesseract's data and
 # threads); nothing else of the worker's environment reaches a child.
-_KEPT_NAMES = frozenset({"PATH", "LANG", "LANGUAGE", "TZ", "TESSDATA_PREFIX", "OMP_THREAD_LIMIT"})
+_KEPT_NAMES = frozenset(
+    {"PATH", "LD_LIBRARY_PATH", "LANG", "LANGUAGE", "TZ", "TESSDATA_PREFIX", "OMP_THREAD_LIMIT"}
+)
 _KEPT_PREFIXES = ("LC_",)
 _DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 

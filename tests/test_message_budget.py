@@ -10,15 +10,18 @@ documents it did not read for staff.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import pytest
 
+from mailbot.cli import main
 from mailbot.config import LimitsSettings, load_config
 from parsers.documents.extract import extract_documents
 from tests.fixtures.config import SHIPPED_CONFIG
 from tests.fixtures.corpus import POTAGER, attachment, jpeg, letter_pdf, scanned
+from tests.fixtures.mail import make_mail
 
 SCANS = 12
 # Starting the forkserver (about a second of imports, more on a busy machine)
@@ -72,3 +75,22 @@ def test_a_message_within_its_budget_is_not_flagged(dense_scans):
     documents = extract_documents(dense_scans[:1], limits=limits)
     assert not documents.over_budget and documents.warnings == ()
     assert documents[0].ocr_used and "Potager" in documents[0].text
+
+
+def test_mailbot_try_on_a_message_of_many_scans_ends_within_its_budget(
+    dense_scans, config_dir, tmp_path, capsys, monkeypatch
+):
+    """The whole message, through the real command: parse, classify, read, decide."""
+    monkeypatch.setenv("MAILBOT_LIMITS__MESSAGE_WALL_SECONDS", "3")
+    mail = make_mail(attachments=[(a.filename, a.data, "image/jpeg") for a in dense_scans])
+    path = tmp_path / "scans.eml"
+    path.write_bytes(mail.as_bytes())
+    started = time.monotonic()
+    code = main(["--config", str(config_dir), "try", str(path), "--json"])
+    elapsed = time.monotonic() - started
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    result = json.loads(captured.out)
+    assert elapsed < 3 + START_AND_STOP_SECONDS
+    assert result["verdict"] == "needs_review"
+    assert any("reading budget is spent" in w for w in result["warnings"])
