@@ -61,6 +61,16 @@ def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
 
 
+def _set_up_logging(level: int | str, fmt: str) -> None:
+    """Log to stderr; every record goes through ``mailbot.logredact`` (no addresses)."""
+    import logging
+
+    from mailbot import logredact
+
+    logging.basicConfig(level=level, format=fmt)
+    logredact.install()
+
+
 def _staff_actor() -> str:
     """Who runs a staff command, for the audit trail."""
     name = os.environ.get("MAILBOT_STAFF_USER") or os.environ.get("SUDO_USER")
@@ -450,9 +460,8 @@ def run_command(ctx: typer.Context) -> None:
     application = _app(ctx)
     config = application.config
     check_secrets(config)
-    logging.basicConfig(
-        level=config.settings.service.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    _set_up_logging(
+        config.settings.service.log_level, "%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     # Scheduler and migration chatter is not what an operator reads.
     for noisy in ("apscheduler", "alembic"):
@@ -471,7 +480,7 @@ def demo_command(
 
     from mailbot.demo import run_demo
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _set_up_logging(logging.WARNING, "%(levelname)s %(name)s: %(message)s")
     run_demo(keep=keep, console=out)
 
 
@@ -580,6 +589,7 @@ def purge_command(
     """Delete what the retention rules say has expired (legal holds are kept), with an audit log."""
     from mailbot.privacy import purge
 
+    _set_up_logging("WARNING", "%(levelname)s %(name)s: %(message)s")
     report = purge(_app(ctx), dry_run=dry_run, actor=_staff_actor())
     if as_json:
         _print_json(report.as_dict())
@@ -589,16 +599,26 @@ def purge_command(
         raise typer.Exit(1)
 
 
+_FORM_ADDRESSES_HELP = (
+    "Also act on dossiers where the address was only typed in the form (contact e-mail), "
+    "once you checked the request comes from this person."
+)
+
+
 @app.command("export-person")
 def export_person_command(
     ctx: typer.Context,
     email: Annotated[str, typer.Argument(help="The person's e-mail address.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Empty or new directory.")],
+    include_form_addresses: Annotated[
+        bool, typer.Option("--include-form-addresses", help=_FORM_ADDRESSES_HELP)
+    ] = False,
 ) -> None:
     """Everything about one person (access request): data, original messages and files."""
     from mailbot.privacy import export_person
 
-    report = export_person(_app(ctx), email, output)
+    _set_up_logging("WARNING", "%(levelname)s %(name)s: %(message)s")
+    report = export_person(_app(ctx), email, output, include_form_addresses=include_form_addresses)
     out.print(report.summary(), markup=False, soft_wrap=True)
 
 
@@ -607,13 +627,36 @@ def erase_person_command(
     ctx: typer.Context,
     email: Annotated[str, typer.Argument(help="The person's e-mail address.")],
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    include_form_addresses: Annotated[
+        bool, typer.Option("--include-form-addresses", help=_FORM_ADDRESSES_HELP)
+    ] = False,
+    server_copies: Annotated[
+        bool | None,
+        typer.Option(
+            "--server-copies/--no-server-copies",
+            help="Delete or redact the server copies (default: retention.erase_server_copies).",
+        ),
+    ] = None,
 ) -> None:
-    """Erase one person's data (erasure request), leaving a tombstone; legal holds are refused."""
-    from mailbot.privacy import erase_person
+    """Erase one person's data (erasure request), leaving a tombstone; legal holds are refused.
 
-    if not yes and sys.stdin.isatty():
-        typer.confirm(f"Erase everything about {email}? This cannot be undone", abort=True)
-    report = erase_person(_app(ctx), email, actor=_staff_actor())
+    What will be erased (dossiers, messages, server copies in the mail and
+    Sent folders, other people's mail naming the person, to redact) is
+    shown first.
+    """
+    from mailbot.privacy import erase_person, preview_erasure
+
+    _set_up_logging("WARNING", "%(levelname)s %(name)s: %(message)s")
+    application = _app(ctx)
+    options = {"include_form_addresses": include_form_addresses, "server_copies": server_copies}
+    preview = preview_erasure(application, email, **options)
+    out.print(preview.summary(), markup=False, soft_wrap=True)
+    if not yes:
+        if not sys.stdin.isatty():
+            err.print("not confirmed: run again with --yes")
+            raise typer.Exit(1)
+        typer.confirm("Erase all of the above? This cannot be undone", abort=True)
+    report = erase_person(application, email, actor=_staff_actor(), **options)
     out.print(report.summary(), markup=False, soft_wrap=True)
     if not report.complete:
         raise typer.Exit(1)

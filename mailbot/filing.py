@@ -5,13 +5,18 @@ a message implies; the caller commits once, then acts on the IMAP server.
 Blobs are written first (content-addressed and idempotent), so a crash
 before the commit leaves at worst an unreferenced blob, never a row pointing
 at nothing.
+
+Filing decides nothing about a message: the chain's second stage runs first
+(in the same transaction, ``Analyser.after_reading``), then ``HANDLERS``
+maps the verdict to the handler that acts on it (open a dossier, join one,
+keep the ledger row only).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -21,10 +26,11 @@ from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
 from mailbot.config import Config, Verdict
-from mailbot.pipeline import Analysis, Reading
+from mailbot.open_dossiers import StoredOpenDossiers
+from mailbot.pipeline import Analyser, Analysis, Reading
 from mailbot.replies import choose_kind, plan_reply
 from parsers.checks import describe_missing, missing_pieces
-from parsers.text import fold
+from parsers.classify import Classification
 from parsers.types import ParsedMail
 from storage import repositories as repo
 from storage.blobs import BlobStore
@@ -99,26 +105,48 @@ def file_analysis(
     position: Position | None,
     actor: str = "system",
     now: datetime | None = None,
+    analyser: Analyser | None = None,
 ) -> Filed:
-    """Write what ``analysis`` implies; a message already in the ledger only gains a sighting."""
+    """Write what ``analysis`` implies; a message already in the ledger only gains a sighting.
+
+    The chain's second stage runs here, in the caller's transaction, so that
+    it sees the dossiers filed a moment ago. ``analyser``: the one that
+    analysed the message (a new one from ``config`` when not given).
+    """
     key, sha = dedup_key(analysis)
     existing = repo.find_message(session=session, dedup_key=key)
     if existing is not None:
         return known_message(session=session, message=existing, position=position)
 
     now = now or utcnow()
+    analysis = (analyser or Analyser(config)).after_reading(
+        analysis, open_dossiers=StoredOpenDossiers(session)
+    )
     status, verdict, error = _status_of(analysis)
     keep = status != MessageStatus.IGNORED
     raw_blob = blobs.put(analysis.raw) if keep else None
     mail = analysis.mail
-    message = _ledger_row(analysis, key, sha, status, verdict, error, raw_blob, now)
+    message = Message(
+        **_ledger_values(
+            analysis,
+            key=key,
+            sha=sha,
+            status=status,
+            verdict=verdict,
+            error=error,
+            raw_blob=raw_blob,
+            now=now,
+        )
+    )
     row, inserted = repo.add_message(session=session, message=message)
     if not inserted:
         # Another worker filed it a moment ago (same message, other mailbox).
         return known_message(session=session, message=row, position=position)
     _sight(session, row, position)
 
-    outcome = Filed(row.id, status, verdict, duplicate=False, content_kept=keep)
+    outcome = Filed(
+        message_pk=row.id, status=status, verdict=verdict, duplicate=False, content_kept=keep
+    )
     if analysis.failed or mail is None:
         repo.record_event(
             session=session,
@@ -128,7 +156,17 @@ def file_analysis(
             details={"error": error},
         )
         return outcome
-    return _file_content(session, blobs, config, analysis, row, outcome, actor, now)
+    return _file_content(
+        _Filing(
+            session=session,
+            blobs=blobs,
+            config=config,
+            analysis=analysis,
+            message=row,
+            outcome=outcome,
+            now=now,
+        )
+    )
 
 
 def is_quiet(analysis: Analysis) -> bool:
@@ -158,7 +196,16 @@ def file_ignored(
         status, verdict, error = _status_of(analysis)
         if status != MessageStatus.IGNORED:
             raise ValueError(f"file_ignored given a message to file: {status}")
-        values = _ledger_values(analysis, key, sha, status, verdict, error, None, now)
+        values = _ledger_values(
+            analysis,
+            key=key,
+            sha=sha,
+            status=status,
+            verdict=verdict,
+            error=error,
+            raw_blob=None,
+            now=now,
+        )
         entries.append((values, position))
     action = ServerAction.NONE if settled else ServerAction.PENDING
     return bulk_ledger(session=session, entries=entries, server_action=action, now=now)
@@ -232,27 +279,22 @@ def bulk_ledger(
                 "seen_at": now,
             }
         )
-        filed.append(Filed(ids[target], values["status"], values["verdict"], duplicate=False))
+        filed.append(
+            Filed(
+                message_pk=ids[target],
+                status=values["status"],
+                verdict=values["verdict"],
+                duplicate=False,
+            )
+        )
     if sightings:
         session.execute(insert(Sighting), sightings)
     return filed
 
 
-def _ledger_row(
-    analysis: Analysis,
-    key: str,
-    sha: str,
-    status: str,
-    verdict: str | None,
-    error: str | None,
-    raw_blob: str | None,
-    now: datetime,
-) -> Message:
-    return Message(**_ledger_values(analysis, key, sha, status, verdict, error, raw_blob, now))
-
-
 def _ledger_values(
     analysis: Analysis,
+    *,
     key: str,
     sha: str,
     status: str,
@@ -292,9 +334,16 @@ def refile(
     message: Message,
     analysis: Analysis,
     actor: str,
+    analyser: Analyser | None = None,
 ) -> Filed:
     """Run a quarantined message through filing again (``mailbot messages retry``)."""
     now = utcnow()
+    own = session.get(Dossier, message.dossier_id) if message.dossier_id is not None else None
+    analysis = (analyser or Analyser(config)).after_reading(
+        analysis,
+        open_dossiers=StoredOpenDossiers(session),
+        filed_in=own.reference if own is not None else None,
+    )
     status, verdict, error = _status_of(analysis)
     message.status = status
     message.verdict = verdict
@@ -315,200 +364,195 @@ def refile(
         message=message,
         details={"status": status, "verdict": verdict, "error": error},
     )
-    outcome = Filed(message.id, status, verdict, duplicate=False, content_kept=True)
+    outcome = Filed(
+        message_pk=message.id, status=status, verdict=verdict, duplicate=False, content_kept=True
+    )
     if analysis.failed or analysis.mail is None:
         return outcome
-    return _file_content(session, blobs, config, analysis, message, outcome, actor, now)
+    return _file_content(
+        _Filing(
+            session=session,
+            blobs=blobs,
+            config=config,
+            analysis=analysis,
+            message=message,
+            outcome=outcome,
+            now=now,
+        )
+    )
+
+
+# The ledger status of a message, by the verdict of its analysis.
+STATUS_OF_VERDICT: dict[Verdict, MessageStatus] = {
+    Verdict.CANDIDATURE: MessageStatus.FILED,
+    Verdict.FOLLOW_UP: MessageStatus.FILED,
+    Verdict.NEEDS_REVIEW: MessageStatus.NEEDS_REVIEW,
+    Verdict.NOT_CANDIDATURE: MessageStatus.IGNORED,
+    Verdict.AUTO_REPLY: MessageStatus.IGNORED,
+}
 
 
 def _status_of(analysis: Analysis) -> tuple[str, str | None, str | None]:
-    if analysis.failed:
+    """(status, verdict recorded, error) of an analysed message."""
+    if analysis.failed or analysis.verdict is None:
         return MessageStatus.FAILED, None, analysis.error
     verdict = analysis.verdict
-    if verdict in (Verdict.AUTO_REPLY, Verdict.NOT_CANDIDATURE):
-        return MessageStatus.IGNORED, verdict, None
-    if verdict == Verdict.NEEDS_REVIEW:
-        return MessageStatus.NEEDS_REVIEW, verdict, None
-    return MessageStatus.FILED, verdict, None
-
-
-def _file_content(
-    session: Session,
-    blobs: BlobStore,
-    config: Config,
-    analysis: Analysis,
-    message: Message,
-    outcome: Filed,
-    actor: str,
-    now: datetime,
-) -> Filed:
-    mail = analysis.mail
-    assert mail is not None and analysis.classification is not None
-    reading = analysis.reading
+    status = STATUS_OF_VERDICT[Verdict(verdict)]
     classification = analysis.classification
-    rule_actor = f"rule:{classification.decided_by}"
+    if classification is not None and classification.verdict is Verdict.FOLLOW_UP:
+        # Joined to a dossier: recorded as a follow-up even when its reading
+        # needs review (then its status says so).
+        verdict = Verdict.FOLLOW_UP
+    return status, verdict, None
 
-    joined = None
-    if (
-        classification.verdict == Verdict.CANDIDATURE
-        and reading is not None
-        and message.dossier_id is None
-    ):
-        joined = _open_dossier_of_sender(session, mail, reading)
-        if joined is not None:
-            # Pieces sent in several messages: the letter next week joins the dossier.
-            rule_actor = "rule:same_sender_open_dossier"
-            message.verdict = Verdict.FOLLOW_UP
-            message.rule_trace = [
-                *message.rule_trace,
-                {
-                    "rule": "same_sender_open_dossier",
-                    "hit": True,
-                    "reason": f"{mail.sender} has the open dossier {joined.reference}",
-                },
-            ]
-            outcome = _replace(outcome, verdict=Verdict.FOLLOW_UP)
 
-    if classification.verdict == Verdict.FOLLOW_UP or joined is not None:
-        dossier = joined or (
-            repo.get_dossier(session=session, reference=classification.reference)
-            if classification.reference
-            else None
-        )
-        if dossier is None:
-            message.status = MessageStatus.NEEDS_REVIEW
-            message.error = f"follow-up names an unknown dossier {classification.reference!r}"
-            session.add(message)
-            return _replace(outcome, status=MessageStatus.NEEDS_REVIEW)
+@dataclass(frozen=True, kw_only=True)
+class _Filing:
+    """One message being filed: what every verdict's handler is given."""
+
+    session: Session
+    blobs: BlobStore
+    config: Config
+    analysis: Analysis
+    message: Message
+    # What filing says so far (ledger row written, status known).
+    outcome: Filed
+    now: datetime
+
+    @property
+    def mail(self) -> ParsedMail:
+        assert self.analysis.mail is not None
+        return self.analysis.mail
+
+    @property
+    def classification(self) -> Classification:
+        assert self.analysis.classification is not None
+        return self.analysis.classification
+
+    @property
+    def rule_actor(self) -> str:
+        """The audit actor of what the chain decided: the rule that decided."""
+        return f"rule:{self.classification.decided_by}"
+
+
+def _file_content(filing: _Filing) -> Filed:
+    """Act on the chain's verdict: one handler per verdict, none of them deciding."""
+    return HANDLERS[filing.classification.verdict](filing)
+
+
+def _ledger_only(filing: _Filing) -> Filed:
+    """Not for us, or for staff to review: the ledger row (and the raw message) is all."""
+    return filing.outcome
+
+
+def _join_dossier(filing: _Filing) -> Filed:
+    """A follow-up: its pieces and fields join the dossier the chain named."""
+    session, message, reference = filing.session, filing.message, filing.classification.reference
+    dossier = repo.get_dossier(session=session, reference=reference) if reference else None
+    if dossier is None:
+        message.status = MessageStatus.NEEDS_REVIEW
+        message.error = f"follow-up names an unknown dossier {reference!r}"
+        session.add(message)
+        return replace(filing.outcome, status=MessageStatus.NEEDS_REVIEW)
+    previous_missing = list(dossier.missing or [])
+    completed = _add_to_dossier(filing, dossier=dossier)
+    message.dossier_id = dossier.id
+    session.add(message)
+    repo.record_event(
+        session=session,
+        actor=filing.rule_actor,
+        action="dossier.follow_up",
+        dossier=dossier,
+        message=message,
+        details={"missing": list(dossier.missing), "status": dossier.status},
+    )
+    _reply(filing, dossier=dossier, completed=completed, previous_missing=previous_missing)
+    return replace(filing.outcome, dossier_reference=dossier.reference, dossier_completed=completed)
+
+
+def _open_dossier(filing: _Filing) -> Filed:
+    """A candidature opens a dossier (a retried one updates the dossier it opened)."""
+    reading, message = filing.analysis.reading, filing.message
+    if reading is None:
+        return filing.outcome
+    if message.dossier_id is not None:
+        dossier = filing.session.get(Dossier, message.dossier_id)
+        assert dossier is not None
         previous_missing = list(dossier.missing or [])
-        completed = _add_to_dossier(session, blobs, config, dossier, message, mail, reading, now)
-        message.dossier_id = dossier.id
-        session.add(message)
-        repo.record_event(
-            session=session,
-            actor=rule_actor,
-            action="dossier.follow_up",
-            dossier=dossier,
-            message=message,
-            details={"missing": list(dossier.missing), "status": dossier.status},
+        completed = _add_to_dossier(filing, dossier=dossier)
+        _reply(filing, dossier=dossier, completed=completed, previous_missing=previous_missing)
+        return replace(
+            filing.outcome, dossier_reference=dossier.reference, dossier_completed=completed
         )
-        _reply(session, config, analysis, message, dossier, False, completed, previous_missing, now)
-        return _replace(outcome, dossier_reference=dossier.reference, dossier_completed=completed)
-
-    if classification.verdict == Verdict.CANDIDATURE and reading is not None:
-        if message.dossier_id is not None:
-            # A retried message that already opened a dossier updates it.
-            dossier = session.get(Dossier, message.dossier_id)
-            assert dossier is not None
-            previous_missing = list(dossier.missing or [])
-            completed = _add_to_dossier(
-                session, blobs, config, dossier, message, mail, reading, now
-            )
-            _reply(
-                session, config, analysis, message, dossier, False, completed, previous_missing, now
-            )
-            return _replace(
-                outcome, dossier_reference=dossier.reference, dossier_completed=completed
-            )
-        status = (
-            DossierStatus.NEEDS_REVIEW
-            if reading.needs_review
-            else (DossierStatus.INCOMPLETE if reading.missing else DossierStatus.COMPLETE)
-        )
-        dossier = repo.create_dossier(
-            session=session,
-            year=_year(now, config),
-            sender=mail.sender,
-            sender_name=mail.sender_name or None,
-            fields=reading.fields,
-            evidence=_evidence(reading),
-            missing=list(reading.missing),
-            status=status,
-            received_at=now,
-            actor=rule_actor,
-        )
-        message.dossier_id = dossier.id
-        session.add(message)
-        _add_pieces(session, blobs, dossier, message, mail, reading)
-        _reply(session, config, analysis, message, dossier, True, False, None, now)
-        return _replace(outcome, dossier_reference=dossier.reference, dossier_created=True)
-
-    # needs_review without a dossier: the raw message is kept for staff.
-    return outcome
+    mail = filing.mail
+    dossier = repo.create_dossier(
+        session=filing.session,
+        year=_year(filing.now, filing.config),
+        sender=mail.sender,
+        sender_name=mail.sender_name or None,
+        fields=reading.fields,
+        evidence=_evidence(reading),
+        missing=list(reading.missing),
+        status=_new_dossier_status(reading),
+        received_at=filing.now,
+        actor=filing.rule_actor,
+    )
+    message.dossier_id = dossier.id
+    filing.session.add(message)
+    _add_pieces(filing, dossier=dossier)
+    _reply(filing, dossier=dossier, created=True)
+    return replace(filing.outcome, dossier_reference=dossier.reference, dossier_created=True)
 
 
-def _open_dossier_of_sender(session: Session, mail: ParsedMail, reading: Reading) -> Dossier | None:
-    """The sender's open dossier this message completes, if it is about the same project.
+# What filing does for each verdict of the chain.
+HANDLERS: dict[Verdict, Callable[[_Filing], Filed]] = {
+    Verdict.CANDIDATURE: _open_dossier,
+    Verdict.FOLLOW_UP: _join_dossier,
+    Verdict.NEEDS_REVIEW: _ledger_only,
+    Verdict.NOT_CANDIDATURE: _ledger_only,
+    Verdict.AUTO_REPLY: _ledger_only,
+}
 
-    A message carrying no dossier d'intention (a letter, photos) belongs to
-    the sender's latest open dossier; one carrying a dossier belongs to an
-    open dossier only when the project titles match (else it is a new project).
-    """
-    if not mail.sender:
-        return None
-    candidates = session.exec(
-        select(Dossier)
-        .where(
-            Dossier.sender == mail.sender,
-            col(Dossier.status).in_((DossierStatus.INCOMPLETE, DossierStatus.NEEDS_REVIEW)),
-        )
-        .order_by(col(Dossier.received_at).desc(), col(Dossier.id).desc())
-    ).all()
-    if not candidates:
-        return None
-    if not reading.dossier_present:
-        return candidates[0]
-    title = fold(str(reading.fields.get("intitule") or ""))
-    for dossier in candidates:
-        if title and fold(str((dossier.fields or {}).get("intitule") or "")) == title:
-            return dossier
-    return None
+
+def _new_dossier_status(reading: Reading) -> str:
+    if reading.needs_review:
+        return DossierStatus.NEEDS_REVIEW
+    return DossierStatus.INCOMPLETE if reading.missing else DossierStatus.COMPLETE
 
 
 def _reply(
-    session: Session,
-    config: Config,
-    analysis: Analysis,
-    message: Message,
+    filing: _Filing,
+    *,
     dossier: Dossier,
-    created: bool,
-    completed: bool,
-    previous_missing: list[str] | None,
-    now: datetime,
+    created: bool = False,
+    completed: bool = False,
+    previous_missing: list[str] | None = None,
 ) -> None:
     """Queue the reply the event calls for; staff, not the applicant, hear of reviews."""
     if dossier.status not in (DossierStatus.INCOMPLETE, DossierStatus.COMPLETE):
         return
+    config = filing.config
     missing = list(dossier.missing or [])
     kind = choose_kind(
         created=created, completed=completed, missing=missing, previous_missing=previous_missing
     )
-    assert analysis.mail is not None
     plan_reply(
-        session=session,
+        session=filing.session,
         config=config,
-        mailbox_name=analysis.mailbox,
-        mail=analysis.mail,
-        message=message,
+        mailbox_name=filing.analysis.mailbox,
+        mail=filing.mail,
+        message=filing.message,
         dossier=dossier,
         kind=kind,
         missing_text=describe_missing(missing, rules=config.rules),
-        now=now,
+        now=filing.now,
     )
 
 
-def _add_to_dossier(
-    session: Session,
-    blobs: BlobStore,
-    config: Config,
-    dossier: Dossier,
-    message: Message,
-    mail: ParsedMail,
-    reading: Reading | None,
-    now: datetime,
-) -> bool:
+def _add_to_dossier(filing: _Filing, *, dossier: Dossier) -> bool:
     """Join a message's pieces and fields to a dossier; True when it became complete."""
-    _add_pieces(session, blobs, dossier, message, mail, reading)
+    session, reading, now = filing.session, filing.analysis.reading, filing.now
+    _add_pieces(filing, dossier=dossier)
     fields = dict(dossier.fields or {})
     evidence = dict(dossier.evidence or {})
     if reading is not None:
@@ -524,7 +568,7 @@ def _add_to_dossier(
             dossier_present=PieceRole.DOSSIER in roles,
             # A letter may be a page of the dossier's PDF: then only the evidence says so.
             letter_present=PieceRole.LETTER in roles or "_letter" in evidence,
-            rules=config.rules,
+            rules=filing.config.rules,
         )
     )
     old_status = dossier.status
@@ -548,7 +592,7 @@ def _add_to_dossier(
                 actor="system",
                 action="dossier.status_changed",
                 dossier=dossier,
-                message=message,
+                message=filing.message,
                 details={"old": old_status, "new": new_status, "missing": missing},
             )
     session.add(dossier)
@@ -556,23 +600,17 @@ def _add_to_dossier(
     return completed
 
 
-def _add_pieces(
-    session: Session,
-    blobs: BlobStore,
-    dossier: Dossier,
-    message: Message,
-    mail: ParsedMail,
-    reading: Reading | None,
-) -> None:
+def _add_pieces(filing: _Filing, *, dossier: Dossier) -> None:
+    reading = filing.analysis.reading
     roles: Mapping[str, str] = reading.roles if reading else {}
-    for attachment in mail.attachments:
+    for attachment in filing.mail.attachments:
         if not attachment.data:
             continue  # over the size limit: named in the message's warnings
-        sha = blobs.put(attachment.data)
+        sha = filing.blobs.put(attachment.data)
         repo.add_piece(
-            session=session,
+            session=filing.session,
             dossier=dossier,
-            message=message,
+            message=filing.message,
             blob_sha256=sha,
             filename=attachment.filename,
             content_type=attachment.content_type,
@@ -625,9 +663,9 @@ def _duplicate(session: Session, message: Message) -> Filed:
         dossier = session.get(Dossier, message.dossier_id)
         reference = dossier.reference if dossier else None
     return Filed(
-        message.id,
-        message.status,
-        message.verdict,
+        message_pk=message.id,
+        status=message.status,
+        verdict=message.verdict,
         duplicate=True,
         dossier_reference=reference,
         content_kept=message.raw_blob is not None,
@@ -642,7 +680,3 @@ def _ledger_headers(mail: ParsedMail | None) -> dict[str, Any]:
 
 def _year(now: datetime, config: Config) -> int:
     return now.astimezone(ZoneInfo(config.settings.service.timezone)).year
-
-
-def _replace(outcome: Filed, **changes: Any) -> Filed:
-    return replace(outcome, **changes)

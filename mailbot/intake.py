@@ -137,7 +137,15 @@ def poll_mailbox(
     try:
         password = secret(mailbox.password_env) or ""
         with client_factory(mailbox, password) as client:
-            _poll(app, client, mailbox, analyser, report, progress, should_stop)
+            _poll(
+                app,
+                client=client,
+                mailbox=mailbox,
+                analyser=analyser,
+                report=report,
+                progress=progress,
+                should_stop=should_stop,
+            )
     except (*RETRY_LATER, MailbotError) as err:
         log.error("mailbox %s: %s", mailbox.name, err, exc_info=not isinstance(err, MailbotError))
         report.error = str(err) or type(err).__name__
@@ -146,6 +154,7 @@ def poll_mailbox(
 
 def _poll(
     app: App,
+    *,
     client: MailboxClient,
     mailbox: MailboxSettings,
     analyser: Analyser,
@@ -156,7 +165,7 @@ def _poll(
     if _nothing_new(app, client, mailbox):
         return
     state = client.select(mailbox.folder)
-    _retry_pending_server_actions(app, client, mailbox, state)
+    _retry_pending_server_actions(app, client=client, mailbox=mailbox, state=state)
     with session_scope(app.engine) as session:
         cursor = repo.get_cursor(session=session, mailbox=mailbox.name, folder=state.name)
         known = (cursor.uidvalidity, cursor.last_uid) if cursor else None
@@ -167,7 +176,7 @@ def _poll(
             # The newest mail was expunged unread: nothing lies between the
             # cursor and UIDNEXT, so move the cursor up and keep the next
             # check cheap (_nothing_new).
-            _advance_cursor(app, mailbox, state, state.uidnext - 1)
+            _advance_cursor(app, mailbox=mailbox, state=state, uid=state.uidnext - 1)
     else:
         if known is not None:
             log.warning(
@@ -192,7 +201,7 @@ def _poll(
         plan = _full_scan_plan(app, client)
         if not plan:
             # An empty folder still gets its cursor: next time, only UIDs above it.
-            _advance_cursor(app, mailbox, state, 0)
+            _advance_cursor(app, mailbox=mailbox, state=state, uid=0)
     if not plan:
         return
     report.new = sum(1 for _uid, process in plan if process)
@@ -205,7 +214,9 @@ def _poll(
         skip = [uid for uid, process in chunk if not process]
         take = [uid for uid, process in chunk if process]
         if skip:
-            _record_skipped(app, client, mailbox, state, skip, report)
+            _record_skipped(
+                app, client=client, mailbox=mailbox, state=state, uids=skip, report=report
+            )
         fetched = list(client.fetch(take, batch=batch))
         # A UID the server did not return is skipped only once it is really gone
         # (expunged meanwhile); otherwise stop below it so that it is fetched again.
@@ -213,7 +224,17 @@ def _poll(
         still_there = client.existing_uids(unreturned) if unreturned else []
         if still_there:
             fetched = [m for m in fetched if m.uid < still_there[0]]
-        if not _handle_all(app, client, mailbox, state, analyser, fetched, report, should_stop):
+        handled = _handle_all(
+            app,
+            client=client,
+            mailbox=mailbox,
+            state=state,
+            analyser=analyser,
+            fetched=fetched,
+            report=report,
+            should_stop=should_stop,
+        )
+        if not handled:
             return  # the cursor is at the last message filed: nothing is lost
         if still_there:
             raise ImapError(
@@ -223,7 +244,7 @@ def _poll(
         done += len(chunk)
         if progress:
             progress(mailbox.name, done, len(plan))
-        _advance_cursor(app, mailbox, state, max(uid for uid, _p in chunk))
+        _advance_cursor(app, mailbox=mailbox, state=state, uid=max(uid for uid, _p in chunk))
 
 
 def _nothing_new(app: App, client: MailboxClient, mailbox: MailboxSettings) -> bool:
@@ -301,6 +322,7 @@ def quick_dedup_key(raw: bytes) -> str:
 
 def _handle_all(
     app: App,
+    *,
     client: MailboxClient,
     mailbox: MailboxSettings,
     state: FolderState,
@@ -330,18 +352,34 @@ def _handle_all(
             if is_quiet(analysis):
                 quiet.append((analysis, position))
                 continue
-        _file_quiet(app, client, mailbox, state, quiet, report)
+        _file_quiet(
+            app,
+            client=client,
+            mailbox=mailbox,
+            state=state,
+            analyser=analyser,
+            items=quiet,
+            report=report,
+        )
         quiet = []
         if analysis is None:
-            filed = _file_known(app, message, position, state)
+            filed = _file_known(app, fetched=message, position=position, state=state)
             if filed is None:  # it left the ledger meanwhile (purge): read it
                 analysis = analyser.analyse(message.raw, mailbox=mailbox.name)
         if analysis is not None:
-            filed = _file(app, analysis, position, state)
+            filed = _file(app, analysis=analysis, position=position, state=state, analyser=analyser)
         faults.checkpoint("after_commit")
         report.count(filed)
-        _server_action(app, client, mailbox, position, filed)
-    _file_quiet(app, client, mailbox, state, quiet, report)
+        _server_action(app, client=client, mailbox=mailbox, position=position, filed=filed)
+    _file_quiet(
+        app,
+        client=client,
+        mailbox=mailbox,
+        state=state,
+        analyser=analyser,
+        items=quiet,
+        report=report,
+    )
     return not stopped
 
 
@@ -366,9 +404,11 @@ def _known_uids(app: App, fetched: list[FetchedMessage]) -> set[int]:
 
 def _file_quiet(
     app: App,
+    *,
     client: MailboxClient,
     mailbox: MailboxSettings,
     state: FolderState,
+    analyser: Analyser,
     items: list[tuple[Analysis, Position]],
     report: MailboxReport,
 ) -> None:
@@ -381,20 +421,25 @@ def _file_quiet(
             filed = file_ignored(session=session, items=items, settled=settled)
             for (_analysis, position), outcome in zip(items, filed, strict=True):
                 if outcome.duplicate:
-                    _settle_if_nothing_to_do(session, app, position, outcome.status)
+                    _settle_if_nothing_to_do(
+                        session, app=app, position=position, status=outcome.status
+                    )
             _save_cursor(session, items[-1][1], state)
             faults.checkpoint("before_commit")
     except IntegrityError:
         # Another worker wrote one of them meanwhile: file them one by one.
-        filed = [_file(app, analysis, position, state) for analysis, position in items]
+        filed = [
+            _file(app, analysis=analysis, position=position, state=state, analyser=analyser)
+            for analysis, position in items
+        ]
     faults.checkpoint("after_commit")
     for outcome in filed:
         report.count(outcome)
     _apply_actions(
         app,
-        client,
-        mailbox,
-        [
+        client=client,
+        mailbox=mailbox,
+        items=[
             (position, outcome.status)
             for (_analysis, position), outcome in zip(items, filed, strict=True)
             if _wanted_action(mailbox, outcome.status) != "none"
@@ -403,7 +448,7 @@ def _file_quiet(
 
 
 def _file_known(
-    app: App, fetched: FetchedMessage, position: Position, state: FolderState
+    app: App, *, fetched: FetchedMessage, position: Position, state: FolderState
 ) -> Filed | None:
     """A message already in the ledger (other mailbox, rescan) only gains a sighting."""
     try:
@@ -415,16 +460,20 @@ def _file_known(
         if existing is None:
             return None
         filed = known_message(session=session, message=existing, position=position)
-        _settle_if_nothing_to_do(session, app, position, filed.status)
+        _settle_if_nothing_to_do(session, app=app, position=position, status=filed.status)
         _save_cursor(session, position, state)
         faults.checkpoint("before_commit")
         return filed
 
 
-def _file(app: App, analysis: Analysis, position: Position, state: FolderState) -> Filed:
+def _file(
+    app: App, *, analysis: Analysis, position: Position, state: FolderState, analyser: Analyser
+) -> Filed:
     for attempt in range(3):
         try:
-            return _file_once(app, analysis, position, state)
+            return _file_once(
+                app, analysis=analysis, position=position, state=state, analyser=analyser
+            )
         except IntegrityError:
             # Another worker filed the same message or took the same number
             # at the same moment: the next attempt sees its rows.
@@ -435,11 +484,15 @@ def _file(app: App, analysis: Analysis, position: Position, state: FolderState) 
         except Exception as err:  # a bug in filing must quarantine the message, not block the box
             log.exception("cannot file message at %s", position)
             failed = replace(analysis, reading=None, verdict=None, error=f"filing error: {err!r}")
-            return _file_once(app, failed, position, state)
+            return _file_once(
+                app, analysis=failed, position=position, state=state, analyser=analyser
+            )
     raise AssertionError("unreachable")
 
 
-def _file_once(app: App, analysis: Analysis, position: Position, state: FolderState) -> Filed:
+def _file_once(
+    app: App, *, analysis: Analysis, position: Position, state: FolderState, analyser: Analyser
+) -> Filed:
     """Everything a message implies and the cursor, in one transaction."""
     with session_scope(app.engine) as session:
         filed = file_analysis(
@@ -448,14 +501,17 @@ def _file_once(app: App, analysis: Analysis, position: Position, state: FolderSt
             config=app.config,
             analysis=analysis,
             position=position,
+            analyser=analyser,
         )
-        _settle_if_nothing_to_do(session, app, position, filed.status)
+        _settle_if_nothing_to_do(session, app=app, position=position, status=filed.status)
         _save_cursor(session, position, state)
         faults.checkpoint("before_commit")
     return filed
 
 
-def _settle_if_nothing_to_do(session: Session, app: App, position: Position, status: str) -> None:
+def _settle_if_nothing_to_do(
+    session: Session, *, app: App, position: Position, status: str
+) -> None:
     """No server action wanted: record it now rather than in a second transaction."""
     mailbox = app.config.settings.mailbox(position.mailbox)
     if _wanted_action(mailbox, status) != "none":
@@ -482,7 +538,7 @@ def _save_cursor(session: Session, position: Position, state: FolderState) -> No
     )
 
 
-def _advance_cursor(app: App, mailbox: MailboxSettings, state: FolderState, uid: int) -> None:
+def _advance_cursor(app: App, *, mailbox: MailboxSettings, state: FolderState, uid: int) -> None:
     with session_scope(app.engine) as session:
         repo.save_cursor(
             session=session,
@@ -495,6 +551,7 @@ def _advance_cursor(app: App, mailbox: MailboxSettings, state: FolderState, uid:
 
 def _record_skipped(
     app: App,
+    *,
     client: MailboxClient,
     mailbox: MailboxSettings,
     state: FolderState,
@@ -568,15 +625,16 @@ def _wanted_action(mailbox: MailboxSettings, status: str) -> str:
 
 
 def _server_action(
-    app: App, client: MailboxClient, mailbox: MailboxSettings, position: Position, filed: Filed
+    app: App, *, client: MailboxClient, mailbox: MailboxSettings, position: Position, filed: Filed
 ) -> None:
     if _wanted_action(mailbox, filed.status) == "none":
         return  # settled in the filing transaction
-    _apply_actions(app, client, mailbox, [(position, filed.status)])
+    _apply_actions(app, client=client, mailbox=mailbox, items=[(position, filed.status)])
 
 
 def _apply_actions(
     app: App,
+    *,
     client: MailboxClient,
     mailbox: MailboxSettings,
     items: Iterable[tuple[Position, str]],
@@ -612,7 +670,7 @@ def _apply_actions(
 
 
 def _retry_pending_server_actions(
-    app: App, client: MailboxClient, mailbox: MailboxSettings, state: FolderState
+    app: App, *, client: MailboxClient, mailbox: MailboxSettings, state: FolderState
 ) -> None:
     """Finish server actions a crash interrupted (after the commit, before the flag)."""
     with session_scope(app.engine) as session:
@@ -631,4 +689,4 @@ def _retry_pending_server_actions(
         ]
     if pending:
         log.info("mailbox %s: finishing %d pending server actions", mailbox.name, len(pending))
-        _apply_actions(app, client, mailbox, pending)
+        _apply_actions(app, client=client, mailbox=mailbox, items=pending)

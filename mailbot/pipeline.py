@@ -2,20 +2,29 @@
 
 ``analyse()`` is shared by the worker (which then files the result) and by
 ``mailbot try`` (which only prints it), so what admins test is exactly what
-the service does. Nothing here touches the database, the blob store or the
-network.
+the service does. ``after_reading()`` runs the chain's second stage (rules
+that need the reading and the database, see ``parsers.classify``) with the
+look-up its caller gives: the worker's filing transaction or ``try``'s
+read-only database. Nothing here touches the database itself, the blob
+store or the network.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mailbot.config import Config, Verdict
 from parsers.checks import attachment_roles, describe_missing, missing_pieces
-from parsers.classify import Classification, Classifier, ClassifyContext
+from parsers.classify import (
+    Classification,
+    Classifier,
+    ClassifyContext,
+    OpenDossiers,
+    ReadingFacts,
+)
 from parsers.documents import DocumentText, extract_documents
 from parsers.dossier import DossierReading, read_dossier
 from parsers.letter import LetterFinding, find_letter
@@ -60,6 +69,12 @@ class Reading:
     def letter_present(self) -> bool:
         return self.letter.letter_sha256 is not None
 
+    @property
+    def facts(self) -> ReadingFacts:
+        """What the chain's reading rules look at."""
+        title = str(self.dossier.fields.get("intitule") or "")
+        return ReadingFacts(dossier_present=self.dossier_present, title=title)
+
 
 @dataclass(frozen=True)
 class Analysis:
@@ -90,12 +105,28 @@ class Analyser:
             mail = parse_message(raw, limits=limits)
         except Exception as err:  # any parser bug must quarantine, not stop the poll
             log.exception("cannot parse a message from %s", mailbox)
-            return Analysis(raw, mailbox, None, None, None, None, error=f"parse error: {err!r}")
+            return Analysis(
+                raw=raw,
+                mailbox=mailbox,
+                mail=None,
+                classification=None,
+                reading=None,
+                verdict=None,
+                error=f"parse error: {err!r}",
+            )
         try:
             return self._analyse_parsed(raw, mail, mailbox)
         except Exception as err:
             log.exception("cannot analyse message %s from %s", mail.message_id, mailbox)
-            return Analysis(raw, mailbox, mail, None, None, None, error=f"analysis error: {err!r}")
+            return Analysis(
+                raw=raw,
+                mailbox=mailbox,
+                mail=mail,
+                classification=None,
+                reading=None,
+                verdict=None,
+                error=f"analysis error: {err!r}",
+            )
 
     def _context(self, mailbox: str, texts: Sequence[str] = ()) -> ClassifyContext:
         return ClassifyContext.from_config(self.config, mailbox=mailbox, attachment_texts=texts)
@@ -125,7 +156,48 @@ class Analyser:
             if verdict == Verdict.CANDIDATURE and reading.needs_review:
                 verdict = Verdict.NEEDS_REVIEW
         warnings = tuple(mail.warnings) + (reading.warnings if reading else ())
-        return Analysis(raw, mailbox, mail, classification, reading, str(verdict), None, warnings)
+        return Analysis(
+            raw=raw,
+            mailbox=mailbox,
+            mail=mail,
+            classification=classification,
+            reading=reading,
+            verdict=str(verdict),
+            warnings=warnings,
+        )
+
+    def after_reading(
+        self,
+        analysis: Analysis,
+        *,
+        open_dossiers: OpenDossiers | None,
+        filed_in: str | None = None,
+    ) -> Analysis:
+        """The chain's second stage on an analysed message (a no-op unless it is a candidature).
+
+        ``open_dossiers``: where the reading rules look for the sender's open
+        dossiers (None: no database). ``filed_in``: the dossier a retried
+        message already opened. Returns ``analysis`` itself when no rule was
+        asked; else a copy with the longer trace and, on a hit, the new verdict.
+        """
+        mail, reading, first = analysis.mail, analysis.reading, analysis.classification
+        if analysis.failed or mail is None or reading is None or first is None:
+            return analysis
+        ctx = replace(
+            self._context(analysis.mailbox),
+            reading=reading.facts,
+            open_dossiers=open_dossiers,
+            filed_in=filed_in,
+        )
+        classification = self.classifier.classify_reading(mail, first, ctx=ctx)
+        if classification is first:
+            return analysis
+        verdict = analysis.verdict
+        if classification.verdict is not first.verdict and verdict != Verdict.NEEDS_REVIEW:
+            # A candidature whose reading needs review stays to review (its
+            # status), whatever dossier it joins.
+            verdict = str(classification.verdict)
+        return replace(analysis, classification=classification, verdict=verdict)
 
     def read_documents(self, attachments: Sequence[Attachment]) -> tuple[DocumentText, ...]:
         wanted = _documents(attachments)

@@ -27,7 +27,8 @@ def retry_message(app: App, message_pk: int, *, actor: str) -> Filed:
             raise MailbotError(f"message {message_pk}: the raw message was not kept")
         raw = app.blobs.get(message.raw_blob)
         mailboxes = sorted({s for s in _mailboxes(session, message)})
-    analysis = Analyser(app.config).analyse(raw, mailbox=mailboxes[0] if mailboxes else "")
+    analyser = Analyser(app.config)
+    analysis = analyser.analyse(raw, mailbox=mailboxes[0] if mailboxes else "")
     with session_scope(app.engine) as session:
         message = session.get(Message, message_pk)
         assert message is not None
@@ -38,6 +39,7 @@ def retry_message(app: App, message_pk: int, *, actor: str) -> Filed:
             message=message,
             analysis=analysis,
             actor=actor,
+            analyser=analyser,
         )
 
 

@@ -198,7 +198,16 @@ class RetentionSettings(Strict):
     rejected_days: int = Field(default=365, ge=0)
     withdrawn_days: int = Field(default=180, ge=0)
     ledger_days: int = Field(default=90, ge=0)
+    # A digest's body is dropped once delivered; its summary row (when, to
+    # whom) and an undelivered digest go after this many days (0 = forever).
+    digest_days: int = Field(default=30, ge=0)
+    # Purge: also delete the server copies of purged messages.
     delete_server_copies: bool = False
+    # Erasure: also delete the person's copies in INBOX and the Sent folder,
+    # and replace other people's copies naming them by a redacted copy.
+    erase_server_copies: bool = True
+    # Environment variable holding the key of the erasure tombstones (HMAC).
+    tombstone_secret_env: EnvName = "MAILBOT_TOMBSTONE_SECRET"  # noqa: S105 (a variable name)
 
 
 class WebSettings(Strict):

@@ -7,7 +7,9 @@ never claim the same row. A transient refusal (4xx, connection trouble)
 puts the row back in the queue with exponential backoff and jitter; a
 permanent one (5xx) or too many attempts marks it ``failed`` for the
 digest. A row left ``sending`` by a crash is never sent again (it may have
-reached the server): it is marked failed for staff to check.
+reached the server): it is marked failed for staff to check. A delivered
+digest keeps its row without its body. Log lines name outbox rows and
+dossiers by id, never a recipient.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from mailbot.app import App
 from mailbot.config import SmtpSettings, secret
 from parsers.reasons import DeliveryFailure
 from storage.db import session_scope
-from storage.models import Outbox, OutboxStatus, utcnow
+from storage.models import Outbox, OutboxKind, OutboxStatus, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,7 @@ def send_outbox(app: App, *, now: datetime | None = None, limit: int | None = No
         try:
             with SmtpConnection(settings) as connection:
                 for row in claimed:
-                    _deliver(app, connection, row, report, sent_copies)
+                    _deliver(app, connection=connection, row=row, report=report, copies=sent_copies)
         except TransientError as err:
             # The server is unreachable: every claimed row goes back to the queue.
             for row in claimed:
@@ -115,12 +117,20 @@ def _fail_stale_claims(app: App, now: datetime) -> None:
             )
             session.add(row)
             log.error(
-                "outbox %s (%s to %s) was interrupted mid-send", row.id, row.kind, row.to_addr
+                "outbox %s (%s, dossier %s) was interrupted mid-send",
+                row.id,
+                row.kind,
+                row.dossier_id,
             )
 
 
 def _deliver(
-    app: App, connection: SmtpConnection, row: Outbox, report: SendReport, copies: list[Outbox]
+    app: App,
+    *,
+    connection: SmtpConnection,
+    row: Outbox,
+    report: SendReport,
+    copies: list[Outbox],
 ) -> None:
     try:
         response = connection.send(row.from_addr, row.to_addr, row.raw)
@@ -157,6 +167,10 @@ def _record(
             current.smtp_response = sent
             current.last_error = None
             current.failure_reason = None
+            if current.kind == OutboxKind.DIGEST:
+                # Delivered: the row stays as a summary (when, to whom, subject),
+                # the body (every open dossier) is not kept.
+                current.raw = b""
             report.sent += 1
         elif permanent is not None or current.attempts >= replies.max_attempts:
             current.status = OutboxStatus.FAILED
@@ -166,9 +180,10 @@ def _record(
             current.last_error = permanent or transient
             report.failed += 1
             log.error(
-                "reply %s to %s failed (%s after %d attempts): %s",
+                "outbox %s (%s, dossier %s) failed (%s after %d attempts): %s",
                 current.id,
-                current.to_addr,
+                current.kind,
+                current.dossier_id,
                 current.failure_reason,
                 current.attempts,
                 current.last_error,
@@ -183,7 +198,11 @@ def _record(
             current.last_error = transient
             report.retrying += 1
             log.warning(
-                "reply %s to %s will be retried: %s", current.id, current.to_addr, transient
+                "outbox %s (%s, dossier %s) will be retried: %s",
+                current.id,
+                current.kind,
+                current.dossier_id,
+                transient,
             )
         session.add(current)
         row.status = current.status

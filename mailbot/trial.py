@@ -2,28 +2,117 @@
 
 Admins test a rule or template change on saved mail with it. It parses,
 classifies and reads the message exactly as the worker does
-(``pipeline.Analyser``) and renders the reply the worker would queue, but
-opens no database, stores no blob and talks to no server.
+(``pipeline.Analyser``), runs the chain's second stage against the
+configured database when one exists, and renders the reply the worker would
+queue. That database is opened read-only and never created or migrated (an
+SQLite file that does not exist means no database); no blob is stored and no
+server is contacted.
 """
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlmodel import Session
+
 from mailbot.config import Config, Verdict
+from mailbot.open_dossiers import StoredOpenDossiers
 from mailbot.pipeline import Analyser, Analysis
 from mailbot.replies import authentication_verdict, build_reply
 from parsers.checks import describe_missing
+from storage.db import current_revision, head_revision
+from storage.errors import StorageError
+
+log = logging.getLogger(__name__)
 
 PLACEHOLDER_NUMBER = "0000"
+# Said in the trace of the rules that asked the database.
+CHECKED_READ_ONLY = "checked against the database (read-only)"
 
 
 def try_message(config: Config, raw: bytes, *, mailbox: str | None = None) -> dict[str, Any]:
     name = mailbox or config.settings.mailboxes[0].name
-    analysis = Analyser(config).analyse(raw, mailbox=name)
-    return report(config, analysis)
+    analyser = Analyser(config)
+    analysis = analyser.analyse(raw, mailbox=name)
+    notes: list[str] = []
+    with read_only_open_dossiers(config, notes=notes) as open_dossiers:
+        analysis = analyser.after_reading(analysis, open_dossiers=open_dossiers)
+    result = report(config, analysis)
+    result["warnings"].extend(notes)
+    return result
+
+
+@contextmanager
+def read_only_open_dossiers(
+    config: Config, *, notes: list[str]
+) -> Iterator[StoredOpenDossiers | None]:
+    """The configured database's open dossiers, read-only; None when there is none to read.
+
+    A database that cannot be read (server down, schema older or newer than
+    this code) is not checked either: why is appended to ``notes``.
+    """
+    engine = _read_only_engine(config.database_url)
+    if engine is None:
+        yield None
+        return
+    try:
+        try:
+            revision = current_revision(engine)
+        except StorageError as err:
+            notes.append(f"database not checked: {err}")
+            yield None
+            return
+        if revision != head_revision():
+            notes.append(
+                f"database not checked: its schema is at {revision}, this version expects "
+                f"{head_revision()} (run the worker or `mailbot db upgrade` first)"
+            )
+            yield None
+            return
+        with Session(engine) as session:
+            yield StoredOpenDossiers(session, checked=CHECKED_READ_ONLY)
+            # Nothing was written; ending the transaction explicitly says so.
+            session.rollback()
+    finally:
+        engine.dispose()
+
+
+def _read_only_engine(url: str) -> Engine | None:
+    """An engine that cannot write to ``url``'s database; None when there is no database."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        database = parsed.database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return None
+        path = Path(database).expanduser().resolve()
+        if not path.is_file():
+            return None
+        uri = f"{path.as_uri()}?mode=ro"
+        if not path.with_name(path.name + "-wal").exists():
+            # No process has it open (the last one to close removes the WAL):
+            # read-only alone would leave an empty WAL and its index beside
+            # it. Immutable reads the file as it is, which is all there is.
+            uri += "&immutable=1"
+        return create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True))
+    if backend == "postgresql":
+        # Every transaction of these connections is read-only on the server side.
+        options = {"options": "-c default_transaction_read_only=on", "connect_timeout": 10}
+        return create_engine(parsed, connect_args=options)
+    return None
 
 
 def report(config: Config, analysis: Analysis) -> dict[str, Any]:

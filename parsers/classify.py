@@ -8,6 +8,22 @@ A message no rule claims is scored with the weighted candidature signs.
 Every rule and sign evaluated is kept in the trace, so staff can always ask
 "why was this mail treated so?" (``mailbot try``, ``dossiers show``).
 
+The chain runs in two stages, set by each rule's ``stage``:
+
+1. ``Stage.MESSAGE`` rules look at the message alone (headers, body) and run
+   in ``Classifier.classify``, before the score.
+2. ``Stage.READING`` rules run in ``Classifier.classify_reading``, only on a
+   message the first stage scored a candidature, once its documents are
+   read: they see the reading's facts (``ReadingFacts``) and what the
+   database knows (``OpenDossiers``) through the context. The caller gives
+   that look-up: the worker its filing transaction (so two messages of one
+   batch see each other), ``mailbot try`` a read-only one, or none at all
+   (the rule then misses and says it did not check). Each stage keeps the
+   order of ``rules.toml``, which lists these steps last, as they run.
+
+This module knows no database: ``OpenDossiers`` is a protocol that answers
+with plain frozen ``OpenDossier`` data.
+
 All matching is done on our side on folded text (accents and case removed),
 and classifying never raises on odd input: absent headers, empty bodies and
 non-string header values simply do not match.
@@ -18,10 +34,11 @@ from __future__ import annotations
 import functools
 import re
 import secrets
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from email.utils import parseaddr
-from typing import Any, ClassVar
+from enum import StrEnum
+from typing import Any, ClassVar, Protocol
 
 from parsers.rules import ACTIONS, DetectionRules, Sign, Verdict, compile_pattern
 from parsers.rules import LoadedConfig as Config
@@ -96,7 +113,7 @@ class Classification:
 
     verdict: Verdict
     trace: tuple[RuleHit, ...]
-    # Sum of the sign weights; None when a chain rule decided.
+    # Sum of the sign weights; None when a message rule decided before the score.
     score: float | None
     reference: str | None
     # Chain rule name, "score" or "over_limits".
@@ -105,6 +122,43 @@ class Classification:
     def trace_as_json(self) -> list[dict[str, Any]]:
         """The trace as plain data, for the database and ``--json`` output."""
         return [entry.as_json() for entry in self.trace]
+
+
+class Stage(StrEnum):
+    """When a rule of the chain runs (see the module docstring)."""
+
+    MESSAGE = "message"
+    READING = "reading"
+
+
+@dataclass(frozen=True)
+class OpenDossier:
+    """A dossier still open to more pieces (incomplete or needs_review), as stored."""
+
+    reference: str
+    # Its intitulé as stored ("" when none was read).
+    title: str
+
+
+class OpenDossiers(Protocol):
+    """Where the reading rules find a sender's open dossiers (the database)."""
+
+    # Added to the reasons of the rules that asked, e.g. "checked against the
+    # database (read-only)"; "" says nothing.
+    checked: str
+
+    def of_sender(self, sender: str) -> Sequence[OpenDossier]:
+        """The open dossiers of exactly this sender address, latest received first."""
+        ...
+
+
+@dataclass(frozen=True)
+class ReadingFacts:
+    """What the reading rules need from the documents read."""
+
+    dossier_present: bool
+    # The intitulé the dossier d'intention states ("" when none).
+    title: str = ""
 
 
 @dataclass(frozen=True)
@@ -118,6 +172,12 @@ class ClassifyContext:
     mailbox: str
     # Text the document reader extracted from the attachments, if any.
     attachment_texts: tuple[str, ...] = field(default=(), repr=False)
+    # The second stage only: the documents read, and the database's open
+    # dossiers (None: no database to ask).
+    reading: ReadingFacts | None = None
+    open_dossiers: OpenDossiers | None = field(default=None, repr=False)
+    # A retried message that already opened a dossier: its reference.
+    filed_in: str | None = None
 
     def __post_init__(self) -> None:
         # Compared with folded addresses from the message, so fold them once
@@ -235,6 +295,7 @@ class Rule:
     """A named yes/no question about a message. Subclasses set ``name``."""
 
     name: ClassVar[str]
+    stage: ClassVar[Stage] = Stage.MESSAGE
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -440,6 +501,53 @@ class ReplyToOurMail(Rule):
         return RuleResult(False, "does not answer one of our messages")
 
 
+class SameSenderOpenDossier(Rule):
+    """Pieces sent in several messages: the letter next week joins the open dossier.
+
+    A message carrying no dossier d'intention (a letter, photos) belongs to
+    the sender's latest open dossier; one carrying a dossier belongs to an
+    open dossier only when the intitulés match once folded (else it is a
+    new project).
+    """
+
+    name = "same_sender_open_dossier"
+    stage = Stage.READING
+
+    def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
+        if ctx.filed_in:
+            return RuleResult(False, f"already in dossier {ctx.filed_in}")
+        lookup = ctx.open_dossiers
+        if lookup is None:
+            return RuleResult(False, "no database configured: not checked")
+        result = self._decide(mail, ctx.reading, lookup)
+        if lookup.checked:
+            return replace(result, reason=f"{result.reason}; {lookup.checked}")
+        return result
+
+    @staticmethod
+    def _decide(mail: ParsedMail, reading: ReadingFacts | None, lookup: OpenDossiers) -> RuleResult:
+        if reading is None:
+            return RuleResult(False, "documents not read")
+        if not mail.sender:
+            return RuleResult(False, "no sender address")
+        sender = _quote(mail.sender)
+        candidates = lookup.of_sender(mail.sender)
+        if not candidates:
+            return RuleResult(False, f"{sender} has no open dossier")
+        if not reading.dossier_present:
+            latest = candidates[0]
+            reason = (
+                f"{sender} has the open dossier {latest.reference}; no dossier d'intention here"
+            )
+            return RuleResult(True, reason, latest.reference)
+        title = fold(reading.title)
+        for dossier in candidates:
+            if title and fold(dossier.title) == title:
+                reason = f"{sender} has the open dossier {dossier.reference} with the same intitulé"
+                return RuleResult(True, reason, dossier.reference)
+        return RuleResult(False, f"no open dossier of {sender} has the intitulé {_quote(title)}")
+
+
 # --------------------------------------------------------------------------
 # The chain and the score
 
@@ -473,27 +581,63 @@ class Classifier:
         if missing:
             raise ValueError(f"no rule class for {', '.join(missing)}")
         self.rules = rules
+        steps = [(RULES[step.rule](rules), ACTIONS[step.action]) for step in rules.chain]
+        # Each stage keeps the configured order; a reading rule listed among
+        # the message rules still waits for the reading (rules.toml lists
+        # them last, as they run).
         self.chain: tuple[tuple[Rule, Verdict], ...] = tuple(
-            (RULES[step.rule](rules), ACTIONS[step.action]) for step in rules.chain
+            (rule, verdict) for rule, verdict in steps if rule.stage is Stage.MESSAGE
+        )
+        self.reading_chain: tuple[tuple[Rule, Verdict], ...] = tuple(
+            (rule, verdict) for rule, verdict in steps if rule.stage is Stage.READING
         )
         self.signs: tuple[tuple[Sign, re.Pattern[str]], ...] = tuple(
             (sign, sign.regex) for sign in rules.signs
         )
 
     def classify(self, mail: ParsedMail, *, ctx: ClassifyContext) -> Classification:
+        """The first stage: the message rules, then the score."""
         trace: list[RuleHit] = []
-        for rule, verdict in self.chain:
+        decided = self._run(self.chain, mail=mail, ctx=ctx, trace=trace, score=None)
+        return decided or self._score(mail, ctx, trace)
+
+    def classify_reading(
+        self, mail: ParsedMail, first: Classification, *, ctx: ClassifyContext
+    ) -> Classification:
+        """The second stage: the reading rules, on a candidature whose documents are read.
+
+        ``first`` is what ``classify`` decided; any other verdict is final
+        and returned as it is. ``ctx.reading`` and ``ctx.open_dossiers``
+        carry what these rules look at.
+        """
+        if first.verdict is not Verdict.CANDIDATURE or not self.reading_chain:
+            return first
+        trace = list(first.trace)
+        decided = self._run(self.reading_chain, mail=mail, ctx=ctx, trace=trace, score=first.score)
+        return decided or replace(first, trace=tuple(trace))
+
+    @staticmethod
+    def _run(
+        steps: Iterable[tuple[Rule, Verdict]],
+        *,
+        mail: ParsedMail,
+        ctx: ClassifyContext,
+        trace: list[RuleHit],
+        score: float | None,
+    ) -> Classification | None:
+        """Ask each rule in turn, recording it in ``trace``; the first hit decides."""
+        for rule, verdict in steps:
             result = rule.check(mail, ctx)
             trace.append(RuleHit(rule.name, result.hit, result.reason))
             if result.hit:
                 return Classification(
                     verdict=verdict,
                     trace=tuple(trace),
-                    score=None,
+                    score=score,
                     reference=result.reference,
                     decided_by=rule.name,
                 )
-        return self._score(mail, ctx, trace)
+        return None
 
     def _score(
         self, mail: ParsedMail, ctx: ClassifyContext, trace: list[RuleHit]

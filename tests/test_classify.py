@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
@@ -22,6 +24,10 @@ from parsers.classify import (
     Classification,
     Classifier,
     ClassifyContext,
+    OpenDossier,
+    ReadingFacts,
+    RuleHit,
+    Stage,
     classify,
     make_reply_message_id,
     reference_from_message_id,
@@ -33,6 +39,7 @@ DOMAIN = "ville-bethune.fr"
 APPLICANT = "marie.dupont@asso-quartier.fr"
 STAFF = "d.berteloot@ville-bethune.fr"
 MAILBOX = "n.bataillon@ville-bethune.fr"
+SAME_SENDER = "same_sender_open_dossier"
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +116,32 @@ def realistic_candidature(**fields: Any) -> ParsedMail:
     }
     values.update(fields)
     return make_parsed(**values)
+
+
+class FixedOpenDossiers:
+    """The database's answer, fixed: these open dossiers (latest first) for APPLICANT."""
+
+    def __init__(self, *dossiers: OpenDossier, checked: str = "") -> None:
+        self.dossiers = dossiers
+        self.checked = checked
+        self.asked: list[str] = []
+
+    def of_sender(self, sender: str) -> Sequence[OpenDossier]:
+        self.asked.append(sender)
+        return self.dossiers if sender == APPLICANT else ()
+
+
+def reading_ctx(
+    ctx: ClassifyContext,
+    *,
+    lookup: FixedOpenDossiers | None,
+    dossier_present: bool = False,
+    title: str = "",
+    filed_in: str | None = None,
+) -> ClassifyContext:
+    """``ctx`` for the second stage: the facts read and the open dossiers."""
+    facts = ReadingFacts(dossier_present=dossier_present, title=title)
+    return replace(ctx, reading=facts, open_dossiers=lookup, filed_in=filed_in)
 
 
 def names(result: Classification) -> list[str]:
@@ -569,14 +602,18 @@ def test_body_is_scanned_up_to_the_limit(classifier, ctx):
 
 
 def test_trace_lists_every_evaluated_rule_and_sign(rules, classifier, ctx):
-    result = classifier.classify(realistic_candidature(), ctx=ctx)
-    expected = [step.rule for step in rules.chain]
-    expected += [f"sign:{sign.name}" for sign in rules.signs]
-    expected += ["score"]
+    mail = realistic_candidature()
+    result = classifier.classify(mail, ctx=ctx)
+    message_rules = [step.rule for step in rules.chain if step.rule != SAME_SENDER]
+    expected = [*message_rules, *(f"sign:{sign.name}" for sign in rules.signs), "score"]
     assert names(result) == expected
-    assert not any(e.hit for e in result.trace[: len(rules.chain)])
+    assert not any(e.hit for e in result.trace[: len(message_rules)])
     assert all(e.reason for e in result.trace)
     assert result.trace[-1].reason == "score 10.5 >= candidature_threshold 5: candidature"
+    # The second stage adds the reading rules after the score.
+    read = classifier.classify_reading(mail, result, ctx=reading_ctx(ctx, lookup=None))
+    assert names(read) == [*expected, SAME_SENDER]
+    assert read.trace[-1] == RuleHit(SAME_SENDER, False, "no database configured: not checked")
 
 
 def test_trace_as_json(classifier, ctx):
@@ -653,3 +690,91 @@ def test_over_limits_low_score_goes_to_review_not_ignored(classifier, ctx):
     result = classifier.classify(mail, ctx=ctx)
     assert result.verdict is Verdict.NEEDS_REVIEW
     assert result.decided_by == "over_limits"
+
+
+# --------------------------------------------------------------------------
+# Second stage: the sender's open dossier
+
+
+POTAGER = OpenDossier(reference="BSC-2026-0007", title="Potager solidaire du Perroy")
+VELOS = OpenDossier(reference="BSC-2026-0003", title="Vélos partagés")
+
+
+def second_stage(classifier, ctx, **reading: Any) -> tuple[Classification, Classification]:
+    mail = realistic_candidature()
+    first = classifier.classify(mail, ctx=ctx)
+    assert first.verdict is Verdict.CANDIDATURE
+    return first, classifier.classify_reading(mail, first, ctx=reading_ctx(ctx, **reading))
+
+
+def test_the_rule_waits_for_the_reading_and_is_listed_last(rules, classifier):
+    assert RULES[SAME_SENDER].stage is Stage.READING
+    assert rules.chain[-1].rule == SAME_SENDER
+    assert [rule.name for rule, _verdict in classifier.reading_chain] == [SAME_SENDER]
+    assert SAME_SENDER not in [rule.name for rule, _verdict in classifier.chain]
+
+
+def test_a_message_without_dossier_joins_the_latest_open_dossier(classifier, ctx):
+    lookup = FixedOpenDossiers(POTAGER, VELOS)
+    first, read = second_stage(classifier, ctx, lookup=lookup)
+    assert (read.verdict, read.reference) == (Verdict.FOLLOW_UP, POTAGER.reference)
+    assert read.decided_by == SAME_SENDER
+    assert read.score == first.score
+    assert read.trace[: len(first.trace)] == first.trace
+    assert read.trace[-1].hit and POTAGER.reference in read.trace[-1].reason
+    assert lookup.asked == [APPLICANT]
+
+
+def test_a_dossier_joins_the_open_dossier_with_the_same_folded_intitule(classifier, ctx):
+    lookup = FixedOpenDossiers(POTAGER, VELOS)
+    _first, read = second_stage(
+        classifier, ctx, lookup=lookup, dossier_present=True, title="  VELOS  partagés"
+    )
+    assert (read.verdict, read.reference) == (Verdict.FOLLOW_UP, VELOS.reference)
+    assert "same intitulé" in read.trace[-1].reason
+
+
+@pytest.mark.parametrize("title", ["Jardin de la gare", ""])
+def test_a_dossier_for_another_project_stays_a_candidature(classifier, ctx, title):
+    lookup = FixedOpenDossiers(POTAGER, VELOS)
+    first, read = second_stage(classifier, ctx, lookup=lookup, dossier_present=True, title=title)
+    assert read.verdict is Verdict.CANDIDATURE and read.reference is None
+    assert read.decided_by == first.decided_by == "score"
+    assert names(read) == [*names(first), SAME_SENDER]
+    assert not read.trace[-1].hit
+
+
+def test_a_sender_without_open_dossier_stays_a_candidature(classifier, ctx):
+    _first, read = second_stage(classifier, ctx, lookup=FixedOpenDossiers())
+    assert read.verdict is Verdict.CANDIDATURE
+    assert read.trace[-1] == RuleHit(SAME_SENDER, False, f"{APPLICANT!r} has no open dossier")
+
+
+def test_without_a_database_the_rule_says_it_did_not_check(classifier, ctx):
+    _first, read = second_stage(classifier, ctx, lookup=None)
+    assert read.verdict is Verdict.CANDIDATURE
+    assert read.trace[-1] == RuleHit(SAME_SENDER, False, "no database configured: not checked")
+
+
+def test_where_the_rule_looked_is_said_in_its_reason(classifier, ctx):
+    lookup = FixedOpenDossiers(POTAGER, checked="checked against the database (read-only)")
+    _first, read = second_stage(classifier, ctx, lookup=lookup)
+    assert read.verdict is Verdict.FOLLOW_UP
+    assert read.trace[-1].reason.endswith("; checked against the database (read-only)")
+
+
+def test_a_retried_message_already_in_a_dossier_is_not_joined_elsewhere(classifier, ctx):
+    lookup = FixedOpenDossiers(POTAGER)
+    _first, read = second_stage(classifier, ctx, lookup=lookup, filed_in="BSC-2026-0001")
+    assert read.verdict is Verdict.CANDIDATURE
+    assert read.trace[-1] == RuleHit(SAME_SENDER, False, "already in dossier BSC-2026-0001")
+    assert lookup.asked == []
+
+
+def test_only_a_candidature_goes_through_the_second_stage(classifier, ctx):
+    lookup = FixedOpenDossiers(POTAGER)
+    mail = make_parsed(subject="Re: votre dossier BSC-2026-0031")
+    first = classifier.classify(mail, ctx=ctx)
+    assert first.verdict is Verdict.FOLLOW_UP
+    assert classifier.classify_reading(mail, first, ctx=reading_ctx(ctx, lookup=lookup)) is first
+    assert lookup.asked == []

@@ -15,6 +15,8 @@ import pytest
 from sqlmodel import select
 
 from mailbot.cli import main
+from mailbot.config import Verdict
+from mailbot.filing import HANDLERS, STATUS_OF_VERDICT
 from mailbot.imap import MailboxClient
 from mailbot.intake import poll_all, poll_mailbox
 from storage.db import session_scope
@@ -497,3 +499,52 @@ def test_stop_in_the_middle_of_a_run_of_ignored_mail_keeps_what_was_read(service
     second = poll_mailbox(service_app, mailbox)
     assert (second.new, second.ignored, second.duplicates) == (3, 3, 0)
     assert len(rows(service_app, Message)) == 6
+
+
+def test_a_message_of_the_same_batch_joins_the_dossier_opened_just_before(service_app, dovecot):
+    # The chain's second stage runs in the filing transaction: the second
+    # message sees the dossier the first one opened in the same poll.
+    dovecot.append(NB, candidature(1))
+    dovecot.append(
+        NB,
+        candidature(
+            1,
+            subject="Candidature au label Béthune Smart City – le courrier",
+            attachments=[],
+        ),
+    )
+    reports = poll(service_app)
+    assert reports[NB].filed == 2 and len(reports[NB].dossiers_created) == 1
+    [dossier] = rows(service_app, Dossier)
+    first, second = sorted(rows(service_app, Message), key=lambda m: m.id)
+    assert first.verdict == "candidature" and first.dossier_id == dossier.id
+    assert second.verdict == "follow_up" and second.dossier_id == dossier.id
+    last = second.rule_trace[-1]
+    assert (last["rule"], last["hit"]) == ("same_sender_open_dossier", True)
+    assert dossier.reference in last["reason"]
+    assert first.rule_trace[-1]["rule"] == "same_sender_open_dossier"
+    assert first.rule_trace[-1]["hit"] is False
+
+
+def test_every_verdict_has_a_filing_handler():
+    assert set(HANDLERS) == set(Verdict)
+    assert set(STATUS_OF_VERDICT) == set(Verdict)
+
+
+def test_a_joined_message_whose_reading_needs_review_stays_to_review(service_app, dovecot):
+    dovecot.append(NB, candidature(1))
+    dovecot.append(
+        NB,
+        candidature(
+            1,
+            subject="Candidature au label Béthune Smart City – une photo",
+            attachments=[("photo_du_site.png", b"\x89PNG\r\n\x1a\n", "image/png")],
+        ),
+    )
+    reports = poll(service_app)
+    assert (reports[NB].filed, reports[NB].needs_review) == (1, 1)
+    [dossier] = rows(service_app, Dossier)
+    _first, second = sorted(rows(service_app, Message), key=lambda m: m.id)
+    assert (second.status, second.verdict) == ("needs_review", "follow_up")
+    assert second.dossier_id == dossier.id
+    assert dossier.status == "needs_review"

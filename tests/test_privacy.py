@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import json
 import re
 from typing import Any
@@ -25,6 +26,7 @@ from mailbot.privacy import (
     PrivacyError,
     erase_person,
     export_person,
+    preview_erasure,
     purge,
     safe_filename,
     set_legal_hold,
@@ -217,6 +219,11 @@ def address_hits(app: App, address: str) -> list[str]:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def hmac_of(address: str) -> str:
+    """The tombstone of an address under the tests' key (tests/fixtures/config.py)."""
+    return hmac.new(b"test-tombstone-key", address.lower().encode(), hashlib.sha256).hexdigest()
 
 
 # --------------------------------------------------------------------------
@@ -671,7 +678,14 @@ def test_erase_person(app, dovecot, documents):
     )
     assert address_hits(app, MARIE)
 
-    report = erase_person(app, MARIE.title(), actor=ACTOR)
+    # The office's dossier names her only in its form: listed, not erased, until staff confirm.
+    preview = preview_erasure(app, MARIE)
+    assert preview.dossiers == [marie.reference] and preview.form_only == [office.reference]
+    assert "--include-form-addresses" in preview.summary()
+    assert preview_erasure(app, MARIE, include_form_addresses=True).dossiers == sorted(
+        [marie.reference, office.reference]
+    )
+    report = erase_person(app, MARIE.title(), actor=ACTOR, include_form_addresses=True)
     assert report.dossiers == sorted([marie.reference, office.reference])
     assert report.refused == [] and report.complete
     assert report.messages == 4  # candidature, letter, auto-reply, the office's candidature
@@ -682,7 +696,8 @@ def test_erase_person(app, dovecot, documents):
 
     [tombstone] = rows(app, Event, Event.action == "person.erased")
     assert tombstone.actor == ACTOR and tombstone.dossier_id is None
-    assert tombstone.details["email_sha256"] == sha256(MARIE.encode())
+    assert tombstone.details["email_hmac"] == hmac_of(MARIE)
+    assert "email_sha256" not in tombstone.details
     assert tombstone.details["dossiers"] == report.dossiers
     assert tombstone.details["counts"]["messages"] == 4
 
@@ -748,7 +763,7 @@ def test_requests_need_an_actor_and_an_address(app):
     report = erase_person(app, "inconnu@example.org", actor=ACTOR)
     assert report.dossiers == [] and report.messages == 0
     [tombstone] = rows(app, Event, Event.action == "person.erased")
-    assert tombstone.details["email_sha256"] == sha256(b"inconnu@example.org")
+    assert tombstone.details["email_hmac"] == hmac_of("inconnu@example.org")
     assert address_hits(app, "inconnu@example.org") == []
 
 
@@ -779,4 +794,20 @@ def test_erase_person_keeps_her_mail_in_someone_elses_dossier(app, dovecot, docu
     assert after["pieces"] == before["pieces"]
     assert [m["id"] for m in after["messages"]] == [m["id"] for m in before["messages"]]
     assert ERASED_TEXT in {m["sender"] for m in after["messages"]}
-    assert all(app.blobs.exists(s) for s in blobs_of(before))
+    # The pieces stay as they were; her message's stored copy is replaced by a redacted one.
+    assert all(app.blobs.exists(p["blob_sha256"]) for p in before["pieces"])
+    assert report.redacted_messages == 1 and report.others == [
+        f"message {m['id']} (dossier {karim.reference})"
+        for m in before["messages"]
+        if m["sender"] == MARIE
+    ]
+    [mine] = [m for m in after["messages"] if m["sender"] == ERASED_TEXT]
+    [old] = [m for m in before["messages"] if m["sender"] == MARIE]
+    assert mine["raw_blob"] != old["raw_blob"] and not app.blobs.exists(old["raw_blob"])
+    stored = app.blobs.get(mine["raw_blob"])
+    assert MARIE.encode() not in stored and b"courrier.pdf" in stored
+    # The server copy was replaced by the same redacted bytes.
+    with dovecot.mailbox_client(NB) as mailbox:
+        on_server = [m.obj.as_bytes() for m in mailbox.fetch(mark_seen=False)]
+    assert len(on_server) == 2 and not any(MARIE.encode() in raw for raw in on_server)
+    assert [m for m in on_server if b"courrier.pdf" in m] != []

@@ -314,6 +314,7 @@ def test_letter_sent_later_in_a_new_message_joins_the_open_dossier(
         joined = session.exec(select(Message).where(Message.subject == later["Subject"])).one()
         assert joined.verdict == "follow_up"
         assert joined.rule_trace[-1]["rule"] == "same_sender_open_dossier"
+        assert joined.rule_trace[-1]["hit"] is True
 
 
 def test_another_project_from_the_same_sender_is_a_new_dossier(replies_app, dovecot, smtp_server):

@@ -9,12 +9,19 @@ Once per day: the outbox's unique ``dedup_key``
 (``digest:<YYYY-MM-DD>:<recipient>``) makes a second queuing impossible,
 across restarts and with two workers; a day skipped because there was
 nothing to report is recorded as a ``digest.skipped`` event.
+
+What is kept of a digest: its outbox rows hold the rendered message (it
+lists every open dossier) only until delivery (``mailbot.smtp`` then drops
+the body); the rows (when, to whom, subject) and the ``digest.queued``
+event (recipients, period, counts per section) stay until
+``[retention] digest_days`` (``mailbot.privacy.purge``).
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import date, datetime
+from typing import Any
 
 from sqlmodel import Session, col, or_, select
 
@@ -95,11 +102,21 @@ def queue_digest(app: App, *, now: datetime | None = None) -> Outbox | None:
                     "since": digest.since.isoformat(),
                     "until": digest.until.isoformat(),
                     "empty": digest.empty,
+                    "counts": digest_counts(digest.sections),
                 },
             )
     if first is not None:
         log.info("digest of %s queued for %d recipient(s)", day, len(settings.recipients))
     return first
+
+
+def digest_counts(sections: dict[str, Any]) -> dict[str, int]:
+    """How many items each list section held: what stays of a digest once its body is gone."""
+    return {
+        key: len(value)
+        for key, value in sorted(sections.items())
+        if isinstance(value, list) and key != "reconciliation"
+    }
 
 
 def send_digest(app: App, *, now: datetime | None = None) -> Outbox | None:

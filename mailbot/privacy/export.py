@@ -77,8 +77,14 @@ class _StoredPerson:
     mailboxes: dict[int, list[str]]
 
 
-def export_person(app: App, email: str, out_dir: Path | str) -> ExportReport:
+def export_person(
+    app: App, email: str, out_dir: Path | str, *, include_form_addresses: bool = False
+) -> ExportReport:
     """Write everything stored about ``email`` (case ignored) into ``out_dir``.
+
+    Dossiers naming the address only in their form's contact field are
+    listed in ``report.form_only`` and exported only with
+    ``include_form_addresses`` (staff checked the request comes from them).
 
     ``out_dir`` is created (mode 0700) and must be empty if it exists.
     File names are built from a counter and a sanitised form of the original
@@ -90,7 +96,8 @@ def export_person(app: App, email: str, out_dir: Path | str) -> ExportReport:
         raise PrivacyError(f"{target} exists and is not an empty directory")
     settings = app.config.settings
     report = ExportReport(email=address, out_dir=target)
-    stored = _read_person(app, address)
+    stored = _read_person(app, address, include_form=include_form_addresses)
+    report.form_only = [d.reference for d in stored.person.form_only]
     target.mkdir(mode=0o700, parents=True, exist_ok=True)
     writer = _ExportWriter(app, target, report)
 
@@ -138,9 +145,9 @@ def export_person(app: App, email: str, out_dir: Path | str) -> ExportReport:
     return report
 
 
-def _read_person(app: App, address: str) -> _StoredPerson:
+def _read_person(app: App, address: str, *, include_form: bool) -> _StoredPerson:
     with transaction(app, commit=False) as session:
-        person = find_person(session, address)
+        person = find_person(session, address, include_form=include_form)
         references = {d.id: d.reference for d in person.dossiers}
         for m in person.messages:
             if m.dossier_id is not None and m.dossier_id not in references:

@@ -9,10 +9,9 @@ dossiers an erasure deletes.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,11 +35,6 @@ def normalise_email(email: str) -> str:
     if not _EMAIL.fullmatch(address):
         raise PrivacyError(f"not an e-mail address: {email!r}")
     return address
-
-
-def email_fingerprint(email: str) -> str:
-    """SHA-256 (hex) of the normalised address, as kept in ``person.erased`` tombstones."""
-    return hashlib.sha256(normalise_email(email).encode("utf-8")).hexdigest()
 
 
 def _lower_text(column: Any) -> Any:
@@ -74,8 +68,15 @@ def value_mentions(value: Any, pattern: re.Pattern[str]) -> bool:
     return False
 
 
-def person_dossiers(session: Session, address: str, *, lock: bool = False) -> list[Dossier]:
-    """Dossiers whose applicant (sender) or contact_email field is ``address``."""
+def person_dossiers(
+    session: Session, address: str, *, lock: bool = False, include_form: bool = False
+) -> list[Dossier]:
+    """Dossiers whose applicant (the sender of the mail we exchanged) is ``address``.
+
+    With ``include_form``, also those where ``address`` was only typed in
+    the form's ``contact_email`` field: anyone can type any address in a
+    form, so staff must have confirmed those (see ``form_only_dossiers``).
+    """
     query = select(Dossier).where(
         sa.or_(sa.func.lower(Dossier.sender) == address, column_contains(Dossier.fields, address))
     )
@@ -83,10 +84,31 @@ def person_dossiers(session: Session, address: str, *, lock: bool = False) -> li
         query = query.with_for_update()
     found = []
     for dossier in session.exec(query.order_by(col(Dossier.year), col(Dossier.number))).all():
-        contact = str((dossier.fields or {}).get("contact_email") or "").strip().lower()
-        if (dossier.sender or "").strip().lower() == address or contact == address:
+        if _is_sender(dossier, address) or (include_form and _is_form_contact(dossier, address)):
             found.append(dossier)
     return found
+
+
+def form_only_dossiers(session: Session, address: str) -> list[Dossier]:
+    """Dossiers naming ``address`` only in their form's contact field, not as sender.
+
+    Listed for staff to check; a request acts on them only when staff
+    confirm (``include_form_addresses``).
+    """
+    query = select(Dossier).where(column_contains(Dossier.fields, address))
+    return [
+        d
+        for d in session.exec(query.order_by(col(Dossier.year), col(Dossier.number))).all()
+        if _is_form_contact(d, address) and not _is_sender(d, address)
+    ]
+
+
+def _is_sender(dossier: Dossier, address: str) -> bool:
+    return (dossier.sender or "").strip().lower() == address
+
+
+def _is_form_contact(dossier: Dossier, address: str) -> bool:
+    return str((dossier.fields or {}).get("contact_email") or "").strip().lower() == address
 
 
 @dataclass
@@ -98,6 +120,8 @@ class PersonData:
     messages: list[Message]
     outbox: list[Outbox]
     events: list[Event]
+    # Dossiers naming the address only in their form, not included.
+    form_only: list[Dossier] = field(default_factory=list)
 
 
 def _by_id(*row_lists: Sequence[Any]) -> dict[int, Any]:
@@ -105,10 +129,13 @@ def _by_id(*row_lists: Sequence[Any]) -> dict[int, Any]:
     return {row.id: row for rows in row_lists for row in rows}
 
 
-def find_person(session: Session, address: str) -> PersonData:
+def find_person(session: Session, address: str, *, include_form: bool = False) -> PersonData:
     """The person's dossiers, the mail they sent or that was filed in them, the
-    replies to them, and the audit entries about any of these or naming them."""
-    dossiers = person_dossiers(session, address)
+    replies to them, and the audit entries about any of these or naming them.
+
+    ``include_form``: see ``person_dossiers``; ``form_only`` lists the
+    dossiers left out without it."""
+    dossiers = person_dossiers(session, address, include_form=include_form)
     dossier_ids = {d.id for d in dossiers}
     messages = _by_id(
         session.exec(select(Message).where(sa.func.lower(Message.sender) == address)).all(),
@@ -146,4 +173,5 @@ def find_person(session: Session, address: str) -> PersonData:
         messages=sorted(messages.values(), key=lambda m: (m.first_seen_at, m.id)),
         outbox=sorted(outbox.values(), key=lambda o: (o.created_at, o.id)),
         events=sorted(events.values(), key=lambda e: (e.at, e.id)),
+        form_only=[] if include_form else form_only_dossiers(session, address),
     )

@@ -80,13 +80,15 @@ class DeletionPlan:
         message_ids: Iterable[int],
         reply_ids: Iterable[int] = (),
         with_server_copies: bool,
+        server_copies_of_ledger: bool = False,
     ) -> DeletionPlan:
         """The dossiers, their messages, ``message_ids`` and the replies
         ``reply_ids`` (outside any dossier), with everything hanging on them.
 
         With ``with_server_copies``, also where the server copies of the
         deleted mail whose content was kept were seen: mail that was not for
-        us (no content kept) stays in the staff's mailbox.
+        us (no content kept) stays in the staff's mailbox, unless
+        ``server_copies_of_ledger`` (an erasure takes the person's mail).
         """
         plan = cls(dossiers={d.id: d for d in dossiers if d.id is not None})
         plan._collect_messages(session, message_ids)
@@ -94,7 +96,8 @@ class DeletionPlan:
         for reply_id in reply_ids:
             plan.outbox.setdefault(reply_id, None)
         if with_server_copies:
-            plan.server_copies = find_server_copies(session, set(plan.message_blobs))
+            wanted = set(plan.messages) if server_copies_of_ledger else set(plan.message_blobs)
+            plan.server_copies = find_server_copies(session, wanted)
         plan.blobs = unreferenced_blobs(
             session, plan.blob_candidates(), gone_pieces=plan.pieces, gone_messages=plan.messages
         )
@@ -212,7 +215,7 @@ class DeletionPlan:
     def delete_blobs_and_server_copies(self, app: App, report: DeletionReport) -> None:
         """After the rows' commit: blobs still unreferenced, then server copies."""
         # What was really deleted: a blob filed again meanwhile stays.
-        report.blobs, report.bytes = _delete_unreferenced_blobs(app, self.blobs, report.errors)
+        report.blobs, report.bytes = delete_unreferenced_blobs(app, self.blobs, report.errors)
         if self.server_copies:
             report.server = delete_server_copies(app, self.server_copies)
 
@@ -289,7 +292,7 @@ def blob_sizes(app: App, shas: Iterable[str]) -> tuple[int, int]:
     return count, total
 
 
-def _delete_unreferenced_blobs(app: App, shas: set[str], errors: list[str]) -> tuple[int, int]:
+def delete_unreferenced_blobs(app: App, shas: set[str], errors: list[str]) -> tuple[int, int]:
     """Delete blobs that are still unreferenced, after the rows' commit; (count, bytes)."""
     if not shas:
         return 0, 0

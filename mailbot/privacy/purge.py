@@ -4,10 +4,14 @@ Expired are dossiers not updated for ``<status>_days`` (never one on legal
 hold: those are listed as kept) with their messages, pieces, replies,
 sightings and audit entries; ledger rows of mail whose content was never
 kept, after ``ledger_days``; quarantined mail without a dossier, after
-``needs_review_days``. With ``delete_server_copies`` the IMAP copies of the
-deleted candidature mail go too. The deletion itself is the shared
-``DeletionPlan``; this module decides what has expired and writes the
-audit entries.
+``needs_review_days``; digests (their summary row, or an undelivered
+digest) after ``digest_days``, except the last one delivered (the next
+digest starts where it ends); replies outside any dossier after
+``ledger_days``. With ``delete_server_copies`` the IMAP copies of the
+deleted candidature mail and the Sent copies of the deleted digests go too.
+Deleted rows are overwritten in the SQLite file (``secure_delete``). The
+deletion itself is the shared ``DeletionPlan``; this module decides what
+has expired and writes the audit entries.
 """
 
 from __future__ import annotations
@@ -21,12 +25,23 @@ from sqlmodel import Session, col, select
 
 from mailbot.app import App
 from mailbot.config import RetentionSettings
+from mailbot.privacy.compact import secure_delete_on
 from mailbot.privacy.person import require_actor
 from mailbot.privacy.plan import DeletionPlan, blob_sizes
 from mailbot.privacy.reports import PurgedDossier, PurgeReport, isoformat_or_none
 from mailbot.privacy.rows import transaction
+from mailbot.privacy.server_rewrite import SentCopy, delete_sent_copies
 from storage import repositories as repo
-from storage.models import Dossier, DossierStatus, Message, utcnow
+from storage.models import (
+    Dossier,
+    DossierStatus,
+    Event,
+    Message,
+    Outbox,
+    OutboxKind,
+    OutboxStatus,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +59,10 @@ def purge(
     retention = app.config.settings.retention
     report = PurgeReport(dry_run=dry_run, now=now)
     with transaction(app, commit=not dry_run) as session:
+        secure_delete_on(session)
         expired = _expired_dossiers(session, retention=retention, now=now, report=report)
+        digests = _expired_digests(session, days=retention.digest_days, now=now)
+        loose_replies = _expired_loose_replies(session, days=retention.ledger_days, now=now)
         ledger = _expired_messages(session, days=retention.ledger_days, now=now, content=False)
         quarantine = _expired_messages(
             session, days=retention.needs_review_days, now=now, content=True
@@ -53,17 +71,26 @@ def purge(
             session,
             dossiers=[d for d, _days in expired],
             message_ids=ledger | quarantine,
+            reply_ids=set(digests) | loose_replies,
             with_server_copies=retention.delete_server_copies,
+        )
+        # The digests' audit entries (recipients, counts) go with them.
+        plan.events.update(
+            dict.fromkeys(_expired_digest_events(session, days=retention.digest_days, now=now))
         )
         plan.count_into(app, report)
         report.ledger_messages = len(ledger & set(plan.messages))
         report.quarantine_messages = len(quarantine & set(plan.messages))
         report.dossiers = _purged_dossiers(app, plan, expired)
+        report.digests = len(digests)
+        report.loose_replies = len(loose_replies)
         if dry_run:
             return report
         plan.delete_rows(session)
         _record_purge(session, report=report, retention=retention, actor=actor)
     plan.delete_blobs_and_server_copies(app, report)
+    if retention.delete_server_copies and digests:
+        report.server += delete_sent_copies(app, list(digests.values()))
     if not report.empty:
         log.info("retention purge: %s", report.summary())
     return report
@@ -92,7 +119,12 @@ def _record_purge(
                 },
             },
         )
-    if report.ledger_messages or report.quarantine_messages:
+    if (
+        report.ledger_messages
+        or report.quarantine_messages
+        or report.digests
+        or report.loose_replies
+    ):
         repo.record_event(
             session=session,
             actor=actor,
@@ -100,8 +132,11 @@ def _record_purge(
             details={
                 "ledger_messages": report.ledger_messages,
                 "quarantine_messages": report.quarantine_messages,
+                "digests": report.digests,
+                "loose_replies": report.loose_replies,
                 "ledger_days": retention.ledger_days,
                 "quarantine_days": retention.needs_review_days,
+                "digest_days": retention.digest_days,
             },
         )
 
@@ -143,6 +178,62 @@ def _expired_messages(session: Session, *, days: int, now: datetime, content: bo
         session.exec(
             select(Message.id).where(
                 col(Message.dossier_id).is_(None), kept, col(Message.updated_at) < cutoff
+            )
+        ).all()
+    )
+
+
+def _expired_digests(session: Session, *, days: int, now: datetime) -> dict[int, SentCopy]:
+    """Digest rows older than ``days`` (id -> their Sent copy), but the last one delivered."""
+    if days <= 0:
+        return {}
+    last_sent = session.exec(
+        select(Outbox.id)
+        .where(Outbox.kind == OutboxKind.DIGEST, Outbox.status == OutboxStatus.SENT)
+        .order_by(col(Outbox.created_at).desc(), col(Outbox.id).desc())
+        .limit(1)
+    ).first()
+    cutoff = now - timedelta(days=days)
+    rows = session.exec(
+        select(Outbox.id, Outbox.mailbox, Outbox.message_id).where(
+            Outbox.kind == OutboxKind.DIGEST, col(Outbox.created_at) < cutoff
+        )
+    ).all()
+    return {
+        row_id: SentCopy(mailbox=mailbox, message_id=message_id)
+        for row_id, mailbox, message_id in rows
+        if row_id != last_sent
+    }
+
+
+def _expired_digest_events(session: Session, *, days: int, now: datetime) -> set[int]:
+    """``digest.queued`` and ``digest.skipped`` audit entries older than ``days``."""
+    if days <= 0:
+        return set()
+    cutoff = now - timedelta(days=days)
+    return set(
+        session.exec(
+            select(Event.id).where(
+                col(Event.action).in_(("digest.queued", "digest.skipped")),
+                col(Event.dossier_id).is_(None),
+                col(Event.at) < cutoff,
+            )
+        ).all()
+    )
+
+
+def _expired_loose_replies(session: Session, *, days: int, now: datetime) -> set[int]:
+    """Replies in no dossier and triggered by no message left, older than ``days``."""
+    if days <= 0:
+        return set()
+    cutoff = now - timedelta(days=days)
+    return set(
+        session.exec(
+            select(Outbox.id).where(
+                Outbox.kind != OutboxKind.DIGEST,
+                col(Outbox.dossier_id).is_(None),
+                col(Outbox.trigger_message_pk).is_(None),
+                col(Outbox.created_at) < cutoff,
             )
         ).all()
     )

@@ -110,6 +110,9 @@ class PurgeReport(DeletionReport):
     held: list[str] = field(default_factory=list)
     ledger_messages: int = 0
     quarantine_messages: int = 0
+    # Outbox rows: digests past ``digest_days``, replies outside any dossier.
+    digests: int = 0
+    loose_replies: int = 0
 
     @property
     def references(self) -> list[str]:
@@ -117,7 +120,7 @@ class PurgeReport(DeletionReport):
 
     @property
     def empty(self) -> bool:
-        return not (self.dossiers or self.messages or self.blobs)
+        return not (self.dossiers or self.messages or self.blobs or self.replies)
 
     def summary(self) -> str:
         verb = "would delete" if self.dry_run else "deleted"
@@ -128,6 +131,8 @@ class PurgeReport(DeletionReport):
             f"{self.quarantine_messages} quarantined)",
             f"{self.blobs} blobs ({self.bytes} bytes)",
         ]
+        if self.digests or self.loose_replies:
+            parts.append(f"{self.digests} digests, {self.loose_replies} replies outside dossiers")
         if self.server_copies:
             done = sum(s.deleted for s in self.server)
             parts.append(
@@ -141,34 +146,90 @@ class PurgeReport(DeletionReport):
 
 @dataclass(kw_only=True)
 class EraseReport(DeletionReport):
-    """What an erasure deleted, what it refused, and where the address was removed."""
+    """What an erasure deleted, what it refused, and where the person was removed."""
 
-    email_sha256: str
+    # HMAC-SHA256 of the address (keyed tombstone), never the address itself.
+    email_hmac: str
     dossiers: list[str] = field(default_factory=list)
     # On legal hold: nothing of theirs was erased.
     refused: list[str] = field(default_factory=list)
-    # Other people's dossiers holding mail this person sent: kept (the raw
-    # message still names the person); the address was removed from their rows.
+    # Naming the address only in their form: left out (no include_form_addresses).
+    form_only: list[str] = field(default_factory=list)
+    # Other people's dossiers holding mail this person sent: kept, redacted.
     other_dossiers: list[str] = field(default_factory=list)
-    # Remaining rows from which the address was removed.
+    # Other people's mail naming the person (Cc, body): "message <id> (<reference>)".
+    others: list[str] = field(default_factory=list)
+    # Stored raw messages and text pieces rewritten without the person.
+    redacted_messages: int = 0
+    redacted_pieces: int = 0
+    # Remaining rows from which the address, name or phone was removed.
     scrubbed: int = 0
 
     @property
     def complete(self) -> bool:
-        return not self.refused and not self.errors
+        return not self.refused and not self.errors and not any(s.error for s in self.server)
 
     def summary(self) -> str:
         parts = [
             f"erased {len(self.dossiers)} dossiers"
             + (f" ({', '.join(self.dossiers)})" if self.dossiers else ""),
             f"{self.messages} messages, {self.replies} replies, {self.blobs} blobs",
-            f"address removed from {self.scrubbed} other rows",
+            f"person removed from {self.scrubbed} other rows and "
+            f"{self.redacted_messages} stored messages and {self.redacted_pieces} text pieces",
         ]
+        if self.server:
+            done = sum(s.deleted for s in self.server)
+            missing = sum(s.not_found for s in self.server)
+            parts.append(f"{done} server copies deleted or redacted ({missing} not found)")
         if self.refused:
             parts.append(f"REFUSED (legal hold): {', '.join(self.refused)}")
         if self.other_dossiers:
-            parts.append(f"mail kept in other dossiers: {', '.join(self.other_dossiers)}")
-        return "; ".join(parts + self.problems())
+            parts.append(f"her or his mail kept, redacted, in: {', '.join(self.other_dossiers)}")
+        return "; ".join(parts + self.problems()) + form_only_note(self.form_only)
+
+
+@dataclass(kw_only=True)
+class ErasurePreview(Report):
+    """What ``erase-person`` is about to do, shown before it is confirmed."""
+
+    dossiers: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    form_only: list[str] = field(default_factory=list)
+    messages: int = 0
+    replies: int = 0
+    # Copies of the person's mail in the staff's folders (INBOX, processed folder).
+    server_copies: int = 0
+    # Our replies to the person in the Sent folder.
+    sent_copies: int = 0
+    # Digests and replies whose Sent copy may name the person (checked, redacted).
+    sent_to_check: int = 0
+    # Other people's mail naming the person: redacted, stored and server copies.
+    others: list[str] = field(default_factory=list)
+    server_enabled: bool = True
+
+    def summary(self) -> str:
+        lines = [
+            f"dossiers to erase: {', '.join(self.dossiers) or 'none'}",
+            f"messages to delete: {self.messages}; replies to delete: {self.replies}",
+        ]
+        if self.server_enabled:
+            lines.append(
+                f"server copies to delete: {self.server_copies} in the mail folders, "
+                f"{self.sent_copies} in the Sent folder; {self.sent_to_check} sent digests "
+                "or replies to check and redact"
+            )
+        else:
+            lines.append("server copies: left on the server (erase_server_copies = false)")
+        if self.others:
+            lines.append(
+                "other people's mail naming this person, to redact (stored and server "
+                "copies): " + ", ".join(self.others)
+            )
+        if self.refused:
+            lines.append(f"REFUSED (legal hold): {', '.join(self.refused)}")
+        if self.form_only:
+            lines.append(form_only_note(self.form_only).removeprefix("; "))
+        return "\n".join(lines)
 
 
 @dataclass
@@ -187,6 +248,9 @@ class ExportReport(Report):
     files: list[str] = field(default_factory=list)
     # Digests named by the database but absent from the blob store.
     missing_blobs: list[str] = field(default_factory=list)
+    # Dossiers naming the address only in their form, left out (no
+    # ``include_form_addresses``).
+    form_only: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         return (
@@ -194,7 +258,18 @@ class ExportReport(Report):
             f"({self.eml_files} .eml), {self.pieces} pieces, {self.replies} replies, "
             f"{self.events} audit entries to {self.out_dir}"
             + (f"; {len(self.missing_blobs)} files missing" if self.missing_blobs else "")
+            + form_only_note(self.form_only)
         )
+
+
+def form_only_note(references: list[str]) -> str:
+    """The summary's note on dossiers left out because only their form names the address."""
+    if not references:
+        return ""
+    return (
+        f"; NOT INCLUDED, address only typed in the form of: {', '.join(references)} "
+        "(check the request comes from this person, then use --include-form-addresses)"
+    )
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,8 @@ class ServerCopy:
     moved: bool
     message_id: str | None
     sha256: str
+    # The ledger row (message.id) this copy is of.
+    message_pk: int | None = None
 
 
 def find_server_copies(session: Session, message_ids: Iterable[int]) -> list[ServerCopy]:
@@ -61,6 +63,7 @@ def find_server_copies(session: Session, message_ids: Iterable[int]) -> list[Ser
             moved=s.server_action == ServerAction.MOVED,
             message_id=message_id,
             sha256=sha,
+            message_pk=s.message_pk,
         )
         for s, message_id, sha in sorted(rows, key=lambda r: r[0].id)
     ]
