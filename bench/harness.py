@@ -31,7 +31,7 @@ from pathlib import Path
 
 from mailbot.app import App
 from mailbot.config import load_config
-from tests.fixtures.config import SHIPPED_CONFIG
+from tests.fixtures.config import SHIPPED_CONFIG, use_test_authentication
 from tests.fixtures.dovecot import DovecotServer
 from tests.fixtures.smtp import CapturedMessage, SMTPTestServer
 
@@ -96,6 +96,7 @@ def stage_env(srv: Servers, root: Path, **settings: str) -> dict[str, str]:
     config = root / "config"
     if not config.exists():
         shutil.copytree(SHIPPED_CONFIG, config)
+        use_test_authentication(config)
     env = {
         "MAILBOT_CONFIG": str(config),
         "MAILBOT_DATABASE__URL": f"sqlite:///{root / 'var' / 'mailbot.sqlite3'}",

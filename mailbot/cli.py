@@ -20,7 +20,7 @@ from typer._click.exceptions import ClickException
 from mailbot import decisions, terminal, views, wording
 from mailbot import export as exports
 from mailbot.app import App
-from mailbot.config import check_secrets, load_config
+from mailbot.config import check_reply_authentication, check_secrets, load_config
 from mailbot.errors import ConfigError, MailbotError
 from parsers.checks import describe_missing
 from storage import repositories as repo
@@ -120,6 +120,7 @@ def config_check(
     config = load_config(_app(ctx).config_dir)
     replies.check_templates(config)
     digest.check_templates(config)
+    check_reply_authentication(config)
     if not no_secrets:
         check_secrets(config)
     settings = config.settings

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.nodes
+import jinja2.sandbox
 from pydantic import ValidationError
 
 from mailbot.errors import ConfigError, ConfigProblem, SecretMissingError
@@ -105,6 +107,7 @@ __all__ = [
     "Thematique",
     "Verdict",
     "WebSettings",
+    "check_reply_authentication",
     "check_secrets",
     "compile_pattern",
     "config_dir",
@@ -223,8 +226,44 @@ def load_config(
     )
 
 
+def check_reply_authentication(config: Config) -> None:
+    """Outside demo mode, replies need ``replies.authserv_id`` unless ``auth_policy = "ignore"``.
+
+    Without our own server's authserv-id no Authentication-Results header can
+    be trusted, so a forged From would make the city answer anyone (issue 14):
+    ``config check`` and start-up (``run``, ``poll``) refuse such a
+    configuration; ``auth_policy = "ignore"`` must be written to run without
+    it (unsafe, documented as such).
+    """
+    replies = config.settings.replies
+    if config.settings.service.demo_mode or replies.authserv_id or replies.auth_policy == "ignore":
+        return
+    path = config.directory / SETTINGS_FILE
+    text = _read_text(path) or ""
+    # The commented example of the shipped file, else the [replies] table.
+    commented = re.compile(r"^\s*#\s*authserv_id\s*=")
+    line = next(
+        (n for n, row in enumerate(text.splitlines(), start=1) if commented.match(row)),
+        _find_line(text, ("replies",)),
+    )
+    raise ConfigError(
+        [
+            ConfigProblem(
+                str(path),
+                "replies.authserv_id",
+                "not set: the authserv-id of our own mail server is required to trust its "
+                'Authentication-Results (or write auth_policy = "ignore", which lets a '
+                "forged sender receive our replies: unsafe)",
+                line,
+            )
+        ]
+    )
+
+
 def check_secrets(config: Config, *, environ: Mapping[str, str] | None = None) -> None:
-    """Every ``password_env`` must name a set variable holding a real secret."""
+    """What start-up needs: replies' authentication settings, and every ``password_env``
+    naming a set variable that holds a real secret."""
+    check_reply_authentication(config)
     env = os.environ if environ is None else environ
     demo = config.settings.service.demo_mode
     path = str(config.directory / SETTINGS_FILE)
@@ -458,7 +497,16 @@ def _common_prefix(a: tuple, b: tuple) -> int:
 def _load_templates(
     directory: Path, problems: list[ConfigProblem]
 ) -> tuple[jinja2.Environment, tuple[str, ...]]:
-    env = jinja2.Environment(
+    """The templates in Jinja2's immutable sandbox, each checked before any is rendered.
+
+    Templates are admin files, but they are rendered by the worker that holds
+    the mail passwords: a template reaching Python internals
+    (``cycler.__init__.__globals__.os``) would run code there. The sandbox
+    refuses such access when a template runs; ``_unsafe_accesses`` finds it
+    in the template's syntax tree first, so ``config check`` names the file
+    and line without running anything.
+    """
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
         loader=jinja2.FileSystemLoader(str(directory)),
         undefined=jinja2.StrictUndefined,
         autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2"), default=False),
@@ -471,12 +519,73 @@ def _load_templates(
         sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*.j2") if p.is_file())
     )
     for name in names:
+        path = directory / name
         try:
-            env.get_template(name)
+            tree = env.parse(path.read_text(encoding="utf-8"), name, str(path))
         except jinja2.TemplateSyntaxError as err:
             problems.append(
-                ConfigProblem(
-                    str(directory / name), "", f"template error: {err.message}", err.lineno
-                )
+                ConfigProblem(str(path), "", f"template error: {err.message}", err.lineno)
+            )
+            continue
+        except (OSError, UnicodeDecodeError) as err:
+            problems.append(ConfigProblem(str(path), "", f"cannot read template: {err}"))
+            continue
+        unsafe = _unsafe_accesses(tree)
+        for line, what in unsafe:
+            problems.append(ConfigProblem(str(path), "", f"unsafe template: {what}", line))
+        if unsafe:
+            continue
+        try:
+            env.get_template(name)  # compiled (unknown filters...), not rendered
+        except jinja2.TemplateSyntaxError as err:
+            problems.append(
+                ConfigProblem(str(path), "", f"template error: {err.message}", err.lineno)
             )
     return env, names
+
+
+# Attributes no template needs and the sandbox refuses: Python internals.
+_UNSAFE_ATTRIBUTES = frozenset(
+    {
+        "mro",
+        "func_globals",
+        "func_code",
+        "f_globals",
+        "f_locals",
+        "f_builtins",
+        "tb_frame",
+        "cr_frame",
+        "ag_frame",
+        "ag_code",
+        "cr_code",
+        *jinja2.sandbox.UNSAFE_GENERATOR_ATTRIBUTES,
+        *jinja2.sandbox.UNSAFE_FUNCTION_ATTRIBUTES,
+        *jinja2.sandbox.UNSAFE_METHOD_ATTRIBUTES,
+    }
+)
+
+
+def _unsafe_name(name: object) -> bool:
+    return isinstance(name, str) and (name.startswith("_") or name in _UNSAFE_ATTRIBUTES)
+
+
+def _unsafe_accesses(tree: jinja2.nodes.Template) -> list[tuple[int, str]]:
+    """(line, what) for every access to a Python internal in a template's syntax tree.
+
+    ``x.__class__``, ``x["__class__"]``, ``x|attr("__class__")`` and the
+    like: any attribute or key starting with ``_`` or naming an interpreter
+    internal (``mro``, ``gi_frame``, ``f_globals``...).
+    """
+    found: list[tuple[int, str]] = []
+    for node in tree.find_all((jinja2.nodes.Getattr, jinja2.nodes.Getitem, jinja2.nodes.Filter)):
+        if isinstance(node, jinja2.nodes.Getattr):
+            name: object = node.attr
+        elif isinstance(node, jinja2.nodes.Getitem):
+            name = node.arg.value if isinstance(node.arg, jinja2.nodes.Const) else None
+        elif node.name == "attr" and node.args and isinstance(node.args[0], jinja2.nodes.Const):
+            name = node.args[0].value
+        else:
+            continue
+        if _unsafe_name(name):
+            found.append((node.lineno, f"access to {name!r} (a Python internal) is not allowed"))
+    return found

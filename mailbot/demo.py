@@ -330,6 +330,8 @@ def run_demo(
                 "MAILBOT_SMTP__SECURITY": "none",
                 "MAILBOT_SMTP__USERNAME": "",
                 "MAILBOT_SMTP_PASSWORD": "demo",
+                # The sample mail carries no Authentication-Results: answer it.
+                "MAILBOT_REPLIES__AUTH_POLICY": "reply_unless_fail",
             }
             for index, user in enumerate(MAILBOXES):
                 env[f"MAILBOT_MAILBOXES__{index}__HOST"] = "127.0.0.1"

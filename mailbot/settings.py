@@ -174,7 +174,11 @@ class RepliesSettings(Strict):
     staff_addresses: list[Email] = Field(default_factory=list)
     per_sender_daily_cap: int = Field(default=5, ge=1)
     global_hourly_cap: int = Field(default=100, ge=1)
-    auth_policy: Literal["reply_unless_fail", "reply_only_if_pass", "ignore"] = "reply_unless_fail"
+    # Reply only on a pass of our own server's Authentication-Results (by
+    # default), or unless they show a failure; "ignore" is unsafe and must be
+    # written explicitly (mailbot.config.check_reply_authentication).
+    auth_policy: Literal["reply_unless_fail", "reply_only_if_pass", "ignore"] = "reply_only_if_pass"
+    # Required outside demo mode unless auth_policy = "ignore".
     authserv_id: str | None = None
     max_attempts: int = Field(default=10, ge=1)
     retry_base_seconds: int = Field(default=60, ge=1)

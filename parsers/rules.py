@@ -67,6 +67,11 @@ class ParseLimits(Strict):
     parse_memory_mb: int = Field(default=1024, ge=64)
     parse_cpu_seconds: int = Field(default=60, ge=1)
     ocr_timeout_seconds: float = Field(default=120, gt=0)
+    # All the documents of one message, OCR included: wall-clock and CPU
+    # seconds. When spent, the documents left are not read and the message
+    # is for staff to review (``over_budget`` on the documents read).
+    message_wall_seconds: float = Field(default=120, gt=0)
+    message_cpu_seconds: float = Field(default=90, gt=0)
 
 
 # --------------------------------------------------------------------------

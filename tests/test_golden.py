@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from mailbot.cli import main
-from tests.fixtures.config import SHIPPED_CONFIG
+from tests.fixtures.config import SHIPPED_CONFIG, use_test_authentication
 
 GOLDEN = Path(__file__).parent / "golden"
 MAILS = sorted(GOLDEN.glob("*.eml"))
@@ -62,6 +62,7 @@ def golden_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One copy of the shipped config for the module; ``try`` writes nothing beside it."""
     target = tmp_path_factory.mktemp("golden") / "config"
     shutil.copytree(SHIPPED_CONFIG, target)
+    use_test_authentication(target)
     return target
 
 

@@ -30,7 +30,7 @@ from mailbot.web.app import create_app
 from storage import repositories as repo
 from storage.db import session_scope
 from storage.models import Dossier, Event, Message, Outbox
-from tests.fixtures.config import SHIPPED_CONFIG, TEST_SECRETS
+from tests.fixtures.config import SHIPPED_CONFIG, TEST_SECRETS, use_test_authentication
 from tests.fixtures.dovecot import free_port
 from tests.fixtures.web import (
     HOSTILE_FILE,
@@ -48,6 +48,7 @@ def office(tmp_path_factory) -> Iterator[Office]:
     root = tmp_path_factory.mktemp("office")
     config_dir = root / "config"
     shutil.copytree(SHIPPED_CONFIG, config_dir)
+    use_test_authentication(config_dir)
     with pytest.MonkeyPatch.context() as patch:
         for name, value in TEST_SECRETS.items():
             patch.setenv(name, value)
@@ -519,6 +520,7 @@ def test_mailbot_web_serves_the_login_page(office, tmp_path):
 def test_pages_and_search_on_postgresql(postgres_url, tmp_path, monkeypatch):
     config_dir = tmp_path / "config"
     shutil.copytree(SHIPPED_CONFIG, config_dir)
+    use_test_authentication(config_dir)
     for name, value in TEST_SECRETS.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("MAILBOT_DATABASE__URL", postgres_url)

@@ -8,7 +8,6 @@ and the words run sideways.
 from __future__ import annotations
 
 import io
-import os
 import re
 import shutil
 import subprocess
@@ -21,6 +20,7 @@ from parsers.documents.layout import PageLayout, Word, layout_page
 from parsers.documents.marks import ink_boxes
 from parsers.documents.model import LOW_OCR_CONFIDENCE, OCR_MAX_PIXELS
 from parsers.sandbox import extend_deadline
+from parsers.sandbox_env import reader_environment
 from parsers.text import nfc
 
 # --------------------------------------------------------------------------
@@ -53,8 +53,9 @@ def _tesseract(png: bytes, budget: _OcrBudget, args: list[str]) -> str:
     remaining = budget.remaining()
     if remaining <= 1:
         raise TimeoutError("OCR time limit reached")
-    # One thread: OpenMP threads multiply the address space under RLIMIT_AS.
-    env = dict(os.environ, OMP_THREAD_LIMIT="1")
+    # A short explicit environment (no secret of the worker's; one OpenMP
+    # thread, as threads multiply the address space under RLIMIT_AS).
+    env = reader_environment()
     proc = subprocess.run(
         [path, "-", "-", *args],
         input=png,
