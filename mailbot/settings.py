@@ -173,7 +173,9 @@ class RepliesSettings(Strict):
     loop_value: str = Field(default="bethune-smartcity", pattern=r"^[A-Za-z0-9._-]+$")
     staff_addresses: list[Email] = Field(default_factory=list)
     per_sender_daily_cap: int = Field(default=5, ge=1)
+    per_domain_daily_cap: int = Field(default=20, ge=1)
     global_hourly_cap: int = Field(default=100, ge=1)
+    global_daily_cap: int = Field(default=500, ge=1)
     auth_policy: Literal["reply_unless_fail", "reply_only_if_pass", "ignore"] = "reply_unless_fail"
     authserv_id: str | None = None
     max_attempts: int = Field(default=10, ge=1)

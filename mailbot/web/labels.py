@@ -40,6 +40,8 @@ ACTION = {
     "piece.viewed": "Pièce consultée",
     "reply.queued": "Réponse préparée",
     "reply.suppressed": "Réponse retenue",
+    "reply.held": "Réponse en attente d'envoi (plafond atteint)",
+    "reply.released": "Réponse mise en file d'envoi",
 }
 # Staff decisions offered on a dossier page, in this order.
 DECISIONS = ("complete", "accepted", "rejected", "withdrawn")
