@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 import email.policy
+import html
 import re
 from datetime import timedelta
 from email.parser import BytesParser
 
 import pytest
 from sqlmodel import select
+from starlette.testclient import TestClient
 
+from mailbot.digest import print_digest
 from mailbot.intake import poll_all
 from mailbot.smtp import send_outbox
+from mailbot.staff import add_staff
+from mailbot.web.app import create_app
 from storage.db import session_scope
 from storage.models import Message, Outbox, utcnow
 from tests.fixtures import corpus
@@ -26,6 +31,7 @@ from tests.fixtures.candidatures import APPLICANT, RULES, application
 
 NB = "n.bataillon"
 OURS = "mx.ville-bethune.fr"
+PASSWORD = "un mot de passe assez long"
 PROJECTS = (
     corpus.POTAGER,
     corpus.COVOITURAGE,
@@ -234,10 +240,19 @@ def test_the_global_cap_holds_replies_then_sends_them(
     assert [r.status for r in rows] == ["sent", "sent", "held"]
     assert rows[2].suppressed_reason == reason
     # Staff see it waiting, in the digest and on the web page.
-    from mailbot.wording import OUTBOX_STATUS_LABELS, reply_reason
-
-    assert OUTBOX_STATUS_LABELS["held"].startswith("en attente d'envoi")
-    assert "plafond : 2" in reply_reason(rows[2])
+    digest = print_digest(replies_app, now=start, reconcile=False)
+    held = [line for line in digest.splitlines() if "(plafond atteint)" in line]
+    assert len(held) == 1 and rows[2].to_addr in held[0], held
+    assert "en attente d'envoi (plafond atteint)" in held[0]
+    assert "plafond : 2)" in digest
+    add_staff(replies_app, login="agent", display_name=None, password=PASSWORD, actor="test")
+    with TestClient(create_app(replies_app), follow_redirects=False) as client:
+        token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text)
+        form = {"login": "agent", "password": PASSWORD, "csrf_token": token.group(1)}
+        assert client.post("/login", data=form).status_code == 303
+        page = html.unescape(client.get("/replies").text)
+    assert rows[2].to_addr in page
+    assert "En attente d'envoi (plafond atteint)" in page
 
     report = send_outbox(replies_app, now=start + too_soon)
     assert (report.released, report.sent) == (0, 0)
