@@ -4,17 +4,29 @@
 reply (acknowledgement, missing_pieces, completed), applies every "do not
 auto-reply" rule of reliability.md that the classifier has not already
 applied (own addresses, Authentication-Results policy, caps, one reply per
-kind and event), renders the templates and writes ONE outbox row, queued or
-suppressed with its reason (a ``parsers.reasons.ReplyHold`` code, worded for
-staff by ``mailbot/wording.py``). The outbox's unique key makes a second
-queuing of the same reply impossible, even with two workers.
+kind and event), renders the templates and writes ONE outbox row, queued,
+held or suppressed with its reason (a ``parsers.reasons.ReplyHold`` code,
+worded for staff by ``mailbot/wording.py``). The outbox's unique key makes a
+second queuing of the same reply impossible, even with two workers.
+
+Who may be answered: the recipient is the dossier's sender as
+``parsers.addresses.normalise_address`` keeps it (the one validator; none:
+no reply, "no usable sender address"); Authentication-Results are read by
+``parsers.authresults.evaluate`` (only an aligned pass is a pass); caps count
+per person (``cap_key``: case and ``+tag`` are one person) and per domain
+per day, and over the global hourly or daily cap a reply is HELD in the
+outbox, then queued by ``release_held_replies`` (called by ``send_outbox``)
+when the window allows: nothing is dropped.
 
 ``common_template_context`` and ``template_error_line`` are shared with the
 digest, which renders its own templates the same way.
 
 Applicant text (names, subjects, field values) never reaches a header
 unsanitised: headers are built from our own values, ``header_safe`` text and
-Message-IDs that match a strict pattern, with ``email.policy.SMTP``.
+Message-IDs that match a strict pattern, with ``email.policy.SMTP``. In the
+body it is echoed through ``mailbot.echo`` only: at most 80 characters (40
+for a name), links and addresses defanged, since whoever wrote ``From:`` may
+not be the person who receives the reply.
 """
 
 from __future__ import annotations
@@ -223,7 +235,8 @@ def authentication_verdict(mail: ParsedMail, authserv_id: str | None) -> AuthVer
     return evaluate(
         mail.headers.get("authentication-results", ()),
         authserv_id=authserv_id,
-        from_address=mail.from_address or mail.sender,
+        # The outer From as read: never the inner sender of a forwarded message.
+        from_address=mail.from_address,
     )
 
 
@@ -247,7 +260,7 @@ def authentication_hold(mail: ParsedMail, config: Config) -> Suppression | None:
 
 @dataclass(frozen=True)
 class Suppression:
-    """Why a reply is held back: a code, and the values its wording names."""
+    """Why a reply is held back (for now or for good): a code, and the values its wording names."""
 
     reason: ReplyHold
     details: dict[str, Any] = field(default_factory=dict)
