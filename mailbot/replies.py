@@ -397,6 +397,8 @@ def release_held_replies(session: Session, *, config: Config, now: datetime) -> 
         select(Outbox)
         .where(Outbox.status == OutboxStatus.HELD)
         .order_by(col(Outbox.created_at), col(Outbox.id))
+        # Never more than one hour's worth at once, however long the queue.
+        .limit(min(replies.global_hourly_cap, replies.global_daily_cap))
     )
     if session.get_bind().dialect.name == "postgresql":
         # Lock first, count second: a second worker waits, then sees our release.
