@@ -116,6 +116,8 @@ def stage_env(srv: Servers, root: Path, **settings: str) -> dict[str, str]:
         "MAILBOT_DIGEST__AT": "23:59",
         # A bench sends hundreds of replies: the anti-flood caps are not what we measure.
         "MAILBOT_REPLIES__GLOBAL_HOURLY_CAP": "100000",
+        "MAILBOT_REPLIES__GLOBAL_DAILY_CAP": "100000",
+        "MAILBOT_REPLIES__PER_DOMAIN_DAILY_CAP": "100000",
     }
     for index, user in enumerate((NB, DB)):
         env[f"MAILBOT_MAILBOXES__{index}__HOST"] = srv.dovecot.host

@@ -173,7 +173,9 @@ class RepliesSettings(Strict):
     loop_value: str = Field(default="bethune-smartcity", pattern=r"^[A-Za-z0-9._-]+$")
     staff_addresses: list[Email] = Field(default_factory=list)
     per_sender_daily_cap: int = Field(default=5, ge=1)
+    per_domain_daily_cap: int = Field(default=20, ge=1)
     global_hourly_cap: int = Field(default=100, ge=1)
+    global_daily_cap: int = Field(default=500, ge=1)
     # Reply only on a pass of our own server's Authentication-Results (by
     # default), or unless they show a failure; "ignore" is unsafe and must be
     # written explicitly (mailbot.config.check_reply_authentication).

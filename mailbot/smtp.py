@@ -6,9 +6,11 @@ SQLite), commits, then talks SMTP, then records the result. Two workers
 never claim the same row. A transient refusal (4xx, connection trouble)
 puts the row back in the queue with exponential backoff and jitter; a
 permanent one (5xx) or too many attempts marks it ``failed`` for the
-digest. A row left ``sending`` by a crash is never sent again (it may have
-reached the server): it is marked failed for staff to check. A delivered
-digest keeps its row without its body. Log lines name outbox rows and
+digest. Replies held by the global caps (status ``held``) are queued here,
+oldest first, as soon as the hourly and daily windows allow. A row left
+``sending`` by a crash is never sent again (it may have reached the
+server): it is marked failed for staff to check. A delivered digest keeps
+its row without its body. Log lines name outbox rows and
 dossiers by id, never a recipient.
 """
 
@@ -25,6 +27,7 @@ from sqlmodel import col, select
 
 from mailbot.app import App
 from mailbot.config import SmtpSettings, secret
+from mailbot.replies import release_held_replies
 from parsers.reasons import DeliveryFailure
 from storage.db import session_scope
 from storage.models import Outbox, OutboxKind, OutboxStatus, utcnow
@@ -49,6 +52,7 @@ class SendReport:
     sent: int = 0
     retrying: int = 0
     failed: int = 0
+    released: int = 0  # held replies queued by this run
     errors: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -59,6 +63,8 @@ def send_outbox(app: App, *, now: datetime | None = None, limit: int | None = No
     """Deliver every due reply; returns what happened."""
     report = SendReport()
     _fail_stale_claims(app, now or utcnow())
+    with session_scope(app.engine) as session:
+        report.released = release_held_replies(session, config=app.config, now=now or utcnow())
     settings = app.config.settings.smtp
     sent_copies: list[Outbox] = []
     while limit is None or report.sent + report.retrying + report.failed < limit:
@@ -68,12 +74,19 @@ def send_outbox(app: App, *, now: datetime | None = None, limit: int | None = No
         try:
             with SmtpConnection(settings) as connection:
                 for row in claimed:
-                    _deliver(app, connection=connection, row=row, report=report, copies=sent_copies)
+                    _deliver(
+                        app,
+                        connection=connection,
+                        row=row,
+                        report=report,
+                        copies=sent_copies,
+                        now=now,
+                    )
         except TransientError as err:
             # The server is unreachable: every claimed row goes back to the queue.
             for row in claimed:
                 if row.status == OutboxStatus.SENDING:
-                    _record(app, row, transient=str(err), report=report)
+                    _record(app, row, transient=str(err), report=report, now=now)
             report.errors.append(str(err))
             break
     if sent_copies:
@@ -131,18 +144,19 @@ def _deliver(
     row: Outbox,
     report: SendReport,
     copies: list[Outbox],
+    now: datetime | None,
 ) -> None:
     try:
         response = connection.send(row.from_addr, row.to_addr, row.raw)
     except PermanentError as err:
-        _record(app, row, permanent=str(err), report=report)
+        _record(app, row, permanent=str(err), report=report, now=now)
         return
     except TransientError as err:
         if connection.broken:
             raise
-        _record(app, row, transient=str(err), report=report)
+        _record(app, row, transient=str(err), report=report, now=now)
         return
-    _record(app, row, sent=response, report=report)
+    _record(app, row, sent=response, report=report, now=now)
     if app.config.settings.mailbox(row.mailbox).save_sent:
         copies.append(row)
 
@@ -152,12 +166,13 @@ def _record(
     row: Outbox,
     *,
     report: SendReport,
+    now: datetime | None,
     sent: str | None = None,
     transient: str | None = None,
     permanent: str | None = None,
 ) -> None:
     replies = app.config.settings.replies
-    now = utcnow()
+    now = now or utcnow()
     with session_scope(app.engine) as session:
         current = session.get(Outbox, row.id)
         assert current is not None

@@ -28,7 +28,7 @@ from sqlmodel import Session
 from mailbot.config import Config, Verdict
 from mailbot.open_dossiers import StoredOpenDossiers
 from mailbot.pipeline import Analyser, Analysis
-from mailbot.replies import authentication_verdict, build_reply
+from mailbot.replies import authentication_hold, build_reply
 from parsers.checks import describe_missing
 from storage.db import current_revision, head_revision
 from storage.errors import StorageError
@@ -164,10 +164,7 @@ def _reply(config: Config, analysis: Analysis) -> dict[str, Any] | None:
     own = config.settings.own_addresses
     if not replies.enabled or not mail.sender or mail.sender in own:
         return None
-    verdict = authentication_verdict(mail, replies.authserv_id)
-    if (replies.auth_policy == "reply_unless_fail" and verdict == "fail") or (
-        replies.auth_policy == "reply_only_if_pass" and verdict != "pass"
-    ):
+    if authentication_hold(mail, config) is not None:
         return None
     kind = "missing_pieces" if reading.missing else "acknowledgement"
     year = datetime.now(ZoneInfo(config.settings.service.timezone)).year

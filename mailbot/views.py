@@ -113,7 +113,7 @@ def _message_reason_label(message: Message) -> str | None:
 
 def reply_summary(reply: Outbox, *, reference: str | None) -> dict[str, Any]:
     """One outgoing reply; ``reason_label`` says why it was not sent or not delivered."""
-    held_back = reply.status in (OutboxStatus.SUPPRESSED, OutboxStatus.FAILED)
+    held_back = reply.status in (OutboxStatus.SUPPRESSED, OutboxStatus.HELD, OutboxStatus.FAILED)
     return {
         "kind": reply.kind,
         "kind_label": wording.label(wording.REPLY_KIND_LABELS, reply.kind),

@@ -63,6 +63,7 @@ OUTBOX_STATUS_LABELS: dict[str, str] = {
     OutboxStatus.SENT: "envoyée",
     OutboxStatus.FAILED: "non remise",
     OutboxStatus.SUPPRESSED: "non envoyée",
+    OutboxStatus.HELD: "en attente d'envoi (plafond atteint)",
 }
 VERDICT_LABELS: dict[str, str] = {
     Verdict.CANDIDATURE: "candidature",
@@ -98,6 +99,8 @@ ACTION_LABELS: dict[str, str] = {
     "piece.viewed": "Pièce consultée",
     "reply.queued": "Réponse préparée",
     "reply.suppressed": "Réponse retenue",
+    "reply.held": "Réponse en attente d'envoi (plafond atteint)",
+    "reply.released": "Réponse mise en file d'envoi",
 }
 # Rules of the classification chain that decide a verdict, as staff read them.
 RULE_LABELS: dict[str, str] = {
@@ -137,6 +140,10 @@ REPLY_HOLD_LABELS: dict[ReplyHold, str] = {
     ReplyHold.ALREADY_SENT: "une réponse « {kind} » a déjà été envoyée pour {reference}",
     ReplyHold.SENDER_DAILY_CAP: "{to} a déjà reçu {replies} aujourd'hui (plafond : {cap})",
     ReplyHold.HOURLY_CAP: "{count} réponses envoyées dans l'heure (plafond : {cap})",
+    ReplyHold.DOMAIN_DAILY_CAP: (
+        "le domaine {domain} a déjà reçu {replies} aujourd'hui (plafond : {cap})"
+    ),
+    ReplyHold.GLOBAL_DAILY_CAP: "{count} réponses envoyées sur 24 heures (plafond : {cap})",
 }
 # Delivery labels may name {attempts}; the server's response follows them.
 DELIVERY_FAILURE_LABELS: dict[DeliveryFailure, str] = {
@@ -299,7 +306,7 @@ def _deciding_rule(message: Message, *, among: set[str] | None = None) -> tuple[
 
 def reply_reason(row: Outbox, *, reference: str | None = None) -> str:
     """Why a reply was not sent (suppressed) or not delivered (failed), in French."""
-    if row.status == OutboxStatus.SUPPRESSED:
+    if row.status in (OutboxStatus.SUPPRESSED, OutboxStatus.HELD):
         hold = code_of(ReplyHold, row.suppressed_reason)
         if hold is None:
             return shorten(f"{UNCODED_HOLD} : {row.suppressed_reason}")

@@ -17,7 +17,7 @@ from enum import StrEnum
 
 
 class ReplyHold(StrEnum):
-    """Why an automatic reply was recorded as suppressed instead of being sent."""
+    """Why an automatic reply was suppressed, or held (the global caps) until it may go."""
 
     REPLIES_DISABLED = "replies_disabled"  # replies.enabled = false
     NO_SENDER_ADDRESS = "no_sender_address"
@@ -27,7 +27,9 @@ class ReplyHold(StrEnum):
     AUTHENTICATION_NOT_PASSED = "authentication_not_passed"  # reply_only_if_pass, no pass
     ALREADY_SENT = "already_sent"  # this kind of reply went to this dossier already
     SENDER_DAILY_CAP = "sender_daily_cap"  # replies.per_sender_daily_cap reached
-    HOURLY_CAP = "hourly_cap"  # replies.global_hourly_cap reached
+    HOURLY_CAP = "hourly_cap"  # replies.global_hourly_cap reached (held, sent later)
+    DOMAIN_DAILY_CAP = "domain_daily_cap"  # replies.per_domain_daily_cap reached
+    GLOBAL_DAILY_CAP = "global_daily_cap"  # replies.global_daily_cap reached (held, sent later)
 
 
 class DeliveryFailure(StrEnum):

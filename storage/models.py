@@ -233,6 +233,9 @@ class OutboxStatus(enum.StrEnum):
     SENT = "sent"
     FAILED = "failed"
     SUPPRESSED = "suppressed"
+    # Over a global cap (replies.global_hourly_cap / global_daily_cap): kept,
+    # queued by ``send_outbox`` as soon as the window allows.
+    HELD = "held"
 
 
 # Short controlled values (enum values, references, digests) get a bounded

@@ -513,18 +513,21 @@ def enqueue_outgoing(
     worker. ``dedup_key`` is built by the caller as
     ``"<kind>:<dossier id>:<trigger message pk>"`` (see ``Outbox``).
 
-    ``status`` is ``queued`` (due at ``next_attempt_at``, default now) or
-    ``suppressed`` (kept for the record, never sent; give a reason: a code
-    of ``parsers.reasons.ReplyHold``, with the values its wording names in
-    ``suppressed_details``).
+    ``status`` is ``queued`` (due at ``next_attempt_at``, default now),
+    ``held`` (over a global cap: ``send_outbox`` queues it when the window
+    allows) or ``suppressed`` (kept for the record, never sent). A held or
+    suppressed row needs a reason: a code of ``parsers.reasons.ReplyHold``,
+    with the values its wording names in ``suppressed_details``.
     A different dedup key reusing ``message_id`` raises DuplicateError.
     """
     kind = _check_choice(kind, OutboxKind, "outbox kind")
     status = _check_choice(status, OutboxStatus, "outbox status")
-    if status not in (OutboxStatus.QUEUED, OutboxStatus.SUPPRESSED):
-        raise InvalidValueError(f"a new outgoing message is queued or suppressed, not {status!r}")
-    if status == OutboxStatus.SUPPRESSED and not suppressed_reason:
-        raise InvalidValueError(f"outgoing message {dedup_key!r} suppressed without a reason")
+    if status not in (OutboxStatus.QUEUED, OutboxStatus.HELD, OutboxStatus.SUPPRESSED):
+        raise InvalidValueError(
+            f"a new outgoing message is queued, held or suppressed, not {status!r}"
+        )
+    if status != OutboxStatus.QUEUED and not suppressed_reason:
+        raise InvalidValueError(f"outgoing message {dedup_key!r} {status} without a reason")
     now = utcnow()
     row = Outbox(
         dedup_key=dedup_key,

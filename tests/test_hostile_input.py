@@ -78,6 +78,8 @@ def test_hostile_inputs_polled_are_all_kept(service_env, monkeypatch, dovecot, c
     for key, value in LIMIT_ENV.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("MAILBOT_REPLIES__GLOBAL_HOURLY_CAP", "100000")
+    monkeypatch.setenv("MAILBOT_REPLIES__GLOBAL_DAILY_CAP", "100000")
+    monkeypatch.setenv("MAILBOT_REPLIES__PER_DOMAIN_DAILY_CAP", "100000")
     from mailbot.app import App
 
     app = App(service_env["MAILBOT_CONFIG"])

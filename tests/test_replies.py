@@ -216,8 +216,8 @@ def test_authentication_results_only_trusted_from_our_server():
     from parsers.mail import parse_message
 
     parsed = parse_message(mail.as_bytes(), limits=load_config(SHIPPED_CONFIG).settings.limits)
-    assert authentication_verdict(parsed, "mx.ville-bethune.fr") is None
-    assert authentication_verdict(parsed, "evil.example") == "pass"
+    assert authentication_verdict(parsed, "mx.ville-bethune.fr").outcome == "unknown"
+    assert authentication_verdict(parsed, "evil.example").outcome == "pass"
 
 
 def test_smtp_refusing_then_accepting_delivers_once(replies_app, dovecot, smtp_server, monkeypatch):
@@ -283,7 +283,8 @@ def test_header_injection_gives_a_clean_reply(replies_app, dovecot, smtp_server)
     assert reply["In-Reply-To"] == "<inj1@jardins-perroy.fr>"
     # The display name reaches the body flattened to one line, never a header.
     greeting = body_text(reply).splitlines()[0]
-    assert greeting == "Bonjour Marie Bcc: victim@evil.example,"
+    # ... cut to 40 characters, with the address made unclickable.
+    assert greeting == "Bonjour Marie Bcc: victim[at]evil.example,"
 
 
 def test_save_sent_appends_a_copy(replies_app, dovecot, smtp_server, monkeypatch):

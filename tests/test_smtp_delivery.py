@@ -16,7 +16,10 @@ from storage.models import Outbox
 from tests.fixtures.dovecot import make_test_certificate
 
 
-def queue(app: App, count: int) -> None:
+def queue(app: App, count: int, *, status: str = "queued") -> None:
+    held = (
+        {"suppressed_reason": "hourly_cap", "suppressed_details": {}} if status != "queued" else {}
+    )
     with session_scope(app.engine) as session:
         for n in range(count):
             repo.enqueue_outgoing(
@@ -33,6 +36,8 @@ def queue(app: App, count: int) -> None:
                     f"Subject: Reponse {n}\r\nMessage-ID: <test.{n}@ville-bethune.fr>\r\n"
                     "\r\nBonjour\r\n"
                 ).encode(),
+                status=status,
+                **held,
             )
 
 
@@ -118,5 +123,34 @@ def test_two_workers_deliver_each_reply_once(postgres_url, smtp_server, smtp_app
     ids = [c.message["Message-ID"] for c in smtp_server.messages]
     assert len(ids) == 60 and len(set(ids)) == 60
     assert all(row.status == "sent" and row.attempts == 1 for row in rows(apps[0]))
+    for app in apps:
+        app.close()
+
+
+@pytest.mark.postgres
+def test_two_workers_release_held_replies_within_the_hourly_cap(
+    postgres_url, smtp_server, smtp_app, monkeypatch
+):
+    """Held replies are released by one worker at a time: the cap is never exceeded."""
+    monkeypatch.setenv("MAILBOT_DATABASE__URL", postgres_url)
+    monkeypatch.setenv("MAILBOT_REPLIES__GLOBAL_HOURLY_CAP", "4")
+    apps = [smtp_app(smtp_server, security="none", username="") for _ in range(2)]
+    queue(apps[0], 10, status="held")
+    reports = []
+    barrier = threading.Barrier(2)
+
+    def work(app: App) -> None:
+        barrier.wait()
+        reports.append(send_outbox(app))
+
+    threads = [threading.Thread(target=work, args=(app,)) for app in apps]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert sum(r.released for r in reports) == 4
+    assert sum(r.sent for r in reports) == 4
+    assert len(smtp_server.messages) == 4
+    assert [row.status for row in rows(apps[0])] == ["sent"] * 4 + ["held"] * 6
     for app in apps:
         app.close()

@@ -113,6 +113,8 @@ def collect_sections(
         .where(
             or_(
                 (col(Outbox.status) == OutboxStatus.SUPPRESSED) & in_period(col(Outbox.created_at)),
+                # Held by a global cap: listed until sent, whenever it was held.
+                col(Outbox.status) == OutboxStatus.HELD,
                 (col(Outbox.status) == OutboxStatus.FAILED)
                 & in_period(col(Outbox.next_attempt_at)),
             )
@@ -263,7 +265,7 @@ def _message_row(message: Message, references: dict[int, str], config: Config) -
 def _reply_row(row: Outbox, references: dict[int, str], config: Config) -> dict[str, Any]:
     zone = service_zone(config)
     reference = references.get(row.dossier_id) if row.dossier_id else None
-    if row.status == OutboxStatus.SUPPRESSED:
+    if row.status in (OutboxStatus.SUPPRESSED, OutboxStatus.HELD):
         code, when = row.suppressed_reason, row.created_at
     else:
         code, when = row.failure_reason, row.next_attempt_at or row.created_at

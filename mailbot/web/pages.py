@@ -393,7 +393,9 @@ def replies_page(request: Request, form: FormData | None) -> Response:
         rows = session.exec(
             select(Outbox)
             .where(
-                col(Outbox.status).in_([OutboxStatus.SUPPRESSED, OutboxStatus.FAILED])
+                col(Outbox.status).in_(
+                    [OutboxStatus.SUPPRESSED, OutboxStatus.HELD, OutboxStatus.FAILED]
+                )
                 | (
                     (col(Outbox.status) == OutboxStatus.QUEUED)
                     & col(Outbox.last_error).is_not(None)

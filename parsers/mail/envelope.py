@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import mailparser
 from mailparser.utils import get_addresses
 
+from parsers.addresses import normalise_address
 from parsers.mail.bounds import _MAX_HEADER_VALUE, _MAX_RAW_HEADER_VALUE, _MAX_REFERENCES
 from parsers.mail.charsets import _decode_words, _quoted
 from parsers.mail.headers import _ADDRESS_FIELDS, _Field, _field_text, _first, _header_text, _unfold
@@ -167,13 +168,10 @@ def _cut_after_commas(value: bytes, commas: int) -> bytes:
 
 
 def _clean_address(address: object) -> str | None:
-    if not isinstance(address, str):
+    """The address as ``parsers.addresses`` keeps it (the one validator), or None."""
+    if not isinstance(address, str) or len(address) > 320:
         return None
-    address = address.strip().strip("<>").lower()
-    address = address.encode("utf-8", "replace").decode("utf-8")
-    if len(address) > 320 or not _ADDRESS_OK.fullmatch(address):
-        return None
-    return nfc(address)
+    return normalise_address(address.encode("utf-8", "replace").decode("utf-8"))
 
 
 def _clean_name(name: object) -> str:
