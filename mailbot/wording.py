@@ -83,6 +83,7 @@ RULE_LABELS: dict[str, str] = {
     "dossier_reference": "référence de dossier citée",
     "reply_to_our_mail": "réponse à l'un de nos messages",
     "same_sender_open_dossier": "dossier ouvert du même expéditeur",
+    "not_the_applicant": "l'expéditeur n'est pas le porteur du dossier cité",
 }
 
 # Reply labels may name: {to} (the recipient), {kind} (the reply kind, worded),
@@ -125,6 +126,10 @@ REVIEW_REASON_LABELS: dict[ReviewReason, str] = {
         "aucun dossier lu ; une pièce jointe illisible pourrait le contenir"
     ),
     ReviewReason.DOSSIER_UNCERTAIN: "le dossier d'intention a été lu avec un doute",
+    ReviewReason.NOT_THE_APPLICANT: (
+        "message citant un dossier, envoyé par une autre personne que le porteur : "
+        "à rattacher après vérification (mailbot messages attach)"
+    ),
 }
 # Mailbox labels may name {waiting} ("3 messages attendent").
 MAILBOX_CHECK_LABELS: dict[MailboxCheck, str] = {

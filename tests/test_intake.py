@@ -326,6 +326,22 @@ def test_untrusted_certificate_is_refused(service_app, dovecot, monkeypatch):
 
 
 def test_forwarded_candidature_belongs_to_the_original_sender(service_app, dovecot):
+    # Forwarded by staff (here: the other mailbox): the original sender is the applicant.
+    original = candidature(7, sender="Chloé Dupont <chloe@asso-perroy.fr>")
+    forward = forward_as_attachment(
+        original,
+        sender="Delphine Berteloot <d.berteloot@ville-bethune.fr>",
+        to=("n.bataillon@ville-bethune.fr",),
+        body="Je vous transfère la candidature de Chloé.",
+    )
+    dovecot.append(NB, forward)
+    assert poll(service_app)[NB].filed == 1
+    [dossier] = rows(service_app, Dossier)
+    assert dossier.sender == "chloe@asso-perroy.fr"
+
+
+def test_a_forward_from_outside_keeps_its_outer_sender(service_app, dovecot):
+    # Anyone may attach a message "from" someone else: only our forwards are honoured.
     original = candidature(7, sender="Chloé Dupont <chloe@asso-perroy.fr>")
     forward = forward_as_attachment(
         original,
@@ -336,7 +352,9 @@ def test_forwarded_candidature_belongs_to_the_original_sender(service_app, dovec
     dovecot.append(NB, forward)
     assert poll(service_app)[NB].filed == 1
     [dossier] = rows(service_app, Dossier)
-    assert dossier.sender == "chloe@asso-perroy.fr"
+    assert dossier.sender == "secretariat@asso-perroy.fr"
+    [message] = rows(service_app, Message)
+    assert any("forward not honoured" in w for w in message.warnings)
 
 
 def test_needs_review_then_retry_after_a_rule_change(service_app, dovecot, config_dir, capsys):
