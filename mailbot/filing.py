@@ -733,3 +733,64 @@ def _ledger_headers(mail: ParsedMail | None) -> dict[str, Any]:
 
 def _year(now: datetime, config: Config) -> int:
     return now.astimezone(ZoneInfo(config.settings.service.timezone)).year
+
+
+def attach_to_dossier(
+    *,
+    session: Session,
+    blobs: BlobStore,
+    config: Config,
+    message: Message,
+    analysis: Analysis,
+    dossier: Dossier,
+    actor: str,
+    note: str | None = None,
+) -> Filed:
+    """Staff attach a message waiting for review to a dossier (``mailbot messages attach``).
+
+    Its pieces and fields join the dossier as a follow-up's would (fields
+    only fill what is missing), completeness is evaluated again, and the
+    decision is audited with ``actor`` and ``note``. Nobody is answered:
+    staff write to whom they choose.
+    """
+    now = utcnow()
+    previous = {"status": message.status, "reason": message.reason, "verdict": message.verdict}
+    message.status = MessageStatus.FILED
+    message.verdict = Verdict.FOLLOW_UP
+    message.reason = None
+    message.error = None
+    message.dossier_id = dossier.id
+    message.updated_at = now
+    session.add(message)
+    outcome = Filed(
+        message_pk=message.id,
+        status=MessageStatus.FILED,
+        verdict=Verdict.FOLLOW_UP,
+        duplicate=False,
+        dossier_reference=dossier.reference,
+        content_kept=True,
+    )
+    filing = _Filing(
+        session=session,
+        blobs=blobs,
+        config=config,
+        analysis=analysis,
+        message=message,
+        outcome=outcome,
+        now=now,
+    )
+    completed = _add_to_dossier(filing, dossier=dossier)
+    repo.record_event(
+        session=session,
+        actor=actor,
+        action="message.attached",
+        dossier=dossier,
+        message=message,
+        details={
+            "previous": previous,
+            "note": note,
+            "missing": list(dossier.missing or []),
+            "status": dossier.status,
+        },
+    )
+    return replace(outcome, dossier_completed=completed)
