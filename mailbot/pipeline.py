@@ -257,6 +257,8 @@ def trusted_forward(mail: ParsedMail, *, own_addresses: frozenset[str]) -> Parse
     outer = normalise_address(mail.from_address)
     if outer is not None and outer in {a.lower() for a in own_addresses}:
         return mail
+    if outer is not None and outer == normalise_address(mail.sender):
+        return mail  # one resending their own mail: nothing to decide
     name = ""
     if outer is not None:
         from_values = mail.headers.get("from") or ()
