@@ -566,3 +566,29 @@ def test_a_joined_message_whose_reading_needs_review_stays_to_review(service_app
     assert (second.status, second.verdict) == ("needs_review", "follow_up")
     assert second.dossier_id == dossier.id
     assert dossier.status == "needs_review"
+
+
+def test_every_row_waiting_for_staff_has_a_reason_code(service_env, monkeypatch, dovecot):
+    # The golden mails and the hostile-input corpus, through a real poll: every
+    # needs_review or failed row says why with a ReviewReason code.
+    from mailbot.app import App
+    from parsers.reasons import ReviewReason
+    from tests.fixtures.hostile_mail import CASES
+    from tests.test_hostile_input import LIMIT_ENV
+
+    for key, value in LIMIT_ENV.items():
+        monkeypatch.setenv(key, value)
+    golden = sorted((Path(__file__).parent / "golden").glob("*.eml"))
+    raws = [path.read_bytes() for path in golden] + [CASES[name]() for name in CASES]
+    dovecot.fill_maildir(NB, raws)
+    app = App(service_env["MAILBOT_CONFIG"])
+    try:
+        reports = poll_all(app)
+        assert all(r.error is None for r in reports), [r.error for r in reports]
+        waiting = [m for m in rows(app, Message) if m.status in ("needs_review", "failed")]
+    finally:
+        app.close()
+    assert waiting, "the corpus must leave some messages to review"
+    codes = {str(code) for code in ReviewReason}
+    uncoded = [(m.subject, m.status, m.reason) for m in waiting if m.reason not in codes]
+    assert uncoded == []
