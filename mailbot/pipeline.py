@@ -30,7 +30,7 @@ from parsers.classify import (
 from parsers.documents import DocumentText, extract_documents
 from parsers.dossier import DossierReading, read_dossier
 from parsers.letter import LetterFinding, find_letter
-from parsers.mail import parse_message
+from parsers.mail import header_text, parse_message
 from parsers.reasons import ReviewReason
 from parsers.types import Attachment, ParsedMail
 
@@ -262,7 +262,7 @@ def trusted_forward(mail: ParsedMail, *, own_addresses: frozenset[str]) -> Parse
     name = ""
     if outer is not None:
         from_values = mail.headers.get("from") or ()
-        name = parseaddr(str(from_values[0]))[0] if from_values else ""
+        name = parseaddr(header_text(from_values[0]))[0] if from_values else ""
     note = (
         f"forward not honoured: {outer or 'the outer sender'} is not one of our addresses, "
         f"so the inner sender {mail.sender or '?'} is not taken as the applicant"
