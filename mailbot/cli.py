@@ -493,6 +493,27 @@ def messages_retry(
     out.print(f"message {message_id}: {filed.status} ({filed.verdict or 'no verdict'}){where}")
 
 
+@messages_app.command("attach")
+def messages_attach(
+    ctx: typer.Context,
+    *,
+    message_id: Annotated[int, typer.Argument(help="Ledger id (see `messages list`).")],
+    reference: Annotated[str, typer.Argument(help="The dossier, e.g. BSC-2026-0001.")],
+    note: Annotated[str | None, typer.Option("--note", help="Why, for the audit trail.")] = None,
+) -> None:
+    """Attach a message waiting for review to a dossier, after checking who sent it."""
+    application = _app(ctx)
+    filed = decisions.attach_message(
+        application,
+        message_pk=message_id,
+        reference=reference.strip().upper(),
+        actor=_staff_actor(),
+        note=note,
+    )
+    done = " (dossier complet)" if filed.dossier_completed else ""
+    out.print(f"message {message_id}: rattaché au dossier {filed.dossier_reference}{done}")
+
+
 # --------------------------------------------------------------------------
 # poll
 

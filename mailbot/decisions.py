@@ -1,4 +1,4 @@
-"""Staff decisions: a dossier's status, a corrected field, a quarantined message set aside.
+"""Staff decisions: a dossier's status, a corrected field, a message set aside or attached.
 
 The CLI (``dossiers set-status``, ``dossiers set-field``) and the back-office
 call these same functions, so a decision is validated and audited one way
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, col, select
@@ -38,6 +38,7 @@ from storage.models import (
 
 if TYPE_CHECKING:
     from mailbot.app import App
+    from mailbot.filing import Filed
 
 # Statuses staff may decide (the others are set by the service).
 STAFF_STATUSES = (
@@ -317,3 +318,59 @@ def _mail_of(app: App, message: Message, dossier: Dossier) -> ParsedMail:
         sender_name=dossier.sender_name or "",
         from_address=message.sender or sender,
     )
+
+
+# Messages staff may attach to a dossier after checking them.
+ATTACHABLE = (MessageStatus.NEEDS_REVIEW, MessageStatus.FAILED)
+
+
+def attach_message(
+    app: App, *, message_pk: int, reference: str, actor: str, note: str | None = None
+) -> Filed:
+    """Attach a message waiting for review to a dossier, as staff decided, audited.
+
+    For the follow-ups the service would not join by itself (sent by someone
+    who is not the applicant, ``ReviewReason.NOT_THE_APPLICANT``): the
+    message's pieces and fields join the dossier as a follow-up's would
+    (fields already read are kept), completeness is evaluated again, and
+    nobody is answered.
+    """
+    from mailbot.filing import attach_to_dossier
+    from mailbot.pipeline import Analyser
+
+    with session_scope(app.engine) as session:
+        message = session.get(Message, message_pk)
+        if message is None:
+            raise MailbotError(f"no message with id {message_pk}")
+        if message.status not in ATTACHABLE:
+            raise MailbotError(
+                f"message {message_pk} is {message.status}; only needs_review or failed "
+                "messages can be attached"
+            )
+        if message.raw_blob is None:
+            raise MailbotError(f"message {message_pk}: the raw message was not kept")
+        if repo.get_dossier(session=session, reference=reference) is None:
+            raise MailbotError(f"no dossier {reference!r}")
+        raw = app.blobs.get(message.raw_blob)
+        mailboxes = repo.mailboxes_for_message(session=session, message=message)
+    analyser = Analyser(app.config)
+    analysis = analyser.analyse(raw, mailbox=sorted(mailboxes)[0] if mailboxes else "")
+    if analysis.mail is None:
+        raise MailbotError(f"message {message_pk} cannot be read: {analysis.error}")
+    if analysis.reading is None:
+        documents = analyser.read_documents(analysis.mail.attachments)
+        analysis = replace(analysis, reading=analyser.read(analysis.mail, documents))
+    with session_scope(app.engine) as session:
+        message = session.get(Message, message_pk)
+        dossier = repo.get_dossier(session=session, reference=reference)
+        assert message is not None and dossier is not None
+        return attach_to_dossier(
+            session=session,
+            blobs=app.blobs,
+            config=app.config,
+            message=message,
+            analysis=analysis,
+            dossier=dossier,
+            actor=actor,
+            note=note,
+        )

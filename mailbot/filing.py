@@ -31,6 +31,7 @@ from mailbot.pipeline import Analyser, Analysis, Reading
 from mailbot.replies import choose_kind, plan_reply
 from parsers.checks import describe_missing, missing_pieces
 from parsers.classify import Classification
+from parsers.reasons import REVIEW_REASON_OF_RULE, ReviewReason
 from parsers.types import ParsedMail
 from storage import repositories as repo
 from storage.blobs import BlobStore
@@ -123,6 +124,7 @@ def file_analysis(
         analysis, open_dossiers=StoredOpenDossiers(session)
     )
     status, verdict, error = _status_of(analysis)
+    reason = _reason_of(analysis, status)
     keep = status != MessageStatus.IGNORED
     raw_blob = blobs.put(analysis.raw) if keep else None
     mail = analysis.mail
@@ -136,6 +138,7 @@ def file_analysis(
             error=error,
             raw_blob=raw_blob,
             now=now,
+            reason=reason,
         )
     )
     row, inserted = repo.add_message(session=session, message=message)
@@ -302,6 +305,7 @@ def _ledger_values(
     error: str | None,
     raw_blob: str | None,
     now: datetime,
+    reason: str | None = None,
 ) -> dict[str, Any]:
     mail = analysis.mail
     return dict(
@@ -318,6 +322,7 @@ def _ledger_values(
         verdict=verdict,
         rule_trace=analysis.classification.trace_as_json() if analysis.classification else [],
         status=status,
+        reason=reason,
         error=error,
         warnings=list(analysis.warnings),
         first_seen_at=now,
@@ -347,6 +352,7 @@ def refile(
     status, verdict, error = _status_of(analysis)
     message.status = status
     message.verdict = verdict
+    message.reason = _reason_of(analysis, status)
     message.error = error
     message.warnings = list(analysis.warnings)
     message.rule_trace = analysis.classification.trace_as_json() if analysis.classification else []
@@ -393,9 +399,9 @@ STATUS_OF_VERDICT: dict[Verdict, MessageStatus] = {
 
 
 def _status_of(analysis: Analysis) -> tuple[str, str | None, str | None]:
-    """(status, verdict recorded, error) of an analysed message."""
+    """(status, verdict recorded, error detail) of an analysed message."""
     if analysis.failed or analysis.verdict is None:
-        return MessageStatus.FAILED, None, analysis.error
+        return MessageStatus.FAILED, None, _error_detail(analysis.error)
     verdict = analysis.verdict
     status = STATUS_OF_VERDICT[Verdict(verdict)]
     classification = analysis.classification
@@ -404,6 +410,40 @@ def _status_of(analysis: Analysis) -> tuple[str, str | None, str | None]:
         # needs review (then its status says so).
         verdict = Verdict.FOLLOW_UP
     return status, verdict, None
+
+
+# Prefixes of ``Analysis.error`` that the reason code now says.
+_ERROR_PREFIXES = ("parse error: ", "analysis error: ", "filing error: ")
+
+
+def _error_detail(error: str | None) -> str | None:
+    """The free-text detail of a failure, without the words its reason code says."""
+    if error is None:
+        return None
+    for prefix in _ERROR_PREFIXES:
+        if error.startswith(prefix):
+            return error[len(prefix) :]
+    return error
+
+
+def _reason_of(analysis: Analysis, status: str) -> ReviewReason | None:
+    """The reason code of a message that waits for staff (needs_review or failed)."""
+    if status == MessageStatus.FAILED:
+        return analysis.failure or ReviewReason.ANALYSIS_ERROR
+    if status != MessageStatus.NEEDS_REVIEW:
+        return None
+    classification, reading = analysis.classification, analysis.reading
+    if classification is not None:
+        code = REVIEW_REASON_OF_RULE.get(classification.decided_by)
+        if code is not None and classification.verdict is Verdict.NEEDS_REVIEW:
+            return code
+    if reading is not None and reading.needs_review:
+        if reading.dossier.needs_review:
+            return ReviewReason.DOSSIER_UNCERTAIN
+        return ReviewReason.UNREADABLE_ATTACHMENT
+    if analysis.mail is not None and analysis.mail.over_limits:
+        return ReviewReason.OVER_LIMITS
+    return ReviewReason.UNCERTAIN_SCORE
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -451,7 +491,8 @@ def _join_dossier(filing: _Filing) -> Filed:
     dossier = repo.get_dossier(session=session, reference=reference) if reference else None
     if dossier is None:
         message.status = MessageStatus.NEEDS_REVIEW
-        message.error = f"follow-up names an unknown dossier {reference!r}"
+        message.reason = ReviewReason.UNKNOWN_DOSSIER
+        message.error = reference or ""
         session.add(message)
         return replace(filing.outcome, status=MessageStatus.NEEDS_REVIEW)
     previous_missing = list(dossier.missing or [])
@@ -556,9 +597,17 @@ def _add_to_dossier(filing: _Filing, *, dossier: Dossier) -> bool:
     fields = dict(dossier.fields or {})
     evidence = dict(dossier.evidence or {})
     if reading is not None:
-        # The latest document wins for the fields it states (a corrected dossier).
-        fields.update(reading.fields)
-        evidence.update(_evidence(reading))
+        # A later message only fills what is still missing: a field already
+        # read (the applicant's e-mail, structure, intitulé) changes only
+        # when staff correct it, never by mail.
+        new_evidence = _evidence(reading)
+        for key, value in reading.fields.items():
+            if _is_blank(fields.get(key)) and not _is_blank(value):
+                fields[key] = value
+                if key in new_evidence:
+                    evidence[key] = new_evidence[key]
+        if "_letter" in new_evidence and "_letter" not in evidence:
+            evidence["_letter"] = new_evidence["_letter"]
     roles = {
         p.role for p in session.exec(select(Piece).where(Piece.dossier_id == dossier.id)).all()
     }
@@ -598,6 +647,10 @@ def _add_to_dossier(filing: _Filing, *, dossier: Dossier) -> bool:
     session.add(dossier)
     session.flush()
     return completed
+
+
+def _is_blank(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {}
 
 
 def _add_pieces(filing: _Filing, *, dossier: Dossier) -> None:
@@ -680,3 +733,64 @@ def _ledger_headers(mail: ParsedMail | None) -> dict[str, Any]:
 
 def _year(now: datetime, config: Config) -> int:
     return now.astimezone(ZoneInfo(config.settings.service.timezone)).year
+
+
+def attach_to_dossier(
+    *,
+    session: Session,
+    blobs: BlobStore,
+    config: Config,
+    message: Message,
+    analysis: Analysis,
+    dossier: Dossier,
+    actor: str,
+    note: str | None = None,
+) -> Filed:
+    """Staff attach a message waiting for review to a dossier (``mailbot messages attach``).
+
+    Its pieces and fields join the dossier as a follow-up's would (fields
+    only fill what is missing), completeness is evaluated again, and the
+    decision is audited with ``actor`` and ``note``. Nobody is answered:
+    staff write to whom they choose.
+    """
+    now = utcnow()
+    previous = {"status": message.status, "reason": message.reason, "verdict": message.verdict}
+    message.status = MessageStatus.FILED
+    message.verdict = Verdict.FOLLOW_UP
+    message.reason = None
+    message.error = None
+    message.dossier_id = dossier.id
+    message.updated_at = now
+    session.add(message)
+    outcome = Filed(
+        message_pk=message.id,
+        status=MessageStatus.FILED,
+        verdict=Verdict.FOLLOW_UP,
+        duplicate=False,
+        dossier_reference=dossier.reference,
+        content_kept=True,
+    )
+    filing = _Filing(
+        session=session,
+        blobs=blobs,
+        config=config,
+        analysis=analysis,
+        message=message,
+        outcome=outcome,
+        now=now,
+    )
+    completed = _add_to_dossier(filing, dossier=dossier)
+    repo.record_event(
+        session=session,
+        actor=actor,
+        action="message.attached",
+        dossier=dossier,
+        message=message,
+        details={
+            "previous": previous,
+            "note": note,
+            "missing": list(dossier.missing or []),
+            "status": dossier.status,
+        },
+    )
+    return replace(outcome, dossier_completed=completed)

@@ -43,6 +43,7 @@ from mailbot.filing import (
 from mailbot.imap import FetchedMessage, FolderState, ImapError, MailboxClient
 from mailbot.pipeline import Analyser, Analysis
 from parsers.mail import header_block, header_text, read_headers
+from parsers.reasons import ReviewReason
 from storage import repositories as repo
 from storage.db import session_scope
 from storage.errors import BlobError
@@ -483,7 +484,13 @@ def _file(
             raise
         except Exception as err:  # a bug in filing must quarantine the message, not block the box
             log.exception("cannot file message at %s", position)
-            failed = replace(analysis, reading=None, verdict=None, error=f"filing error: {err!r}")
+            failed = replace(
+                analysis,
+                reading=None,
+                verdict=None,
+                error=f"filing error: {err!r}",
+                failure=ReviewReason.FILING_ERROR,
+            )
             return _file_once(
                 app, analysis=failed, position=position, state=state, analyser=analyser
             )

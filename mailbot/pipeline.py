@@ -14,9 +14,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from email.utils import parseaddr
 from typing import Any
 
 from mailbot.config import Config, Verdict
+from parsers.addresses import normalise_address
 from parsers.checks import attachment_roles, describe_missing, missing_pieces
 from parsers.classify import (
     Classification,
@@ -28,7 +30,8 @@ from parsers.classify import (
 from parsers.documents import DocumentText, extract_documents
 from parsers.dossier import DossierReading, read_dossier
 from parsers.letter import LetterFinding, find_letter
-from parsers.mail import parse_message
+from parsers.mail import header_text, parse_message
+from parsers.reasons import ReviewReason
 from parsers.types import Attachment, ParsedMail
 
 log = logging.getLogger(__name__)
@@ -86,6 +89,8 @@ class Analysis:
     verdict: str | None
     error: str | None = None
     warnings: tuple[str, ...] = field(default=())
+    # Why it failed (PARSE_ERROR, ANALYSIS_ERROR, FILING_ERROR); ``error`` is the detail.
+    failure: ReviewReason | None = None
 
     @property
     def failed(self) -> bool:
@@ -113,6 +118,7 @@ class Analyser:
                 reading=None,
                 verdict=None,
                 error=f"parse error: {err!r}",
+                failure=ReviewReason.PARSE_ERROR,
             )
         try:
             return self._analyse_parsed(raw, mail, mailbox)
@@ -126,12 +132,14 @@ class Analyser:
                 reading=None,
                 verdict=None,
                 error=f"analysis error: {err!r}",
+                failure=ReviewReason.ANALYSIS_ERROR,
             )
 
     def _context(self, mailbox: str, texts: Sequence[str] = ()) -> ClassifyContext:
         return ClassifyContext.from_config(self.config, mailbox=mailbox, attachment_texts=texts)
 
     def _analyse_parsed(self, raw: bytes, mail: ParsedMail, mailbox: str) -> Analysis:
+        mail = trusted_forward(mail, own_addresses=self.config.settings.own_addresses)
         classification = self.classifier.classify(mail, ctx=self._context(mailbox))
         documents: tuple[DocumentText, ...] | None = None
         scored = classification.decided_by == "score"
@@ -234,6 +242,38 @@ class Analyser:
             warnings=warnings,
             needs_review=needs_review,
         )
+
+
+def trusted_forward(mail: ParsedMail, *, own_addresses: frozenset[str]) -> ParsedMail:
+    """A forward names its original sender as the applicant only when we forwarded it.
+
+    The parser takes the inner "De :" line (or forwarded message) as the
+    sender; anyone can write one. Only a forward from one of our mailboxes
+    or a staff address is honoured; from anyone else the outer sender stays
+    the sender (so nobody is answered at an address they merely typed).
+    """
+    if not mail.forwarded:
+        return mail
+    outer = normalise_address(mail.from_address)
+    if outer is not None and outer in {a.lower() for a in own_addresses}:
+        return mail
+    if outer is not None and outer == normalise_address(mail.sender):
+        return mail  # one resending their own mail: nothing to decide
+    name = ""
+    if outer is not None:
+        from_values = mail.headers.get("from") or ()
+        name = parseaddr(header_text(from_values[0]))[0] if from_values else ""
+    note = (
+        f"forward not honoured: {outer or 'the outer sender'} is not one of our addresses, "
+        f"so the inner sender {mail.sender or '?'} is not taken as the applicant"
+    )
+    return replace(
+        mail,
+        sender=outer or "",
+        sender_name=name,
+        forwarded=False,
+        warnings=(*mail.warnings, note),
+    )
 
 
 def _documents(attachments: Sequence[Attachment]) -> list[Attachment]:

@@ -109,10 +109,13 @@ RULE_LABELS: dict[str, str] = {
     "dossier_reference": "référence de dossier citée",
     "reply_to_our_mail": "réponse à l'un de nos messages",
     "same_sender_open_dossier": "dossier ouvert du même expéditeur",
+    "not_the_applicant": "l'expéditeur n'est pas le porteur du dossier cité",
     # Rules that recognise mail sent by machines (never answered).
     "loop_header": "l'un de nos propres messages",
     "null_return_path": "message envoyé par un robot (sans adresse de retour)",
     "robot_sender": "expéditeur automatique (no-reply, mailer-daemon…)",
+    "robot_headers": "message automatique (absence, non-remise, vérification anti-spam)",
+    "robot_subject": "objet d'un message automatique (absence, non-remise)",
     "auto_submitted": "message automatique",
     "bulk_precedence": "envoi en nombre (lettre d'information, publicité)",
     "list_headers": "liste de diffusion ou lettre d'information",
@@ -166,6 +169,10 @@ REVIEW_REASON_LABELS: dict[ReviewReason, str] = {
         "aucun dossier lu ; une pièce jointe illisible pourrait le contenir"
     ),
     ReviewReason.DOSSIER_UNCERTAIN: "le dossier d'intention a été lu avec un doute",
+    ReviewReason.NOT_THE_APPLICANT: (
+        "message citant un dossier, envoyé par une autre personne que le porteur : "
+        "à rattacher après vérification (mailbot messages attach)"
+    ),
 }
 # Mailbox labels may name {waiting} ("3 messages attendent").
 MAILBOX_CHECK_LABELS: dict[MailboxCheck, str] = {

@@ -40,6 +40,7 @@ from email.utils import parseaddr
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
+from parsers.addresses import normalise_address
 from parsers.rules import ACTIONS, DetectionRules, Sign, Verdict, compile_pattern
 from parsers.rules import LoadedConfig as Config
 from parsers.text import fold, header_safe
@@ -140,6 +141,18 @@ class OpenDossier:
     title: str
 
 
+@dataclass(frozen=True)
+class Correspondence:
+    """Who may speak for one dossier, as the database knows it."""
+
+    reference: str
+    # Normalised addresses: the dossier's sender, the recipients of our
+    # replies for it, the senders of the messages attached to it.
+    addresses: frozenset[str]
+    # Message-IDs of our replies for it (normalised: no angle brackets, lower case).
+    sent_message_ids: frozenset[str]
+
+
 class OpenDossiers(Protocol):
     """Where the reading rules find a sender's open dossiers (the database)."""
 
@@ -149,6 +162,10 @@ class OpenDossiers(Protocol):
 
     def of_sender(self, sender: str) -> Sequence[OpenDossier]:
         """The open dossiers of exactly this sender address, latest received first."""
+        ...
+
+    def correspondence(self, reference: str) -> Correspondence | None:
+        """Who corresponded with the service about ``reference``; None: no such dossier."""
         ...
 
 
@@ -178,6 +195,8 @@ class ClassifyContext:
     open_dossiers: OpenDossiers | None = field(default=None, repr=False)
     # A retried message that already opened a dossier: its reference.
     filed_in: str | None = None
+    # The second stage of a follow-up: the dossier the first stage named.
+    follow_up_of: str | None = None
 
     def __post_init__(self) -> None:
         # Compared with folded addresses from the message, so fold them once
@@ -296,6 +315,8 @@ class Rule:
 
     name: ClassVar[str]
     stage: ClassVar[Stage] = Stage.MESSAGE
+    # A reading rule runs only on a message the first stage gave one of these verdicts.
+    applies_to: ClassVar[frozenset[Verdict]] = frozenset({Verdict.CANDIDATURE})
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -343,6 +364,14 @@ class NullReturnPath(Rule):
 
 
 class RobotSender(Rule):
+    """Senders that are robots: the patterns of ``robot_senders``, and the null sender.
+
+    Delivery reports come as ``MAILER-DAEMON <>``, ``<>`` or ``MAILER-DAEMON``
+    without a domain: none of them is an address the parser keeps, so the
+    raw From header is read too, and a From whose address is
+    empty (``<>``) is a robot by itself.
+    """
+
     name = "robot_sender"
 
     def __init__(self, rules: DetectionRules) -> None:
@@ -350,14 +379,96 @@ class RobotSender(Rule):
         self.patterns = [(p, compile_pattern(p)) for p in rules.robot_senders]
 
     def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
-        for role, address in (("sender", mail.sender), ("From", mail.from_address)):
-            folded = _address(address)
+        for role, value in self._candidates(mail):
+            folded = fold(value).strip("<> ")
             if not folded:
                 continue
             for source, regex in self.patterns:
                 if regex.search(folded):
                     return RuleResult(True, f"{role} {_quote(folded)} matches {source!r}")
+        for value in _values(mail, "from"):
+            _name, address = parseaddr(value)
+            if not address.strip("<> ") and "<" in value and ">" in value:
+                return RuleResult(True, f"From {_quote(value)} has the null address <>")
         return RuleResult(False, "no robot sender")
+
+    @staticmethod
+    def _candidates(mail: ParsedMail) -> Iterable[tuple[str, str]]:
+        yield "sender", _address(mail.sender)
+        yield "From", _address(mail.from_address)
+        # The raw From too: the parser keeps no address for "MAILER-DAEMON".
+        # (Not Sender: mailing services put their bounce address there on
+        # mail people send through them.)
+        for value in _values(mail, "from"):
+            name, address = parseaddr(value)
+            # "MAILER-DAEMON <>": the name is all there is to go by.
+            yield "From", address or name or value
+
+
+class RobotHeaders(Rule):
+    """Headers only automatic mail carries: vacation replies, bounces, challenge-response, lists.
+
+    iCloud marks its vacation replies with ``X-Apple-Action: VACATION`` only;
+    Exim and Gmail bounces carry ``X-Failed-Recipients``, Exchange ones
+    ``X-MS-Exchange-Message-Is-Ndr``; challenge-response services (Boxbe,
+    SpamArrest and the like) their own ``X-Challenge``/``X-Boxbe``/
+    ``X-SpamArrest`` headers; Mailman's loop and administrative notices
+    ``X-List-Administrivia``.
+    """
+
+    name = "robot_headers"
+    # Header name (lower case) -> folded values that make it automatic (empty: any value).
+    HEADERS: ClassVar[dict[str, frozenset[str]]] = {
+        "x-apple-action": frozenset({"vacation"}),
+        "x-auto-reply": frozenset(),
+        "x-autoreply-from": frozenset(),
+        "x-mail-autoreply": frozenset(),
+        "x-autogenerated": frozenset({"reply"}),
+        "x-vacation": frozenset(),
+        "x-failed-recipients": frozenset(),
+        "x-ms-exchange-message-is-ndr": frozenset(),
+        "x-list-administrivia": frozenset({"yes"}),
+        "x-challenge": frozenset(),
+        "x-challenge-response": frozenset(),
+    }
+    PREFIXES: ClassVar[tuple[str, ...]] = ("x-boxbe", "x-spamarrest", "x-challenge-")
+
+    def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
+        for name in mail.headers or {}:
+            lowered = str(name).lower()
+            if lowered in self.HEADERS:
+                wanted = self.HEADERS[lowered]
+                for value in _values(mail, lowered) or ("",):
+                    if not wanted or _token(value) in wanted:
+                        return RuleResult(True, f"{name}: {_quote(value)}")
+            elif lowered.startswith(self.PREFIXES):
+                return RuleResult(True, f"challenge-response header {name}")
+        return RuleResult(False, "no header of automatic mail")
+
+
+class RobotSubject(Rule):
+    """Subjects that automatic replies and delivery reports start with, in the common languages."""
+
+    name = "robot_subject"
+    PATTERN: ClassVar[re.Pattern[str]] = re.compile(
+        r"^\s*(?:"
+        r"auto(?:matic|matische)?[\s_-]*(?:reply|response|antwort|risposta|respuesta)"
+        r"|autoreply|reponse automatique|respuesta automatica|risposta automatica"
+        r"|absence du bureau|message d'absence|out of (?:the )?office|abwesenheit|absent\b"
+        r"|undeliver(?:ed|able)|delivery (?:status notification|failure|has failed)"
+        r"|mail delivery failed|returned mail|non remis|message non remis"
+        r"|echec de (?:la )?remise|notification d'etat de (?:la )?distribution"
+        r"|please confirm (?:you are human|your (?:e-?mail|message))"
+        r"|(?:verification|confirmation) (?:required|requise)"
+        r")"
+    )
+
+    def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
+        subject = _fold(mail.subject)
+        match = self.PATTERN.match(subject)
+        if match:
+            return RuleResult(True, f"subject starts with {_quote(match.group(0).strip())}")
+        return RuleResult(False, "no subject of automatic mail")
 
 
 class AutoSubmitted(Rule):
@@ -548,6 +659,66 @@ class SameSenderOpenDossier(Rule):
         return RuleResult(False, f"no open dossier of {sender} has the intitulé {_quote(title)}")
 
 
+def cited_message_ids(mail: ParsedMail) -> tuple[str, ...]:
+    """Every Message-ID a message cites (In-Reply-To, then References), normalised."""
+    ids = _message_ids([mail.in_reply_to]) + _message_ids(mail.references or ())
+    return tuple(dict.fromkeys(normalise_msgid(m) for m in ids if normalise_msgid(m)))
+
+
+def normalise_msgid(value: str | None) -> str:
+    """A Message-ID as compared: without angle brackets or spaces, lower case."""
+    return str(value or "").strip().strip("<>").strip().lower()
+
+
+class NotTheApplicant(Rule):
+    """Only the applicant (or who we already wrote to about it) may join or change a dossier.
+
+    A follow-up named by a reference or a thread passes when its sender is
+    the dossier's sender, a recipient of one of our replies for it or the
+    sender of a message already in it, and every Message-ID of ours it cites
+    is one we sent for that dossier. Anything else hits: staff check it
+    and attach it themselves (``mailbot messages attach``).
+    """
+
+    name = "not_the_applicant"
+    stage = Stage.READING
+    applies_to = frozenset({Verdict.FOLLOW_UP})
+
+    def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
+        lookup = ctx.open_dossiers
+        if lookup is None:
+            return RuleResult(False, "no database configured: not checked")
+        result = self._decide(mail, ctx, lookup)
+        if lookup.checked:
+            return replace(result, reason=f"{result.reason}; {lookup.checked}")
+        return result
+
+    @staticmethod
+    def _decide(mail: ParsedMail, ctx: ClassifyContext, lookup: OpenDossiers) -> RuleResult:
+        reference = ctx.follow_up_of
+        if not reference:
+            return RuleResult(False, "no dossier named")
+        if ctx.filed_in == reference:
+            return RuleResult(False, f"already in dossier {reference}", reference)
+        known = lookup.correspondence(reference)
+        if known is None:
+            # Filing sends a reference we do not have to review on its own.
+            return RuleResult(False, f"no dossier {reference}: not checked", reference)
+        sender = normalise_address(mail.sender)
+        if sender is None or sender not in known.addresses:
+            who = _quote(mail.sender) if mail.sender else "no usable sender"
+            reason = f"{who} is not the applicant of {reference} nor one of its correspondents"
+            return RuleResult(True, reason, reference)
+        for msgid in cited_message_ids(mail):
+            ours = reference_from_message_id(msgid, domain=ctx.message_id_domain)
+            if ours is not None and msgid not in known.sent_message_ids:
+                reason = f"cites {_quote(msgid)}, not a message we sent for {reference}"
+                return RuleResult(True, reason, reference)
+        return RuleResult(
+            False, f"{_quote(sender)} corresponds with us about {reference}", reference
+        )
+
+
 # --------------------------------------------------------------------------
 # The chain and the score
 
@@ -606,14 +777,21 @@ class Classifier:
     ) -> Classification:
         """The second stage: the reading rules, on a candidature whose documents are read.
 
-        ``first`` is what ``classify`` decided; any other verdict is final
-        and returned as it is. ``ctx.reading`` and ``ctx.open_dossiers``
+        ``first`` is what ``classify`` decided: a candidature meets the rules
+        that may join it to an open dossier, a follow-up the rules that check
+        the sender may touch the dossier it names (``Rule.applies_to``); any
+        other verdict is final and returned as it is. ``ctx.reading`` and ``ctx.open_dossiers``
         carry what these rules look at.
         """
-        if first.verdict is not Verdict.CANDIDATURE or not self.reading_chain:
+        steps = [(r, v) for r, v in self.reading_chain if first.verdict in r.applies_to]
+        if not steps:
             return first
         trace = list(first.trace)
-        decided = self._run(self.reading_chain, mail=mail, ctx=ctx, trace=trace, score=first.score)
+        if first.verdict is Verdict.FOLLOW_UP:
+            ctx = replace(ctx, follow_up_of=first.reference)
+        decided = self._run(steps, mail=mail, ctx=ctx, trace=trace, score=first.score)
+        if decided is not None and decided.reference is None:
+            decided = replace(decided, reference=first.reference)
         return decided or replace(first, trace=tuple(trace))
 
     @staticmethod

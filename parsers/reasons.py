@@ -53,6 +53,9 @@ class ReviewReason(StrEnum):
     UNKNOWN_DOSSIER = "unknown_dossier"  # a follow-up quotes a reference we do not have
     UNREADABLE_ATTACHMENT = "unreadable_attachment"  # no dossier read; an unreadable file may be it
     DOSSIER_UNCERTAIN = "dossier_uncertain"  # the dossier was read, but with doubt
+    # A follow-up from someone who is not the dossier's applicant nor one of
+    # its correspondents, or citing a Message-ID we did not send for it.
+    NOT_THE_APPLICANT = "not_the_applicant"
 
 
 class MailboxCheck(StrEnum):
@@ -69,6 +72,7 @@ class MailboxCheck(StrEnum):
 REVIEW_REASON_OF_RULE: dict[str, ReviewReason] = {
     "score": ReviewReason.UNCERTAIN_SCORE,
     "over_limits": ReviewReason.OVER_LIMITS,
+    "not_the_applicant": ReviewReason.NOT_THE_APPLICANT,
 }
 
 ALL_REASONS: tuple[type[StrEnum], ...] = (ReplyHold, DeliveryFailure, ReviewReason, MailboxCheck)

@@ -92,6 +92,7 @@ ACTIONS: dict[str, Verdict] = {
     "auto_reply": Verdict.AUTO_REPLY,
     "not_candidature": Verdict.NOT_CANDIDATURE,
     "follow_up": Verdict.FOLLOW_UP,
+    "needs_review": Verdict.NEEDS_REVIEW,
 }
 
 

@@ -24,6 +24,7 @@ from parsers.classify import (
     Classification,
     Classifier,
     ClassifyContext,
+    Correspondence,
     OpenDossier,
     ReadingFacts,
     RuleHit,
@@ -40,6 +41,8 @@ APPLICANT = "marie.dupont@asso-quartier.fr"
 STAFF = "d.berteloot@ville-bethune.fr"
 MAILBOX = "n.bataillon@ville-bethune.fr"
 SAME_SENDER = "same_sender_open_dossier"
+NOT_THE_APPLICANT = "not_the_applicant"
+COLLEAGUE = "jean.martin@asso-quartier.fr"
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +132,13 @@ class FixedOpenDossiers:
     def of_sender(self, sender: str) -> Sequence[OpenDossier]:
         self.asked.append(sender)
         return self.dossiers if sender == APPLICANT else ()
+
+    def correspondence(self, reference: str) -> Correspondence | None:
+        """APPLICANT and the colleague we answered speak for these dossiers."""
+        if reference not in {d.reference for d in self.dossiers}:
+            return None
+        sent = frozenset({f"mailbot.{reference}.acknowledgement.0a1b2c3d@{DOMAIN}".lower()})
+        return Correspondence(reference, frozenset({APPLICANT, COLLEAGUE}), sent)
 
 
 def reading_ctx(
@@ -604,7 +614,7 @@ def test_body_is_scanned_up_to_the_limit(classifier, ctx):
 def test_trace_lists_every_evaluated_rule_and_sign(rules, classifier, ctx):
     mail = realistic_candidature()
     result = classifier.classify(mail, ctx=ctx)
-    message_rules = [step.rule for step in rules.chain if step.rule != SAME_SENDER]
+    message_rules = [step.rule for step in rules.chain if RULES[step.rule].stage is Stage.MESSAGE]
     expected = [*message_rules, *(f"sign:{sign.name}" for sign in rules.signs), "score"]
     assert names(result) == expected
     assert not any(e.hit for e in result.trace[: len(message_rules)])
@@ -709,8 +719,10 @@ def second_stage(classifier, ctx, **reading: Any) -> tuple[Classification, Class
 
 def test_the_rule_waits_for_the_reading_and_is_listed_last(rules, classifier):
     assert RULES[SAME_SENDER].stage is Stage.READING
-    assert rules.chain[-1].rule == SAME_SENDER
-    assert [rule.name for rule, _verdict in classifier.reading_chain] == [SAME_SENDER]
+    assert RULES[NOT_THE_APPLICANT].stage is Stage.READING
+    assert [step.rule for step in rules.chain[-2:]] == [SAME_SENDER, NOT_THE_APPLICANT]
+    reading = [rule.name for rule, _verdict in classifier.reading_chain]
+    assert reading == [SAME_SENDER, NOT_THE_APPLICANT]
     assert SAME_SENDER not in [rule.name for rule, _verdict in classifier.chain]
 
 
@@ -771,10 +783,56 @@ def test_a_retried_message_already_in_a_dossier_is_not_joined_elsewhere(classifi
     assert lookup.asked == []
 
 
-def test_only_a_candidature_goes_through_the_second_stage(classifier, ctx):
+def test_a_follow_up_meets_only_the_authority_rule_in_the_second_stage(classifier, ctx):
     lookup = FixedOpenDossiers(POTAGER)
     mail = make_parsed(subject="Re: votre dossier BSC-2026-0031")
     first = classifier.classify(mail, ctx=ctx)
     assert first.verdict is Verdict.FOLLOW_UP
-    assert classifier.classify_reading(mail, first, ctx=reading_ctx(ctx, lookup=lookup)) is first
+    read = classifier.classify_reading(mail, first, ctx=reading_ctx(ctx, lookup=lookup))
+    assert names(read) == [*names(first), NOT_THE_APPLICANT]
+    # An unknown reference is left to filing (unknown_dossier), not judged here.
+    assert (read.verdict, read.reference) == (Verdict.FOLLOW_UP, "BSC-2026-0031")
     assert lookup.asked == []
+
+
+def follow_up_of_potager(
+    classifier: Classifier, ctx: ClassifyContext, **fields: Any
+) -> tuple[Classification, Classification]:
+    mail = make_parsed(**{"subject": f"Re: {POTAGER.reference} le courrier", **fields})
+    first = classifier.classify(mail, ctx=ctx)
+    assert first.verdict is Verdict.FOLLOW_UP
+    lookup = FixedOpenDossiers(POTAGER)
+    return first, classifier.classify_reading(mail, first, ctx=reading_ctx(ctx, lookup=lookup))
+
+
+@pytest.mark.parametrize("sender", [APPLICANT, COLLEAGUE, APPLICANT.upper()])
+def test_the_applicant_and_those_we_answered_may_follow_up(classifier, ctx, sender):
+    _first, read = follow_up_of_potager(classifier, ctx, sender=sender)
+    assert (read.verdict, read.reference) == (Verdict.FOLLOW_UP, POTAGER.reference)
+    assert read.trace[-1].rule == NOT_THE_APPLICANT and not read.trace[-1].hit
+
+
+@pytest.mark.parametrize("sender", ["intrus@example.net", "", "marie.dupont@asso-quartier.fr."])
+def test_anyone_else_citing_the_reference_goes_to_review(classifier, ctx, sender):
+    _first, read = follow_up_of_potager(classifier, ctx, sender=sender)
+    assert (read.verdict, read.reference) == (Verdict.NEEDS_REVIEW, POTAGER.reference)
+    assert read.decided_by == NOT_THE_APPLICANT and read.trace[-1].hit
+    assert "not the applicant" in read.trace[-1].reason
+
+
+def test_a_message_id_of_ours_we_did_not_send_for_the_dossier_goes_to_review(classifier, ctx):
+    forged = f"<mailbot.{POTAGER.reference}.completed.deadbeef@{DOMAIN}>"
+    _first, read = follow_up_of_potager(
+        classifier, ctx, subject="Re: votre dossier", in_reply_to=forged
+    )
+    assert read.verdict is Verdict.NEEDS_REVIEW
+    assert "not a message we sent" in read.trace[-1].reason
+    sent = f"<mailbot.{POTAGER.reference}.acknowledgement.0a1b2c3d@{DOMAIN}>"
+    _first, read = follow_up_of_potager(
+        classifier,
+        ctx,
+        subject="Re: votre dossier",
+        in_reply_to=sent,
+        references=("<own@asso-quartier.fr>", sent),
+    )
+    assert read.verdict is Verdict.FOLLOW_UP

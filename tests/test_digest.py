@@ -211,15 +211,9 @@ def test_every_section_from_real_mail(digest_app, dovecot, smtp_server, monkeypa
     assert review["status"] == "needs_review"
     assert review["subject"] == scenario.review_subject
     assert review["sender"] == "c.dumont@example.org"
-    # The reason is worded from its code (ReviewReason.UNKNOWN_DOSSIER, detail: the reference)
-    # once filing records one; a row without a code shows its stored detail under the status.
-    if review["reason_code"] is None:
-        assert review["reason"] == (
-            "à vérifier : follow-up names an unknown dossier 'BSC-2020-0999'"
-        )
-    else:
-        assert review["reason_code"] == "unknown_dossier"
-        assert review["reason"] == "le message cite un dossier inconnu : BSC-2020-0999"
+    # The reason is worded from its code (ReviewReason.UNKNOWN_DOSSIER, detail: the reference).
+    assert review["reason_code"] == "unknown_dossier"
+    assert review["reason"] == "le message cite un dossier inconnu : BSC-2020-0999"
 
     replies = {(r["dossier"], r["kind"]): r for r in sections["replies"]}
     assert set(replies) == {

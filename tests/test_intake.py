@@ -326,6 +326,22 @@ def test_untrusted_certificate_is_refused(service_app, dovecot, monkeypatch):
 
 
 def test_forwarded_candidature_belongs_to_the_original_sender(service_app, dovecot):
+    # Forwarded by staff (here: the other mailbox): the original sender is the applicant.
+    original = candidature(7, sender="Chloé Dupont <chloe@asso-perroy.fr>")
+    forward = forward_as_attachment(
+        original,
+        sender="Delphine Berteloot <d.berteloot@ville-bethune.fr>",
+        to=("n.bataillon@ville-bethune.fr",),
+        body="Je vous transfère la candidature de Chloé.",
+    )
+    dovecot.append(NB, forward)
+    assert poll(service_app)[NB].filed == 1
+    [dossier] = rows(service_app, Dossier)
+    assert dossier.sender == "chloe@asso-perroy.fr"
+
+
+def test_a_forward_from_outside_keeps_its_outer_sender(service_app, dovecot):
+    # Anyone may attach a message "from" someone else: only our forwards are honoured.
     original = candidature(7, sender="Chloé Dupont <chloe@asso-perroy.fr>")
     forward = forward_as_attachment(
         original,
@@ -336,7 +352,9 @@ def test_forwarded_candidature_belongs_to_the_original_sender(service_app, dovec
     dovecot.append(NB, forward)
     assert poll(service_app)[NB].filed == 1
     [dossier] = rows(service_app, Dossier)
-    assert dossier.sender == "chloe@asso-perroy.fr"
+    assert dossier.sender == "secretariat@asso-perroy.fr"
+    [message] = rows(service_app, Message)
+    assert any("forward not honoured" in w for w in message.warnings)
 
 
 def test_needs_review_then_retry_after_a_rule_change(service_app, dovecot, config_dir, capsys):
@@ -548,3 +566,29 @@ def test_a_joined_message_whose_reading_needs_review_stays_to_review(service_app
     assert (second.status, second.verdict) == ("needs_review", "follow_up")
     assert second.dossier_id == dossier.id
     assert dossier.status == "needs_review"
+
+
+def test_every_row_waiting_for_staff_has_a_reason_code(service_env, monkeypatch, dovecot):
+    # The golden mails and the hostile-input corpus, through a real poll: every
+    # needs_review or failed row says why with a ReviewReason code.
+    from mailbot.app import App
+    from parsers.reasons import ReviewReason
+    from tests.fixtures.hostile_mail import CASES
+
+    # The hostile corpus's limits (tests/test_hostile_input.py): a big message is kept.
+    monkeypatch.setenv("MAILBOT_LIMITS__MAX_MESSAGE_BYTES", "4000000")
+    monkeypatch.setenv("MAILBOT_LIMITS__OCR_TIMEOUT_SECONDS", "30")
+    golden = sorted((Path(__file__).parent / "golden").glob("*.eml"))
+    raws = [path.read_bytes() for path in golden] + [CASES[name]() for name in CASES]
+    dovecot.fill_maildir(NB, raws)
+    app = App(service_env["MAILBOT_CONFIG"])
+    try:
+        reports = poll_all(app)
+        assert all(r.error is None for r in reports), [r.error for r in reports]
+        waiting = [m for m in rows(app, Message) if m.status in ("needs_review", "failed")]
+    finally:
+        app.close()
+    assert waiting, "the corpus must leave some messages to review"
+    codes = {str(code) for code in ReviewReason}
+    uncoded = [(m.subject, m.status, m.reason) for m in waiting if m.reason not in codes]
+    assert uncoded == []

@@ -20,6 +20,7 @@ from sqlmodel import SQLModel, col, select
 
 from mailbot.app import App
 from mailbot.config import load_config
+from mailbot.decisions import attach_message
 from mailbot.intake import poll_all
 from mailbot.privacy import (
     ERASED_TEXT,
@@ -783,6 +784,10 @@ def test_erase_person_keeps_her_mail_in_someone_elses_dossier(app, dovecot, docu
         ),
     )
     poll(app)
+    # Not Karim's address: her letter waits for staff, who attach it after checking.
+    with session_scope(app.engine) as session:
+        partner = session.exec(select(Message).where(Message.sender == MARIE)).one().id
+    attach_message(app, message_pk=partner, reference=karim.reference, actor=ACTOR)
     before = dossier_state(app, karim.reference)
     assert MARIE in {m["sender"] for m in before["messages"]}
 

@@ -133,7 +133,10 @@ def _scan_head(data: bytes, limits: ParseLimits, report: _Report) -> _Head:
 
 def _head_end(data: bytes) -> int:
     """Offset just after the last header line (0 when there are no headers)."""
-    if not _HEADER_LINE_RE.match(data) or data[:1] in (b" ", b"\t"):
+    # A first line that starts with a blank is a header line to the standard
+    # library too (a continuation with nothing to continue: dropped as a
+    # defect), and the fields after it are read: so are they here.
+    if not _HEADER_LINE_RE.match(data):
         return 0
     found = _END_OF_HEAD.search(data)
     return found.start() + 1 if found else len(data)
