@@ -438,6 +438,8 @@ def _reason_of(analysis: Analysis, status: str) -> ReviewReason | None:
         if code is not None and classification.verdict is Verdict.NEEDS_REVIEW:
             return code
     if reading is not None and reading.needs_review:
+        if reading.over_budget:
+            return ReviewReason.OVER_BUDGET
         if reading.dossier.needs_review:
             return ReviewReason.DOSSIER_UNCERTAIN
         return ReviewReason.UNREADABLE_ATTACHMENT

@@ -59,6 +59,8 @@ class Reading:
     missing_text: tuple[str, ...]
     warnings: tuple[str, ...]
     needs_review: bool
+    # The message's reading budget ([limits] message_*_seconds) ran out.
+    over_budget: bool = False
 
     @property
     def fields(self) -> dict[str, Any]:
@@ -211,7 +213,9 @@ class Analyser:
         wanted = _documents(attachments)
         if not wanted:
             return ()
-        return tuple(extract_documents(wanted, limits=self.config.settings.limits))
+        # A DocumentsRead (a tuple) that also says whether the message's
+        # reading budget ran out: kept as it is, ``read`` looks at it.
+        return extract_documents(wanted, limits=self.config.settings.limits)
 
     def read(self, mail: ParsedMail, documents: tuple[DocumentText, ...]) -> Reading:
         rules = self.config.rules
@@ -226,12 +230,19 @@ class Analyser:
             letter_present=letter.letter_sha256 is not None,
             rules=rules,
         )
-        warnings = tuple(w for d in documents for w in d.warnings) + tuple(dossier.warnings)
+        over_budget = bool(getattr(documents, "over_budget", False))
+        warnings = (
+            tuple(getattr(documents, "warnings", ()))
+            + tuple(w for d in documents for w in d.warnings)
+            + tuple(dossier.warnings)
+        )
         # An unreadable document matters when it may hold what is missing; a huge
         # holiday photo next to a readable dossier and letter does not.
         unreadable = any(d.needs_review for d in documents)
         complete_pieces = dossier.dossier_sha256 is not None and letter.letter_sha256 is not None
-        needs_review = dossier.needs_review or (unreadable and not complete_pieces)
+        # Over budget, some documents were not read at all: a person decides,
+        # whatever was found in the others.
+        needs_review = over_budget or dossier.needs_review or (unreadable and not complete_pieces)
         return Reading(
             documents=documents,
             dossier=dossier,
@@ -241,6 +252,7 @@ class Analyser:
             missing_text=tuple(describe_missing(missing, rules=rules)),
             warnings=warnings,
             needs_review=needs_review,
+            over_budget=over_budget,
         )
 
 

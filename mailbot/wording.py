@@ -169,6 +169,10 @@ REVIEW_REASON_LABELS: dict[ReviewReason, str] = {
         "aucun dossier lu ; une pièce jointe illisible pourrait le contenir"
     ),
     ReviewReason.DOSSIER_UNCERTAIN: "le dossier d'intention a été lu avec un doute",
+    ReviewReason.OVER_BUDGET: (
+        "lecture interrompue : le temps de lecture alloué au message est épuisé, "
+        "des pièces n'ont pas été lues"
+    ),
     ReviewReason.NOT_THE_APPLICANT: (
         "message citant un dossier, envoyé par une autre personne que le porteur : "
         "à rattacher après vérification (mailbot messages attach)"

@@ -53,6 +53,7 @@ class ReviewReason(StrEnum):
     UNKNOWN_DOSSIER = "unknown_dossier"  # a follow-up quotes a reference we do not have
     UNREADABLE_ATTACHMENT = "unreadable_attachment"  # no dossier read; an unreadable file may be it
     DOSSIER_UNCERTAIN = "dossier_uncertain"  # the dossier was read, but with doubt
+    OVER_BUDGET = "over_budget"  # the message's reading budget ran out: documents left unread
     # A follow-up from someone who is not the dossier's applicant nor one of
     # its correspondents, or citing a Message-ID we did not send for it.
     NOT_THE_APPLICANT = "not_the_applicant"

@@ -94,3 +94,48 @@ def test_mailbot_try_on_a_message_of_many_scans_ends_within_its_budget(
     assert elapsed < 3 + START_AND_STOP_SECONDS
     assert result["verdict"] == "needs_review"
     assert any("reading budget is spent" in w for w in result["warnings"])
+
+
+def test_a_candidature_over_its_budget_is_filed_for_review_with_its_reason(
+    dense_scans, config_dir, monkeypatch
+):
+    """A dossier and a letter that were read, then scans the budget left unread: staff decide."""
+    from mailbot.app import App
+    from mailbot.filing import Position, file_analysis
+    from mailbot.pipeline import Analyser
+    from storage.db import session_scope
+    from storage.models import Message
+    from tests.fixtures.corpus import form_pdf
+    from tests.fixtures.mail import as_bytes
+
+    monkeypatch.setenv("MAILBOT_LIMITS__MESSAGE_WALL_SECONDS", "3")
+    app = App(str(config_dir))
+    rules = app.config.rules
+    raw = as_bytes(
+        make_mail(
+            subject="Candidature au label Béthune Smart City",
+            body="Bonjour,\nVeuillez trouver ci-joint notre dossier d'intention.",
+            attachments=[
+                ("dossier_intention.pdf", form_pdf(rules, POTAGER), "application/pdf"),
+                ("courrier_maire.pdf", letter_pdf(POTAGER), "application/pdf"),
+                *[(a.filename, a.data, "image/jpeg") for a in dense_scans],
+            ],
+        )
+    )
+    analysis = Analyser(app.config).analyse(raw, mailbox="n.bataillon")
+    assert analysis.reading is not None and analysis.reading.over_budget
+    assert analysis.verdict == "needs_review"
+    with session_scope(app.engine) as session:
+        filed = file_analysis(
+            session=session,
+            blobs=app.blobs,
+            config=app.config,
+            analysis=analysis,
+            position=Position("n.bataillon", "INBOX", 1, 1),
+        )
+    with session_scope(app.engine) as session:
+        message = session.get(Message, filed.message_pk)
+        assert message is not None
+        assert message.status == "needs_review"
+        assert message.reason == "over_budget"
+    app.close()
