@@ -6,11 +6,17 @@ Each command runs in a fresh process, as a user types it; the median of the
 runs (interleaved with their baseline) is compared with:
 
 - help: ``mailbot --help`` vs ``python -c "import typer"`` (Typer itself, and
-  the Rich it loads to print help, is the floor). Goal: at most 2×.
+  the Rich it loads to print help, is the floor). Goal: at most 2×. Printing
+  the help loads Typer's own renderer (``typer.rich_utils``: Rich tables,
+  Markdown, tracebacks), which ``import typer`` alone does not: on an idle
+  machine that renderer is most of the difference.
 - list: ``mailbot dossiers list --json`` on a SQLite database of ``count``
   dossiers (default 1,000, built fast through the repository functions as in
   ``bench.web``) vs ``python -c "import sqlmodel"`` plus the bare ``SELECT``
   of every dossier, newest first, through a SQLModel session. Goal: at most 1.5×.
+  Beyond the baseline, the command pays for loading the config (it compiles
+  the reply templates), the schema-revision check (Alembic) and one query per
+  dossier for its mailboxes (``views.dossier_summary``).
 
 Needs no mail server: ``run`` takes the harness's servers only to fit
 ``python -m bench``.
