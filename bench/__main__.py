@@ -15,7 +15,7 @@ import platform
 import time
 import traceback
 
-from bench import backlog, dossiers, harness, latency, memory, watching, web
+from bench import backlog, dossiers, harness, latency, memory, startup, watching, web
 
 BENCHES = {
     "watching": watching.run,
@@ -24,6 +24,7 @@ BENCHES = {
     "latency": latency.run,
     "memory": memory.run,
     "web": web.run,
+    "startup": startup.run,
 }
 
 

@@ -2,7 +2,9 @@
 
 The CLI and the scheduler build one ``App`` and hand it to the service
 functions; nothing is opened until it is first needed, so commands that only
-read the config never touch the database.
+read the config never touch the database. The modules behind them (the
+config loader, SQLAlchemy, the blob store) are imported on first use too, so
+importing this module costs nothing.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import Engine
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
-from mailbot.config import Config, load_config
-from storage.blobs import BlobStore
-from storage.db import open_database
+    from mailbot.config import Config
+    from storage.blobs import BlobStore
 
 log = logging.getLogger(__name__)
 
@@ -28,17 +31,23 @@ class App:
     @property
     def config(self) -> Config:
         if self._config is None:
+            from mailbot.config import load_config
+
             self._config = load_config(self.config_dir)
         return self._config
 
     @cached_property
     def engine(self) -> Engine:
+        from storage.db import open_database
+
         url = self.config.database_url
         log.debug("opening database %s", _redact(url))
         return open_database(url)
 
     @cached_property
     def blobs(self) -> BlobStore:
+        from storage.blobs import BlobStore
+
         return BlobStore(self.config.blob_dir)
 
     def close(self) -> None:

@@ -11,22 +11,22 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Column, Table
 from typer._click.exceptions import ClickException
 
-from mailbot import decisions, terminal, views, wording
-from mailbot import export as exports
-from mailbot.app import App
-from mailbot.config import check_reply_authentication, check_secrets, load_config
+from mailbot import terminal
 from mailbot.errors import ConfigError, MailbotError
-from parsers.checks import describe_missing
-from storage import repositories as repo
-from storage.db import session_scope, upgrade
 from storage.errors import StorageError
-from storage.models import DossierStatus, MessageStatus
+
+if TYPE_CHECKING:
+    from rich.table import Column
+
+    from mailbot.app import App
+
+# The service modules (database, parsers, documents) are imported inside the
+# commands that use them: `mailbot --help` and the light commands start fast.
 
 app = typer.Typer(
     name="mailbot",
@@ -49,9 +49,6 @@ app.add_typer(staff_app, name="staff")
 # Applicant text reaches these consoles: never markup, never control characters.
 out = terminal.console()
 err = terminal.console(stderr=True)
-
-# Staff decisions `dossiers set-status` accepts (the others are set by the service).
-STAFF_STATUSES = tuple(status.value for status in decisions.STAFF_STATUSES)
 
 
 def _app(ctx: typer.Context) -> App:
@@ -95,6 +92,8 @@ def main_options(
         ),
     ] = None,
 ) -> None:
+    from mailbot.app import App
+
     ctx.obj = App(str(config) if config else None)
     ctx.call_on_close(ctx.obj.close)
 
@@ -116,6 +115,7 @@ def config_check(
 ) -> None:
     """Validate mailbot.toml, rules.toml and the templates; name each error's file, line and key."""
     from mailbot import digest, replies
+    from mailbot.config import check_reply_authentication, check_secrets, load_config
 
     config = load_config(_app(ctx).config_dir)
     replies.check_templates(config)
@@ -153,6 +153,8 @@ def health(
 
     from sqlalchemy import text
 
+    from storage.db import session_scope
+
     application = _app(ctx)
     settings = application.config.settings
     with session_scope(application.engine) as session:
@@ -175,6 +177,8 @@ def health(
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Apply the database migrations (the default SQLite database is created if needed)."""
+    from storage.db import upgrade
+
     application = _app(ctx)
     from storage.db import current_revision, make_engine
 
@@ -196,6 +200,8 @@ def db_upgrade(ctx: typer.Context) -> None:
 
 
 def _dossier_status(value: str | None) -> str | None:
+    from storage.models import DossierStatus
+
     if value is None:
         return None
     allowed = [s.value for s in DossierStatus]
@@ -213,6 +219,10 @@ def dossiers_list(
     as_json: Annotated[bool, typer.Option("--json", help="JSON array on stdout.")] = False,
 ) -> None:
     """The dossiers, newest first."""
+    from mailbot import views
+    from storage import repositories as repo
+    from storage.db import session_scope
+
     status = _dossier_status(status)
     application = _app(ctx)
     with session_scope(application.engine) as session:
@@ -224,6 +234,10 @@ def dossiers_list(
     if not data:
         out.print("no dossiers" + (f" with status {status}" if status else ""))
         return
+    from rich.table import Table
+
+    from mailbot import wording
+
     zone = wording.service_zone(application.config)
     table = Table(
         _reference_column("Référence"), "Statut", "Intitulé", "Porteur", _date_column(), "Manque"
@@ -246,10 +260,14 @@ _DATE_WIDTH = len("24/11/2026 10:12")
 
 
 def _reference_column(header: str) -> Column:
+    from rich.table import Column
+
     return Column(header, no_wrap=True, min_width=_REFERENCE_WIDTH)
 
 
 def _date_column(header: str = "Reçu le") -> Column:
+    from rich.table import Column
+
     return Column(header, no_wrap=True, min_width=_DATE_WIDTH)
 
 
@@ -260,6 +278,14 @@ def dossiers_show(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """One dossier with its fields, pieces, messages and replies."""
+    from rich.table import Table
+
+    from mailbot import export as exports
+    from mailbot import views, wording
+    from parsers.checks import describe_missing
+    from storage import repositories as repo
+    from storage.db import session_scope
+
     application = _app(ctx)
     with session_scope(application.engine) as session:
         dossier = repo.get_dossier(session=session, reference=reference.strip().upper())
@@ -301,18 +327,20 @@ def dossiers_show(
             out.print(table)
 
 
-# Keys of the views that hold a code, and the table that words it.
-_WORDED_KEYS = {"role": wording.PIECE_ROLE_LABELS, "action": wording.ACTION_LABELS}
 # Keys of the views that hold a time: shown local, to the minute.
 _TIME_KEYS = frozenset({"at", "sent_at", "created_at", "added_at", "first_seen_at", "date"})
 
 
 def _shown(row: dict[str, Any], key: str, zone: Any) -> str:
+    from mailbot import wording
+
     value = row.get(key)
     if key in _TIME_KEYS:
         return wording.local_date_time(value, zone)
-    if key in _WORDED_KEYS:
-        return wording.label(_WORDED_KEYS[key], value)
+    # Keys of the views that hold a code, and the table that words it.
+    worded_keys = {"role": wording.PIECE_ROLE_LABELS, "action": wording.ACTION_LABELS}
+    if key in worded_keys:
+        return wording.label(worded_keys[key], value)
     return str(value) if value not in (None, "") else ""
 
 
@@ -347,8 +375,12 @@ def dossiers_set_status(
     ] = None,
 ) -> None:
     """Record a staff decision on a dossier."""
-    if status not in STAFF_STATUSES:
-        raise typer.BadParameter(f"{status!r} is not one of {', '.join(STAFF_STATUSES)}")
+    from mailbot import decisions
+
+    # Staff decisions this command accepts (the others are set by the service).
+    staff_statuses = tuple(status.value for status in decisions.STAFF_STATUSES)
+    if status not in staff_statuses:
+        raise typer.BadParameter(f"{status!r} is not one of {', '.join(staff_statuses)}")
     actor = _staff_actor()
     decision = decisions.decide_status(
         _app(ctx), reference=reference, status=status, actor=actor, note=note
@@ -371,6 +403,8 @@ def dossiers_set_field(
     ] = None,
 ) -> None:
     """Correct one field: validated and normalised as the parser does, audited."""
+    from mailbot import decisions
+
     actor = _staff_actor()
     done = decisions.set_field(
         _app(ctx), reference=reference, key=key, value=value, actor=actor, note=note
@@ -403,6 +437,11 @@ def dossiers_export(
     status: Annotated[str | None, typer.Option("--status", help="Only this status.")] = None,
 ) -> None:
     """Spreadsheet of the dossiers, one column per field."""
+    from mailbot import export as exports
+    from mailbot import views, wording
+    from storage import repositories as repo
+    from storage.db import session_scope
+
     if fmt not in ("csv", "xlsx"):
         raise typer.BadParameter(f"--format must be csv or xlsx, not {fmt!r}")
     if fmt == "xlsx" and output is None:
@@ -439,6 +478,13 @@ def messages_list(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Every message seen, with its verdict, rule trace, status and error."""
+    from rich.table import Table
+
+    from mailbot import views, wording
+    from storage import repositories as repo
+    from storage.db import session_scope
+    from storage.models import MessageStatus
+
     if status is not None and status not in [s.value for s in MessageStatus]:
         allowed = ", ".join(s.value for s in MessageStatus)
         raise typer.BadParameter(f"{status!r} is not one of {allowed}")
@@ -529,6 +575,7 @@ def poll(
     ] = False,
 ) -> None:
     """One pass over every mailbox; prints a one-line summary per mailbox."""
+    from mailbot.config import check_secrets
     from mailbot.intake import poll_all
 
     del once  # a single pass is all this command does
@@ -565,6 +612,7 @@ def run_command(ctx: typer.Context) -> None:
     """The service: polls on schedule (IDLE where possible), sends replies and the digest."""
     import logging
 
+    from mailbot.config import check_secrets
     from mailbot.worker import run_service
 
     application = _app(ctx)
@@ -626,6 +674,7 @@ def try_command(
     ] = None,
 ) -> None:
     """Dry run of the whole pipeline on one message; writes nothing anywhere."""
+    from mailbot import export as exports
     from mailbot.trial import try_message
 
     application = _app(ctx)
@@ -669,6 +718,7 @@ def template_command(
     fmt: Annotated[str, typer.Option("--format", help="pdf or docx.")] = "pdf",
 ) -> None:
     """The blank dossier d'intention, generated from rules.toml."""
+    from mailbot import export as exports
     from mailbot.forms import blank_form_docx, blank_form_pdf
 
     if fmt not in ("pdf", "docx"):
@@ -842,6 +892,9 @@ def staff_add(
 @staff_app.command("list")
 def staff_list(ctx: typer.Context) -> None:
     """The back-office accounts."""
+    from rich.table import Table
+
+    from mailbot import wording
     from mailbot.staff import list_staff
 
     accounts = list_staff(_app(ctx))
