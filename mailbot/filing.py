@@ -9,15 +9,17 @@ at nothing.
 Filing decides nothing about a message: the chain's second stage runs first
 (in the same transaction, ``Analyser.after_reading``), then ``HANDLERS``
 maps the verdict to the handler that acts on it (open a dossier, join one,
-keep the ledger row only).
+keep the ledger row only). Updating a dossier with a message's pieces and
+fields is ``mailbot.dossier_update``; the types filing is handed and gives
+back are in ``mailbot.filed``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -26,11 +28,15 @@ from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
 from mailbot.config import Config, Verdict
+from mailbot.dossier_update import add_pieces, add_to_dossier, stored_evidence
+from mailbot.dossier_update import attach_to_dossier as attach_to_dossier
+from mailbot.filed import Filed as Filed
+from mailbot.filed import Filing
+from mailbot.filed import Position as Position
 from mailbot.open_dossiers import StoredOpenDossiers
 from mailbot.pipeline import Analyser, Analysis, Reading
 from mailbot.replies import choose_kind, plan_reply
-from parsers.checks import describe_missing, missing_pieces
-from parsers.classify import Classification
+from parsers.checks import describe_missing
 from parsers.reasons import REVIEW_REASON_OF_RULE, ReviewReason
 from parsers.types import ParsedMail
 from storage import repositories as repo
@@ -41,8 +47,6 @@ from storage.models import (
     DossierStatus,
     Message,
     MessageStatus,
-    Piece,
-    PieceRole,
     ServerAction,
     Sighting,
     dedup_key_for,
@@ -65,30 +69,6 @@ LEDGER_HEADERS = (
     "list-id",
     "content-type",
 )
-# Dossier statuses the service may change by itself; staff decisions stay.
-SERVICE_STATUSES = (DossierStatus.INCOMPLETE, DossierStatus.COMPLETE, DossierStatus.NEEDS_REVIEW)
-
-
-@dataclass(frozen=True)
-class Position:
-    """Where a message sits on the server."""
-
-    mailbox: str
-    folder: str
-    uidvalidity: int
-    uid: int
-
-
-@dataclass(frozen=True)
-class Filed:
-    message_pk: int
-    status: str
-    verdict: str | None
-    duplicate: bool
-    dossier_reference: str | None = None
-    dossier_created: bool = False
-    dossier_completed: bool = False
-    content_kept: bool = False
 
 
 def dedup_key(analysis: Analysis) -> tuple[str, str]:
@@ -160,7 +140,7 @@ def file_analysis(
         )
         return outcome
     return _file_content(
-        _Filing(
+        Filing(
             session=session,
             blobs=blobs,
             config=config,
@@ -376,7 +356,7 @@ def refile(
     if analysis.failed or analysis.mail is None:
         return outcome
     return _file_content(
-        _Filing(
+        Filing(
             session=session,
             blobs=blobs,
             config=config,
@@ -448,46 +428,17 @@ def _reason_of(analysis: Analysis, status: str) -> ReviewReason | None:
     return ReviewReason.UNCERTAIN_SCORE
 
 
-@dataclass(frozen=True, kw_only=True)
-class _Filing:
-    """One message being filed: what every verdict's handler is given."""
-
-    session: Session
-    blobs: BlobStore
-    config: Config
-    analysis: Analysis
-    message: Message
-    # What filing says so far (ledger row written, status known).
-    outcome: Filed
-    now: datetime
-
-    @property
-    def mail(self) -> ParsedMail:
-        assert self.analysis.mail is not None
-        return self.analysis.mail
-
-    @property
-    def classification(self) -> Classification:
-        assert self.analysis.classification is not None
-        return self.analysis.classification
-
-    @property
-    def rule_actor(self) -> str:
-        """The audit actor of what the chain decided: the rule that decided."""
-        return f"rule:{self.classification.decided_by}"
-
-
-def _file_content(filing: _Filing) -> Filed:
+def _file_content(filing: Filing) -> Filed:
     """Act on the chain's verdict: one handler per verdict, none of them deciding."""
     return HANDLERS[filing.classification.verdict](filing)
 
 
-def _ledger_only(filing: _Filing) -> Filed:
+def _ledger_only(filing: Filing) -> Filed:
     """Not for us, or for staff to review: the ledger row (and the raw message) is all."""
     return filing.outcome
 
 
-def _join_dossier(filing: _Filing) -> Filed:
+def _join_dossier(filing: Filing) -> Filed:
     """A follow-up: its pieces and fields join the dossier the chain named."""
     session, message, reference = filing.session, filing.message, filing.classification.reference
     dossier = repo.get_dossier(session=session, reference=reference) if reference else None
@@ -498,7 +449,7 @@ def _join_dossier(filing: _Filing) -> Filed:
         session.add(message)
         return replace(filing.outcome, status=MessageStatus.NEEDS_REVIEW)
     previous_missing = list(dossier.missing or [])
-    completed = _add_to_dossier(filing, dossier=dossier)
+    completed = add_to_dossier(filing, dossier=dossier)
     message.dossier_id = dossier.id
     session.add(message)
     repo.record_event(
@@ -513,7 +464,7 @@ def _join_dossier(filing: _Filing) -> Filed:
     return replace(filing.outcome, dossier_reference=dossier.reference, dossier_completed=completed)
 
 
-def _open_dossier(filing: _Filing) -> Filed:
+def _open_dossier(filing: Filing) -> Filed:
     """A candidature opens a dossier (a retried one updates the dossier it opened)."""
     reading, message = filing.analysis.reading, filing.message
     if reading is None:
@@ -522,7 +473,7 @@ def _open_dossier(filing: _Filing) -> Filed:
         dossier = filing.session.get(Dossier, message.dossier_id)
         assert dossier is not None
         previous_missing = list(dossier.missing or [])
-        completed = _add_to_dossier(filing, dossier=dossier)
+        completed = add_to_dossier(filing, dossier=dossier)
         _reply(filing, dossier=dossier, completed=completed, previous_missing=previous_missing)
         return replace(
             filing.outcome, dossier_reference=dossier.reference, dossier_completed=completed
@@ -534,7 +485,7 @@ def _open_dossier(filing: _Filing) -> Filed:
         sender=mail.sender,
         sender_name=mail.sender_name or None,
         fields=reading.fields,
-        evidence=_evidence(reading),
+        evidence=stored_evidence(reading),
         missing=list(reading.missing),
         status=_new_dossier_status(reading),
         received_at=filing.now,
@@ -542,13 +493,13 @@ def _open_dossier(filing: _Filing) -> Filed:
     )
     message.dossier_id = dossier.id
     filing.session.add(message)
-    _add_pieces(filing, dossier=dossier)
+    add_pieces(filing, dossier=dossier)
     _reply(filing, dossier=dossier, created=True)
     return replace(filing.outcome, dossier_reference=dossier.reference, dossier_created=True)
 
 
 # What filing does for each verdict of the chain.
-HANDLERS: dict[Verdict, Callable[[_Filing], Filed]] = {
+HANDLERS: dict[Verdict, Callable[[Filing], Filed]] = {
     Verdict.CANDIDATURE: _open_dossier,
     Verdict.FOLLOW_UP: _join_dossier,
     Verdict.NEEDS_REVIEW: _ledger_only,
@@ -564,7 +515,7 @@ def _new_dossier_status(reading: Reading) -> str:
 
 
 def _reply(
-    filing: _Filing,
+    filing: Filing,
     *,
     dossier: Dossier,
     created: bool = False,
@@ -590,107 +541,6 @@ def _reply(
         missing_text=describe_missing(missing, rules=config.rules),
         now=filing.now,
     )
-
-
-def _add_to_dossier(filing: _Filing, *, dossier: Dossier) -> bool:
-    """Join a message's pieces and fields to a dossier; True when it became complete."""
-    session, reading, now = filing.session, filing.analysis.reading, filing.now
-    _add_pieces(filing, dossier=dossier)
-    fields = dict(dossier.fields or {})
-    evidence = dict(dossier.evidence or {})
-    if reading is not None:
-        # A later message only fills what is still missing: a field already
-        # read (the applicant's e-mail, structure, intitulé) changes only
-        # when staff correct it, never by mail.
-        new_evidence = _evidence(reading)
-        for key, value in reading.fields.items():
-            if _is_blank(fields.get(key)) and not _is_blank(value):
-                fields[key] = value
-                if key in new_evidence:
-                    evidence[key] = new_evidence[key]
-        if "_letter" in new_evidence and "_letter" not in evidence:
-            evidence["_letter"] = new_evidence["_letter"]
-    roles = {
-        p.role for p in session.exec(select(Piece).where(Piece.dossier_id == dossier.id)).all()
-    }
-    missing = list(
-        missing_pieces(
-            fields=fields,
-            dossier_present=PieceRole.DOSSIER in roles,
-            # A letter may be a page of the dossier's PDF: then only the evidence says so.
-            letter_present=PieceRole.LETTER in roles or "_letter" in evidence,
-            rules=filing.config.rules,
-        )
-    )
-    old_status = dossier.status
-    dossier.fields = fields
-    dossier.evidence = evidence
-    dossier.missing = missing
-    dossier.updated_at = now
-    completed = False
-    if old_status in SERVICE_STATUSES:
-        if reading is not None and reading.needs_review:
-            new_status = DossierStatus.NEEDS_REVIEW
-        else:
-            new_status = DossierStatus.COMPLETE if not missing else DossierStatus.INCOMPLETE
-        if new_status != old_status:
-            dossier.status = new_status
-            completed = new_status == DossierStatus.COMPLETE
-            if completed:
-                dossier.completed_at = now
-            repo.record_event(
-                session=session,
-                actor="system",
-                action="dossier.status_changed",
-                dossier=dossier,
-                message=filing.message,
-                details={"old": old_status, "new": new_status, "missing": missing},
-            )
-    session.add(dossier)
-    session.flush()
-    return completed
-
-
-def _is_blank(value: Any) -> bool:
-    return value is None or value == "" or value == [] or value == {}
-
-
-def _add_pieces(filing: _Filing, *, dossier: Dossier) -> None:
-    reading = filing.analysis.reading
-    roles: Mapping[str, str] = reading.roles if reading else {}
-    for attachment in filing.mail.attachments:
-        if not attachment.data:
-            continue  # over the size limit: named in the message's warnings
-        sha = filing.blobs.put(attachment.data)
-        repo.add_piece(
-            session=filing.session,
-            dossier=dossier,
-            message=filing.message,
-            blob_sha256=sha,
-            filename=attachment.filename,
-            content_type=attachment.content_type,
-            size=attachment.size,
-            role=roles.get(attachment.sha256, PieceRole.SUPPORTING),
-            warnings=list(attachment.warnings),
-        )
-
-
-def _evidence(reading: Reading) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, item in reading.dossier.evidence.items():
-        out[key] = {
-            "source": getattr(item, "source", None),
-            "raw": getattr(item, "raw", None),
-            "layer": getattr(item, "layer", None),
-        }
-    if reading.letter.letter_sha256:
-        out["_letter"] = {
-            "sha256": reading.letter.letter_sha256,
-            "page": reading.letter.page,
-            "score": reading.letter.score,
-            "reasons": list(reading.letter.reasons),
-        }
-    return out
 
 
 def _sight(session: Session, message: Message, position: Position | None) -> None:
@@ -735,64 +585,3 @@ def _ledger_headers(mail: ParsedMail | None) -> dict[str, Any]:
 
 def _year(now: datetime, config: Config) -> int:
     return now.astimezone(ZoneInfo(config.settings.service.timezone)).year
-
-
-def attach_to_dossier(
-    *,
-    session: Session,
-    blobs: BlobStore,
-    config: Config,
-    message: Message,
-    analysis: Analysis,
-    dossier: Dossier,
-    actor: str,
-    note: str | None = None,
-) -> Filed:
-    """Staff attach a message waiting for review to a dossier (``mailbot messages attach``).
-
-    Its pieces and fields join the dossier as a follow-up's would (fields
-    only fill what is missing), completeness is evaluated again, and the
-    decision is audited with ``actor`` and ``note``. Nobody is answered:
-    staff write to whom they choose.
-    """
-    now = utcnow()
-    previous = {"status": message.status, "reason": message.reason, "verdict": message.verdict}
-    message.status = MessageStatus.FILED
-    message.verdict = Verdict.FOLLOW_UP
-    message.reason = None
-    message.error = None
-    message.dossier_id = dossier.id
-    message.updated_at = now
-    session.add(message)
-    outcome = Filed(
-        message_pk=message.id,
-        status=MessageStatus.FILED,
-        verdict=Verdict.FOLLOW_UP,
-        duplicate=False,
-        dossier_reference=dossier.reference,
-        content_kept=True,
-    )
-    filing = _Filing(
-        session=session,
-        blobs=blobs,
-        config=config,
-        analysis=analysis,
-        message=message,
-        outcome=outcome,
-        now=now,
-    )
-    completed = _add_to_dossier(filing, dossier=dossier)
-    repo.record_event(
-        session=session,
-        actor=actor,
-        action="message.attached",
-        dossier=dossier,
-        message=message,
-        details={
-            "previous": previous,
-            "note": note,
-            "missing": list(dossier.missing or []),
-            "status": dossier.status,
-        },
-    )
-    return replace(outcome, dossier_completed=completed)

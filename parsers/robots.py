@@ -1,0 +1,250 @@
+"""The rules that recognise automatic mail: robots, lists, bounces, vacation replies.
+
+These are the first-stage rules of the classify chain that answer "was this
+sent by a machine?": the loop header, a null Return-Path, robot senders and
+subjects, headers only automatic mail carries (vacation, bounce,
+challenge-response), Auto-Submitted, bulk precedence, mailing-list headers,
+X-Auto-Response-Suppress, autoresponder headers and delivery or disposition
+reports, with the patterns they match. Each class registers itself by its
+``name`` in ``parsers.classify.RULES`` through ``Rule.__init_subclass__``;
+``parsers.classify`` imports this module, so importing either fills the registry.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from email.utils import parseaddr
+from typing import ClassVar
+
+from parsers.classify import (
+    ClassifyContext,
+    Rule,
+    RuleResult,
+    _address,
+    _fold,
+    _quote,
+    _token,
+    _values,
+)
+from parsers.rules import DetectionRules, compile_pattern
+from parsers.text import fold
+from parsers.types import ParsedMail
+
+
+class LoopHeader(Rule):
+    name = "loop_header"
+
+    def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
+        values = _values(mail, ctx.loop_header)
+        # The mere presence is enough: whatever the value, it is one of ours
+        # (or a copy of one) and answering it could start a loop.
+        if values or (mail.headers and ctx.loop_header.lower() in mail.headers):
+            return RuleResult(True, f"{ctx.loop_header} present")
+        return RuleResult(False, f"no {ctx.loop_header} header")
+
+
+class NullReturnPath(Rule):
+    name = "null_return_path"
+
+    def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
+        value = mail.return_path
+        if value is None:
+            # The parser may have left the field unset; the header is the truth.
+            headers = _values(mail, "return-path")
+            value = headers[0] if headers else None
+        if value is None:
+            return RuleResult(False, "no Return-Path")
+        if str(value).strip().strip("<>").strip() == "":
+            return RuleResult(True, f"null Return-Path {_quote(str(value))}")
+        return RuleResult(False, "Return-Path is not null")
+
+
+class RobotSender(Rule):
+    """Senders that are robots: the patterns of ``robot_senders``, and the null sender.
+
+    Delivery reports come as ``MAILER-DAEMON <>``, ``<>`` or ``MAILER-DAEMON``
+    without a domain: none of them is an address the parser keeps, so the
+    raw From header is read too, and a From whose address is
+    empty (``<>``) is a robot by itself.
+    """
+
+    name = "robot_sender"
+
+    def __init__(self, rules: DetectionRules) -> None:
+        super().__init__(rules)
+        self.patterns = [(p, compile_pattern(p)) for p in rules.robot_senders]
+
+    def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
+        for role, value in self._candidates(mail):
+            folded = fold(value).strip("<> ")
+            if not folded:
+                continue
+            for source, regex in self.patterns:
+                if regex.search(folded):
+                    return RuleResult(True, f"{role} {_quote(folded)} matches {source!r}")
+        for value in _values(mail, "from"):
+            _name, address = parseaddr(value)
+            if not address.strip("<> ") and "<" in value and ">" in value:
+                return RuleResult(True, f"From {_quote(value)} has the null address <>")
+        return RuleResult(False, "no robot sender")
+
+    @staticmethod
+    def _candidates(mail: ParsedMail) -> Iterable[tuple[str, str]]:
+        yield "sender", _address(mail.sender)
+        yield "From", _address(mail.from_address)
+        # The raw From too: the parser keeps no address for "MAILER-DAEMON".
+        # (Not Sender: mailing services put their bounce address there on
+        # mail people send through them.)
+        for value in _values(mail, "from"):
+            name, address = parseaddr(value)
+            # "MAILER-DAEMON <>": the name is all there is to go by.
+            yield "From", address or name or value
+
+
+class RobotHeaders(Rule):
+    """Headers only automatic mail carries: vacation replies, bounces, challenge-response, lists.
+
+    iCloud marks its vacation replies with ``X-Apple-Action: VACATION`` only;
+    Exim and Gmail bounces carry ``X-Failed-Recipients``, Exchange ones
+    ``X-MS-Exchange-Message-Is-Ndr``; challenge-response services (Boxbe,
+    SpamArrest and the like) their own ``X-Challenge``/``X-Boxbe``/
+    ``X-SpamArrest`` headers; Mailman's loop and administrative notices
+    ``X-List-Administrivia``.
+    """
+
+    name = "robot_headers"
+    # Header name (lower case) -> folded values that make it automatic (empty: any value).
+    HEADERS: ClassVar[dict[str, frozenset[str]]] = {
+        "x-apple-action": frozenset({"vacation"}),
+        "x-auto-reply": frozenset(),
+        "x-autoreply-from": frozenset(),
+        "x-mail-autoreply": frozenset(),
+        "x-autogenerated": frozenset({"reply"}),
+        "x-vacation": frozenset(),
+        "x-failed-recipients": frozenset(),
+        "x-ms-exchange-message-is-ndr": frozenset(),
+        "x-list-administrivia": frozenset({"yes"}),
+        "x-challenge": frozenset(),
+        "x-challenge-response": frozenset(),
+    }
+    PREFIXES: ClassVar[tuple[str, ...]] = ("x-boxbe", "x-spamarrest", "x-challenge-")
+
+    def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
+        for name in mail.headers or {}:
+            lowered = str(name).lower()
+            if lowered in self.HEADERS:
+                wanted = self.HEADERS[lowered]
+                for value in _values(mail, lowered) or ("",):
+                    if not wanted or _token(value) in wanted:
+                        return RuleResult(True, f"{name}: {_quote(value)}")
+            elif lowered.startswith(self.PREFIXES):
+                return RuleResult(True, f"challenge-response header {name}")
+        return RuleResult(False, "no header of automatic mail")
+
+
+class RobotSubject(Rule):
+    """Subjects that automatic replies and delivery reports start with, in the common languages."""
+
+    name = "robot_subject"
+    PATTERN: ClassVar[re.Pattern[str]] = re.compile(
+        r"^\s*(?:"
+        r"auto(?:matic|matische)?[\s_-]*(?:reply|response|antwort|risposta|respuesta)"
+        r"|autoreply|reponse automatique|respuesta automatica|risposta automatica"
+        r"|absence du bureau|message d'absence|out of (?:the )?office|abwesenheit|absent\b"
+        r"|undeliver(?:ed|able)|delivery (?:status notification|failure|has failed)"
+        r"|mail delivery failed|returned mail|non remis|message non remis"
+        r"|echec de (?:la )?remise|notification d'etat de (?:la )?distribution"
+        r"|please confirm (?:you are human|your (?:e-?mail|message))"
+        r"|(?:verification|confirmation) (?:required|requise)"
+        r")"
+    )
+
+    def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
+        subject = _fold(mail.subject)
+        match = self.PATTERN.match(subject)
+        if match:
+            return RuleResult(True, f"subject starts with {_quote(match.group(0).strip())}")
+        return RuleResult(False, "no subject of automatic mail")
+
+
+class AutoSubmitted(Rule):
+    name = "auto_submitted"
+
+    def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
+        for value in _values(mail, "auto-submitted"):
+            # RFC 3834: anything but "no" (an empty value included) is automatic.
+            if _token(value) != "no":
+                return RuleResult(True, f"Auto-Submitted: {_quote(value)}")
+        return RuleResult(False, "no Auto-Submitted other than 'no'")
+
+
+class BulkPrecedence(Rule):
+    name = "bulk_precedence"
+    BULK: ClassVar[frozenset[str]] = frozenset({"bulk", "junk", "list"})
+
+    def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
+        for header in ("Precedence", "X-Precedence"):
+            for value in _values(mail, header):
+                if _token(value) in self.BULK:
+                    return RuleResult(True, f"{header}: {_quote(value)}")
+        return RuleResult(False, "no bulk, junk or list precedence")
+
+
+class ListHeaders(Rule):
+    name = "list_headers"
+    EXACT: ClassVar[frozenset[str]] = frozenset({"mailing-list", "x-mailing-list"})
+
+    def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
+        for name in mail.headers or {}:
+            lowered = str(name).lower()
+            if lowered.startswith("list-") or lowered in self.EXACT:
+                return RuleResult(True, f"mailing-list header {name}")
+        return RuleResult(False, "no mailing-list header")
+
+
+class AutoResponseSuppress(Rule):
+    name = "auto_response_suppress"
+    SUPPRESS: ClassVar[frozenset[str]] = frozenset({"all", "autoreply", "oof"})
+    _SPLIT: ClassVar[re.Pattern[str]] = re.compile(r"[,\s]+")
+
+    def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
+        for value in _values(mail, "x-auto-response-suppress"):
+            tokens = {t for t in self._SPLIT.split(fold(value)) if t}
+            if tokens & self.SUPPRESS:
+                return RuleResult(True, f"X-Auto-Response-Suppress: {_quote(value)}")
+        return RuleResult(False, "no X-Auto-Response-Suppress All/AutoReply/OOF")
+
+
+class AutoreplyHeaders(Rule):
+    name = "autoreply_headers"
+    HEADERS: ClassVar[tuple[str, ...]] = ("X-Autoreply", "X-Autorespond", "X-Autoresponder")
+
+    def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
+        headers = mail.headers or {}
+        for header in self.HEADERS:
+            if header.lower() in headers:
+                return RuleResult(True, f"{header} present")
+        return RuleResult(False, "no autoresponder header")
+
+
+class DeliveryReport(Rule):
+    name = "delivery_report"
+    REPORT_TYPES: ClassVar[frozenset[str]] = frozenset(
+        {
+            "multipart/report",
+            "message/delivery-status",
+            "message/global-delivery-status",
+            "message/disposition-notification",
+            "message/global-disposition-notification",
+        }
+    )
+
+    def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
+        types = list(mail.content_types or ())
+        # The top-level Content-Type too, in case the parser listed no parts.
+        types.extend(_values(mail, "content-type"))
+        for content_type in types:
+            if _token(str(content_type)) in self.REPORT_TYPES:
+                return RuleResult(True, f"report content {_quote(_token(str(content_type)))}")
+        return RuleResult(False, "no delivery or disposition report")
