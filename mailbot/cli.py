@@ -548,6 +548,8 @@ def messages_attach(
     note: Annotated[str | None, typer.Option("--note", help="Why, for the audit trail.")] = None,
 ) -> None:
     """Attach a message waiting for review to a dossier, after checking who sent it."""
+    from mailbot import decisions
+
     application = _app(ctx)
     filed = decisions.attach_message(
         application,
