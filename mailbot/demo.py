@@ -39,6 +39,7 @@ from reportlab.pdfgen.canvas import Canvas
 from rich.console import Console
 from rich.table import Column, Table
 
+from mailbot import terminal
 from mailbot.app import App
 from mailbot.config import Config, Rules, load_config
 from mailbot.errors import MailbotError
@@ -445,7 +446,9 @@ def _port_is_free(port: int) -> bool:
 
 
 def _step(console: Console, title: str) -> None:
-    console.print(f"\n[bold]{title}[/bold]")
+    # A style, not markup: the CLI's consoles never read markup (mailbot.terminal).
+    console.print()
+    console.print(terminal.strong(title))
 
 
 def _poll_and_send(app: App, console: Console) -> None:

@@ -48,6 +48,8 @@ def test_demo_runs_the_whole_service(tmp_path):
     assert "auto_reply" not in out
     assert "non traité, envoi en nombre (lettre d'information, publicité) : « Les" in out
     assert "mailbot demo --web" in out
+    # Step titles are styled by our code, never printed as markup tags.
+    assert "1. Courrier d'exemple" in out and "[bold]" not in out and "[/bold]" not in out
     # The throwaway directory (database, blobs, config copy) is gone.
     assert list(scratch.iterdir()) == []
     assert not (tmp_path / "var").exists()
