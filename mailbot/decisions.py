@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import Session, col, select
 
 from mailbot.config import FieldKind, Rules
+from mailbot.dossier_update import open_doubts, set_service_status
 from mailbot.errors import MailbotError
 from mailbot.replies import plan_reply
-from parsers.checks import missing_pieces
+from parsers.checks import describe_missing, missing_pieces
 from parsers.mail import parse_message
 from parsers.normalize import normalize_value, words
 from parsers.types import ParsedMail
@@ -192,8 +193,16 @@ def set_field(
     The value is validated and normalised as the parser does. A dossier the
     service manages (incomplete or complete) takes the status its pieces and
     fields call for; when it becomes complete the applicant gets the
-    "completed" reply, once, planned as filing plans it. A dossier waiting
-    for staff (needs_review) or decided (accepted, …) keeps its status.
+    "completed" reply, once, planned as filing plans it. A dossier decided
+    by staff (accepted, …) keeps its status.
+
+    A dossier waiting for staff because required fields were read with
+    doubt: correcting such a field (or confirming it: the same value given
+    again) settles its doubt. Once no doubt is left, the dossier leaves
+    review: complete, the applicant gets the "completed" reply (once);
+    still incomplete, the missing-pieces notice, which is now true (the
+    applicant so far only had the neutral acknowledgement). A dossier in
+    review for another reason keeps its status.
     """
     config = app.config
     new_value = normalise_field(config.rules, key=key, value=value)
@@ -202,8 +211,10 @@ def set_field(
         if dossier is None:
             raise MailbotError(f"no dossier {reference!r}")
         fields = dict(dossier.fields or {})
+        evidence = dict(dossier.evidence or {})
         old_value = fields.get(key)
-        if old_value == new_value:
+        doubts_before = open_doubts(fields=fields, evidence=evidence, rules=config.rules)
+        if old_value == new_value and key not in doubts_before:
             return FieldCorrection(
                 reference=dossier.reference,
                 key=key,
@@ -218,8 +229,10 @@ def set_field(
             fields.pop(key, None)
         else:
             fields[key] = new_value
-        evidence = dict(dossier.evidence or {})
         evidence[key] = {"source": "correction", "by": actor}
+        if key in doubts_before:
+            # What was doubted stays visible in the history, not in the dossier.
+            evidence[key]["doubted"] = dossier.evidence[key]
         now = utcnow()
         roles = {piece.role for piece in repo.list_pieces(session=session, dossier=dossier)}
         missing = list(
@@ -240,26 +253,33 @@ def set_field(
             actor=actor,
             action="dossier.field_corrected",
             dossier=dossier,
-            details={"field": key, "old": old_value, "new": new_value, "note": note},
+            details={
+                "field": key,
+                "old": old_value,
+                "new": new_value,
+                "note": note,
+                "doubt_settled": key in doubts_before,
+            },
+        )
+        doubts_after = open_doubts(fields=fields, evidence=evidence, rules=config.rules)
+        settled = (
+            old_status == DossierStatus.NEEDS_REVIEW and bool(doubts_before) and not doubts_after
         )
         completed = False
-        if old_status in _MANAGED_STATUSES:
+        kind = None
+        if old_status in _MANAGED_STATUSES or settled:
             new_status = DossierStatus.INCOMPLETE if missing else DossierStatus.COMPLETE
             if new_status != old_status:
-                dossier.status = new_status
-                completed = new_status == DossierStatus.COMPLETE
-                if completed and dossier.completed_at is None:
-                    dossier.completed_at = now
-                repo.record_event(
-                    session=session,
-                    actor=actor,
-                    action="dossier.status_changed",
-                    dossier=dossier,
-                    details={"old": old_status, "new": new_status, "missing": missing},
+                completed = set_service_status(
+                    session=session, dossier=dossier, status=new_status, actor=actor, now=now
                 )
+            if completed:
+                kind = OutboxKind.COMPLETED
+            elif settled:
+                kind = OutboxKind.MISSING_PIECES
         session.add(dossier)
         session.flush()
-        reply = _plan_completed_reply(app, session=session, dossier=dossier) if completed else None
+        reply = _plan_reply(app, session=session, dossier=dossier, kind=kind) if kind else None
         return FieldCorrection(
             reference=dossier.reference,
             key=key,
@@ -276,8 +296,8 @@ def set_field(
 _MANAGED_STATUSES = (DossierStatus.INCOMPLETE, DossierStatus.COMPLETE)
 
 
-def _plan_completed_reply(app: App, *, session: Session, dossier: Dossier) -> Outbox | None:
-    """Queue the "completed" reply as filing does, answering the dossier's latest message."""
+def _plan_reply(app: App, *, session: Session, dossier: Dossier, kind: str) -> Outbox | None:
+    """Queue a reply (``completed``, ``missing_pieces``) as filing does, to the latest message."""
     message = session.exec(
         select(Message)
         .where(Message.dossier_id == dossier.id)
@@ -294,8 +314,8 @@ def _plan_completed_reply(app: App, *, session: Session, dossier: Dossier) -> Ou
         mail=mail,
         message=message,
         dossier=dossier,
-        kind=OutboxKind.COMPLETED,
-        missing_text=[],
+        kind=kind,
+        missing_text=describe_missing(list(dossier.missing or []), rules=app.config.rules),
     )
 
 

@@ -28,7 +28,7 @@ from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
 from mailbot.config import Config, Verdict
-from mailbot.dossier_update import add_pieces, add_to_dossier, stored_evidence
+from mailbot.dossier_update import add_pieces, add_to_dossier, open_doubts, stored_evidence
 from mailbot.dossier_update import attach_to_dossier as attach_to_dossier
 from mailbot.filed import Filed as Filed
 from mailbot.filed import Filing
@@ -47,6 +47,8 @@ from storage.models import (
     DossierStatus,
     Message,
     MessageStatus,
+    OutboxKind,
+    PieceRole,
     ServerAction,
     Sighting,
     dedup_key_for,
@@ -439,7 +441,13 @@ def _ledger_only(filing: Filing) -> Filed:
 
 
 def _join_dossier(filing: Filing) -> Filed:
-    """A follow-up: its pieces and fields join the dossier the chain named."""
+    """A follow-up: its pieces, fields and body answers join the dossier the chain named.
+
+    A follow-up that brings nothing the service can read (no attachment, no
+    answer in its body) is joined to the dossier but waits for staff
+    (``FOLLOW_UP_UNREAD``): a person reads it, and the applicant is told it
+    was passed on to the service.
+    """
     session, message, reference = filing.session, filing.message, filing.classification.reference
     dossier = repo.get_dossier(session=session, reference=reference) if reference else None
     if dossier is None:
@@ -460,8 +468,38 @@ def _join_dossier(filing: Filing) -> Filed:
         message=message,
         details={"missing": list(dossier.missing), "status": dossier.status},
     )
+    outcome = replace(
+        filing.outcome, dossier_reference=dossier.reference, dossier_completed=completed
+    )
+    if message.status == MessageStatus.FILED and not _brings_anything(filing):
+        message.status = MessageStatus.NEEDS_REVIEW
+        message.reason = ReviewReason.FOLLOW_UP_UNREAD
+        session.add(message)
+        repo.record_event(
+            session=session,
+            actor=filing.rule_actor,
+            action="message.passed_on",
+            dossier=dossier,
+            message=message,
+            details={"reason": ReviewReason.FOLLOW_UP_UNREAD},
+        )
+        _plan(filing, dossier=dossier, kind=OutboxKind.PASSED_ON)
+        return replace(outcome, status=MessageStatus.NEEDS_REVIEW)
     _reply(filing, dossier=dossier, completed=completed, previous_missing=previous_missing)
-    return replace(filing.outcome, dossier_reference=dossier.reference, dossier_completed=completed)
+    return outcome
+
+
+def _brings_anything(filing: Filing) -> bool:
+    """Whether a follow-up carries a piece or an answer the service could read."""
+    reading = filing.analysis.reading
+    if reading is None:
+        return bool(filing.mail.attachments)
+    if reading.answers is not None and reading.answers.fields:
+        return True
+    return any(
+        reading.roles.get(attachment.sha256, PieceRole.SUPPORTING) != PieceRole.IGNORED
+        for attachment in filing.mail.attachments
+    )
 
 
 def _open_dossier(filing: Filing) -> Filed:
@@ -522,14 +560,32 @@ def _reply(
     completed: bool = False,
     previous_missing: list[str] | None = None,
 ) -> None:
-    """Queue the reply the event calls for; staff, not the applicant, hear of reviews."""
-    if dossier.status not in (DossierStatus.INCOMPLETE, DossierStatus.COMPLETE):
+    """Queue the reply the event calls for; staff, not the applicant, hear of reviews.
+
+    A dossier waiting for staff because required fields were read with doubt
+    is the one review the applicant hears of: a neutral acknowledgement.
+    """
+    in_doubt = dossier.status == DossierStatus.NEEDS_REVIEW and bool(
+        open_doubts(
+            fields=dossier.fields or {}, evidence=dossier.evidence or {}, rules=filing.config.rules
+        )
+    )
+    if dossier.status not in (DossierStatus.INCOMPLETE, DossierStatus.COMPLETE) and not in_doubt:
         return
-    config = filing.config
     missing = list(dossier.missing or [])
     kind = choose_kind(
-        created=created, completed=completed, missing=missing, previous_missing=previous_missing
+        created=created,
+        completed=completed,
+        missing=missing,
+        previous_missing=previous_missing,
+        in_doubt=in_doubt,
     )
+    _plan(filing, dossier=dossier, kind=kind)
+
+
+def _plan(filing: Filing, *, dossier: Dossier, kind: str | None) -> None:
+    config = filing.config
+    missing = list(dossier.missing or [])
     plan_reply(
         session=filing.session,
         config=config,

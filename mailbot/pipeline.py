@@ -29,6 +29,7 @@ from parsers.classify import (
 )
 from parsers.documents import DocumentText, extract_documents
 from parsers.dossier import DossierReading, read_dossier
+from parsers.dossier.body_answers import read_body_answers
 from parsers.letter import LetterFinding, find_letter
 from parsers.mail import header_text, parse_message
 from parsers.reasons import ReviewReason
@@ -61,6 +62,13 @@ class Reading:
     needs_review: bool
     # The message's reading budget ([limits] message_*_seconds) ran out.
     over_budget: bool = False
+    # The dossier was read, but required fields only with doubt, and nothing
+    # else needs a person: the dossier is filed and waits for staff, the
+    # applicant gets a neutral acknowledgement (issue 15).
+    in_doubt: bool = False
+    # Field values the applicant typed in the body (``Lieu : …``, values
+    # under our quoted notice): what a follow-up may fill.
+    answers: DossierReading | None = None
 
     @property
     def fields(self) -> dict[str, Any]:
@@ -163,7 +171,7 @@ class Analyser:
             if documents is None:
                 documents = self.read_documents(mail.attachments)
             reading = self.read(mail, documents)
-            if verdict == Verdict.CANDIDATURE and reading.needs_review:
+            if verdict == Verdict.CANDIDATURE and reading.needs_review and not reading.in_doubt:
                 verdict = Verdict.NEEDS_REVIEW
         warnings = tuple(mail.warnings) + (reading.warnings if reading else ())
         return Analysis(
@@ -243,6 +251,15 @@ class Analyser:
         # Over budget, some documents were not read at all: a person decides,
         # whatever was found in the others.
         needs_review = over_budget or dossier.needs_review or (unreadable and not complete_pieces)
+        dossier_unreadable = any(
+            d.needs_review for d in documents if d.sha256 == dossier.dossier_sha256
+        )
+        in_doubt = (
+            bool(dossier.uncertain_required)
+            and not over_budget
+            and not dossier_unreadable
+            and not (unreadable and not complete_pieces)
+        )
         return Reading(
             documents=documents,
             dossier=dossier,
@@ -253,6 +270,8 @@ class Analyser:
             warnings=warnings,
             needs_review=needs_review,
             over_budget=over_budget,
+            in_doubt=in_doubt,
+            answers=read_body_answers(mail.text, rules=rules) if mail.text else None,
         )
 
 

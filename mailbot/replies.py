@@ -1,7 +1,9 @@
 """What we answer applicants, and whether we may answer at all.
 
 ``plan_reply`` runs inside the filing transaction: it decides the kind of
-reply (acknowledgement, missing_pieces, completed), applies every "do not
+reply (acknowledgement, missing_pieces, completed; under_review, the neutral
+acknowledgement of a dossier read with doubt; passed_on, for a follow-up
+that only staff can read), applies every "do not
 auto-reply" rule of reliability.md that the classifier has not already
 applied (own addresses, Authentication-Results policy, caps, one reply per
 kind and event), renders the templates and writes ONE outbox row, queued,
@@ -61,7 +63,13 @@ from storage.models import Dossier, Message, Outbox, OutboxKind, OutboxStatus, u
 _MESSAGE_ID = re.compile(r"<[^<>\s\x00-\x1f\x7f]{1,250}>")
 # Statuses that count against the caps: what was or will be sent.
 _COUNTED = (OutboxStatus.QUEUED, OutboxStatus.SENDING, OutboxStatus.HELD, OutboxStatus.SENT)
-KINDS = ("acknowledgement", "missing_pieces", "completed")
+KINDS = (
+    OutboxKind.ACKNOWLEDGEMENT,
+    OutboxKind.MISSING_PIECES,
+    OutboxKind.COMPLETED,
+    OutboxKind.UNDER_REVIEW,
+    OutboxKind.PASSED_ON,
+)
 
 
 @dataclass(frozen=True)
@@ -216,8 +224,18 @@ def choose_kind(
     completed: bool,
     missing: Sequence[str],
     previous_missing: Sequence[str] | None,
+    in_doubt: bool = False,
 ) -> str | None:
-    """Which reply an event calls for, if any."""
+    """Which reply an event calls for, if any.
+
+    ``in_doubt``: the dossier waits for staff because required fields were
+    read with doubt. A new one gets the neutral acknowledgement (never a
+    notice naming a field that may be there, nor an acknowledgement of a
+    category or criteria that may be wrong); later events, nothing until
+    staff settle the doubt.
+    """
+    if in_doubt:
+        return OutboxKind.UNDER_REVIEW if created else None
     if created:
         return OutboxKind.MISSING_PIECES if missing else OutboxKind.ACKNOWLEDGEMENT
     if completed:

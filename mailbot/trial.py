@@ -28,7 +28,7 @@ from sqlmodel import Session
 from mailbot.config import Config, Verdict
 from mailbot.open_dossiers import StoredOpenDossiers
 from mailbot.pipeline import Analyser, Analysis
-from mailbot.replies import authentication_hold, build_reply
+from mailbot.replies import authentication_hold, build_reply, choose_kind
 from parsers.checks import describe_missing
 from storage.db import current_revision, head_revision
 from storage.errors import StorageError
@@ -152,7 +152,23 @@ def report(config: Config, analysis: Analysis) -> dict[str, Any]:
             key: {"source": item.source, "raw": item.raw}
             for key, item in (reading.dossier.evidence.items() if reading else ())
         },
+        # Optional keys (interfaces.md), present only when they say something.
+        **_doubts_and_answers(analysis),
     }
+
+
+def _doubts_and_answers(analysis: Analysis) -> dict[str, Any]:
+    """``uncertain``: fields read with doubt; ``answers``: values typed in a follow-up's body."""
+    reading = analysis.reading
+    out: dict[str, Any] = {}
+    if reading is None:
+        return {}
+    if reading.dossier.uncertain:
+        out["uncertain"] = list(reading.dossier.uncertain)
+    answers = reading.answers
+    if analysis.verdict == Verdict.FOLLOW_UP and answers is not None and answers.fields:
+        out["answers"] = dict(answers.fields)
+    return out
 
 
 def _reply(config: Config, analysis: Analysis) -> dict[str, Any] | None:
@@ -166,7 +182,13 @@ def _reply(config: Config, analysis: Analysis) -> dict[str, Any] | None:
         return None
     if authentication_hold(mail, config) is not None:
         return None
-    kind = "missing_pieces" if reading.missing else "acknowledgement"
+    kind = choose_kind(
+        created=True,
+        completed=False,
+        missing=reading.missing,
+        previous_missing=None,
+        in_doubt=reading.in_doubt,
+    )
     year = datetime.now(ZoneInfo(config.settings.service.timezone)).year
     mailbox = config.settings.mailboxes[0]
     built = build_reply(

@@ -76,6 +76,8 @@ REPLY_KIND_LABELS: dict[str, str] = {
     OutboxKind.ACKNOWLEDGEMENT: "accusé de réception",
     OutboxKind.MISSING_PIECES: "pièces manquantes",
     OutboxKind.COMPLETED: "dossier complet",
+    OutboxKind.UNDER_REVIEW: "accusé de réception (dossier en vérification)",
+    OutboxKind.PASSED_ON: "message transmis au service",
     OutboxKind.DIGEST: "récapitulatif",
 }
 PIECE_ROLE_LABELS: dict[str, str] = {
@@ -95,6 +97,9 @@ ACTION_LABELS: dict[str, str] = {
     "message.dismissed": "Message écarté",
     "message.failed": "Message en échec",
     "message.retried": "Message traité à nouveau",
+    "message.attached": "Message rattaché",
+    "message.passed_on": "Message transmis au service",
+    "dossier.answers_read": "Réponses lues dans le message",
     "message.downloaded": "Message d'origine consulté",
     "piece.viewed": "Pièce consultée",
     "reply.queued": "Réponse préparée",
@@ -176,6 +181,10 @@ REVIEW_REASON_LABELS: dict[ReviewReason, str] = {
     ReviewReason.NOT_THE_APPLICANT: (
         "message citant un dossier, envoyé par une autre personne que le porteur : "
         "à rattacher après vérification (mailbot messages attach)"
+    ),
+    ReviewReason.FOLLOW_UP_UNREAD: (
+        "suite d'un dossier sans pièce jointe ni réponse lisible : à lire "
+        "(le porteur a été informé que son message est transmis au service)"
     ),
 }
 # Mailbox labels may name {waiting} ("3 messages attendent").
@@ -396,6 +405,49 @@ def reading_warning(text: str) -> str:
                 worded = template.format_map(_Params(found.groupdict()))
                 return shorten(f"{subject} : {worded}" if subject else worded)
     return shorten(f"{UNWORDED_WARNING} : {text}")
+
+
+# The dossier reader says why it doubts a field (``FieldEvidence.doubt``) in
+# short English phrases; staff read them through this table, tried in order.
+READING_DOUBT_LABELS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern, re.IGNORECASE), text)
+    for pattern, text in (
+        (r"neither clearly ticked nor empty", "une case ni nettement cochée ni vide"),
+        (r"no tick seen", "aucune coche vue ; l'option a été déduite d'une case absente"),
+        (
+            r"several boxes .*ticked",
+            "plusieurs cases lues comme cochées là où une seule est attendue",
+        ),
+        (
+            r"every box read as ticked",
+            "toutes les cases lues comme cochées (cochées et vides non distinguées)",
+        ),
+        (r"no box read as ticked", "aucune case lue comme cochée (une coche a pu être perdue)"),
+        (r"option without its box", "une option sans sa case dans la lecture optique"),
+        (
+            r"label not found in the OCR",
+            "libellé introuvable dans la lecture optique (la valeur peut y être, non lue)",
+        ),
+    )
+)
+UNWORDED_DOUBT = "lecture incertaine"
+
+
+def reading_doubt(text: str | None) -> str:
+    """Why a field was read with doubt, in French (an unknown phrase shown as stored)."""
+    if not text:
+        return UNWORDED_DOUBT
+    for pattern, worded in READING_DOUBT_LABELS:
+        if pattern.search(text):
+            return worded
+    return shorten(f"{UNWORDED_DOUBT} : {text}")
+
+
+def confidence_text(value: Any) -> str:
+    """A reading's confidence as staff read it: ``40 %``; empty when unknown."""
+    if not isinstance(value, int | float):
+        return ""
+    return f"{round(float(value) * 100)} %"
 
 
 # --------------------------------------------------------------------------

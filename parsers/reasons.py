@@ -57,6 +57,9 @@ class ReviewReason(StrEnum):
     # A follow-up from someone who is not the dossier's applicant nor one of
     # its correspondents, or citing a Message-ID we did not send for it.
     NOT_THE_APPLICANT = "not_the_applicant"
+    # A follow-up of the applicant with neither attachments nor values the
+    # service could read in its body: a person reads it.
+    FOLLOW_UP_UNREAD = "follow_up_unread"
 
 
 class MailboxCheck(StrEnum):

@@ -222,6 +222,10 @@ class OutboxKind(enum.StrEnum):
     ACKNOWLEDGEMENT = "acknowledgement"
     MISSING_PIECES = "missing_pieces"
     COMPLETED = "completed"
+    # Neutral acknowledgement: received, being checked by the service (a doubtful reading).
+    UNDER_REVIEW = "under_review"
+    # A follow-up with nothing the service could read: passed on to staff.
+    PASSED_ON = "passed_on"
     DIGEST = "digest"
 
 

@@ -2,8 +2,9 @@
 
 ``collect_sections`` gathers what happened in ``[since, until)`` (new and
 completed dossiers, messages to review or failed, replies suppressed or
-undeliverable) and what waits (incomplete dossiers, counts of the open
-dossiers per status, thématique and criterion), already worded for staff
+undeliverable) and what waits (dossiers to check, with each field read with
+doubt and its evidence; incomplete dossiers; counts of the open dossiers per
+status, thématique and criterion), already worded for staff
 through ``mailbot/wording.py``. ``open_dossier_rows`` and
 ``open_dossiers_csv`` make the spreadsheet attached to the digest.
 
@@ -24,6 +25,7 @@ from sqlmodel import Session, col, or_, select
 
 from mailbot import export, views, wording
 from mailbot.config import Config, FieldKind, Rules
+from mailbot.dossier_update import open_doubts
 from parsers.checks import describe_missing
 from parsers.text import header_safe
 from storage.models import (
@@ -100,6 +102,11 @@ def collect_sections(
         .where(Dossier.status == DossierStatus.INCOMPLETE)
         .order_by(col(Dossier.received_at), col(Dossier.id))
     ).all()
+    to_check = session.exec(
+        select(Dossier)
+        .where(Dossier.status == DossierStatus.NEEDS_REVIEW)
+        .order_by(col(Dossier.received_at), col(Dossier.id))
+    ).all()
     messages = session.exec(
         select(Message)
         .where(
@@ -150,6 +157,14 @@ def collect_sections(
             }
             for d in incomplete
         ],
+        "dossiers_to_check": [
+            {
+                **_dossier_row(d, config, zone),
+                "waiting_text": wording.days_waiting(today - d.received_at.astimezone(zone).date()),
+                "doubts": doubt_rows(d, rules),
+            }
+            for d in to_check
+        ],
         "messages_to_review": [_message_row(m, references, config) for m in messages],
         "replies": [_reply_row(r, references, config) for r in replies],
         "reading_warnings": [
@@ -163,6 +178,31 @@ def collect_sections(
         ],
         "counts": count_open_dossiers(open_dossiers, rules),
     }
+
+
+def doubt_rows(dossier: Dossier, rules: Rules) -> list[dict[str, Any]]:
+    """Each required field of a dossier read with doubt: label, value read, confidence, evidence."""
+    fields, evidence = dossier.fields or {}, dossier.evidence or {}
+    rows = []
+    for key in open_doubts(fields=fields, evidence=evidence, rules=rules):
+        item = evidence[key]
+        value = wording.worded_fields({key: item.get("value")}, rules).get(key)
+        if isinstance(value, list):
+            value = ", ".join(str(v) for v in value)
+        page = item.get("page")
+        rows.append(
+            {
+                "key": key,
+                "label": rules.fields[key].label,
+                "value": _field_text(value) or None,
+                "confidence": item.get("confidence"),
+                "confidence_text": wording.confidence_text(item.get("confidence")),
+                "doubt": wording.reading_doubt(item.get("doubt")),
+                "page": page if isinstance(page, int) else None,
+                "snippet": _field_text(item.get("raw")) or None,
+            }
+        )
+    return rows
 
 
 def _reading_warnings(session: Session, in_period: Any) -> list[tuple[int, str]]:

@@ -235,9 +235,32 @@ def sample_sections(config: Config, *, empty: bool = False) -> dict[str, Any]:
         "url": dossier_url(config, "BSC-2026-0007"),
     }
     counts = count_open_dossiers([], rules)
+    to_check = {
+        **dossier,
+        "reference": "BSC-2026-0008",
+        "url": dossier_url(config, "BSC-2026-0008"),
+        "status": "needs_review",
+        "status_label": wording.DOSSIER_STATUS_LABELS[DossierStatus.NEEDS_REVIEW],
+        "waiting_text": "reçu aujourd'hui",
+        "doubts": [
+            {
+                "key": "categorie_label",
+                "label": rules.fields["categorie_label"].label,
+                "value": None,
+                "confidence": 0.4,
+                "confidence_text": wording.confidence_text(0.4),
+                "doubt": wording.reading_doubt(
+                    "several boxes read as ticked where one is expected"
+                ),
+                "page": 1,
+                "snippet": "☒ 1 - Initiative réalisée ☒ 2 - Projet",
+            }
+        ],
+    }
     if empty:
         news: dict[str, Any] = {
             "new_dossiers": [],
+            "dossiers_to_check": [],
             "completed_dossiers": [],
             "messages_to_review": [],
             "replies": [],
@@ -247,6 +270,7 @@ def sample_sections(config: Config, *, empty: bool = False) -> dict[str, Any]:
     else:
         news = {
             "new_dossiers": [dossier],
+            "dossiers_to_check": [to_check],
             "completed_dossiers": [{**dossier, "completed_text": "25/11/2026 07:40"}],
             "messages_to_review": [
                 {
@@ -341,8 +365,14 @@ def sample_sections(config: Config, *, empty: bool = False) -> dict[str, Any]:
 
 def is_empty(sections: dict[str, Any]) -> bool:
     """Nothing happened: no news, and every mailbox reachable and reconciled."""
-    news = ("new_dossiers", "completed_dossiers", "messages_to_review", "replies")
-    if any(sections[key] for key in news) or sections.get("reading_warnings"):
+    news = (
+        "new_dossiers",
+        "completed_dossiers",
+        "dossiers_to_check",
+        "messages_to_review",
+        "replies",
+    )
+    if any(sections.get(key) for key in news) or sections.get("reading_warnings"):
         return False
     return all(
         m["reachable"] and not m["unknown_count"] for m in sections["reconciliation"]["mailboxes"]
@@ -356,6 +386,8 @@ def subject_highlights(sections: dict[str, Any]) -> list[str]:
         out.append(wording.plural(n, "nouveau dossier", "nouveaux dossiers"))
     if n := len(sections["completed_dossiers"]):
         out.append(wording.plural(n, "dossier complété", "dossiers complétés"))
+    if n := len(sections.get("dossiers_to_check", ())):
+        out.append(wording.plural(n, "dossier à vérifier", "dossiers à vérifier"))
     if n := len(sections["messages_to_review"]):
         out.append(wording.plural(n, "message à vérifier", "messages à vérifier"))
     if n := len(sections["replies"]):
@@ -379,6 +411,11 @@ def summary_tiles(sections: dict[str, Any]) -> list[dict[str, Any]]:
             "label": "Incomplets en attente",
             "count": len(sections["incomplete_dossiers"]),
             "alert": False,
+        },
+        {
+            "label": "Dossiers à vérifier",
+            "count": len(sections.get("dossiers_to_check", ())),
+            "alert": bool(sections.get("dossiers_to_check")),
         },
         {
             "label": "Messages à vérifier",
