@@ -55,7 +55,13 @@ def add_to_dossier(filing: Filing, *, dossier: Dossier) -> bool:
         # A later message only fills what is still missing or was read with
         # doubt: a field already read (the applicant's e-mail, structure,
         # intitulé) changes only when staff correct it, never by mail.
-        _fill(fields, evidence, reading.fields, stored_evidence(reading), doubts=doubts_before)
+        _fill(
+            fields,
+            evidence,
+            values=reading.fields,
+            new_evidence=stored_evidence(reading),
+            doubts=doubts_before,
+        )
         new_evidence = stored_evidence(reading)
         if "_letter" in new_evidence and "_letter" not in evidence:
             evidence["_letter"] = new_evidence["_letter"]
@@ -65,8 +71,8 @@ def add_to_dossier(filing: Filing, *, dossier: Dossier) -> bool:
             answered = _fill(
                 fields,
                 evidence,
-                reading.answers.fields,
-                answer_evidence(reading.answers, message_id=filing.mail.message_id),
+                values=reading.answers.fields,
+                new_evidence=answer_evidence(reading.answers, message_id=filing.mail.message_id),
                 doubts=open_doubts(fields=fields, evidence=evidence, rules=rules),
             )
     if answered:
@@ -148,9 +154,9 @@ def set_service_status(
 def _fill(
     fields: dict[str, Any],
     evidence: dict[str, Any],
+    *,
     values: Mapping[str, Any],
     new_evidence: Mapping[str, Any],
-    *,
     doubts: Sequence[str],
 ) -> list[str]:
     """Fill the blank or doubtful fields from ``values`` (read with certainty); the keys filled."""

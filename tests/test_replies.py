@@ -110,7 +110,11 @@ def test_missing_letter_then_follow_up_completes(replies_app, dovecot, smtp_serv
     assert kinds == ["missing_pieces", "completed"]
 
 
-def test_follow_up_without_change_sends_no_new_notice(replies_app, dovecot, smtp_server):
+def test_follow_up_without_pieces_or_answers_is_passed_on_not_a_new_notice(
+    replies_app, dovecot, smtp_server
+):
+    # A question, no attachment, no value typed: staff read it (issue 15), the
+    # applicant is told so, and no second missing-pieces notice goes out.
     dovecot.append(NB, application(letter=False))
     run(replies_app)
     [dossier] = dossiers(replies_app)
@@ -121,10 +125,25 @@ def test_follow_up_without_change_sends_no_new_notice(replies_app, dovecot, smtp
     )
     dovecot.append(NB, nudge)
     run(replies_app)
-    assert len(smtp_server.messages) == 1
+    passed_on = smtp_server.wait_for(2)[1].message
+    assert "transmis au service" in passed_on["Subject"]
+    assert "pièces manquantes" not in passed_on["Subject"]
+    assert "il nous manque" not in body_text(passed_on)
+    assert [row.kind for row in outbox(replies_app)] == ["missing_pieces", "passed_on"]
     with session_scope(replies_app.engine) as session:
         follow = session.exec(select(Message).where(Message.verdict == "follow_up")).one()
         assert follow.dossier_id == dossier.id
+        assert (follow.status, follow.reason) == ("needs_review", "follow_up_unread")
+    # A second question the same day: staff hear of it, the applicant is not answered twice.
+    dovecot.append(
+        NB,
+        make_mail(subject=f"Re: dossier {dossier.reference}", sender=APPLICANT, body="Et alors ?"),
+    )
+    run(replies_app)
+    rows = outbox(replies_app)
+    assert [row.kind for row in rows] == ["missing_pieces", "passed_on", "passed_on"]
+    assert rows[-1].status == "suppressed" and rows[-1].suppressed_reason == "already_sent"
+    assert len(smtp_server.messages) == 2
 
 
 @pytest.mark.parametrize(

@@ -130,13 +130,17 @@ def _answers(lines: list[_Line], index: LabelIndex) -> list[tuple[str, str, str]
             continue
         parsed = parse_label_line(line.text, index)
         if parsed is not None and parsed.value and parsed.strength >= INLINE - 1:
-            value, used = _continued(lines, position, parsed.value, index.kinds[parsed.key], index)
+            value, used = _continued(
+                lines, position, first=parsed.value, kind=index.kinds[parsed.key], index=index
+            )
             found.append((parsed.key, value, line.text.strip()))
             position += used
             asked = None
             continue
         if asked is not None:
-            value, used = _continued(lines, position, line.text.strip(), index.kinds[asked], index)
+            value, used = _continued(
+                lines, position, first=line.text.strip(), kind=index.kinds[asked], index=index
+            )
             found.append((asked, value, line.text.strip()))
             position += used
             asked = None
@@ -146,7 +150,7 @@ def _answers(lines: list[_Line], index: LabelIndex) -> list[tuple[str, str, str]
 
 
 def _continued(
-    lines: list[_Line], start: int, first: str, kind: str, index: LabelIndex
+    lines: list[_Line], start: int, *, first: str, kind: str, index: LabelIndex
 ) -> tuple[str, int]:
     """A value and the lines it took: one line, or a paragraph for a multi-line field."""
     if kind != "multiline":
