@@ -21,7 +21,7 @@ from mailbot.imap import MailboxClient
 from mailbot.intake import poll_all, poll_mailbox
 from storage.db import session_scope
 from storage.models import Dossier, MailboxCursor, Message, Piece, Sighting
-from tests.fixtures.candidatures import candidature
+from tests.fixtures.candidatures import candidature, letter_pdf
 from tests.fixtures.mail import forward_as_attachment, make_mail
 
 NB, DB = "n.bataillon", "d.berteloot"
@@ -528,7 +528,8 @@ def test_a_message_of_the_same_batch_joins_the_dossier_opened_just_before(servic
         candidature(
             1,
             subject="Candidature au label Béthune Smart City – le courrier",
-            attachments=[],
+            # A piece: a follow-up with nothing to read would wait for staff (issue 15).
+            attachments=[("courrier_maire.pdf", letter_pdf(), "application/pdf")],
         ),
     )
     reports = poll(service_app)

@@ -119,14 +119,16 @@ def test_idle_hears_mail_arriving_while_a_poll_runs(worker, dovecot, smtp_server
     time.sleep(1.5)  # IDLE has reported it; the poll is reading the scan
     dovecot.append("n.bataillon", candidature(9))
     # The timer poll is an hour away: only IDLE can bring the second one in.
-    smtp_server.wait_for(1, timeout=60)
-    assert [c.message["To"] for c in smtp_server.messages] == ["porteur9@example.org"]
+    smtp_server.wait_for(2, timeout=60)
+    replies = {c.message["To"]: c.message["Subject"] for c in smtp_server.messages}
+    assert set(replies) == {"scan@example.org", "porteur9@example.org"}
     # The scan was read first (OCR kept that poll busy). A scanned form's ticks
-    # are read with doubt, so it waits for staff rather than getting a reply
-    # that could be wrong (issue 15): two polls, one each.
+    # may be read with doubt: then its dossier waits for staff and the
+    # applicant gets the neutral acknowledgement (issue 15), never a notice.
+    assert "Accusé de réception" in replies["scan@example.org"]
     polls = [line for line in log_text(tmp_path).splitlines() if "poll n.bataillon: 1 new" in line]
     assert len(polls) == 2, log_text(tmp_path)
-    assert "1 to review" in polls[0] and "1 filed" in polls[1]
+    assert "1 filed" in polls[0] and "1 filed" in polls[1]
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=30) == 0
 
