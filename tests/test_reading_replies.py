@@ -15,6 +15,7 @@ End to end through the intake (real Dovecot in, real aiosmtpd out, the service's
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 from sqlmodel import select
@@ -22,7 +23,9 @@ from sqlmodel import select
 from mailbot.cli import main
 from mailbot.config import load_config
 from mailbot.digest import build_digest, print_digest
+from mailbot.errors import ConfigError
 from mailbot.intake import poll_all
+from mailbot.replies import check_templates
 from mailbot.smtp import send_outbox
 from mailbot.trial import try_message
 from parsers.dossier.body_answers import SOURCE, read_body_answers
@@ -327,3 +330,20 @@ def test_answers_are_normalised_as_the_form_reader_does():
     assert any(w.startswith("contact_email:") for w in reading.warnings)
     assert reading.evidence["budget"].raw == "Budget estimé (€) : 12k€"
     assert reading.evidence["budget"].source == SOURCE
+
+
+def test_config_check_requires_and_renders_the_new_reply_templates(config_dir):
+    check_templates(load_config(config_dir, environ={}))
+    (config_dir / "templates" / "passed_on.txt.j2").unlink()
+    broken = config_dir / "templates" / "under_review.html.j2"
+    broken.write_text(
+        broken.read_text(encoding="utf-8").replace("{{ reference }}", "{{ no_such.reference }}"),
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        check_templates(load_config(config_dir, environ={}))
+    said = {(Path(p.file).name, p.message.split(":")[0]) for p in caught.value.problems}
+    assert said == {
+        ("passed_on.txt.j2", "template missing"),
+        ("under_review.html.j2", "cannot render"),
+    }
