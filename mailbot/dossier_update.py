@@ -173,6 +173,11 @@ def _fill(
         if found is not None:
             evidence[key] = found
         filled.append(key)
+    for key, found in new_evidence.items():
+        # A field still blank that this message may hold, read with doubt: the
+        # doubt is kept, so that nobody is told the field is missing.
+        if key not in filled and _is_blank(fields.get(key)) and _is_doubtful(found):
+            evidence[key] = found
     return filled
 
 

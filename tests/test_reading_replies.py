@@ -35,9 +35,11 @@ from tests.fixtures import corpus
 from tests.fixtures.candidatures import (
     APPLICANT,
     DOUBTFUL_CATEGORY,
+    DOUBTFUL_DOSSIER,
     RULES,
     application,
     doubtful_application,
+    letter_pdf,
 )
 from tests.fixtures.config import SHIPPED_CONFIG
 from tests.fixtures.mail import make_mail
@@ -347,3 +349,43 @@ def test_config_check_requires_and_renders_the_new_reply_templates(config_dir):
         ("passed_on.txt.j2", "template missing"),
         ("under_review.html.j2", "cannot render"),
     }
+
+
+def test_the_applicant_settles_a_doubt_by_answering_in_the_body(replies_app, dovecot, smtp_server):
+    dovecot.append(NB, doubtful_application())
+    run(replies_app)
+    [ack] = smtp_server.wait_for(1)
+    assert the_dossier(replies_app).status == "needs_review"
+    dovecot.append(NB, answer(ack.message, "Bonjour,\nCatégorie : 2 - Projet\n\nMarie"))
+    run(replies_app)
+    after = the_dossier(replies_app)
+    assert (after.status, after.fields["categorie_label"]) == ("complete", "projet")
+    assert after.evidence["categorie_label"]["source"] == SOURCE
+    completed = smtp_server.wait_for(2)[1].message
+    assert "est désormais complet" in body_text(completed)
+    assert [row.kind for row in outbox(replies_app)] == ["under_review", "completed"]
+
+
+def test_a_follow_up_bringing_a_doubtful_dossier_sends_no_notice(replies_app, dovecot, smtp_server):
+    # The first message has only the letter: a notice asks for the dossier. The
+    # dossier then comes with its category read with doubt: the dossier waits
+    # for staff, and no notice names the category as missing.
+    dovecot.append(NB, application(attachments=[("courrier.pdf", letter_pdf(), "application/pdf")]))
+    run(replies_app)
+    [notice] = smtp_server.wait_for(1)
+    dovecot.append(
+        NB,
+        make_mail(
+            subject=f"Re: {notice.message['Subject']}",
+            sender=APPLICANT,
+            body="Voici le dossier.",
+            in_reply_to=notice.message["Message-ID"],
+            attachments=[("dossier.txt", DOUBTFUL_DOSSIER.encode(), "text/plain")],
+        ),
+    )
+    run(replies_app)
+    after = the_dossier(replies_app)
+    assert after.status == "needs_review"
+    assert after.evidence["categorie_label"]["doubt"]
+    assert [row.kind for row in outbox(replies_app)] == ["missing_pieces"]
+    assert len(smtp_server.messages) == 1
