@@ -36,7 +36,7 @@ from mailbot.filed import Position as Position
 from mailbot.open_dossiers import StoredOpenDossiers
 from mailbot.pipeline import Analyser, Analysis, Reading
 from mailbot.replies import choose_kind, plan_reply
-from parsers.checks import describe_missing
+from parsers.checks import FIELD_PREFIX, describe_missing
 from parsers.reasons import REVIEW_REASON_OF_RULE, ReviewReason
 from parsers.types import ParsedMail
 from storage import repositories as repo
@@ -457,6 +457,7 @@ def _join_dossier(filing: Filing) -> Filed:
         session.add(message)
         return replace(filing.outcome, status=MessageStatus.NEEDS_REVIEW)
     previous_missing = list(dossier.missing or [])
+    asked = _asked_fields(filing, dossier=dossier)
     completed = add_to_dossier(filing, dossier=dossier)
     message.dossier_id = dossier.id
     session.add(message)
@@ -471,7 +472,7 @@ def _join_dossier(filing: Filing) -> Filed:
     outcome = replace(
         filing.outcome, dossier_reference=dossier.reference, dossier_completed=completed
     )
-    if message.status == MessageStatus.FILED and not _brings_anything(filing):
+    if message.status == MessageStatus.FILED and not _brings_anything(filing, asked=asked):
         message.status = MessageStatus.NEEDS_REVIEW
         message.reason = ReviewReason.FOLLOW_UP_UNREAD
         session.add(message)
@@ -489,12 +490,27 @@ def _join_dossier(filing: Filing) -> Filed:
     return outcome
 
 
-def _brings_anything(filing: Filing) -> bool:
-    """Whether a follow-up carries a piece or an answer the service could read."""
+def _asked_fields(filing: Filing, *, dossier: Dossier) -> set[str]:
+    """The fields a follow-up may answer: those the dossier lacks or holds with doubt."""
+    fields, evidence = dossier.fields or {}, dossier.evidence or {}
+    missing = {
+        code.removeprefix(FIELD_PREFIX)
+        for code in dossier.missing or []
+        if code.startswith(FIELD_PREFIX)
+    }
+    return missing | set(open_doubts(fields=fields, evidence=evidence, rules=filing.config.rules))
+
+
+def _brings_anything(filing: Filing, *, asked: set[str]) -> bool:
+    """Whether a follow-up carries a piece, or an answer to a field the dossier lacked.
+
+    A value typed in the body for a field already known (a phone number in a
+    signature) does not make a question to the service something to file.
+    """
     reading = filing.analysis.reading
     if reading is None:
         return bool(filing.mail.attachments)
-    if reading.answers is not None and reading.answers.fields:
+    if reading.answers is not None and asked & set(reading.answers.fields):
         return True
     return any(
         reading.roles.get(attachment.sha256, PieceRole.SUPPORTING) != PieceRole.IGNORED

@@ -389,3 +389,23 @@ def test_a_follow_up_bringing_a_doubtful_dossier_sends_no_notice(replies_app, do
     assert after.evidence["categorie_label"]["doubt"]
     assert [row.kind for row in outbox(replies_app)] == ["missing_pieces"]
     assert len(smtp_server.messages) == 1
+
+
+def test_a_question_signed_with_a_phone_number_is_still_passed_on(
+    replies_app, dovecot, smtp_server
+):
+    # The phone number fills the blank optional field, but it answers nothing
+    # the service asked: the question goes to staff, the applicant is told so.
+    dovecot.append(NB, doubtful_application())
+    run(replies_app)
+    [ack] = smtp_server.wait_for(1)
+    body = "Bonjour, quand aurons-nous une réponse ?\n\nMarie Lefebvre\nTél. : 06 12 34 56 78\n"
+    dovecot.append(NB, answer(ack.message, body))
+    run(replies_app)
+    after = the_dossier(replies_app)
+    assert after.status == "needs_review"
+    assert after.fields["contact_telephone"] == "+33612345678"
+    with session_scope(replies_app.engine) as session:
+        follow = session.exec(select(Message).where(Message.verdict == "follow_up")).one()
+    assert (follow.status, follow.reason) == ("needs_review", "follow_up_unread")
+    assert [row.kind for row in outbox(replies_app)] == ["under_review", "passed_on"]
