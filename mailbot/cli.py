@@ -353,11 +353,7 @@ def dossiers_show(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """One dossier with its fields, pieces, messages and replies."""
-    from rich.table import Table
-
-    from mailbot import export as exports
-    from mailbot import terminal, views, wording
-    from parsers.checks import describe_missing
+    from mailbot import views
     from storage import repositories as repo
     from storage.db import session_scope
 
@@ -370,6 +366,12 @@ def dossiers_show(
     if as_json:
         _print_json(detail)
         return
+    from rich.table import Table
+
+    from mailbot import export as exports
+    from mailbot import terminal, wording
+    from parsers.checks import describe_missing
+
     out.print(terminal.strong(detail["reference"]), detail["status_label"])
     zone = wording.service_zone(application.config)
     out.print(

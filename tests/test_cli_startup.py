@@ -150,7 +150,12 @@ def test_a_command_help_keeps_its_whole_text_and_options(capsys):
     assert "email <str> The person's e-mail address. [required]" in shown
 
 
-def test_dossiers_list_json_does_not_import_the_document_readers(config_dir, secrets_env, tmp_path):
+@pytest.mark.parametrize(
+    "command", [["dossiers", "list", "--json"], ["dossiers", "show", "BSC-2026-0001", "--json"]]
+)
+def test_dossiers_list_and_show_json_do_not_import_the_document_readers(
+    config_dir, secrets_env, command
+):
     app = App(str(config_dir))
     with session_scope(app.engine) as session:
         repo.create_dossier(
@@ -167,10 +172,11 @@ def test_dossiers_list_json_does_not_import_the_document_readers(config_dir, sec
     app.close()
     modules, output = _modules_after(
         "from mailbot.cli import main\n"
-        f"assert main(['--config', {str(config_dir)!r}, 'dossiers', 'list', '--json']) == 0",
+        f"assert main(['--config', {str(config_dir)!r}, *{command!r}]) == 0",
         env={**os.environ, **secrets_env},
     )
-    listed = json.loads(output)
+    printed = json.loads(output)
+    listed = printed if command[1] == "list" else [printed]
     assert [d["reference"] for d in listed] == ["BSC-2026-0001"]
     assert listed[0]["intitule"] == "Potager solidaire du Perroy"
     assert "sqlmodel" in modules  # it did query the database
