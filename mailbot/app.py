@@ -27,13 +27,16 @@ log = logging.getLogger(__name__)
 class App:
     config_dir: str | None = None
     _config: Config | None = field(default=None, repr=False)
+    # False for commands that render no template: each is compiled if and
+    # when used instead of all at load (see mailbot.config).
+    check_templates: bool = True
 
     @property
     def config(self) -> Config:
         if self._config is None:
             from mailbot.config import load_config
 
-            self._config = load_config(self.config_dir)
+            self._config = load_config(self.config_dir, check_templates=self.check_templates)
         return self._config
 
     @cached_property

@@ -15,44 +15,119 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer._click.exceptions import ClickException
+from typer.core import TyperGroup
 
-from mailbot import terminal
 from mailbot.errors import ConfigError, MailbotError
 from storage.errors import StorageError
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.table import Column
+    from typer._click.formatting import HelpFormatter
 
     from mailbot.app import App
 
 # The service modules (database, parsers, documents) are imported inside the
 # commands that use them: `mailbot --help` and the light commands start fast.
+# Rich too: help is Click's plain text (rich_markup_mode=None; Typer's Rich
+# renderer, typer.rich_utils, cost more than Typer itself), and the consoles
+# below are made on first use, so `--help` and `--json` never import it.
 
-app = typer.Typer(
+
+class _Commands(TyperGroup):
+    """A group whose help lists each command with its whole first sentence, wrapped.
+
+    Click's plain help would cut it to the terminal's width with "...".
+    """
+
+    def format_commands(self, ctx: typer.Context, formatter: HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=_NO_LIMIT)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+_NO_LIMIT = 10_000
+
+
+def _commands(**options: Any) -> typer.Typer:
+    return typer.Typer(cls=_Commands, no_args_is_help=True, rich_markup_mode=None, **options)
+
+
+app = _commands(
     name="mailbot",
     help="Mail intake of the label Béthune Smart City.",
-    no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-config_app = typer.Typer(help="Check the configuration.", no_args_is_help=True)
-db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
-dossiers_app = typer.Typer(help="The dossiers of the candidatures.", no_args_is_help=True)
-messages_app = typer.Typer(help="The ledger of every message seen.", no_args_is_help=True)
+config_app = _commands(help="Check the configuration.")
+db_app = _commands(help="Database maintenance.")
+dossiers_app = _commands(help="The dossiers of the candidatures.")
+messages_app = _commands(help="The ledger of every message seen.")
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.add_typer(dossiers_app, name="dossiers")
 app.add_typer(messages_app, name="messages")
-staff_app = typer.Typer(help="Accounts of the back-office (mailbot web).", no_args_is_help=True)
+staff_app = _commands(help="Accounts of the back-office (mailbot web).")
 app.add_typer(staff_app, name="staff")
 
+
+class _LazyConsole:
+    """A console of ``mailbot.terminal``, made (and Rich imported) on first use."""
+
+    def __init__(self, *, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def made(self) -> Console:
+        """The console itself, for Rich objects that take one (a progress bar)."""
+        if self._console is None:
+            from mailbot import terminal
+
+            self._console = terminal.console(stderr=self._stderr)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.made(), name)
+
+    # A property, as on Console: setting it (a test widening the tables) sets the console's.
+    @property
+    def width(self) -> int:
+        return self.made().width
+
+    @width.setter
+    def width(self, value: int) -> None:
+        self.made().width = value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_") or name == "width":
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.made(), name, value)
+
+
 # Applicant text reaches these consoles: never markup, never control characters.
-out = terminal.console()
-err = terminal.console(stderr=True)
+out = _LazyConsole(stderr=False)
+err = _LazyConsole(stderr=True)
 
 
 def _app(ctx: typer.Context) -> App:
     return ctx.find_root().obj
+
+
+def _reading_app(ctx: typer.Context) -> App:
+    """The app of a command that renders no template: each is compiled if and when used.
+
+    ``config check`` and the commands that send mail still compile and check
+    every template when they load the config.
+    """
+    application = _app(ctx)
+    application.check_templates = False
+    return application
 
 
 def _print_json(data: Any) -> None:
@@ -224,10 +299,10 @@ def dossiers_list(
     from storage.db import session_scope
 
     status = _dossier_status(status)
-    application = _app(ctx)
+    application = _reading_app(ctx)
     with session_scope(application.engine) as session:
         dossiers = repo.list_dossiers(session=session, status=status)
-        data = [views.dossier_summary(session, d) for d in dossiers]
+        data = views.dossier_summaries(session, dossiers)
     if as_json:
         _print_json(data)
         return
@@ -278,15 +353,11 @@ def dossiers_show(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """One dossier with its fields, pieces, messages and replies."""
-    from rich.table import Table
-
-    from mailbot import export as exports
-    from mailbot import views, wording
-    from parsers.checks import describe_missing
+    from mailbot import views
     from storage import repositories as repo
     from storage.db import session_scope
 
-    application = _app(ctx)
+    application = _reading_app(ctx)
     with session_scope(application.engine) as session:
         dossier = repo.get_dossier(session=session, reference=reference.strip().upper())
         if dossier is None:
@@ -295,6 +366,12 @@ def dossiers_show(
     if as_json:
         _print_json(detail)
         return
+    from rich.table import Table
+
+    from mailbot import export as exports
+    from mailbot import terminal, wording
+    from parsers.checks import describe_missing
+
     out.print(terminal.strong(detail["reference"]), detail["status_label"])
     zone = wording.service_zone(application.config)
     out.print(
@@ -447,7 +524,7 @@ def dossiers_export(
     if fmt == "xlsx" and output is None:
         raise typer.BadParameter("xlsx needs -o FILE")
     status = _dossier_status(status)
-    application = _app(ctx)
+    application = _reading_app(ctx)
     with session_scope(application.engine) as session:
         details = [
             views.dossier_detail(session, d)
@@ -488,7 +565,7 @@ def messages_list(
     if status is not None and status not in [s.value for s in MessageStatus]:
         allowed = ", ".join(s.value for s in MessageStatus)
         raise typer.BadParameter(f"{status!r} is not one of {allowed}")
-    application = _app(ctx)
+    application = _reading_app(ctx)
     with session_scope(application.engine) as session:
         data = [
             views.message_summary(session, m)
@@ -586,7 +663,7 @@ def poll(
     from rich.progress import Progress
 
     # A first poll over a backlog can take a while: show where it is.
-    with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:
+    with Progress(console=err.made(), transient=True, disable=not err.is_terminal) as bar:
         tasks: dict[str, Any] = {}
 
         def progress(mailbox: str, done: int, total: int) -> None:
@@ -650,7 +727,7 @@ def demo_command(
     from mailbot.demo import run_demo
 
     _set_up_logging(logging.WARNING, "%(levelname)s %(name)s: %(message)s")
-    run_demo(keep=keep, console=out, web=web, port=port)
+    run_demo(keep=keep, console=out.made(), web=web, port=port)
 
 
 @app.command("send")
@@ -677,6 +754,7 @@ def try_command(
 ) -> None:
     """Dry run of the whole pipeline on one message; writes nothing anywhere."""
     from mailbot import export as exports
+    from mailbot import terminal
     from mailbot.trial import try_message
 
     application = _app(ctx)
@@ -899,7 +977,8 @@ def staff_list(ctx: typer.Context) -> None:
     from mailbot import wording
     from mailbot.staff import list_staff
 
-    accounts = list_staff(_app(ctx))
+    application = _reading_app(ctx)
+    accounts = list_staff(application)
     if not accounts:
         out.print("no staff accounts")
         return
@@ -908,7 +987,7 @@ def staff_list(ctx: typer.Context) -> None:
         table.add_row(
             account.login,
             account.display_name or "—",
-            wording.local_date_time(account.created_at, wording.service_zone(_app(ctx).config)),
+            wording.local_date_time(account.created_at, wording.service_zone(application.config)),
             "désactivé" if account.disabled else "actif",
         )
     out.print(table)

@@ -6,6 +6,9 @@ we send). Everything is parsed into frozen pydantic models at load time:
 unknown keys are rejected, regexes compiled, enums checked, templates parsed,
 so a bad file is found by ``mailbot config check`` and not at 3 a.m. by the
 worker. Each problem names the file, the key and, where it can, the line.
+Commands that render no template (``dossiers list``, ``show``...) load with
+``check_templates=False``: the templates are then compiled, and checked the
+same way, only if and when one is used, and Jinja2 is not even imported.
 
 Any service setting can be overridden by an environment variable
 ``MAILBOT_<SECTION>__<KEY>`` (``MAILBOT_DATABASE__URL``); for the list of
@@ -20,17 +23,15 @@ re-exported here so that the rest of ``mailbot`` imports them from one place.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
-import jinja2.nodes
-import jinja2.sandbox
 from pydantic import ValidationError
 
 from mailbot.errors import ConfigError, ConfigProblem, SecretMissingError
@@ -71,6 +72,10 @@ from parsers.rules import (
     chain_rule_names,
     compile_pattern,
 )
+
+if TYPE_CHECKING:
+    import jinja2
+    import jinja2.nodes
 
 __all__ = [
     "CHAIN_ACTIONS",
@@ -141,9 +146,20 @@ class Config:
     directory: Path
     settings: Settings
     rules: Rules
-    templates: jinja2.Environment
     template_names: tuple[str, ...]
     env_overrides: tuple[str, ...] = ()
+    # Built by load_config when it checks the templates, else on first use.
+    _templates: jinja2.Environment | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def templates(self) -> jinja2.Environment:
+        """The templates in Jinja2's sandbox; each is checked when it is compiled."""
+        if self._templates is None:
+            object.__setattr__(
+                self, "_templates", _template_environment(self.directory / TEMPLATES_DIR)
+            )
+        assert self._templates is not None
+        return self._templates
 
     @property
     def base_dir(self) -> Path:
@@ -177,9 +193,16 @@ def config_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
 
 
 def load_config(
-    directory: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None
+    directory: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    check_templates: bool = True,
 ) -> Config:
-    """Load and validate the whole config directory; raise ConfigError listing every problem."""
+    """Load and validate the whole config directory; raise ConfigError listing every problem.
+
+    With ``check_templates=False`` the templates are only listed: each is
+    compiled and checked when first used (a bad one raises ConfigError then).
+    """
     root = config_dir(directory)
     env = os.environ if environ is None else environ
     problems: list[ConfigProblem] = []
@@ -212,7 +235,7 @@ def load_config(
                     _find_line(_read_text(rules_path) or "", ("detection", "mailbox_weights")),
                 )
             )
-    templates, names = _load_templates(root / TEMPLATES_DIR, problems)
+    templates, names = _load_templates(root / TEMPLATES_DIR, problems, check=check_templates)
     if problems:
         raise ConfigError(problems)
     assert settings is not None and rules is not None
@@ -220,9 +243,9 @@ def load_config(
         directory=root,
         settings=settings,
         rules=rules,
-        templates=templates,
         template_names=names,
         env_overrides=tuple(overrides),
+        _templates=templates,
     )
 
 
@@ -494,9 +517,47 @@ def _common_prefix(a: tuple, b: tuple) -> int:
     return count
 
 
+def _template_environment(directory: Path) -> jinja2.Environment:
+    """Jinja2's immutable sandbox over ``directory``, refusing unsafe templates as it compiles."""
+    import jinja2
+
+    return _checked_sandbox()(
+        loader=jinja2.FileSystemLoader(str(directory)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2"), default=False),
+        keep_trailing_newline=True,
+    )
+
+
+@functools.cache
+def _checked_sandbox() -> type[jinja2.Environment]:
+    """The sandbox class, made on first use so that loading the config needs no Jinja2."""
+    import jinja2.sandbox
+
+    class CheckedSandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
+        """Every template parsed (then compiled) is first searched for unsafe accesses."""
+
+        def _parse(self, source: str, name: str | None, filename: str | None) -> Any:
+            # Environment._parse is where compile() and parse() turn source
+            # into a tree: the one place a template can be refused before use.
+            tree = super()._parse(source, name, filename)
+            unsafe = _unsafe_accesses(tree)
+            if unsafe:
+                where = filename or name or "<template>"
+                raise ConfigError(
+                    [
+                        ConfigProblem(where, "", f"unsafe template: {what}", line)
+                        for line, what in unsafe
+                    ]
+                )
+            return tree
+
+    return CheckedSandbox
+
+
 def _load_templates(
-    directory: Path, problems: list[ConfigProblem]
-) -> tuple[jinja2.Environment, tuple[str, ...]]:
+    directory: Path, problems: list[ConfigProblem], *, check: bool
+) -> tuple[jinja2.Environment | None, tuple[str, ...]]:
     """The templates in Jinja2's immutable sandbox, each checked before any is rendered.
 
     Templates are admin files, but they are rendered by the worker that holds
@@ -504,48 +565,40 @@ def _load_templates(
     (``cycler.__init__.__globals__.os``) would run code there. The sandbox
     refuses such access when a template runs; ``_unsafe_accesses`` finds it
     in the template's syntax tree first, so ``config check`` names the file
-    and line without running anything.
+    and line without running anything. Without ``check`` only the names are
+    listed (no environment is built): the same check runs when a template is
+    first compiled.
     """
-    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
-        loader=jinja2.FileSystemLoader(str(directory)),
-        undefined=jinja2.StrictUndefined,
-        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2"), default=False),
-        keep_trailing_newline=True,
-    )
     if not directory.is_dir():
         problems.append(ConfigProblem(str(directory), "", "templates directory not found"))
-        return env, ()
+        return None, ()
     names = tuple(
         sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*.j2") if p.is_file())
     )
+    if not check:
+        return None, names
+    import jinja2
+
+    env = _template_environment(directory)
     for name in names:
         path = directory / name
         try:
-            tree = env.parse(path.read_text(encoding="utf-8"), name, str(path))
+            env.get_template(
+                name
+            )  # parsed, checked and compiled (unknown filters...), not rendered
         except jinja2.TemplateSyntaxError as err:
             problems.append(
                 ConfigProblem(str(path), "", f"template error: {err.message}", err.lineno)
             )
-            continue
+        except ConfigError as err:  # unsafe: every access, each with its line
+            problems.extend(err.problems)
         except (OSError, UnicodeDecodeError) as err:
             problems.append(ConfigProblem(str(path), "", f"cannot read template: {err}"))
-            continue
-        unsafe = _unsafe_accesses(tree)
-        for line, what in unsafe:
-            problems.append(ConfigProblem(str(path), "", f"unsafe template: {what}", line))
-        if unsafe:
-            continue
-        try:
-            env.get_template(name)  # compiled (unknown filters...), not rendered
-        except jinja2.TemplateSyntaxError as err:
-            problems.append(
-                ConfigProblem(str(path), "", f"template error: {err.message}", err.lineno)
-            )
     return env, names
 
 
 # Attributes no template needs and the sandbox refuses: Python internals.
-_UNSAFE_ATTRIBUTES = frozenset(
+_INTERNAL_ATTRIBUTES = frozenset(
     {
         "mro",
         "func_globals",
@@ -558,15 +611,23 @@ _UNSAFE_ATTRIBUTES = frozenset(
         "ag_frame",
         "ag_code",
         "cr_code",
-        *jinja2.sandbox.UNSAFE_GENERATOR_ATTRIBUTES,
-        *jinja2.sandbox.UNSAFE_FUNCTION_ATTRIBUTES,
-        *jinja2.sandbox.UNSAFE_METHOD_ATTRIBUTES,
     }
 )
 
 
+@functools.cache
+def _unsafe_attributes() -> frozenset[str]:
+    import jinja2.sandbox
+
+    return _INTERNAL_ATTRIBUTES | {
+        *jinja2.sandbox.UNSAFE_GENERATOR_ATTRIBUTES,
+        *jinja2.sandbox.UNSAFE_FUNCTION_ATTRIBUTES,
+        *jinja2.sandbox.UNSAFE_METHOD_ATTRIBUTES,
+    }
+
+
 def _unsafe_name(name: object) -> bool:
-    return isinstance(name, str) and (name.startswith("_") or name in _UNSAFE_ATTRIBUTES)
+    return isinstance(name, str) and (name.startswith("_") or name in _unsafe_attributes())
 
 
 def _unsafe_accesses(tree: jinja2.nodes.Template) -> list[tuple[int, str]]:
@@ -576,6 +637,8 @@ def _unsafe_accesses(tree: jinja2.nodes.Template) -> list[tuple[int, str]]:
     like: any attribute or key starting with ``_`` or naming an interpreter
     internal (``mro``, ``gi_frame``, ``f_globals``...).
     """
+    import jinja2.nodes
+
     found: list[tuple[int, str]] = []
     for node in tree.find_all((jinja2.nodes.Getattr, jinja2.nodes.Getitem, jinja2.nodes.Filter)):
         if isinstance(node, jinja2.nodes.Getattr):

@@ -24,29 +24,33 @@ revision after changing ``storage.models``::
     command.revision(alembic_config("sqlite:///var/dev.db"), "what changed", autogenerate=True)
 
 then review the generated file by hand (it must run on SQLite and PostgreSQL).
+
+Alembic is imported only to migrate: ``open_database`` compares the stored
+revision with the head read from the revision files' own ``revision`` and
+``down_revision`` lines (``head_in_files``), which costs no import; the CLI
+starts about as fast as a bare SQLAlchemy query.
 """
 
 from __future__ import annotations
 
+import ast
 import sqlite3
 import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlmodel import Session
 
 from storage.errors import InvalidValueError, MigrationError, StorageError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -138,6 +142,8 @@ def alembic_config(url: str | None = None) -> Config:
     With ``url`` the Alembic command line helpers (revision, history...) can
     connect on their own; ``upgrade`` passes its connection instead.
     """
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("path_separator", "os")
@@ -149,6 +155,8 @@ def alembic_config(url: str | None = None) -> Config:
 
 def head_revision() -> str:
     """Revision the code expects the database to be at."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     if head is None:  # pragma: no cover - the package always ships revisions
         raise MigrationError(f"no migration found in {MIGRATIONS_DIR}")
@@ -157,6 +165,8 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """Revision the database is at; None for an empty database."""
+    from alembic.runtime.migration import MigrationContext
+
     try:
         with engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
@@ -172,6 +182,8 @@ def upgrade(engine: Engine) -> None:
     The whole upgrade runs in one transaction (both back ends have
     transactional DDL), so a failed migration leaves the previous schema.
     """
+    from alembic.util.exc import CommandError
+
     try:
         with engine.connect() as connection:
             _upgrade(connection)
@@ -182,6 +194,8 @@ def upgrade(engine: Engine) -> None:
 
 
 def _upgrade(connection: Connection) -> None:
+    from alembic import command
+
     sqlite = connection.dialect.name == "sqlite"
     with _migration_lock(connection):
         if sqlite:
@@ -208,6 +222,10 @@ def _upgrade(connection: Connection) -> None:
 
 
 def _check_known_revision(connection: Connection) -> None:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from alembic.util.exc import CommandError
+
     current = MigrationContext.configure(connection).get_current_revision()
     if current is None:
         return
@@ -248,11 +266,75 @@ def _migration_lock(connection: Connection) -> Iterator[None]:
             connection.invalidate()
 
 
+def head_in_files(directory: Path = MIGRATIONS_DIR / "versions") -> str | None:
+    """The head revision, read from the revision files without importing Alembic.
+
+    Each file assigns ``revision`` and ``down_revision`` string literals, as
+    Alembic's template writes them; the head is the one revision no other
+    names as its parent. None when that is not plain (no file, a merge, a
+    branch, a value that is not a literal): ``head_revision`` then decides.
+    ``tests/test_storage_revision_check.py`` holds it equal to Alembic's head.
+    """
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in directory.glob("*.py"):
+        values = _assigned_literals(path, ("revision", "down_revision"))
+        revision, parent = values.get("revision"), values.get("down_revision")
+        if not isinstance(revision, str) or not isinstance(parent, str | None):
+            return None
+        revisions.add(revision)
+        if parent is not None:
+            parents.add(parent)
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _assigned_literals(path: Path, names: tuple[str, ...]) -> dict[str, object]:
+    """Module-level ``name = <literal>`` (annotated or not) of a Python file."""
+    found: dict[str, object] = {}
+    try:
+        tree = ast.parse(path.read_bytes(), str(path))
+    except (OSError, SyntaxError, ValueError):
+        return found
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        elif isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        else:
+            continue
+        for target in targets:
+            if isinstance(target, ast.Name) and target.id in names:
+                try:
+                    found[target.id] = ast.literal_eval(value)
+                except ValueError:
+                    found[target.id] = value  # not a literal: the caller gives up
+    return found
+
+
+def stored_revision(engine: Engine) -> str | None:
+    """The one revision in ``alembic_version``, read without Alembic; None when there
+    is no such table or not exactly one row (Alembic then reads it in ``upgrade``)."""
+    try:
+        with engine.connect() as connection:
+            if not inspect(connection).has_table("alembic_version"):
+                return None
+            rows = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+    except SQLAlchemyError as err:
+        raise StorageError(
+            f"cannot read the schema revision of {_redacted(engine.url)}: {err}"
+        ) from err
+    return rows[0][0] if len(rows) == 1 else None
+
+
 def open_database(url: str) -> Engine:
     """Engine for ``url`` with the schema at the latest revision (created if needed)."""
     engine = make_engine(url)
     try:
-        if current_revision(engine) != head_revision():
+        # A database at head, the usual case, needs neither Alembic nor its
+        # scripts; upgrade() reads both again under the migration lock.
+        head = head_in_files()
+        if head is None or stored_revision(engine) != head:
             upgrade(engine)
     except BaseException:
         engine.dispose()

@@ -2,21 +2,31 @@
 
 Behaviour checks, no timing: a fresh interpreter imports ``mailbot.cli`` (what
 ``mailbot --help`` pays) or runs ``mailbot dossiers list --json``, then lists
-``sys.modules``. ``bench/startup.py`` measures the times.
+``sys.modules``. ``bench/startup.py`` measures the times. What was made
+lighter still answers the same: the help lists every command's whole first
+sentence, and ``dossiers list --json`` (mailboxes read for all dossiers at
+once) prints exactly the per-dossier ``views.dossier_summary`` of each.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+import typer
+
+from mailbot import cli, views
 from mailbot.app import App
 from storage import repositories as repo
 from storage.db import session_scope
+from storage.models import Message
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,10 +50,18 @@ HEAVY_FOR_HELP = (
     "mailbot.config",
     "storage.db",
     "parsers.rules",
+    # Typer's Rich help renderer cost more than Typer itself: help is Click's plain text.
+    "rich",
+    "typer.rich_utils",
 )
-# Not needed to list the dossiers (the config's templates need jinja2, the
-# database SQLModel: those stay).
+# Not needed to list the dossiers (the database needs SQLModel, the config
+# pydantic: those stay). Templates are compiled only when used, the schema
+# revision is read without Alembic, JSON needs no console.
 UNUSED_BY_DOSSIERS_LIST = (
+    "alembic",
+    "mako",
+    "jinja2",
+    "rich",
     "pdfplumber",
     "pdfminer",
     "pypdf",
@@ -89,7 +107,7 @@ def _loaded(modules: set[str], names: tuple[str, ...]) -> list[str]:
 def test_importing_the_cli_imports_no_service_module():
     modules, _output = _modules_after("import mailbot.cli")
     assert "typer" in modules and "mailbot.cli" in modules
-    assert _loaded(modules, (*HEAVY_FOR_HELP, "rich.table")) == []
+    assert _loaded(modules, HEAVY_FOR_HELP) == []
 
 
 def test_help_lists_the_commands_without_the_service_modules():
@@ -101,7 +119,43 @@ def test_help_lists_the_commands_without_the_service_modules():
     assert _loaded(modules, HEAVY_FOR_HELP) == []
 
 
-def test_dossiers_list_json_does_not_import_the_document_readers(config_dir, secrets_env, tmp_path):
+def _first_sentence(help_text: str) -> str:
+    words = help_text.split("\n\n")[0].split()
+    ends = [n for n, word in enumerate(words) if word.endswith(".")]
+    return " ".join(words[: ends[0] + 1] if ends else words)
+
+
+@pytest.mark.parametrize("group", ["", "dossiers", "messages", "staff", "config", "db"])
+def test_help_lists_each_command_with_its_whole_first_sentence(group, capsys):
+    argv = [group, "--help"] if group else ["--help"]
+    assert cli.main(argv) == 0
+    output = capsys.readouterr().out
+    shown = " ".join(output.split())  # as wrapped to the terminal, joined again
+    command = typer.main.get_command(cli.app)
+    if group:
+        command = command.commands[group]  # type: ignore[attr-defined]
+    assert output.startswith(f"Usage: mailbot {group}".rstrip() + " [OPTIONS] COMMAND")
+    assert "╭" not in output  # no Rich box
+    assert "..." not in output.split("\nCommands:\n")[1]  # no description cut short
+    for name, sub in command.commands.items():  # type: ignore[attr-defined]
+        assert f"{name} {_first_sentence(sub.help)}" in shown, name
+
+
+def test_a_command_help_keeps_its_whole_text_and_options(capsys):
+    assert cli.main(["erase-person", "--help"]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "leaving a tombstone; legal holds are refused." in shown
+    assert "other people's mail naming the person, to redact) is shown first." in shown
+    assert "--server-copies / --no-server-copies" in shown
+    assert "email <str> The person's e-mail address. [required]" in shown
+
+
+@pytest.mark.parametrize(
+    "command", [["dossiers", "list", "--json"], ["dossiers", "show", "BSC-2026-0001", "--json"]]
+)
+def test_dossiers_list_and_show_json_do_not_import_the_document_readers(
+    config_dir, secrets_env, command
+):
     app = App(str(config_dir))
     with session_scope(app.engine) as session:
         repo.create_dossier(
@@ -118,11 +172,118 @@ def test_dossiers_list_json_does_not_import_the_document_readers(config_dir, sec
     app.close()
     modules, output = _modules_after(
         "from mailbot.cli import main\n"
-        f"assert main(['--config', {str(config_dir)!r}, 'dossiers', 'list', '--json']) == 0",
+        f"assert main(['--config', {str(config_dir)!r}, *{command!r}]) == 0",
         env={**os.environ, **secrets_env},
     )
-    listed = json.loads(output)
+    printed = json.loads(output)
+    listed = printed if command[1] == "list" else [printed]
     assert [d["reference"] for d in listed] == ["BSC-2026-0001"]
     assert listed[0]["intitule"] == "Potager solidaire du Perroy"
     assert "sqlmodel" in modules  # it did query the database
     assert _loaded(modules, UNUSED_BY_DOSSIERS_LIST) == []
+
+
+def _file_message(
+    session, *, dossier, key: str, seen_in: list[str], at: datetime, uids: Iterator[int]
+) -> None:
+    message, _created = repo.add_message(
+        session=session,
+        message=Message(
+            dedup_key=key,
+            sha256=key.encode().hex().ljust(64, "0")[:64],
+            size=1000,
+            sender="alice@example.org",
+            subject=f"Candidature {key}",
+            verdict="candidature",
+            status="filed",
+            dossier_id=dossier.id if dossier else None,
+            first_seen_at=at,
+        ),
+    )
+    for mailbox in seen_in:
+        repo.add_sighting(
+            session=session,
+            message=message,
+            mailbox=mailbox,
+            folder="INBOX",
+            uidvalidity=1,
+            uid=next(uids),
+            seen_at=at,
+        )
+
+
+@pytest.fixture
+def app_with_dossiers(config_dir, secrets_env):
+    """Five dossiers: seen in two mailboxes (twice in one), in one, in none; statuses differ."""
+    app = App(str(config_dir))
+    start = datetime(2026, 3, 15, 9, 30, tzinfo=UTC)
+    seen = {
+        0: [["n.bataillon", "d.berteloot"], ["n.bataillon"]],
+        1: [["d.berteloot"]],
+        2: [],
+        3: [["n.bataillon"]],
+        4: [["d.berteloot"], ["d.berteloot"]],
+    }
+    statuses = ["incomplete", "complete", "incomplete", "accepted", "needs_review"]
+    uids = itertools.count(1)
+    with session_scope(app.engine) as session:
+        for n, messages in seen.items():
+            dossier = repo.create_dossier(
+                session=session,
+                year=2026,
+                sender=f"porteur{n}@example.org",
+                sender_name=f"Porteur {n}",
+                fields={"intitule": f"Projet n° {n}", "thematique": "Environnement"},
+                missing=["letter"] if n % 2 else [],
+                status=statuses[n],
+                # Two dossiers received at the same time: the id decides their order.
+                received_at=start + timedelta(hours=min(n, 3)),
+                actor="system",
+            )
+            for index, mailboxes in enumerate(messages):
+                _file_message(
+                    session,
+                    dossier=dossier,
+                    key=f"d{n}m{index}",
+                    seen_in=mailboxes,
+                    at=start,
+                    uids=uids,
+                )
+        _file_message(
+            session, dossier=None, key="loose", seen_in=["n.bataillon"], at=start, uids=uids
+        )
+    yield app
+    app.close()
+
+
+def _per_dossier_json(app: App, *, status: str | None = None) -> str:
+    """What ``dossiers list --json`` printed when it asked each dossier's mailboxes apart."""
+    with session_scope(app.engine) as session:
+        data = [
+            views.dossier_summary(session, d)
+            for d in repo.list_dossiers(session=session, status=status)
+        ]
+    return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+
+
+@pytest.mark.parametrize("ids_per_query", [500, 2])
+@pytest.mark.parametrize("status", [None, "incomplete"])
+def test_dossiers_list_json_is_the_per_dossier_summary_of_each(
+    app_with_dossiers, config_dir, capsys, monkeypatch, status, ids_per_query
+):
+    monkeypatch.setattr(views, "_IDS_PER_QUERY", ids_per_query)  # several queries, same answer
+    expected = _per_dossier_json(app_with_dossiers, status=status)
+    option = ["--status", status] if status else []
+    assert cli.main(["--config", str(config_dir), "dossiers", "list", "--json", *option]) == 0
+    printed = capsys.readouterr().out
+    assert printed == expected
+    listed = json.loads(printed)
+    assert len(listed) == (2 if status else 5)
+    if not status:
+        assert [d["mailboxes"] for d in listed] == [
+            ["d.berteloot"],
+            ["n.bataillon"],
+            [],
+            ["d.berteloot"],
+            ["d.berteloot", "n.bataillon"],
+        ]
