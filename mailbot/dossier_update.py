@@ -121,6 +121,12 @@ def stored_evidence(reading: Reading) -> dict[str, Any]:
             "source": getattr(item, "source", None),
             "raw": getattr(item, "raw", None),
             "layer": getattr(item, "layer", None),
+            # How sure the reading is, where, and why not surer: staff see
+            # them beside the value (the back-office's "Lu dans" column).
+            "confidence": getattr(item, "confidence", None),
+            "page": getattr(item, "page", None),
+            "doubt": getattr(item, "doubt", None),
+            "uncertain": bool(getattr(item, "uncertain", False)),
         }
     if reading.letter.letter_sha256:
         out["_letter"] = {

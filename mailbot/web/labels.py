@@ -53,3 +53,18 @@ def field_value(rules: Rules, key: str, value: Any) -> str:
     if isinstance(worded, list):
         return ", ".join(str(v) for v in worded)
     return str(worded)
+
+
+def message_warning(rules: Rules, text: Any) -> str:
+    """A reading warning of a message, in French.
+
+    The parsers note a field they could not read well as ``KEY: what
+    (where)``; the dossier page shows that field's evidence, worded, in its
+    table of fields, so the warning only points there. Other warnings are
+    worded by ``mailbot.wording.reading_warning``.
+    """
+    key, separator, _rest = str(text).partition(": ")
+    rule = rules.fields.get(key) if separator else None
+    if rule is not None:
+        return f"« {rule.label} » : lecture à vérifier (voir « Champs lus »)"
+    return wording.reading_warning(str(text))
