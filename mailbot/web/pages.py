@@ -13,6 +13,7 @@ under ``default-src 'none'``.
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -27,6 +28,7 @@ from mailbot import decisions, views, wording
 from mailbot.errors import MailbotError
 from mailbot.web import labels
 from mailbot.web.app import BackOffice, staff_page
+from mailbot.web.dossier_page import read_dossier_page
 from mailbot.web.listing import SORTS, DossierFilter, find_dossiers
 from parsers.reasons import ReviewReason
 from storage import repositories as repo
@@ -142,43 +144,33 @@ def _piece_is_pdf(piece: Piece) -> bool:
     return piece.content_type == "application/pdf" or named_pdf
 
 
+def dossier_fields(rules: Any, detail: SimpleNamespace) -> list[SimpleNamespace]:
+    """Each field of ``rules`` with its value and its evidence as staff read them."""
+    values, evidence = detail.fields, detail.evidence
+    return [
+        SimpleNamespace(
+            key=key,
+            label=rule.label,
+            shown=labels.field_value(rules, key, values[key])
+            if values.get(key) is not None
+            else None,
+            evidence=SimpleNamespace(**wording.worded_evidence(evidence.get(key))),
+        )
+        for key, rule in rules.fields.items()
+    ]
+
+
 @staff_page
 def dossier_page(request: Request, form: FormData | None) -> Response:
     office = _office(request)
     reference = request.path_params["reference"].strip().upper()
-    with session_scope(office.app.engine) as session:
-        dossier = repo.get_dossier(session=session, reference=reference)
-        if dossier is None:
-            return _not_found(request, f"Aucun dossier {reference}.")
-        detail = views.dossier_detail(session, dossier)
-        pieces = [
-            {
-                "id": p.id,
-                "filename": p.filename or f"piece-{p.id}",
-                "role": p.role,
-                "size": p.size,
-                "content_type": p.content_type,
-                "pdf": _piece_is_pdf(p),
-                "warnings": list(p.warnings or []),
-            }
-            for p in repo.list_pieces(session=session, dossier=dossier)
-        ]
-    rules = office.app.config.rules
-    fields = [
-        {
-            "key": key,
-            "label": rule.label,
-            "value": detail["fields"].get(key),
-            "shown": labels.field_value(rules, key, detail["fields"][key])
-            if detail["fields"].get(key) is not None
-            else None,
-            "evidence": wording.worded_evidence(detail["evidence"].get(key)),
-        }
-        for key, rule in rules.fields.items()
-    ]
+    detail = read_dossier_page(office.app.engine, reference=reference)
+    if detail is None:
+        return _not_found(request, f"Aucun dossier {reference}.")
+    fields = dossier_fields(office.app.config.rules, detail)
     # Consultations are audited with the dossier, but would drown its history.
-    consulted = [e for e in detail["events"] if e["action"] in CONSULTATIONS]
-    detail["events"] = [e for e in detail["events"] if e["action"] not in CONSULTATIONS]
+    consulted = [e for e in detail.events if e.action in CONSULTATIONS]
+    detail.events = [e for e in detail.events if e.action not in CONSULTATIONS]
     return office.render(
         request,
         "dossier.html",
@@ -186,7 +178,7 @@ def dossier_page(request: Request, form: FormData | None) -> Response:
             "dossier": detail,
             "consulted": consulted,
             "fields": fields,
-            "pieces": pieces,
+            "pieces": detail.pieces,
             "decisions": labels.DECISIONS,
         },
     )
