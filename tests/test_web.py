@@ -26,6 +26,7 @@ from mailbot import decisions
 from mailbot.app import App
 from mailbot.smtp import send_outbox
 from mailbot.staff import add_staff, remove_staff
+from mailbot.web import labels
 from mailbot.web.app import create_app
 from storage import repositories as repo
 from storage.db import session_scope
@@ -526,6 +527,20 @@ def test_review_queue_shows_uncertain_readings_with_their_evidence_in_french(off
     assert "Lecture incertaine (40\u202f%)" in readings
     for english in ("several", "line '", " of dossier.pdf", "0.4", "uncertain", "source"):
         assert english not in readings, english
+
+    # The reasons of the waiting messages are in French too.
+    queue = html.unescape(page[: page.index('id="lectures"')])
+    assert "le dossier d'intention a été lu avec un doute : « Catégorie de label" in queue
+    unreadable = {
+        "reason": "unreadable_attachment",
+        "error": None,
+        "warnings": ["no dossier found; unreadable attachment(s) may hold it: dossier.pdf"],
+    }
+    assert labels.review_reason(office.app.config.rules, unreadable).endswith(
+        " : aucun dossier lu ; pièce(s) illisible(s) qui pourrai(en)t le contenir : dossier.pdf"
+    )
+    for english in ("several options", "is not the applicant", "no dossier found", "line '"):
+        assert english not in queue, english
 
     detail = html.unescape(client.get(f"/dossiers/{office.uncertain}").text)
     [row] = re.findall(r'<tr class="[^"]*uncertain">.*?</tr>', detail, re.DOTALL)

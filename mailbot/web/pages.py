@@ -393,6 +393,7 @@ def review_page(request: Request, form: FormData | None) -> Response:
         ]
     for message in waiting:
         message["cited"] = _cited_reference(message)
+        message["reason_label"] = labels.review_reason(rules, message)
     follow_ups = [m for m in waiting if m["reason"] in FOLLOW_UP_REASONS]
     others = [m for m in waiting if m["reason"] not in FOLLOW_UP_REASONS]
     return office.render(
