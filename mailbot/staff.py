@@ -19,7 +19,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from mailbot.errors import MailbotError
 from storage import repositories as repo
-from storage.db import session_scope
+from storage.db import read_scope, session_scope
 from storage.errors import DuplicateError, NotFoundError
 from storage.models import StaffAccount
 
@@ -153,6 +153,6 @@ def active_login(app: App, *, login: str) -> str | None:
     except MailbotError:
         return None
     # Asked on every page: one Core query on a pooled connection, no ORM session.
-    with app.engine.connect() as connection:
+    with read_scope(app.engine) as connection:
         enabled = connection.execute(_ENABLED_LOGIN, {"login": login}).scalar()
     return enabled

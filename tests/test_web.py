@@ -11,6 +11,7 @@ import html
 import os
 import re
 import shutil
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -323,6 +324,21 @@ def test_dossier_page_shows_fields_evidence_pieces_messages_replies_history(offi
     assert "Dossier créé" in text  # the history
     assert client.get("/dossiers/BSC-2026-9999").status_code == 404
     assert client.get("/no-such-page").status_code == 404  # with a session: a real 404
+
+
+def test_dossier_page_reads_while_filing_holds_the_write_lock(office, client):
+    """A page only reads: on SQLite it takes no write lock, so filing mail never stalls it."""
+    log_in(client)  # (logging in writes its audit event)
+    assert office.app.engine.dialect.name == "sqlite"
+    writer = sqlite3.connect(office.app.engine.url.database, timeout=0)
+    writer.execute("BEGIN IMMEDIATE")  # as the poller does while it files a message
+    try:
+        page = client.get(f"/dossiers/{office.potager}")
+        assert page.status_code == 200
+        assert "Potager solidaire du quartier du Perroy" in page.text
+    finally:
+        writer.rollback()
+        writer.close()
 
 
 def test_applicant_text_and_file_names_are_rendered_inert(office, client):

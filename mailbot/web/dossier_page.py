@@ -3,7 +3,8 @@
 The page shows what ``views.dossier_detail`` gives the CLI (fields and their
 evidence, pieces, messages, replies, history) but is read on every click, so
 it is read the cheap way: SQLAlchemy Core statements built once at import,
-run on one pooled connection, only the columns the page shows (an outbox row
+run on one pooled read-only connection (on SQLite: no write lock, see
+``storage.db.read_scope``), only the columns the page shows (an outbox row
 carries the whole message as sent, which the page never shows), rows used as
 they come. Profiled on the 5,000-dossier bench (``bench/web.py``), the ORM
 path spent most of its time building statements, identity-mapped objects and
@@ -23,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from mailbot import wording
+from storage.db import read_scope
 from storage.models import Dossier, Event, Message, Outbox, OutboxStatus, Piece, Sighting
 
 _dossier = Dossier.__table__
@@ -112,7 +114,7 @@ def _is_pdf(filename: str | None, content_type: str | None) -> bool:
 
 def read_dossier_page(engine: Engine, *, reference: str) -> SimpleNamespace | None:
     """Everything the page of dossier ``reference`` shows, or None when there is no such dossier."""
-    with engine.connect() as connection:
+    with read_scope(engine) as connection:
         row = connection.execute(DOSSIER, {"reference": reference}).first()
         if row is None:
             return None
