@@ -218,6 +218,10 @@ def test_staff_day_log_in_find_open_pdf_accept_see_history(served, browser, scre
     assert "Photos transmises par une voisine" in attached.inner_text()
 
     page.goto(f"{base}/replies")
+    # This configuration checks senders' authentication: the replies are held, with why.
+    held = page.locator("table.list tbody tr", has_text=office.potager)
+    assert "Non envoyée" in held.inner_text()
+    assert "contrôles DMARC/SPF/DKIM" in held.inner_text()
     screenshot(page, "replies")
     assert dialogs == []
     context.close()
