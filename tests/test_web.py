@@ -18,12 +18,13 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlmodel import select
 from starlette.testclient import TestClient
 
-from mailbot import decisions
+from mailbot import decisions, wording
 from mailbot.app import App
 from mailbot.smtp import send_outbox
 from mailbot.staff import add_staff, remove_staff
@@ -339,6 +340,43 @@ def test_dossier_page_reads_while_filing_holds_the_write_lock(office, client):
     finally:
         writer.rollback()
         writer.close()
+
+
+@pytest.mark.parametrize(
+    ("source", "worded"),
+    [
+        ("form field 'intitule' in dossier.pdf", "champ « intitule » du formulaire dossier.pdf"),
+        ("form checkboxes 'criteres_*' in f.pdf", "cases à cocher du formulaire f.pdf"),
+        (
+            "line 'Budget : 12 500 €' on page 2 of d.pdf",
+            "ligne « Budget : 12 500 € », page 2 de d.pdf",
+        ),
+        (
+            "ocr line 'Lieu : Béthune' on page 1 of scan.pdf",
+            "ligne lue par OCR « Lieu : Béthune », page 1 de scan.pdf",
+        ),
+        ("table row on page 1 of d.pdf", "ligne de tableau, page 1 de d.pdf"),
+        ("docx table in dossier.docx", "tableau du document Word, dossier.docx"),
+        ("two-column row on page 3 of d.pdf", "ligne à deux colonnes, page 3 de d.pdf"),
+        ("OCR of scan.jpg", "lecture optique (OCR) de scan.jpg"),
+    ],
+)
+def test_evidence_sources_are_worded_in_french(source, worded):
+    assert wording.evidence_source(source) == worded
+
+
+def test_every_doubt_the_reader_gives_has_its_french_label():
+    """The doubts are phrases of parsers/dossier/reading.py: each one has its label."""
+    import parsers.dossier.reading as reading
+
+    text = Path(reading.__file__).read_text(encoding="utf-8")
+    body = text[text.index("def _tick_doubt") : text.index("def _ticked_value")]
+    doubts = re.findall(r'return "([^"]+)"', body)
+    doubts += re.findall(r'doubt = "([^"]+)"', text)
+    assert len(doubts) >= 7
+    for doubt in doubts:
+        label = wording.doubt_label(doubt)
+        assert not label.startswith(wording.UNWORDED_DOUBT), doubt
 
 
 def test_applicant_text_and_file_names_are_rendered_inert(office, client):
