@@ -255,6 +255,8 @@ def _evidence_rows(reading: DossierReading) -> dict[str, Any]:
             "confidence": item.confidence,
             "page": item.page,
             "doubt": item.doubt,
+            # The back-office lists dossiers whose stored evidence says so.
+            "uncertain": bool(item.uncertain),
         }
     return out
 

@@ -13,19 +13,25 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
 
+import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from mailbot.errors import MailbotError
 from storage import repositories as repo
-from storage.db import session_scope
+from storage.db import read_scope, session_scope
 from storage.errors import DuplicateError, NotFoundError
+from storage.models import StaffAccount
 
 if TYPE_CHECKING:
     from mailbot.app import App
 
 PASSWORD_MIN_LENGTH = 12
 _LOGIN_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+# The login when it names an enabled account.
+_ENABLED_LOGIN = sa.select(StaffAccount.login).where(
+    StaffAccount.login == sa.bindparam("login"), StaffAccount.disabled == sa.false()
+)
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,7 @@ def active_login(app: App, *, login: str) -> str | None:
         login = normalise_login(login)
     except MailbotError:
         return None
-    with session_scope(app.engine) as session:
-        account = repo.get_staff_account(session=session, login=login)
-        return account.login if account is not None and not account.disabled else None
+    # Asked on every page: one Core query on a pooled connection, no ORM session.
+    with read_scope(app.engine) as connection:
+        enabled = connection.execute(_ENABLED_LOGIN, {"login": login}).scalar()
+    return enabled

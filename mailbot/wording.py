@@ -94,6 +94,7 @@ ACTION_LABELS: dict[str, str] = {
     "dossier.field_corrected": "Champ corrigé",
     "dossier.legal_hold_set": "Conservation légale activée",
     "dossier.legal_hold_cleared": "Conservation légale levée",
+    "message.attached": "Message rattaché au dossier",
     "message.dismissed": "Message écarté",
     "message.failed": "Message en échec",
     "message.retried": "Message traité à nouveau",
@@ -558,3 +559,133 @@ def shorten(text: str, limit: int = REASON_MAX_LENGTH) -> str:
     if len(text) <= limit:
         return text
     return text[: limit - 1].rstrip() + "…"
+
+
+# --------------------------------------------------------------------------
+# Evidence of a field read (where, how sure, why not surer)
+
+# The layer a value was read from (``FieldEvidence.layer``).
+EVIDENCE_LAYER_LABELS: dict[str, str] = {
+    "form": "formulaire PDF",
+    "table": "tableau du PDF",
+    "docx": "document Word",
+    "text": "texte du PDF",
+    "ocr": "lecture optique (OCR)",
+    "correction": "correction du service",
+}
+# Where a value was read (``FieldEvidence.source``: short English phrases of
+# the parsers, "line '…' on page 2 of dossier.pdf"). Tried in order; ``{where}``
+# is worded again ("page 2 de dossier.pdf").
+EVIDENCE_SOURCE_LABELS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern, re.DOTALL), text)
+    for pattern, text in (
+        (r"^form field '(?P<name>.*)' in (?P<where>.*)$", "champ « {name} » du formulaire {where}"),
+        (r"^form checkboxes '.*' in (?P<where>.*)$", "cases à cocher du formulaire {where}"),
+        (r"^ocr line '(?P<line>.*)' on (?P<where>.*)$", "ligne lue par OCR « {line} », {where}"),
+        (r"^line '(?P<line>.*)' on (?P<where>.*)$", "ligne « {line} », {where}"),
+        (r"^docx table (?:on|in) (?P<where>.*)$", "tableau du document Word, {where}"),
+        (r"^table row (?:on|in) (?P<where>.*)$", "ligne de tableau, {where}"),
+        (r"^two-column row on (?P<where>.*)$", "ligne à deux colonnes, {where}"),
+        (r"^OCR of (?P<where>.*)$", "lecture optique (OCR) de {where}"),
+        (r"^correction$", "correction du service"),
+    )
+)
+_EVIDENCE_PAGE = re.compile(r"^page (?P<page>\d+) of (?P<name>.*)$", re.DOTALL)
+# Why a reading is in doubt (``FieldEvidence.doubt``), by the start of the phrase.
+DOUBT_LABELS: tuple[tuple[str, str], ...] = (
+    (
+        "a box neither clearly ticked nor empty",
+        "une case n'est ni nettement cochée ni vide (encre mesurée sur l'image)",
+    ),
+    (
+        "no tick seen; the option was guessed",
+        "aucune coche vue : l'option a été déduite d'une case absente de l'OCR",
+    ),
+    (
+        "several boxes read as ticked where one is expected",
+        "plusieurs cases lues comme cochées là où une seule est attendue",
+    ),
+    (
+        "no box read as ticked in the OCR",
+        "aucune case lue comme cochée par l'OCR (une coche a pu être perdue)",
+    ),
+    (
+        "every box read as ticked in the OCR",
+        "toutes les cases lues comme cochées par l'OCR : cases cochées et vides non distinguées",
+    ),
+    (
+        "an option without its box in the OCR",
+        "une option sans sa case dans l'OCR (sa coche a pu être perdue)",
+    ),
+    (
+        "label not found in the OCR text",
+        "libellé du champ introuvable dans le texte OCR (la valeur peut y être, non lue)",
+    ),
+)
+UNWORDED_DOUBT = "lecture incertaine"
+# Confidence (0–1) at or above which a reading is called sure.
+SURE_CONFIDENCE = 0.9
+
+
+def evidence_source(source: Any) -> str:
+    """Where a field was read, in French (``ligne « … », page 1 de dossier.pdf``)."""
+    text = " ".join(str(source or "").split())
+    if not text:
+        return ""
+    for pattern, template in EVIDENCE_SOURCE_LABELS:
+        found = pattern.match(text)
+        if found:
+            parts = found.groupdict()
+            if "where" in parts:
+                page = _EVIDENCE_PAGE.match(parts["where"])
+                if page:
+                    parts["where"] = f"page {page['page']} de {page['name']}"
+            return shorten(template.format_map(_Params(parts)))
+    return shorten(text)
+
+
+def doubt_label(doubt: Any) -> str:
+    """Why a reading is uncertain, in French; an unknown phrase after a generic label."""
+    text = " ".join(str(doubt or "").split())
+    if not text:
+        return ""
+    for start, worded in DOUBT_LABELS:
+        if text.startswith(start):
+            return worded
+    return shorten(f"{UNWORDED_DOUBT} : {text}")
+
+
+def confidence_label(confidence: Any, *, uncertain: bool = False) -> str:
+    """``lecture sûre``, ``lecture probable (75 %)``, ``lecture incertaine (40 %)``; or ""."""
+    if not isinstance(confidence, int | float) or isinstance(confidence, bool):
+        return "lecture incertaine" if uncertain else ""
+    percent = f"{round(confidence * 100)}\u202f%"
+    if uncertain:
+        return f"lecture incertaine ({percent})"
+    if confidence >= SURE_CONFIDENCE:
+        return "lecture sûre"
+    return f"lecture probable ({percent})"
+
+
+def worded_evidence(item: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A field's stored evidence as staff read it: every part in French, or empty.
+
+    Keys: ``source`` (where), ``raw`` (the text as read, unchanged), ``layer``,
+    ``confidence``, ``doubt`` (why it is uncertain), ``by`` (who corrected it)
+    and ``uncertain`` (a bool). Stored evidence written before confidence was
+    kept simply lacks those parts.
+    """
+    item = item or {}
+    corrected = item.get("source") == "correction"
+    uncertain = bool(item.get("uncertain")) and not corrected
+    return {
+        "source": evidence_source(item.get("source")),
+        "raw": str(item.get("raw") or "").strip(),
+        "layer": "" if corrected else EVIDENCE_LAYER_LABELS.get(str(item.get("layer") or ""), ""),
+        "confidence": ""
+        if corrected
+        else confidence_label(item.get("confidence"), uncertain=uncertain),
+        "doubt": doubt_label(item.get("doubt")) if uncertain or item.get("doubt") else "",
+        "by": str(item.get("by") or "") if corrected else "",
+        "uncertain": uncertain,
+    }

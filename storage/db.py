@@ -110,7 +110,10 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("BEGIN")  # a snapshot: no write lock taken
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
@@ -340,6 +343,22 @@ def open_database(url: str) -> Engine:
         engine.dispose()
         raise
     return engine
+
+
+# Execution option of a connection that only reads (``read_scope``).
+READ_ONLY = "mailbot_read_only"
+
+
+@contextmanager
+def read_scope(engine: Engine) -> Iterator[Connection]:
+    """A connection for reads only (a back-office page), rolled back when done.
+
+    On SQLite its transaction is a plain (deferred) ``BEGIN``: a consistent
+    snapshot that takes no write lock, so a page neither waits for the
+    poller filing mail nor holds it up, as ``BEGIN IMMEDIATE`` would.
+    """
+    with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
+        yield connection
 
 
 @contextmanager

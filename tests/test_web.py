@@ -11,21 +11,24 @@ import html
 import os
 import re
 import shutil
+import sqlite3
 import stat
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlmodel import select
 from starlette.testclient import TestClient
 
-from mailbot import decisions
+from mailbot import decisions, wording
 from mailbot.app import App
 from mailbot.smtp import send_outbox
 from mailbot.staff import add_staff, remove_staff
+from mailbot.web import labels
 from mailbot.web.app import create_app
 from storage import repositories as repo
 from storage.db import session_scope
@@ -120,6 +123,7 @@ def test_every_page_and_file_without_a_session_answers_303_to_login(office, clie
         f"/dossiers/{office.potager}/hold",
         f"/review/{office.review_message}/retry",
         f"/review/{office.review_message}/dismiss",
+        f"/review/{office.follow_up}/attach",
         "/logout",
     ]
     with session_scope(office.app.engine) as session:
@@ -294,9 +298,9 @@ def test_dossier_list_filters_searches_sorts_and_counts(office, client):
     assert oldest.index(office.potager) < oldest.index(office.hostile)
     newest = client.get("/dossiers", params={"tri": "recus"}).text
     assert newest.index(f">{office.hostile}<") < newest.index(f">{office.potager}<")
-    # Counts per status: the three filed dossiers, two incomplete, one to check.
-    assert re.search(r"Tous <b>3</b>", page)
-    assert re.search(r"À vérifier <b>1</b>", page)
+    # Counts per status: the four filed dossiers, two incomplete, two to check.
+    assert re.search(r"Tous <b>4</b>", page)
+    assert re.search(r"À vérifier <b>2</b>", page)
     # Search text is data, not SQL.
     assert client.get("/dossiers", params={"q": "%' OR 1=1 --"}).status_code == 200
 
@@ -309,7 +313,11 @@ def test_dossier_page_shows_fields_evidence_pieces_messages_replies_history(offi
     assert "Potager solidaire du quartier du Perroy" in text
     assert "12\u202f500 €" in text  # amount as staff read it
     assert "Collaborative, Durable" in text  # choices by their label
-    assert "<b>source</b>" in text  # evidence as stored
+    # The evidence of each field, in French: where it was read, what, how sure.
+    assert "<b>Lu dans</b> champ « intitule » du formulaire dossier_intention.pdf" in text
+    assert "<b>Couche</b> formulaire PDF" in text and "Lecture sûre" in text
+    for english in ("<b>source</b>", "<b>layer</b>", "form field", "text layer", "0.9"):
+        assert english not in text, english
     assert "dossier_intention.pdf" in text and "courrier_maire.pdf" in text
     assert '<iframe class="preview" src="/dossiers/' in text  # the PDF shown in the page
     assert "Candidature au label Béthune Smart City" in text  # the message
@@ -317,6 +325,58 @@ def test_dossier_page_shows_fields_evidence_pieces_messages_replies_history(offi
     assert "Dossier créé" in text  # the history
     assert client.get("/dossiers/BSC-2026-9999").status_code == 404
     assert client.get("/no-such-page").status_code == 404  # with a session: a real 404
+
+
+def test_dossier_page_reads_while_filing_holds_the_write_lock(office, client):
+    """A page only reads: on SQLite it takes no write lock, so filing mail never stalls it."""
+    log_in(client)  # (logging in writes its audit event)
+    assert office.app.engine.dialect.name == "sqlite"
+    writer = sqlite3.connect(office.app.engine.url.database, timeout=0)
+    writer.execute("BEGIN IMMEDIATE")  # as the poller does while it files a message
+    try:
+        page = client.get(f"/dossiers/{office.potager}")
+        assert page.status_code == 200
+        assert "Potager solidaire du quartier du Perroy" in page.text
+    finally:
+        writer.rollback()
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    ("source", "worded"),
+    [
+        ("form field 'intitule' in dossier.pdf", "champ « intitule » du formulaire dossier.pdf"),
+        ("form checkboxes 'criteres_*' in f.pdf", "cases à cocher du formulaire f.pdf"),
+        (
+            "line 'Budget : 12 500 €' on page 2 of d.pdf",
+            "ligne « Budget : 12 500 € », page 2 de d.pdf",
+        ),
+        (
+            "ocr line 'Lieu : Béthune' on page 1 of scan.pdf",
+            "ligne lue par OCR « Lieu : Béthune », page 1 de scan.pdf",
+        ),
+        ("table row on page 1 of d.pdf", "ligne de tableau, page 1 de d.pdf"),
+        ("docx table in dossier.docx", "tableau du document Word, dossier.docx"),
+        ("two-column row on page 3 of d.pdf", "ligne à deux colonnes, page 3 de d.pdf"),
+        ("OCR of scan.jpg", "lecture optique (OCR) de scan.jpg"),
+    ],
+)
+def test_evidence_sources_are_worded_in_french(source, worded):
+    assert wording.evidence_source(source) == worded
+
+
+def test_every_doubt_the_reader_gives_has_its_french_label():
+    """The doubts are phrases of parsers/dossier/reading.py: each one has its label."""
+    import parsers.dossier.reading as reading
+
+    text = Path(reading.__file__).read_text(encoding="utf-8")
+    body = text[text.index("def _tick_doubt") : text.index("def _ticked_value")]
+    doubts = re.findall(r'return "([^"]+)"', body)
+    doubts += re.findall(r'doubt = "([^"]+)"', text)
+    assert len(doubts) >= 7
+    for doubt in doubts:
+        label = wording.doubt_label(doubt)
+        assert not label.startswith(wording.UNWORDED_DOUBT), doubt
 
 
 def test_applicant_text_and_file_names_are_rendered_inert(office, client):
@@ -450,6 +510,100 @@ def test_review_queue_retry_and_dismiss(office, client):
     assert "Message non écarté" in client.get(again.headers["location"]).text
 
 
+def test_review_queue_attaches_a_follow_up_as_the_cli_does(office, client):
+    """A message citing a dossier from another sender: listed, then attached by staff."""
+    log_in(client)
+    page = client.get("/review").text
+    follow_ups = page[page.index('id="suites"') : page.index('id="messages"')]
+    assert f"/review/{office.follow_up}/attach" in follow_ups
+    assert "voisine@perroy-quartier.fr" in follow_ups
+    assert f'name="reference" value="{office.potager}"' in follow_ups  # the cited dossier
+    token = csrf_of(page)
+    with session_scope(office.app.engine) as session:
+        filed_pk = session.exec(
+            select(Message.id).where(Message.status == "filed").order_by(Message.id)
+        ).first()
+
+    # Refused as the CLI refuses, with its words; nothing changes.
+    refusals = {
+        (office.follow_up, "BSC-2026-9999"): "no dossier 'BSC-2026-9999'",
+        (filed_pk, office.potager): "only needs_review or failed messages can be attached",
+    }
+    for (message_pk, reference), words in refusals.items():
+        with pytest.raises(decisions.MailbotError, match=re.escape(words)):
+            decisions.attach_message(
+                office.app, message_pk=message_pk, reference=reference, actor="staff:cli"
+            )
+        response = client.post(
+            f"/review/{message_pk}/attach", data={"reference": reference, "csrf_token": token}
+        )
+        assert response.status_code == 303 and response.headers["location"] == "/review"
+        notice = html.unescape(client.get("/review").text)
+        assert f"Message {message_pk} non rattaché : " in notice and words in notice
+    no_token = client.post(f"/review/{office.follow_up}/attach", data={"reference": office.potager})
+    assert no_token.status_code == 403
+    assert events(office, "message.attached") == []
+
+    response = client.post(
+        f"/review/{office.follow_up}/attach",
+        data={
+            "reference": office.potager.lower(),
+            "note": "photos via une voisine",
+            "csrf_token": token,
+        },
+    )
+    assert response.status_code == 303
+    after = client.get("/review").text
+    assert f"Message {office.follow_up} rattaché au dossier {office.potager}." in after
+    assert f"/review/{office.follow_up}/attach" not in after
+    with session_scope(office.app.engine) as session:
+        message = session.get(Message, office.follow_up)
+        dossier = repo.get_dossier(session=session, reference=office.potager)
+        assert message.status == "filed" and message.dossier_id == dossier.id
+    [event] = events(office, "message.attached")
+    assert event.actor == f"staff:{LOGIN}" and event.details["note"] == "photos via une voisine"
+    dossier_page = client.get(f"/dossiers/{office.potager}").text
+    assert "potager.jpg" in dossier_page and "Message rattaché au dossier" in dossier_page
+
+
+def test_review_queue_shows_uncertain_readings_with_their_evidence_in_french(office, client):
+    log_in(client)
+    page = client.get("/review").text
+    readings = page[page.index('id="lectures"') :]
+    assert f"/dossiers/{office.uncertain}" in readings
+    readings = re.sub(r"[ \n]+", " ", html.unescape(re.sub(r"<[^>]+>", " ", readings)))
+    assert office.potager not in readings  # read without doubt
+    assert "Catégorie de label demandée" in readings
+    assert "plusieurs cases lues comme cochées là où une seule est attendue" in readings
+    assert "Lu dans ligne « Catégorie de label demandée : ☒ 1 - Initiative réalisée ☒" in readings
+    assert "page 1 de dossier.pdf" in readings
+    assert "Texte lu ☒ 1 - Initiative réalisée ☒ 2 - Projet" in readings
+    assert "Lecture incertaine (40\u202f%)" in readings
+    for english in ("several", "line '", " of dossier.pdf", "0.4", "uncertain", "source"):
+        assert english not in readings, english
+
+    # The reasons of the waiting messages are in French too.
+    queue = html.unescape(page[: page.index('id="lectures"')])
+    assert "le dossier d'intention a été lu avec un doute : « Catégorie de label" in queue
+    unreadable = {
+        "reason": "unreadable_attachment",
+        "error": None,
+        "warnings": ["no dossier found; unreadable attachment(s) may hold it: dossier.pdf"],
+    }
+    assert labels.review_reason(office.app.config.rules, unreadable).endswith(
+        " : aucun dossier lu ; pièce(s) illisible(s) qui pourrai(en)t le contenir : dossier.pdf"
+    )
+    for english in ("several options", "is not the applicant", "no dossier found", "line '"):
+        assert english not in queue, english
+
+    detail = html.unescape(client.get(f"/dossiers/{office.uncertain}").text)
+    [row] = re.findall(r'<tr class="[^"]*uncertain">.*?</tr>', detail, re.DOTALL)
+    assert "Catégorie de label demandée" in row and "À vérifier" in row
+    assert "plusieurs cases lues comme cochées là où une seule est attendue" in row
+    assert "Lecture incertaine (40\u202f%)" in row
+    assert "several" not in detail and "<b>source</b>" not in detail
+
+
 def test_replies_page_lists_undelivered_replies(office, client, monkeypatch):
     # Deliver to a port where nobody listens: the replies stay queued with their error.
     monkeypatch.setenv("MAILBOT_SMTP__HOST", "127.0.0.1")
@@ -537,8 +691,11 @@ def test_pages_and_search_on_postgresql(postgres_url, tmp_path, monkeypatch):
             ):
                 page = client.get("/dossiers", params=params).text
                 assert present in page and absent not in page, params
-            assert re.search(r"Tous <b>3</b>", client.get("/dossiers").text)
+            assert re.search(r"Tous <b>4</b>", client.get("/dossiers").text)
             for path in (f"/dossiers/{office.potager}", "/review", "/replies"):
                 assert client.get(path).status_code == 200, path
+            # The uncertain reading is found in PostgreSQL's JSON text too.
+            review = client.get("/review").text
+            assert "plusieurs cases lues comme cochées" in html.unescape(review)
     finally:
         office.app.close()

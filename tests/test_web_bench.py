@@ -8,12 +8,25 @@ from bench.__main__ import BENCHES
 
 def test_web_bench_runs_on_50_dossiers() -> None:
     figures = web.run(quick=True, count=50)
-    assert [f.what.split(" page")[0] for f in figures] == ["list", "search", "dossier"]
-    for figure in figures:
+    timed = [f for f in figures if not f.what.startswith("(info)")]
+    parts = [f for f in figures if f.what.startswith("(info)")]
+    assert [f.what.split(",")[0] for f in timed] == [
+        f"{page} page ({how})"
+        for page in ("list", "search", "dossier")
+        for how in ("ASGI call", "TestClient", "CPU time of the ASGI call")
+    ]
+    for figure in timed:
         assert figure.bench == "6 web"
         assert "50 dossiers" in figure.what
         assert figure.measured.endswith(" ms")
         assert float(figure.ratio) > 0
         assert figure.met in (True, False)
         assert len(figure.row()) == 7
+    assert [f.what.split(": ")[1] for f in parts] == [
+        "session check (staff account)",
+        "read",
+        "wording",
+        "render",
+    ]
+    assert all(f.met is None and float(f.ratio) > 0 for f in parts)
     assert BENCHES["web"] is web.run

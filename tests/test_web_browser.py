@@ -122,7 +122,7 @@ def test_staff_day_log_in_find_open_pdf_accept_see_history(served, browser, scre
     page.wait_for_url(f"{base}/dossiers")
 
     # Find the dossier (as from the digest's reference) and open it.
-    assert page.locator("table.list tbody tr").count() == 3
+    assert page.locator("table.list tbody tr").count() == 4
     screenshot(page, "dossiers")
     page.fill("input[name=q]", "perroy")
     page.click("text=Afficher")
@@ -177,9 +177,51 @@ def test_staff_day_log_in_find_open_pdf_accept_see_history(served, browser, scre
     assert page.locator("header nav a[href='/review']").count() == 1
     page.goto(f"{base}/review")
     assert page.url == f"{base}/review"
-    assert page.locator("text=Traiter à nouveau").count() == 1
+    # Three messages wait: the follow-up sent by a neighbour, the unreadable
+    # candidature, the dossier read with doubt.
+    assert page.locator("text=Traiter à nouveau").count() == 3
     screenshot(page, "review")
+
+    # The uncertain reading, with its doubt and evidence in French.
+    readings = page.locator("ul.uncertain > li", has_text=office.uncertain)
+    text = readings.inner_text()
+    assert "Catégorie de label demandée" in text
+    assert "plusieurs cases lues comme cochées là où une seule est attendue" in text
+    assert "Lu dans ligne « Catégorie de label demandée" in text and "page 1 de dossier.pdf" in text
+    assert "Lecture incertaine (40\u202f%)" in text
+    assert "several" not in text and "line '" not in text
+    readings.scroll_into_view_if_needed()
+    screenshot(page, "review-uncertain")
+    readings.locator(f"text={office.uncertain}").click()
+    page.wait_for_url(f"{base}/dossiers/{office.uncertain}")
+    doubtful = page.locator("table.fields tr.uncertain")
+    assert doubtful.count() == 1
+    assert "À vérifier" in doubtful.inner_text()
+    doubtful.scroll_into_view_if_needed()
+    screenshot(page, "dossier-uncertain")
+
+    # The follow-up: attached to the dossier it cites, from the queue.
+    page.goto(f"{base}/review")
+    row = page.locator("table.follow-ups tbody tr", has_text="voisine@perroy-quartier.fr")
+    assert row.locator("input[name=reference]").input_value() == office.potager
+    row.locator("form.attach input[name=note]").fill("Photos transmises par une voisine")
+    with page.expect_navigation():
+        row.locator("form.attach button").click()
+    notice = page.locator(".notice").inner_text()
+    assert notice == f"Message {office.follow_up} rattaché au dossier {office.potager}."
+    assert page.locator("table.follow-ups").count() == 0
+    assert "Aucune suite en attente." in page.locator("main").inner_text()
+    page.goto(f"{base}/dossiers/{office.potager}")
+    assert "potager.jpg" in page.locator("ul.pieces").inner_text()
+    attached = page.locator("ol.history li", has_text="Message rattaché au dossier")
+    assert f"staff:{LOGIN}" in attached.inner_text()
+    assert "Photos transmises par une voisine" in attached.inner_text()
+
     page.goto(f"{base}/replies")
+    # This configuration checks senders' authentication: the replies are held, with why.
+    held = page.locator("table.list tbody tr", has_text=office.potager)
+    assert "Non envoyée" in held.inner_text()
+    assert "contrôles DMARC/SPF/DKIM" in held.inner_text()
     screenshot(page, "replies")
     assert dialogs == []
     context.close()

@@ -14,6 +14,7 @@ from typing import Any
 
 from mailbot import wording
 from mailbot.config import FieldKind, Rules
+from parsers.reasons import ReviewReason
 
 DOSSIER_STATUS = wording.DOSSIER_STATUS_LABELS
 MESSAGE_STATUS = wording.MESSAGE_STATUS_LABELS
@@ -53,3 +54,38 @@ def field_value(rules: Rules, key: str, value: Any) -> str:
     if isinstance(worded, list):
         return ", ".join(str(v) for v in worded)
     return str(worded)
+
+
+def message_warning(rules: Rules, text: Any) -> str:
+    """A reading warning of a message, in French.
+
+    The parsers note a field they could not read well as ``KEY: what
+    (where)``; the dossier page shows that field's evidence, worded, in its
+    table of fields, so the warning only points there. Other warnings are
+    worded by ``mailbot.wording.reading_warning``.
+    """
+    key, separator, _rest = str(text).partition(": ")
+    rule = rules.fields.get(key) if separator else None
+    if rule is not None:
+        return f"« {rule.label} » lu avec un doute (voir « Champs lus » du dossier)"
+    return wording.reading_warning(str(text))
+
+
+def review_reason(rules: Rules, message: Mapping[str, Any]) -> str:
+    """Why a message of the review queue waits, in French (a ``views.message_summary``).
+
+    The reason code's label from ``mailbot.wording``, then the message's last
+    reading warning worded as on the dossier page. The chain's own
+    explanation (an English trace line, shown by ``messages list --json``)
+    is left out: the page shows the cited dossier and the message itself.
+    """
+    code = wording.code_of(ReviewReason, message.get("reason"))
+    if code is None:
+        return str(message.get("reason_label") or "")
+    text = wording.reason_label(code)
+    if message.get("error"):
+        return wording.shorten(f"{text} : {message['error']}")
+    warnings = [w for w in message.get("warnings") or [] if w]
+    if warnings:
+        text = f"{text} : {message_warning(rules, warnings[-1])}"
+    return wording.shorten(text)

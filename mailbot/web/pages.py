@@ -13,9 +13,11 @@ under ``default-src 'none'``.
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import sqlalchemy as sa
 from sqlmodel import col, select
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -26,7 +28,9 @@ from mailbot import decisions, views, wording
 from mailbot.errors import MailbotError
 from mailbot.web import labels
 from mailbot.web.app import BackOffice, staff_page
+from mailbot.web.dossier_page import read_dossier_page
 from mailbot.web.listing import SORTS, DossierFilter, find_dossiers
+from parsers.reasons import ReviewReason
 from storage import repositories as repo
 from storage.db import session_scope
 from storage.errors import StorageError
@@ -49,6 +53,9 @@ FILE_CSP = "default-src 'none'; sandbox; frame-ancestors 'none'"
 # stops anything the document would load or run.
 PDF_CSP = "default-src 'none'; object-src 'self'; frame-ancestors 'self'"
 REVIEW_LIMIT = 200
+# Messages that name a dossier and wait for staff to attach them to it.
+FOLLOW_UP_REASONS = frozenset({ReviewReason.NOT_THE_APPLICANT, ReviewReason.UNKNOWN_DOSSIER})
+REFERENCE_RE = re.compile(r"\bBSC-\d{4}-\d{4,}\b")
 CONSULTATIONS = ("piece.viewed", "message.downloaded")
 
 
@@ -137,45 +144,33 @@ def _piece_is_pdf(piece: Piece) -> bool:
     return piece.content_type == "application/pdf" or named_pdf
 
 
+def dossier_fields(rules: Any, detail: SimpleNamespace) -> list[SimpleNamespace]:
+    """Each field of ``rules`` with its value and its evidence as staff read them."""
+    values, evidence = detail.fields, detail.evidence
+    return [
+        SimpleNamespace(
+            key=key,
+            label=rule.label,
+            shown=labels.field_value(rules, key, values[key])
+            if values.get(key) is not None
+            else None,
+            evidence=SimpleNamespace(**wording.worded_evidence(evidence.get(key))),
+        )
+        for key, rule in rules.fields.items()
+    ]
+
+
 @staff_page
 def dossier_page(request: Request, form: FormData | None) -> Response:
     office = _office(request)
     reference = request.path_params["reference"].strip().upper()
-    with session_scope(office.app.engine) as session:
-        dossier = repo.get_dossier(session=session, reference=reference)
-        if dossier is None:
-            return _not_found(request, f"Aucun dossier {reference}.")
-        detail = views.dossier_detail(session, dossier)
-        pieces = [
-            {
-                "id": p.id,
-                "filename": p.filename or f"piece-{p.id}",
-                "role": p.role,
-                "size": p.size,
-                "content_type": p.content_type,
-                "pdf": _piece_is_pdf(p),
-                "warnings": list(p.warnings or []),
-            }
-            for p in repo.list_pieces(session=session, dossier=dossier)
-        ]
-    rules = office.app.config.rules
-    fields = [
-        {
-            "key": key,
-            "label": rule.label,
-            "value": detail["fields"].get(key),
-            "shown": labels.field_value(rules, key, detail["fields"][key])
-            if detail["fields"].get(key) is not None
-            else None,
-            "evidence": {
-                k: v for k, v in (detail["evidence"].get(key) or {}).items() if v not in (None, "")
-            },
-        }
-        for key, rule in rules.fields.items()
-    ]
+    detail = read_dossier_page(office.app.engine, reference=reference)
+    if detail is None:
+        return _not_found(request, f"Aucun dossier {reference}.")
+    fields = dossier_fields(office.app.config.rules, detail)
     # Consultations are audited with the dossier, but would drown its history.
-    consulted = [e for e in detail["events"] if e["action"] in CONSULTATIONS]
-    detail["events"] = [e for e in detail["events"] if e["action"] not in CONSULTATIONS]
+    consulted = [e for e in detail.events if e.action in CONSULTATIONS]
+    detail.events = [e for e in detail.events if e.action not in CONSULTATIONS]
     return office.render(
         request,
         "dossier.html",
@@ -183,7 +178,7 @@ def dossier_page(request: Request, form: FormData | None) -> Response:
             "dossier": detail,
             "consulted": consulted,
             "fields": fields,
-            "pieces": pieces,
+            "pieces": detail.pieces,
             "decisions": labels.DECISIONS,
         },
     )
@@ -335,22 +330,103 @@ def message_raw(request: Request, form: FormData | None) -> Response:
 # review queue and replies
 
 
+def _cited_reference(message: dict[str, Any]) -> str:
+    """The dossier a waiting follow-up names (its chain trace or stored detail), or ""."""
+    texts = [str(message.get("error") or "")]
+    texts += [str(h.get("reason") or "") for h in message["rule_trace"] if isinstance(h, dict)]
+    for text in texts:
+        found = REFERENCE_RE.search(text.upper())
+        if found:
+            return found.group(0)
+    return ""
+
+
+def _doubts(rules: Any, dossier: Dossier) -> list[dict[str, Any]]:
+    """The fields of ``dossier`` read with doubt: label, best reading, evidence in French."""
+    out = []
+    fields = dossier.fields or {}
+    for key, item in (dossier.evidence or {}).items():
+        rule = rules.fields.get(key)
+        evidence = wording.worded_evidence(item) if isinstance(item, dict) else {}
+        if rule is None or not evidence.get("uncertain"):
+            continue
+        value = fields.get(key)
+        out.append(
+            {
+                "label": rule.label,
+                "shown": labels.field_value(rules, key, value) if value is not None else None,
+                "doubt": evidence["doubt"] or wording.UNWORDED_DOUBT,
+                "evidence": {**evidence, "doubt": ""},  # the doubt is shown first
+            }
+        )
+    return out
+
+
 @staff_page
 def review_page(request: Request, form: FormData | None) -> Response:
+    """Messages waiting (follow-ups to attach, others), uncertain readings, with their actions."""
     office = _office(request)
+    rules = office.app.config.rules
     with session_scope(office.app.engine) as session:
-        messages = [
+        waiting = [
             views.message_summary(session, m)
             for status in (MessageStatus.NEEDS_REVIEW, MessageStatus.FAILED)
             for m in repo.list_messages(session=session, status=status)[:REVIEW_LIMIT]
         ]
+        # Dossiers waiting for staff, and those the service still manages
+        # that hold a field read with doubt (stored evidence says so; the
+        # JSON text is searched so that the database does the filtering).
+        rows = session.exec(
+            select(Dossier)
+            .where(
+                (col(Dossier.status) == DossierStatus.NEEDS_REVIEW)
+                | (
+                    col(Dossier.status).in_([DossierStatus.INCOMPLETE, DossierStatus.COMPLETE])
+                    & sa.cast(col(Dossier.evidence), sa.Text).like('%"uncertain": true%')
+                )
+            )
+            .order_by(col(Dossier.received_at).desc(), col(Dossier.id).desc())
+            .limit(REVIEW_LIMIT)
+        ).all()
         uncertain = [
-            views.dossier_summary(session, d)
-            for d in repo.list_dossiers(session=session, status=DossierStatus.NEEDS_REVIEW)[
-                :REVIEW_LIMIT
-            ]
+            {**views.dossier_summary(session, d), "doubts": _doubts(rules, d)} for d in rows
         ]
-    return office.render(request, "review.html", {"messages": messages, "uncertain": uncertain})
+    for message in waiting:
+        message["cited"] = _cited_reference(message)
+        message["reason_label"] = labels.review_reason(rules, message)
+    follow_ups = [m for m in waiting if m["reason"] in FOLLOW_UP_REASONS]
+    others = [m for m in waiting if m["reason"] not in FOLLOW_UP_REASONS]
+    return office.render(
+        request,
+        "review.html",
+        {"follow_ups": follow_ups, "messages": others, "uncertain": uncertain},
+    )
+
+
+@staff_page
+def review_attach(request: Request, form: FormData | None) -> Response:
+    """Attach a waiting message to a dossier: ``messages attach``'s service and checks."""
+    message_pk = request.path_params["message_id"]
+    reference = (_text(form, "reference", limit=32) or "").upper()
+    if not reference:
+        _notify(request, "Indiquez la référence du dossier (BSC-AAAA-NNNN).", error=True)
+        return RedirectResponse("/review", status_code=303)
+    try:
+        filed = decisions.attach_message(
+            _office(request).app,
+            message_pk=message_pk,
+            reference=reference,
+            actor=_actor(request),
+            note=_text(form, "note"),
+        )
+    except (MailbotError, StorageError) as error:
+        _notify(request, f"Message {message_pk} non rattaché : {error}", error=True)
+        return RedirectResponse("/review", status_code=303)
+    text = f"Message {message_pk} rattaché au dossier {filed.dossier_reference or reference}."
+    if filed.dossier_completed:
+        text += " Le dossier est désormais complet."
+    _notify(request, text)
+    return RedirectResponse("/review", status_code=303)
 
 
 @staff_page
@@ -439,5 +515,6 @@ def routes() -> list[Route]:
         Route("/review", review_page, methods=["GET"]),
         Route("/review/{message_id:int}/retry", review_retry, methods=["POST"]),
         Route("/review/{message_id:int}/dismiss", review_dismiss, methods=["POST"]),
+        Route("/review/{message_id:int}/attach", review_attach, methods=["POST"]),
         Route("/replies", replies_page, methods=["GET"]),
     ]
