@@ -98,7 +98,6 @@ ACTION_LABELS: dict[str, str] = {
     "message.dismissed": "Message écarté",
     "message.failed": "Message en échec",
     "message.retried": "Message traité à nouveau",
-    "message.attached": "Message rattaché",
     "message.passed_on": "Message transmis au service",
     "dossier.answers_read": "Réponses lues dans le message",
     "message.downloaded": "Message d'origine consulté",
