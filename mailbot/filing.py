@@ -293,7 +293,7 @@ def _ledger_values(
         message_id=mail.message_id if mail else None,
         sha256=sha,
         raw_blob=raw_blob,
-        size=len(analysis.raw),
+        size=analysis.size,
         sender=(mail.sender if mail else "") or "",
         sender_name=mail.sender_name if mail else None,
         subject=((mail.subject if mail else "") or "")[:SUBJECT_MAX_LENGTH],

@@ -40,7 +40,7 @@ from mailbot.filing import (
     is_quiet,
     known_message,
 )
-from mailbot.imap import FetchedMessage, FolderState, ImapError, MailboxClient
+from mailbot.imap import FolderState, ImapError, MailboxClient
 from mailbot.pipeline import Analyser, Analysis
 from parsers.mail import header_block, header_text, read_headers
 from parsers.reasons import ReviewReason
@@ -218,7 +218,9 @@ def _poll(
             _record_skipped(
                 app, client=client, mailbox=mailbox, state=state, uids=skip, report=report
             )
-        fetched = list(client.fetch(take, batch=batch))
+        fetched = _first_pass(
+            app, client=client, mailbox=mailbox, analyser=analyser, uids=take, batch=batch
+        )
         # A UID the server did not return is skipped only once it is really gone
         # (expunged meanwhile); otherwise stop below it so that it is fetched again.
         unreturned = sorted(set(take) - {m.uid for m in fetched})
@@ -246,6 +248,79 @@ def _poll(
         if progress:
             progress(mailbox.name, done, len(plan))
         _advance_cursor(app, mailbox=mailbox, state=state, uid=max(uid for uid, _p in chunk))
+
+
+@dataclass(frozen=True)
+class _Arrival:
+    """A message of the batch as far as it was fetched.
+
+    ``raw`` is the whole message, or only its header block when the headers
+    decided (``decided``) or showed a message already in the ledger
+    (``whole`` False).
+    """
+
+    uid: int
+    raw: bytes
+    decided: Analysis | None = None
+    whole: bool = True
+
+    def dedup_key(self) -> str:
+        return quick_dedup_key(self.raw)
+
+
+def _first_pass(
+    app: App,
+    *,
+    client: MailboxClient,
+    mailbox: MailboxSettings,
+    analyser: Analyser,
+    uids: list[int],
+    batch: int,
+) -> list[_Arrival]:
+    """Structure and headers of the batch first; whole messages only where needed.
+
+    One FETCH of RFC822.SIZE, BODYSTRUCTURE and the header block for the
+    batch. A message the headers settle (``Analyser.decide_from_headers``)
+    or whose Message-ID is already in the ledger is not fetched further;
+    the others are fetched whole (``BODY.PEEK[]``) in one more FETCH. A
+    UID absent from both answers is absent from the result: the caller
+    checks whether it is still there.
+    """
+    structures = list(client.fetch_structures(uids, batch=batch))
+    known = _known_message_ids(app, [(s.uid, s.header) for s in structures])
+    arrivals: dict[int, _Arrival] = {}
+    for item in structures:
+        if item.uid in known:
+            arrivals[item.uid] = _Arrival(item.uid, item.header, whole=False)
+            continue
+        decided = analyser.decide_from_headers(
+            item.header, structure=item.structure, size=item.size, mailbox=mailbox.name
+        )
+        if decided is not None:
+            arrivals[item.uid] = _Arrival(item.uid, item.header, decided=decided)
+    rest = [uid for uid in uids if uid not in arrivals]
+    for message in client.fetch(rest, batch=batch) if rest else ():
+        arrivals[message.uid] = _Arrival(message.uid, message.raw)
+    return [arrivals[uid] for uid in sorted(arrivals)]
+
+
+def _known_message_ids(app: App, headers: list[tuple[int, bytes]]) -> set[int]:
+    """UIDs whose header block names a Message-ID already in the ledger."""
+    keys: dict[str, list[int]] = {}
+    for uid, header in headers:
+        try:
+            key = quick_dedup_key(header)
+        except Exception:  # a header the quick parser chokes on: the whole message decides
+            key = ""
+        if key.startswith("mid"):  # a "sha:" key is that of the header block, not the message
+            keys.setdefault(key, []).append(uid)
+    if not keys:
+        return set()
+    with app.engine.connect() as connection:
+        found = connection.execute(
+            select(Message.dedup_key).where(col(Message.dedup_key).in_(keys))
+        ).scalars()
+        return {uid for key in found for uid in keys[key]}
 
 
 def _nothing_new(app: App, client: MailboxClient, mailbox: MailboxSettings) -> bool:
@@ -328,7 +403,7 @@ def _handle_all(
     mailbox: MailboxSettings,
     state: FolderState,
     analyser: Analyser,
-    fetched: list[FetchedMessage],
+    fetched: list[_Arrival],
     report: MailboxReport,
     should_stop: Callable[[], bool],
 ) -> bool:
@@ -349,7 +424,7 @@ def _handle_all(
         position = Position(mailbox.name, state.name, state.uidvalidity, message.uid)
         analysis = None
         if message.uid not in known:
-            analysis = analyser.analyse(message.raw, mailbox=mailbox.name)
+            analysis = _analyse(client, analyser=analyser, mailbox=mailbox, arrival=message)
             if is_quiet(analysis):
                 quiet.append((analysis, position))
                 continue
@@ -366,7 +441,7 @@ def _handle_all(
         if analysis is None:
             filed = _file_known(app, fetched=message, position=position, state=state)
             if filed is None:  # it left the ledger meanwhile (purge): read it
-                analysis = analyser.analyse(message.raw, mailbox=mailbox.name)
+                analysis = _analyse(client, analyser=analyser, mailbox=mailbox, arrival=message)
         if analysis is not None:
             filed = _file(app, analysis=analysis, position=position, state=state, analyser=analyser)
         faults.checkpoint("after_commit")
@@ -384,15 +459,32 @@ def _handle_all(
     return not stopped
 
 
-def _known_uids(app: App, fetched: list[FetchedMessage]) -> set[int]:
+def _analyse(
+    client: MailboxClient, *, analyser: Analyser, mailbox: MailboxSettings, arrival: _Arrival
+) -> Analysis:
+    """The analysis of a message: the one its headers gave, or a read of the whole message."""
+    if arrival.decided is not None:
+        return arrival.decided
+    raw = arrival.raw
+    if not arrival.whole:
+        # Known by its Message-ID when the batch was fetched, gone from the
+        # ledger since (purge): fetch it whole now.
+        found = list(client.fetch([arrival.uid], batch=1))
+        if not found:
+            raise ImapError(f"{mailbox.name}: UID {arrival.uid} could not be fetched again")
+        raw = found[0].raw
+    return analyser.analyse(raw, mailbox=mailbox.name)
+
+
+def _known_uids(app: App, fetched: list[_Arrival]) -> set[int]:
     """UIDs of messages already in the ledger (one query for the whole batch)."""
     keys: dict[str, list[int]] = {}
     for message in fetched:
         try:
-            key = quick_dedup_key(message.raw)
+            key = message.dedup_key()
         except Exception:  # a header the quick parser chokes on: the full path decides
             key = None
-        if key is not None:
+        if key:
             keys.setdefault(key, []).append(message.uid)
     if not keys:
         return set()
@@ -449,12 +541,14 @@ def _file_quiet(
 
 
 def _file_known(
-    app: App, *, fetched: FetchedMessage, position: Position, state: FolderState
+    app: App, *, fetched: _Arrival, position: Position, state: FolderState
 ) -> Filed | None:
     """A message already in the ledger (other mailbox, rescan) only gains a sighting."""
     try:
-        key = quick_dedup_key(fetched.raw)
+        key = fetched.dedup_key()
     except Exception:  # a header the quick parser chokes on: let the full path decide
+        return None
+    if not key:
         return None
     with session_scope(app.engine) as session:
         existing = repo.find_message(session=session, dedup_key=key)

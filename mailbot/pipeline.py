@@ -29,8 +29,10 @@ from parsers.classify import (
 )
 from parsers.documents import DocumentText, extract_documents
 from parsers.dossier import DossierReading, read_dossier
+from parsers.headers_first import decide_from_headers, plain_header_block
 from parsers.letter import LetterFinding, find_letter
-from parsers.mail import header_text, parse_message
+from parsers.mail import header_text, parse_head, parse_message
+from parsers.mail.bodystructure import BodyPart
 from parsers.reasons import ReviewReason
 from parsers.types import Attachment, ParsedMail
 
@@ -93,10 +95,18 @@ class Analysis:
     warnings: tuple[str, ...] = field(default=())
     # Why it failed (PARSE_ERROR, ANALYSIS_ERROR, FILING_ERROR); ``error`` is the detail.
     failure: ReviewReason | None = None
+    # The whole message's size when ``raw`` is only its header block (the
+    # first pass decided without the body, see ``Analyser.decide_from_headers``).
+    whole_size: int | None = None
 
     @property
     def failed(self) -> bool:
         return self.error is not None
+
+    @property
+    def size(self) -> int:
+        """Size of the message as received (not of what was fetched of it)."""
+        return len(self.raw) if self.whole_size is None else self.whole_size
 
 
 class Analyser:
@@ -107,9 +117,16 @@ class Analyser:
         self.classifier = Classifier(config.rules.detection)
 
     def analyse(self, raw: bytes, *, mailbox: str) -> Analysis:
+        mail = self._parse(raw, mailbox=mailbox)
+        if isinstance(mail, Analysis):
+            return mail
+        return self._analyse_checked(raw, mail, mailbox)
+
+    def _parse(self, raw: bytes, *, mailbox: str) -> ParsedMail | Analysis:
+        """The parsed message, or the failed analysis of one that cannot be parsed."""
         limits = self.config.settings.limits
         try:
-            mail = parse_message(raw, limits=limits)
+            return parse_message(raw, limits=limits)
         except Exception as err:  # any parser bug must quarantine, not stop the poll
             log.exception("cannot parse a message from %s", mailbox)
             return Analysis(
@@ -122,6 +139,8 @@ class Analyser:
                 error=f"parse error: {err!r}",
                 failure=ReviewReason.PARSE_ERROR,
             )
+
+    def _analyse_checked(self, raw: bytes, mail: ParsedMail, mailbox: str) -> Analysis:
         try:
             return self._analyse_parsed(raw, mail, mailbox)
         except Exception as err:
@@ -136,6 +155,40 @@ class Analyser:
                 error=f"analysis error: {err!r}",
                 failure=ReviewReason.ANALYSIS_ERROR,
             )
+
+    def decide_from_headers(
+        self, header: bytes, *, structure: BodyPart, size: int, mailbox: str
+    ) -> Analysis | None:
+        """The analysis of a message the headers settle (nothing kept), else None.
+
+        ``header`` is the message's header block, ``structure`` its
+        BODYSTRUCTURE and ``size`` its RFC822.SIZE, as the server gave them.
+        None means: fetch the whole message and ``analyse`` it. The verdict
+        given is the one ``analyse`` would give (``parsers.headers_first``).
+        """
+        if not plain_header_block(header):
+            return None
+        limits = self.config.settings.limits
+        try:
+            head = parse_head(header, size=size, limits=limits)
+            classification = decide_from_headers(
+                head, structure=structure, classifier=self.classifier, ctx=self._context(mailbox)
+            )
+        except Exception:  # the whole read decides, and reports the problem
+            log.exception("cannot decide from the headers of a message from %s", mailbox)
+            return None
+        if classification is None:
+            return None
+        return Analysis(
+            raw=header,
+            mailbox=mailbox,
+            mail=head,
+            classification=classification,
+            reading=None,
+            verdict=str(classification.verdict),
+            warnings=tuple(head.warnings),
+            whole_size=size,
+        )
 
     def _context(self, mailbox: str, texts: Sequence[str] = ()) -> ClassifyContext:
         return ClassifyContext.from_config(self.config, mailbox=mailbox, attachment_texts=texts)

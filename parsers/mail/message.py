@@ -71,6 +71,38 @@ def parse_message(raw: bytes, *, limits: ParseLimits) -> ParsedMail:
     return draft.build(report)
 
 
+def parse_head(header: bytes, *, size: int, limits: ParseLimits) -> ParsedMail:
+    """A ``ParsedMail`` from a message's header block alone (the body not fetched).
+
+    What ``parse_message`` reads from the headers (envelope, Message-ID,
+    header map, header warnings and limits), nothing from the body: no
+    text, no attachments; ``content_types`` holds the declared top-level
+    type. ``size`` is the whole message's size as the server gave it. The
+    first pass decides from this, with the server's BODYSTRUCTURE, which
+    messages need their body (``parsers.headers_first``).
+    """
+    if not isinstance(header, bytes | bytearray | memoryview):
+        raise TypeError(f"header must be bytes, not {type(header).__name__}")
+    data = bytes(header)
+    if not data:
+        raise MailParseError("empty header block: there is nothing to parse")
+    report = _Report()
+    draft = _Draft(sha256=hashlib.sha256(data).hexdigest(), size=size)
+    with _quiet_libraries(report):
+        try:
+            if b"\n" not in data and b"\r" in data:
+                data = data.replace(b"\r", b"\n")
+            head = _scan_head(data, limits, report)
+            _read_envelope(head.fields, limits=limits, report=report, draft=draft)
+            draft.content_types = (_declared_content_type(head.fields),)
+        except Exception as exc:  # last resort, as in parse_message
+            report.over(
+                f"internal error while reading the headers ({type(exc).__name__}); "
+                "parts of them were not read"
+            )
+    return draft.build(report)
+
+
 def _read_message(raw: bytes, *, limits: ParseLimits, report: _Report, draft: _Draft) -> None:
     """All the stages, in the order that keeps the cheap checks first."""
     data = raw
