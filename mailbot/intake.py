@@ -22,6 +22,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -59,6 +60,11 @@ from storage.models import (
 )
 
 log = logging.getLogger(__name__)
+
+# Messages at least this big are spooled to a file as soon as they are
+# fetched and read from there: the worker does not hold them while their
+# documents are read (bench.memory).
+SPOOL_BYTES = 1 << 20
 
 # Failures of the infrastructure: the message is fetched again next time.
 RETRY_LATER = (OperationalError, BlobError, OSError, ImapError)
@@ -166,6 +172,7 @@ def _poll(
     if _nothing_new(app, client, mailbox):
         return
     state = client.select(mailbox.folder)
+    app.blobs.clear_spool()  # what a crash left between a fetch and its filing
     _retry_pending_server_actions(app, client=client, mailbox=mailbox, state=state)
     with session_scope(app.engine) as session:
         cursor = repo.get_cursor(session=session, mailbox=mailbox.name, folder=state.name)
@@ -227,16 +234,19 @@ def _poll(
         still_there = client.existing_uids(unreturned) if unreturned else []
         if still_there:
             fetched = [m for m in fetched if m.uid < still_there[0]]
-        handled = _handle_all(
-            app,
-            client=client,
-            mailbox=mailbox,
-            state=state,
-            analyser=analyser,
-            fetched=fetched,
-            report=report,
-            should_stop=should_stop,
-        )
+        try:
+            handled = _handle_all(
+                app,
+                client=client,
+                mailbox=mailbox,
+                state=state,
+                analyser=analyser,
+                fetched=fetched,
+                report=report,
+                should_stop=should_stop,
+            )
+        finally:
+            _drop_spool(fetched)
         if not handled:
             return  # the cursor is at the last message filed: nothing is lost
         if still_there:
@@ -263,9 +273,13 @@ class _Arrival:
     raw: bytes
     decided: Analysis | None = None
     whole: bool = True
+    # A big message is spooled to a file as soon as it is fetched (``raw``
+    # is then empty) and read from there; ``key`` is its dedup key.
+    spool: Path | None = None
+    key: str | None = None
 
     def dedup_key(self) -> str:
-        return quick_dedup_key(self.raw)
+        return self.key if self.key is not None else quick_dedup_key(self.raw)
 
 
 def _first_pass(
@@ -300,8 +314,27 @@ def _first_pass(
             arrivals[item.uid] = _Arrival(item.uid, item.header, decided=decided)
     rest = [uid for uid in uids if uid not in arrivals]
     for message in client.fetch(rest, batch=batch) if rest else ():
-        arrivals[message.uid] = _Arrival(message.uid, message.raw)
+        arrivals[message.uid] = _arrival(app, message.uid, message.raw)
+        del message  # a spooled message is not held here
     return [arrivals[uid] for uid in sorted(arrivals)]
+
+
+def _arrival(app: App, uid: int, raw: bytes) -> _Arrival:
+    """A whole message; spooled to a file when it is big (see ``SPOOL_BYTES``)."""
+    if len(raw) < SPOOL_BYTES:
+        return _Arrival(uid, raw)
+    try:
+        key: str | None = quick_dedup_key(raw)
+    except Exception:  # a header the quick parser chokes on: the full path decides
+        key = ""
+    return _Arrival(uid, b"", spool=app.blobs.spool(raw), key=key)
+
+
+def _drop_spool(arrivals: Iterable[_Arrival]) -> None:
+    """Delete the spooled files of a batch: filed by now, or to be fetched again."""
+    for arrival in arrivals:
+        if arrival.spool is not None:
+            arrival.spool.unlink(missing_ok=True)
 
 
 def _known_message_ids(app: App, headers: list[tuple[int, bytes]]) -> set[int]:
@@ -465,6 +498,8 @@ def _analyse(
     """The analysis of a message: the one its headers gave, or a read of the whole message."""
     if arrival.decided is not None:
         return arrival.decided
+    if arrival.spool is not None:
+        return analyser.analyse_file(arrival.spool, mailbox=mailbox.name)
     raw = arrival.raw
     if not arrival.whole:
         # Known by its Message-ID when the batch was fetched, gone from the

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from email.utils import parseaddr
+from pathlib import Path
 from typing import Any
 
 from mailbot.config import Config, Verdict
@@ -98,15 +99,24 @@ class Analysis:
     # The whole message's size when ``raw`` is only its header block (the
     # first pass decided without the body, see ``Analyser.decide_from_headers``).
     whole_size: int | None = None
-
-    @property
-    def failed(self) -> bool:
-        return self.error is not None
+    # Where the raw message was spooled when ``raw`` is left empty so that
+    # the worker does not hold it (``Analyser.analyse_file``).
+    raw_path: Path | None = None
 
     @property
     def size(self) -> int:
         """Size of the message as received (not of what was fetched of it)."""
         return len(self.raw) if self.whole_size is None else self.whole_size
+
+    def raw_bytes(self) -> bytes:
+        """The raw message (read back from the spool when it was spooled)."""
+        if self.raw_path is not None and not self.raw:
+            return self.raw_path.read_bytes()
+        return self.raw
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
 
 
 class Analyser:
@@ -115,6 +125,23 @@ class Analyser:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.classifier = Classifier(config.rules.detection)
+
+    def analyse_file(self, path: Path, *, mailbox: str) -> Analysis:
+        """``analyse`` of a spooled message, without holding it while documents are read.
+
+        The raw bytes are dropped once parsed: the returned analysis names
+        ``path`` (``raw_path``) and its ``raw`` is empty; filing reads the
+        file (``Analysis.raw_bytes``). The caller deletes the file once the
+        message is filed.
+        """
+        raw = path.read_bytes()
+        size = len(raw)
+        mail = self._parse(raw, mailbox=mailbox)
+        if isinstance(mail, Analysis):
+            return replace(mail, raw=b"", raw_path=path, whole_size=size)
+        del raw
+        analysis = self._analyse_checked(b"", mail, mailbox)
+        return replace(analysis, raw_path=path, whole_size=size)
 
     def analyse(self, raw: bytes, *, mailbox: str) -> Analysis:
         mail = self._parse(raw, mailbox=mailbox)
