@@ -11,8 +11,11 @@ store or the network.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from email.utils import parseaddr
 from pathlib import Path
@@ -140,7 +143,24 @@ class Analyser:
         if isinstance(mail, Analysis):
             return replace(mail, raw=b"", raw_path=path, whole_size=size)
         del raw
-        analysis = self._analyse_checked(b"", mail, mailbox)
+        # Big attachments wait in files beside the spooled message while the
+        # sandbox child reads them (it reads the files itself); the worker
+        # takes them back once the child is done, for filing.
+        spooled: list[Path] = []
+        try:
+            mail = replace(
+                mail, attachments=tuple(_spool_big(a, path, spooled) for a in mail.attachments)
+            )
+            # The fetch and the parse of a big message leave freed memory in
+            # the heap: give it back before a child starts.
+            release_freed_memory()
+            analysis = self._analyse_checked(b"", mail, mailbox)
+            if analysis.mail is not None and spooled:
+                back = tuple(_unspool(a) for a in analysis.mail.attachments)
+                analysis = replace(analysis, mail=replace(analysis.mail, attachments=back))
+        finally:
+            for spool in spooled:
+                spool.unlink(missing_ok=True)
         return replace(analysis, raw_path=path, whole_size=size)
 
     def analyse(self, raw: bytes, *, mailbox: str) -> Analysis:
@@ -334,6 +354,73 @@ class Analyser:
             needs_review=needs_review,
             over_budget=over_budget,
         )
+
+
+# Attachments at least this big wait in a file while documents are read.
+SPOOL_ATTACHMENT_BYTES = 1 << 20
+
+
+class _SpooledData:
+    """An attachment's bytes kept in a file: what the worker holds while a child reads them.
+
+    Pickled (to the sandbox child) as a call that reads the file, so the
+    child gets the bytes from the disk, not from the worker. In the worker,
+    any other use reads the file (a failed read names the document's kind).
+    """
+
+    __slots__ = ("path", "size")
+
+    def __init__(self, path: Path, size: int) -> None:
+        self.path = path
+        self.size = size
+
+    def __bool__(self) -> bool:
+        return self.size > 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __reduce__(self) -> tuple[Callable[[Path], bytes], tuple[Path]]:
+        return (Path.read_bytes, (self.path,))
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.path.read_bytes()[key]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.path.read_bytes(), name)
+
+
+def _spool_big(attachment: Attachment, message_path: Path, spooled: list[Path]) -> Attachment:
+    data = attachment.data
+    if not isinstance(data, bytes) or len(data) < SPOOL_ATTACHMENT_BYTES:
+        return attachment
+    spool = message_path.with_name(f"{message_path.name}.part{len(spooled)}")
+    spooled.append(spool)
+    spool.write_bytes(data)
+    return replace(attachment, data=_SpooledData(spool, len(data)))  # type: ignore[arg-type]
+
+
+def _unspool(attachment: Attachment) -> Attachment:
+    data = attachment.data
+    if isinstance(data, _SpooledData):
+        return replace(attachment, data=data.path.read_bytes())
+    return attachment
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to give back this way
+        return None
+
+
+def release_freed_memory() -> None:
+    """Return the heap's free pages to the system (glibc ``malloc_trim``)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def trusted_forward(mail: ParsedMail, *, own_addresses: frozenset[str]) -> ParsedMail:

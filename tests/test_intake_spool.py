@@ -92,3 +92,34 @@ def test_a_spool_file_left_by_a_crash_is_removed_by_the_next_poll(service_app, d
     assert report.error is None and report.filed == 1
     assert not left.exists()
     assert young.exists()  # may be a poll in progress elsewhere
+
+
+def test_a_message_read_from_the_spool_reads_as_in_memory(service_app, tmp_path):
+    """Big attachments go to the child from files; the analysis is the in-memory one."""
+    from bench.memory import big_pdf
+    from mailbot.pipeline import Analyser
+
+    raw = as_bytes(
+        candidature(
+            9,
+            attachments=[
+                ("dossier_intention.txt", b"Intitule de l'action : Potager", "text/plain"),
+                ("annexe_plans.pdf", big_pdf(2), "application/pdf"),
+            ],
+        )
+    )
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    path = spool / "spooled.eml"
+    path.write_bytes(raw)
+    analyser = Analyser(service_app.config)
+    memory = analyser.analyse(raw, mailbox=NB)
+    spooled = analyser.analyse_file(path, mailbox=NB)
+    assert spooled.raw == b"" and spooled.raw_bytes() == raw and spooled.size == len(raw)
+    assert spooled.verdict == memory.verdict
+    assert spooled.mail == memory.mail  # attachments' bytes taken back for filing
+    assert spooled.reading is not None and memory.reading is not None
+    assert spooled.reading.documents == memory.reading.documents
+    assert spooled.warnings == memory.warnings
+    assert any(d.filename == "annexe_plans.pdf" and d.pages for d in spooled.reading.documents)
+    assert [p.name for p in spool.iterdir()] == ["spooled.eml"]  # the parts' files removed
