@@ -46,7 +46,7 @@ from mailbot.filing import (
 )
 from mailbot.imap import FolderState, ImapError, MailboxClient
 from mailbot.pipeline import Analyser, Analysis
-from parsers.mail import header_block, header_text, read_headers
+from parsers.mail import HeadReading, header_block, header_text, read_headers
 from parsers.reasons import ReviewReason
 from storage import repositories as repo
 from storage.db import session_scope
@@ -306,6 +306,8 @@ class _Arrival:
     # is then empty) and read from there; ``key`` is its dedup key.
     spool: Path | None = None
     key: str | None = None
+    # Its header block as the first pass read it (parsed once, not twice).
+    head: HeadReading | None = None
 
     def dedup_key(self) -> str:
         return self.key if self.key is not None else quick_dedup_key(self.raw)
@@ -332,31 +334,36 @@ def _first_pass(
     structures = list(client.fetch_structures(uids, batch=batch))
     known = _known_message_ids(app, [(s.uid, s.header) for s in structures])
     arrivals: dict[int, _Arrival] = {}
+    # The header blocks read for the decision, reused when the message is read whole.
+    heads: dict[int, HeadReading] = {}
     for item in structures:
         if item.uid in known:
             arrivals[item.uid] = _Arrival(item.uid, item.header, whole=False)
             continue
+        head = analyser.read_head(item.header, size=item.size)
         decided = analyser.decide_from_headers(
-            item.header, structure=item.structure, size=item.size, mailbox=mailbox.name
+            head, structure=item.structure, size=item.size, mailbox=mailbox.name
         )
         if decided is not None:
             arrivals[item.uid] = _Arrival(item.uid, item.header, decided=decided)
+        elif head is not None:
+            heads[item.uid] = head
     rest = [uid for uid in uids if uid not in arrivals]
     for message in client.fetch(rest, batch=batch) if rest else ():
-        arrivals[message.uid] = _arrival(app, message.uid, message.raw)
+        arrivals[message.uid] = _arrival(app, message.uid, message.raw, head=heads.get(message.uid))
         del message  # a spooled message is not held here
     return [arrivals[uid] for uid in sorted(arrivals)]
 
 
-def _arrival(app: App, uid: int, raw: bytes) -> _Arrival:
+def _arrival(app: App, uid: int, raw: bytes, *, head: HeadReading | None) -> _Arrival:
     """A whole message; spooled to a file when it is big (see ``SPOOL_BYTES``)."""
     if len(raw) < SPOOL_BYTES:
-        return _Arrival(uid, raw)
+        return _Arrival(uid, raw, head=head)
     try:
         key: str | None = quick_dedup_key(raw)
     except Exception:  # a header the quick parser chokes on: the full path decides
         key = ""
-    return _Arrival(uid, b"", spool=app.blobs.spool(raw), key=key)
+    return _Arrival(uid, b"", spool=app.blobs.spool(raw), key=key, head=head)
 
 
 def _drop_spool(arrivals: Iterable[_Arrival]) -> None:
@@ -528,7 +535,7 @@ def _analyse(
     if arrival.decided is not None:
         return arrival.decided
     if arrival.spool is not None:
-        return analyser.analyse_file(arrival.spool, mailbox=mailbox.name)
+        return analyser.analyse_file(arrival.spool, mailbox=mailbox.name, head=arrival.head)
     raw = arrival.raw
     if not arrival.whole:
         # Known by its Message-ID when the batch was fetched, gone from the
@@ -537,7 +544,7 @@ def _analyse(
         if not found:
             raise ImapError(f"{mailbox.name}: UID {arrival.uid} could not be fetched again")
         raw = found[0].raw
-    return analyser.analyse(raw, mailbox=mailbox.name)
+    return analyser.analyse(raw, mailbox=mailbox.name, head=arrival.head)
 
 
 def _known_uids(app: App, fetched: list[_Arrival]) -> set[int]:

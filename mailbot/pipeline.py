@@ -35,7 +35,7 @@ from parsers.documents import DocumentText, extract_documents
 from parsers.dossier import DossierReading, read_dossier
 from parsers.headers_first import decide_from_headers, plain_header_block
 from parsers.letter import LetterFinding, find_letter
-from parsers.mail import header_text, parse_head, parse_message
+from parsers.mail import HeadReading, header_text, parse_message, read_head
 from parsers.mail.bodystructure import BodyPart
 from parsers.reasons import ReviewReason
 from parsers.types import Attachment, ParsedMail
@@ -129,7 +129,9 @@ class Analyser:
         self.config = config
         self.classifier = Classifier(config.rules.detection)
 
-    def analyse_file(self, path: Path, *, mailbox: str) -> Analysis:
+    def analyse_file(
+        self, path: Path, *, mailbox: str, head: HeadReading | None = None
+    ) -> Analysis:
         """``analyse`` of a spooled message, without holding it while documents are read.
 
         The raw bytes are dropped once parsed: the returned analysis names
@@ -139,7 +141,7 @@ class Analyser:
         """
         raw = path.read_bytes()
         size = len(raw)
-        mail = self._parse(raw, mailbox=mailbox)
+        mail = self._parse(raw, mailbox=mailbox, head=head)
         if isinstance(mail, Analysis):
             return replace(mail, raw=b"", raw_path=path, whole_size=size)
         del raw
@@ -163,17 +165,20 @@ class Analyser:
                 spool.unlink(missing_ok=True)
         return replace(analysis, raw_path=path, whole_size=size)
 
-    def analyse(self, raw: bytes, *, mailbox: str) -> Analysis:
-        mail = self._parse(raw, mailbox=mailbox)
+    def analyse(self, raw: bytes, *, mailbox: str, head: HeadReading | None = None) -> Analysis:
+        """Parse, classify and read one message; ``head``: its header block read already."""
+        mail = self._parse(raw, mailbox=mailbox, head=head)
         if isinstance(mail, Analysis):
             return mail
         return self._analyse_checked(raw, mail, mailbox)
 
-    def _parse(self, raw: bytes, *, mailbox: str) -> ParsedMail | Analysis:
+    def _parse(
+        self, raw: bytes, *, mailbox: str, head: HeadReading | None = None
+    ) -> ParsedMail | Analysis:
         """The parsed message, or the failed analysis of one that cannot be parsed."""
         limits = self.config.settings.limits
         try:
-            return parse_message(raw, limits=limits)
+            return parse_message(raw, limits=limits, head=head)
         except Exception as err:  # any parser bug must quarantine, not stop the poll
             log.exception("cannot parse a message from %s", mailbox)
             return Analysis(
@@ -203,21 +208,37 @@ class Analyser:
                 failure=ReviewReason.ANALYSIS_ERROR,
             )
 
-    def decide_from_headers(
-        self, header: bytes, *, structure: BodyPart, size: int, mailbox: str
-    ) -> Analysis | None:
-        """The analysis of a message the headers settle (nothing kept), else None.
+    def read_head(self, header: bytes, *, size: int) -> HeadReading | None:
+        """The header block fetched alone, read; None when it is too odd to rely on.
 
-        ``header`` is the message's header block, ``structure`` its
-        BODYSTRUCTURE and ``size`` its RFC822.SIZE, as the server gave them.
-        None means: fetch the whole message and ``analyse`` it. The verdict
-        given is the one ``analyse`` would give (``parsers.headers_first``).
+        The server finds the end of the header block with its own parser: only
+        a block of plain fields (``plain_header_block``) is read alone.
         """
         if not plain_header_block(header):
             return None
-        limits = self.config.settings.limits
         try:
-            head = parse_head(header, size=size, limits=limits)
+            return read_head(header, size=size, limits=self.config.settings.limits)
+        except Exception:  # the whole read decides, and reports the problem
+            log.exception("cannot read a header block alone")
+            return None
+
+    def decide_from_headers(
+        self, header: bytes | HeadReading | None, *, structure: BodyPart, size: int, mailbox: str
+    ) -> Analysis | None:
+        """The analysis of a message the headers settle (nothing kept), else None.
+
+        ``header`` is the message's header block (or ``read_head``'s reading
+        of it), ``structure`` its BODYSTRUCTURE and ``size`` its RFC822.SIZE,
+        as the server gave them. None means: fetch the whole message and
+        ``analyse`` it. The verdict given is the one ``analyse`` would give
+        (``parsers.headers_first``).
+        """
+        if isinstance(header, bytes):
+            header = self.read_head(header, size=size)
+        if header is None:
+            return None
+        head = header.mail
+        try:
             classification = decide_from_headers(
                 head, structure=structure, classifier=self.classifier, ctx=self._context(mailbox)
             )
@@ -227,7 +248,7 @@ class Analyser:
         if classification is None:
             return None
         return Analysis(
-            raw=header,
+            raw=header.header,
             mailbox=mailbox,
             mail=head,
             classification=classification,

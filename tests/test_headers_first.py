@@ -229,3 +229,19 @@ def test_malformed_answers_raise_or_are_left_out(answer):
     except BodyStructureError:
         return
     assert found == []
+
+
+def test_the_header_block_read_first_is_not_read_again(service_env, first_pass):
+    """``parse_message`` given the first pass's reading of the headers parses as without it."""
+    config = load_config(service_env["MAILBOT_CONFIG"])
+    analyser = Analyser(config)
+    reused = 0
+    for name, raw, item in first_pass:
+        head = analyser.read_head(item.header, size=item.size)
+        if head is None:
+            continue
+        assert head.reusable_for(raw, config.settings.limits), name
+        reused += 1
+        once = parse_message(raw, limits=config.settings.limits, head=head)
+        assert once == parse_message(raw, limits=config.settings.limits), name
+    assert reused >= len(first_pass) // 2
