@@ -35,6 +35,12 @@ from parsers.mail.charsets import _decode_words
 # (BODYSTRUCTURE of a part nested 100 deep), far below the recursion limit.
 _MAX_DEPTH = 200
 _LITERAL = re.compile(rb"\{(\d+)\+?\}$")
+_SPACE = re.compile(rb"[ \r\n\t]*")
+# A quoted string: any byte but a quote or backslash, or a backslash pair.
+_QUOTED = re.compile(rb'"((?:[^"\\]|\\.)*)"', re.S)
+_ESCAPE = re.compile(rb"\\(.)", re.S)
+# An atom, with bracketed sections kept whole ("BODY[HEADER.FIELDS (A B)]").
+_ATOM = re.compile(rb"(?:[^ \r\n\t()\x00\[\]]|\[[^\]]*\])+")
 _RFC2231_PART = re.compile(r"^(?P<name>[^*]+)\*(?:(?P<index>\d+)\*?|)$")
 
 
@@ -113,8 +119,7 @@ class _Reader:
         self.next_literal = 0
 
     def _skip_space(self) -> None:
-        while self.pos < len(self.text) and self.text[self.pos] in b" \r\n\t":
-            self.pos += 1
+        self.pos = _SPACE.match(self.text, self.pos).end()
 
     def value(self, depth: int = 0) -> object:
         self._skip_space()
@@ -148,36 +153,19 @@ class _Reader:
         return self._atom()
 
     def _quoted(self) -> bytes:
-        out = bytearray()
-        self.pos += 1
-        while self.pos < len(self.text):
-            char = self.text[self.pos]
-            if char == 0x5C and self.pos + 1 < len(self.text):  # backslash
-                out.append(self.text[self.pos + 1])
-                self.pos += 2
-                continue
-            if char == 0x22:  # closing quote
-                self.pos += 1
-                return bytes(out)
-            out.append(char)
-            self.pos += 1
-        raise BodyStructureError("unterminated quoted string")
+        match = _QUOTED.match(self.text, self.pos)
+        if match is None:
+            raise BodyStructureError("unterminated quoted string")
+        self.pos = match.end()
+        body = match.group(1)
+        return _ESCAPE.sub(rb"\1", body) if b"\\" in body else body
 
     def _atom(self) -> object:
-        start = self.pos
-        brackets = 0
-        while self.pos < len(self.text):
-            char = self.text[self.pos : self.pos + 1]
-            if char == b"[":
-                brackets += 1
-            elif char == b"]":
-                brackets -= 1
-            elif brackets <= 0 and char in b" ()\r\n\t\x00":
-                break
-            self.pos += 1
-        word = self.text[start : self.pos]
-        if not word:
-            raise BodyStructureError(f"empty atom at {start}")
+        match = _ATOM.match(self.text, self.pos)
+        if match is None:
+            raise BodyStructureError(f"empty atom at {self.pos}")
+        self.pos = match.end()
+        word = match.group(0)
         if word.upper() == b"NIL":
             return NIL
         return word
