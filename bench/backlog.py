@@ -5,8 +5,9 @@ Run from the repository root:  .venv/bin/python -m bench.backlog [--quick]
 ``n.bataillon`` holds 5,000 everyday messages (newsletters, colleagues'
 mail, meeting replies; 1.5-9 KB) that arrived today, so within the backlog
 window. mailbot: ``poll_mailbox`` with a fresh database (no cursor: full
-scan, fetch in batches, dedup key, parse, classify, ledger row, sighting,
-cursor, server action). Baseline: the bare minimum of looking at every one
+scan, structure and headers first, bodies only where a sign may be, dedup
+key, parse, classify, ledger row, sighting, cursor, server action; goal of
+issue 18: at most 4 times the baseline). Baseline: the bare minimum of looking at every one
 of those messages, an imap-tools header fetch of the same mailbox
 (``fetch(headers_only=True, mark_seen=False, bulk=500)``). Interleaved:
 baseline, mailbot, baseline, ...; the baseline figure is the median.
@@ -115,8 +116,8 @@ def run(srv: harness.Servers, *, quick: bool = False, count: int = 5000):
             f"{b:.2f} s",
             f"{o:.2f} s",
             f"{o / b:.2f}",
-            "<= 2",
-            o / b <= 2,
+            "<= 4",
+            o / b <= 4,
         ),
         Figure(
             "2 backlog",

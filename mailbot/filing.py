@@ -74,9 +74,19 @@ LEDGER_HEADERS = (
 
 
 def dedup_key(analysis: Analysis) -> tuple[str, str]:
-    sha = hashlib.sha256(analysis.raw).hexdigest()
+    sha = _sha256(analysis)
     message_id = analysis.mail.message_id if analysis.mail else None
     return dedup_key_for(message_id, sha), sha
+
+
+def _sha256(analysis: Analysis) -> str:
+    if analysis.raw_path is not None and not analysis.raw:
+        digest = hashlib.sha256()
+        with analysis.raw_path.open("rb") as stream:
+            for chunk in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
+    return hashlib.sha256(analysis.raw).hexdigest()
 
 
 def file_analysis(
@@ -108,7 +118,11 @@ def file_analysis(
     status, verdict, error = _status_of(analysis)
     reason = _reason_of(analysis, status)
     keep = status != MessageStatus.IGNORED
-    raw_blob = blobs.put(analysis.raw) if keep else None
+    raw_blob = None
+    if keep:
+        # A spooled message goes to the store from its file, not through memory.
+        path = analysis.raw_path
+        raw_blob = blobs.put_file(path) if path is not None else blobs.put(analysis.raw)
     mail = analysis.mail
     message = Message(
         **_ledger_values(
@@ -295,7 +309,7 @@ def _ledger_values(
         message_id=mail.message_id if mail else None,
         sha256=sha,
         raw_blob=raw_blob,
-        size=len(analysis.raw),
+        size=analysis.size,
         sender=(mail.sender if mail else "") or "",
         sender_name=mail.sender_name if mail else None,
         subject=((mail.subject if mail else "") or "")[:SUBJECT_MAX_LENGTH],

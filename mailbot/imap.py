@@ -40,6 +40,7 @@ from imap_tools.utils import encode_folder
 
 from mailbot.config import MailboxSettings
 from mailbot.errors import MailbotError
+from parsers.mail.bodystructure import BodyStructureError, FetchedStructure, fetched_structures
 
 log = logging.getLogger(__name__)
 
@@ -309,6 +310,39 @@ class MailboxClient:
                     continue
                 seen.add(uid)
                 yield FetchedMessage(uid=uid, raw=message.raw, flags=message.flags)
+
+    def fetch_structures(self, uids: Sequence[int], *, batch: int) -> Iterator[FetchedStructure]:
+        """Size, BODYSTRUCTURE and header block of messages, one FETCH per batch.
+
+        ``BODY.PEEK[HEADER]``: \\Seen is never set. Each UID once. A UID
+        missing from the answer (or whose answer cannot be read) is absent:
+        the caller fetches it whole, which tells whether it is still there.
+        """
+        wanted = sorted(set(uids))
+        for start in range(0, len(wanted), max(batch, 1)):
+            chunk = wanted[start : start + batch]
+            asked = set(chunk)
+            uid_set = ",".join(str(u) for u in chunk)
+            try:
+                typ, data = self._mailbox.client.uid(
+                    "FETCH", uid_set, "(UID RFC822.SIZE BODYSTRUCTURE BODY.PEEK[HEADER])"
+                )
+            except _IMAP_FAILURES as err:
+                raise ImapError(f"{self.settings.name}: FETCH BODYSTRUCTURE failed: {err}") from err
+            if typ != "OK":
+                raise ImapError(f"{self.settings.name}: FETCH BODYSTRUCTURE refused: {data!r}")
+            try:
+                found = fetched_structures(data)
+            except BodyStructureError as err:
+                # Not a reason to stop: these messages are fetched whole instead.
+                log.warning(
+                    "%s: unreadable FETCH BODYSTRUCTURE answer: %s", self.settings.name, err
+                )
+                continue
+            for item in found:
+                if item.uid in asked:
+                    asked.discard(item.uid)
+                    yield item
 
     # -- marking ----------------------------------------------------------------
 

@@ -16,12 +16,16 @@ skipped and never answered, the rest is deduplicated against the ledger.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import hashlib
 import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -40,9 +44,9 @@ from mailbot.filing import (
     is_quiet,
     known_message,
 )
-from mailbot.imap import FetchedMessage, FolderState, ImapError, MailboxClient
+from mailbot.imap import FolderState, ImapError, MailboxClient
 from mailbot.pipeline import Analyser, Analysis
-from parsers.mail import header_block, header_text, read_headers
+from parsers.mail import HeadReading, header_block, header_text, read_headers
 from parsers.reasons import ReviewReason
 from storage import repositories as repo
 from storage.db import session_scope
@@ -59,6 +63,11 @@ from storage.models import (
 )
 
 log = logging.getLogger(__name__)
+
+# Messages at least this big are spooled to a file as soon as they are
+# fetched and read from there: the worker does not hold them while their
+# documents are read (bench.memory).
+SPOOL_BYTES = 1 << 20
 
 # Failures of the infrastructure: the message is fetched again next time.
 RETRY_LATER = (OperationalError, BlobError, OSError, ImapError)
@@ -123,6 +132,31 @@ def poll_all(app: App, *, progress: Progress | None = None) -> list[MailboxRepor
     return reports
 
 
+# glibc's mallopt parameter: allocations at least this big get their own
+# mapping, returned to the system as soon as they are freed.
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+@functools.cache
+def _release_big_buffers_at_once() -> None:
+    """Make glibc return big freed buffers (a fetched message, a decoded annex) at once.
+
+    By default glibc raises its mmap threshold each time a big buffer is
+    freed (up to 32 MB), so the next ones come from the heap, which does not
+    shrink: the worker kept the 130 MB high-water mark of fetching and
+    parsing a 36 MB message while the sandbox child read its annex
+    (bench.memory, tree PSS). A fixed threshold of 1 MiB keeps that memory
+    out of the heap. Other C libraries: nothing to do.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
+
+
 def poll_mailbox(
     app: App,
     mailbox: MailboxSettings,
@@ -135,6 +169,7 @@ def poll_mailbox(
     """One pass over one mailbox; ``should_stop`` is checked between messages."""
     report = MailboxReport(mailbox.name)
     analyser = analyser or Analyser(app.config)
+    _release_big_buffers_at_once()
     try:
         password = secret(mailbox.password_env) or ""
         with client_factory(mailbox, password) as client:
@@ -166,6 +201,7 @@ def _poll(
     if _nothing_new(app, client, mailbox):
         return
     state = client.select(mailbox.folder)
+    app.blobs.clear_spool()  # what a crash left between a fetch and its filing
     _retry_pending_server_actions(app, client=client, mailbox=mailbox, state=state)
     with session_scope(app.engine) as session:
         cursor = repo.get_cursor(session=session, mailbox=mailbox.name, folder=state.name)
@@ -218,23 +254,28 @@ def _poll(
             _record_skipped(
                 app, client=client, mailbox=mailbox, state=state, uids=skip, report=report
             )
-        fetched = list(client.fetch(take, batch=batch))
+        fetched = _first_pass(
+            app, client=client, mailbox=mailbox, analyser=analyser, uids=take, batch=batch
+        )
         # A UID the server did not return is skipped only once it is really gone
         # (expunged meanwhile); otherwise stop below it so that it is fetched again.
         unreturned = sorted(set(take) - {m.uid for m in fetched})
         still_there = client.existing_uids(unreturned) if unreturned else []
         if still_there:
             fetched = [m for m in fetched if m.uid < still_there[0]]
-        handled = _handle_all(
-            app,
-            client=client,
-            mailbox=mailbox,
-            state=state,
-            analyser=analyser,
-            fetched=fetched,
-            report=report,
-            should_stop=should_stop,
-        )
+        try:
+            handled = _handle_all(
+                app,
+                client=client,
+                mailbox=mailbox,
+                state=state,
+                analyser=analyser,
+                fetched=fetched,
+                report=report,
+                should_stop=should_stop,
+            )
+        finally:
+            _drop_spool(fetched)
         if not handled:
             return  # the cursor is at the last message filed: nothing is lost
         if still_there:
@@ -246,6 +287,109 @@ def _poll(
         if progress:
             progress(mailbox.name, done, len(plan))
         _advance_cursor(app, mailbox=mailbox, state=state, uid=max(uid for uid, _p in chunk))
+
+
+@dataclass(frozen=True)
+class _Arrival:
+    """A message of the batch as far as it was fetched.
+
+    ``raw`` is the whole message, or only its header block when the headers
+    decided (``decided``) or showed a message already in the ledger
+    (``whole`` False).
+    """
+
+    uid: int
+    raw: bytes
+    decided: Analysis | None = None
+    whole: bool = True
+    # A big message is spooled to a file as soon as it is fetched (``raw``
+    # is then empty) and read from there; ``key`` is its dedup key.
+    spool: Path | None = None
+    key: str | None = None
+    # Its header block as the first pass read it (parsed once, not twice).
+    head: HeadReading | None = None
+
+    def dedup_key(self) -> str:
+        return self.key if self.key is not None else quick_dedup_key(self.raw)
+
+
+def _first_pass(
+    app: App,
+    *,
+    client: MailboxClient,
+    mailbox: MailboxSettings,
+    analyser: Analyser,
+    uids: list[int],
+    batch: int,
+) -> list[_Arrival]:
+    """Structure and headers of the batch first; whole messages only where needed.
+
+    One FETCH of RFC822.SIZE, BODYSTRUCTURE and the header block for the
+    batch. A message the headers settle (``Analyser.decide_from_headers``)
+    or whose Message-ID is already in the ledger is not fetched further;
+    the others are fetched whole (``BODY.PEEK[]``) in one more FETCH. A
+    UID absent from both answers is absent from the result: the caller
+    checks whether it is still there.
+    """
+    structures = list(client.fetch_structures(uids, batch=batch))
+    known = _known_message_ids(app, [(s.uid, s.header) for s in structures])
+    arrivals: dict[int, _Arrival] = {}
+    # The header blocks read for the decision, reused when the message is read whole.
+    heads: dict[int, HeadReading] = {}
+    for item in structures:
+        if item.uid in known:
+            arrivals[item.uid] = _Arrival(item.uid, item.header, whole=False)
+            continue
+        head = analyser.read_head(item.header, size=item.size)
+        decided = analyser.decide_from_headers(
+            head, structure=item.structure, size=item.size, mailbox=mailbox.name
+        )
+        if decided is not None:
+            arrivals[item.uid] = _Arrival(item.uid, item.header, decided=decided)
+        elif head is not None:
+            heads[item.uid] = head
+    rest = [uid for uid in uids if uid not in arrivals]
+    for message in client.fetch(rest, batch=batch) if rest else ():
+        arrivals[message.uid] = _arrival(app, message.uid, message.raw, head=heads.get(message.uid))
+        del message  # a spooled message is not held here
+    return [arrivals[uid] for uid in sorted(arrivals)]
+
+
+def _arrival(app: App, uid: int, raw: bytes, *, head: HeadReading | None) -> _Arrival:
+    """A whole message; spooled to a file when it is big (see ``SPOOL_BYTES``)."""
+    if len(raw) < SPOOL_BYTES:
+        return _Arrival(uid, raw, head=head)
+    try:
+        key: str | None = quick_dedup_key(raw)
+    except Exception:  # a header the quick parser chokes on: the full path decides
+        key = ""
+    return _Arrival(uid, b"", spool=app.blobs.spool(raw), key=key, head=head)
+
+
+def _drop_spool(arrivals: Iterable[_Arrival]) -> None:
+    """Delete the spooled files of a batch: filed by now, or to be fetched again."""
+    for arrival in arrivals:
+        if arrival.spool is not None:
+            arrival.spool.unlink(missing_ok=True)
+
+
+def _known_message_ids(app: App, headers: list[tuple[int, bytes]]) -> set[int]:
+    """UIDs whose header block names a Message-ID already in the ledger."""
+    keys: dict[str, list[int]] = {}
+    for uid, header in headers:
+        try:
+            key = quick_dedup_key(header)
+        except Exception:  # a header the quick parser chokes on: the whole message decides
+            key = ""
+        if key.startswith("mid"):  # a "sha:" key is that of the header block, not the message
+            keys.setdefault(key, []).append(uid)
+    if not keys:
+        return set()
+    with app.engine.connect() as connection:
+        found = connection.execute(
+            select(Message.dedup_key).where(col(Message.dedup_key).in_(keys))
+        ).scalars()
+        return {uid for key in found for uid in keys[key]}
 
 
 def _nothing_new(app: App, client: MailboxClient, mailbox: MailboxSettings) -> bool:
@@ -328,7 +472,7 @@ def _handle_all(
     mailbox: MailboxSettings,
     state: FolderState,
     analyser: Analyser,
-    fetched: list[FetchedMessage],
+    fetched: list[_Arrival],
     report: MailboxReport,
     should_stop: Callable[[], bool],
 ) -> bool:
@@ -349,7 +493,7 @@ def _handle_all(
         position = Position(mailbox.name, state.name, state.uidvalidity, message.uid)
         analysis = None
         if message.uid not in known:
-            analysis = analyser.analyse(message.raw, mailbox=mailbox.name)
+            analysis = _analyse(client, analyser=analyser, mailbox=mailbox, arrival=message)
             if is_quiet(analysis):
                 quiet.append((analysis, position))
                 continue
@@ -366,7 +510,7 @@ def _handle_all(
         if analysis is None:
             filed = _file_known(app, fetched=message, position=position, state=state)
             if filed is None:  # it left the ledger meanwhile (purge): read it
-                analysis = analyser.analyse(message.raw, mailbox=mailbox.name)
+                analysis = _analyse(client, analyser=analyser, mailbox=mailbox, arrival=message)
         if analysis is not None:
             filed = _file(app, analysis=analysis, position=position, state=state, analyser=analyser)
         faults.checkpoint("after_commit")
@@ -384,15 +528,34 @@ def _handle_all(
     return not stopped
 
 
-def _known_uids(app: App, fetched: list[FetchedMessage]) -> set[int]:
+def _analyse(
+    client: MailboxClient, *, analyser: Analyser, mailbox: MailboxSettings, arrival: _Arrival
+) -> Analysis:
+    """The analysis of a message: the one its headers gave, or a read of the whole message."""
+    if arrival.decided is not None:
+        return arrival.decided
+    if arrival.spool is not None:
+        return analyser.analyse_file(arrival.spool, mailbox=mailbox.name, head=arrival.head)
+    raw = arrival.raw
+    if not arrival.whole:
+        # Known by its Message-ID when the batch was fetched, gone from the
+        # ledger since (purge): fetch it whole now.
+        found = list(client.fetch([arrival.uid], batch=1))
+        if not found:
+            raise ImapError(f"{mailbox.name}: UID {arrival.uid} could not be fetched again")
+        raw = found[0].raw
+    return analyser.analyse(raw, mailbox=mailbox.name, head=arrival.head)
+
+
+def _known_uids(app: App, fetched: list[_Arrival]) -> set[int]:
     """UIDs of messages already in the ledger (one query for the whole batch)."""
     keys: dict[str, list[int]] = {}
     for message in fetched:
         try:
-            key = quick_dedup_key(message.raw)
+            key = message.dedup_key()
         except Exception:  # a header the quick parser chokes on: the full path decides
             key = None
-        if key is not None:
+        if key:
             keys.setdefault(key, []).append(message.uid)
     if not keys:
         return set()
@@ -449,12 +612,14 @@ def _file_quiet(
 
 
 def _file_known(
-    app: App, *, fetched: FetchedMessage, position: Position, state: FolderState
+    app: App, *, fetched: _Arrival, position: Position, state: FolderState
 ) -> Filed | None:
     """A message already in the ledger (other mailbox, rescan) only gains a sighting."""
     try:
-        key = quick_dedup_key(fetched.raw)
+        key = fetched.dedup_key()
     except Exception:  # a header the quick parser chokes on: let the full path decide
+        return None
+    if not key:
         return None
     with session_scope(app.engine) as session:
         existing = repo.find_message(session=session, dedup_key=key)

@@ -11,10 +11,14 @@ store or the network.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from email.utils import parseaddr
+from pathlib import Path
 from typing import Any
 
 from mailbot.config import Config, Verdict
@@ -30,8 +34,10 @@ from parsers.classify import (
 from parsers.documents import DocumentText, extract_documents
 from parsers.dossier import DossierReading, read_dossier
 from parsers.dossier.body_answers import read_body_answers
+from parsers.headers_first import decide_from_headers, plain_header_block
 from parsers.letter import LetterFinding, find_letter
-from parsers.mail import header_text, parse_message
+from parsers.mail import HeadReading, header_text, parse_message, read_head
+from parsers.mail.bodystructure import BodyPart
 from parsers.reasons import ReviewReason
 from parsers.types import Attachment, ParsedMail
 
@@ -101,6 +107,23 @@ class Analysis:
     warnings: tuple[str, ...] = field(default=())
     # Why it failed (PARSE_ERROR, ANALYSIS_ERROR, FILING_ERROR); ``error`` is the detail.
     failure: ReviewReason | None = None
+    # The whole message's size when ``raw`` is only its header block (the
+    # first pass decided without the body, see ``Analyser.decide_from_headers``).
+    whole_size: int | None = None
+    # Where the raw message was spooled when ``raw`` is left empty so that
+    # the worker does not hold it (``Analyser.analyse_file``).
+    raw_path: Path | None = None
+
+    @property
+    def size(self) -> int:
+        """Size of the message as received (not of what was fetched of it)."""
+        return len(self.raw) if self.whole_size is None else self.whole_size
+
+    def raw_bytes(self) -> bytes:
+        """The raw message (read back from the spool when it was spooled)."""
+        if self.raw_path is not None and not self.raw:
+            return self.raw_path.read_bytes()
+        return self.raw
 
     @property
     def failed(self) -> bool:
@@ -114,10 +137,56 @@ class Analyser:
         self.config = config
         self.classifier = Classifier(config.rules.detection)
 
-    def analyse(self, raw: bytes, *, mailbox: str) -> Analysis:
+    def analyse_file(
+        self, path: Path, *, mailbox: str, head: HeadReading | None = None
+    ) -> Analysis:
+        """``analyse`` of a spooled message, without holding it while documents are read.
+
+        The raw bytes are dropped once parsed: the returned analysis names
+        ``path`` (``raw_path``) and its ``raw`` is empty; filing reads the
+        file (``Analysis.raw_bytes``). The caller deletes the file once the
+        message is filed.
+        """
+        raw = path.read_bytes()
+        size = len(raw)
+        mail = self._parse(raw, mailbox=mailbox, head=head)
+        if isinstance(mail, Analysis):
+            return replace(mail, raw=b"", raw_path=path, whole_size=size)
+        del raw
+        # Big attachments wait in files beside the spooled message while the
+        # sandbox child reads them (it reads the files itself); the worker
+        # takes them back once the child is done, for filing.
+        spooled: list[Path] = []
+        try:
+            mail = replace(
+                mail, attachments=tuple(_spool_big(a, path, spooled) for a in mail.attachments)
+            )
+            # The fetch and the parse of a big message leave freed memory in
+            # the heap: give it back before a child starts.
+            release_freed_memory()
+            analysis = self._analyse_checked(b"", mail, mailbox)
+            if analysis.mail is not None and spooled:
+                back = tuple(_unspool(a) for a in analysis.mail.attachments)
+                analysis = replace(analysis, mail=replace(analysis.mail, attachments=back))
+        finally:
+            for spool in spooled:
+                spool.unlink(missing_ok=True)
+        return replace(analysis, raw_path=path, whole_size=size)
+
+    def analyse(self, raw: bytes, *, mailbox: str, head: HeadReading | None = None) -> Analysis:
+        """Parse, classify and read one message; ``head``: its header block read already."""
+        mail = self._parse(raw, mailbox=mailbox, head=head)
+        if isinstance(mail, Analysis):
+            return mail
+        return self._analyse_checked(raw, mail, mailbox)
+
+    def _parse(
+        self, raw: bytes, *, mailbox: str, head: HeadReading | None = None
+    ) -> ParsedMail | Analysis:
+        """The parsed message, or the failed analysis of one that cannot be parsed."""
         limits = self.config.settings.limits
         try:
-            mail = parse_message(raw, limits=limits)
+            return parse_message(raw, limits=limits, head=head)
         except Exception as err:  # any parser bug must quarantine, not stop the poll
             log.exception("cannot parse a message from %s", mailbox)
             return Analysis(
@@ -130,6 +199,8 @@ class Analyser:
                 error=f"parse error: {err!r}",
                 failure=ReviewReason.PARSE_ERROR,
             )
+
+    def _analyse_checked(self, raw: bytes, mail: ParsedMail, mailbox: str) -> Analysis:
         try:
             return self._analyse_parsed(raw, mail, mailbox)
         except Exception as err:
@@ -144,6 +215,56 @@ class Analyser:
                 error=f"analysis error: {err!r}",
                 failure=ReviewReason.ANALYSIS_ERROR,
             )
+
+    def read_head(self, header: bytes, *, size: int) -> HeadReading | None:
+        """The header block fetched alone, read; None when it is too odd to rely on.
+
+        The server finds the end of the header block with its own parser: only
+        a block of plain fields (``plain_header_block``) is read alone.
+        """
+        if not plain_header_block(header):
+            return None
+        try:
+            return read_head(header, size=size, limits=self.config.settings.limits)
+        except Exception:  # the whole read decides, and reports the problem
+            log.exception("cannot read a header block alone")
+            return None
+
+    def decide_from_headers(
+        self, header: bytes | HeadReading | None, *, structure: BodyPart, size: int, mailbox: str
+    ) -> Analysis | None:
+        """The analysis of a message the headers settle (nothing kept), else None.
+
+        ``header`` is the message's header block (or ``read_head``'s reading
+        of it), ``structure`` its BODYSTRUCTURE and ``size`` its RFC822.SIZE,
+        as the server gave them. None means: fetch the whole message and
+        ``analyse`` it. The verdict given is the one ``analyse`` would give
+        (``parsers.headers_first``).
+        """
+        if isinstance(header, bytes):
+            header = self.read_head(header, size=size)
+        if header is None:
+            return None
+        head = header.mail
+        try:
+            classification = decide_from_headers(
+                head, structure=structure, classifier=self.classifier, ctx=self._context(mailbox)
+            )
+        except Exception:  # the whole read decides, and reports the problem
+            log.exception("cannot decide from the headers of a message from %s", mailbox)
+            return None
+        if classification is None:
+            return None
+        return Analysis(
+            raw=header.header,
+            mailbox=mailbox,
+            mail=head,
+            classification=classification,
+            reading=None,
+            verdict=str(classification.verdict),
+            warnings=tuple(head.warnings),
+            whole_size=size,
+        )
 
     def _context(self, mailbox: str, texts: Sequence[str] = ()) -> ClassifyContext:
         return ClassifyContext.from_config(self.config, mailbox=mailbox, attachment_texts=texts)
@@ -273,6 +394,73 @@ class Analyser:
             in_doubt=in_doubt,
             answers=read_body_answers(mail.text, rules=rules) if mail.text else None,
         )
+
+
+# Attachments at least this big wait in a file while documents are read.
+SPOOL_ATTACHMENT_BYTES = 1 << 20
+
+
+class _SpooledData:
+    """An attachment's bytes kept in a file: what the worker holds while a child reads them.
+
+    Pickled (to the sandbox child) as a call that reads the file, so the
+    child gets the bytes from the disk, not from the worker. In the worker,
+    any other use reads the file (a failed read names the document's kind).
+    """
+
+    __slots__ = ("path", "size")
+
+    def __init__(self, path: Path, size: int) -> None:
+        self.path = path
+        self.size = size
+
+    def __bool__(self) -> bool:
+        return self.size > 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __reduce__(self) -> tuple[Callable[[Path], bytes], tuple[Path]]:
+        return (Path.read_bytes, (self.path,))
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.path.read_bytes()[key]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.path.read_bytes(), name)
+
+
+def _spool_big(attachment: Attachment, message_path: Path, spooled: list[Path]) -> Attachment:
+    data = attachment.data
+    if not isinstance(data, bytes) or len(data) < SPOOL_ATTACHMENT_BYTES:
+        return attachment
+    spool = message_path.with_name(f"{message_path.name}.part{len(spooled)}")
+    spooled.append(spool)
+    spool.write_bytes(data)
+    return replace(attachment, data=_SpooledData(spool, len(data)))  # type: ignore[arg-type]
+
+
+def _unspool(attachment: Attachment) -> Attachment:
+    data = attachment.data
+    if isinstance(data, _SpooledData):
+        return replace(attachment, data=data.path.read_bytes())
+    return attachment
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to give back this way
+        return None
+
+
+def release_freed_memory() -> None:
+    """Return the heap's free pages to the system (glibc ``malloc_trim``)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def trusted_forward(mail: ParsedMail, *, own_addresses: frozenset[str]) -> ParsedMail:

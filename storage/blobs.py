@@ -33,6 +33,8 @@ CHUNK_SIZE = 1024 * 1024
 # rename stays atomic.
 TEMP_DIR_NAME = ".tmp"
 TEMP_PREFIX = ".tmp-"
+# Raw messages between their fetch and their filing (``BlobStore.spool``).
+SPOOL_DIR_NAME = ".spool"
 
 
 class BlobStore:
@@ -126,6 +128,36 @@ class BlobStore:
             if is_sha256(path.name) and path.parent.parent.parent == self.root:
                 yield path.name
 
+    def spool(self, data: bytes) -> Path:
+        """Write a message being worked on to the spool; return its path.
+
+        The spool (``ROOT/spool``) holds raw messages between their fetch and
+        their filing, so that the worker does not keep big messages in
+        memory. The caller deletes the file once the message is filed (its
+        raw blob, if kept, is then in the store by its digest) or when it
+        gives up on it (it is fetched again); ``clear_spool`` removes what a
+        crash left behind.
+        """
+        directory = self._make_dirs(self.root / SPOOL_DIR_NAME)
+        return self._write_temp(directory, [data], sync=False)
+
+    def clear_spool(self, *, older_than_seconds: float = 3600.0) -> int:
+        """Delete spooled messages older than ``older_than_seconds``; how many were removed.
+
+        A younger file may belong to a poll in progress (another worker).
+        """
+        directory = self.root / SPOOL_DIR_NAME
+        if not directory.is_dir():
+            return 0
+        limit = time.time() - older_than_seconds
+        removed = 0
+        for path in directory.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                if path.is_file() and path.stat().st_mtime < limit:
+                    path.unlink()
+                    removed += 1
+        return removed
+
     def remove_stale_temp_files(self, *, older_than_seconds: float = 3600.0) -> int:
         """Delete temporary files left by a crash in the middle of a write.
 
@@ -168,6 +200,8 @@ class BlobStore:
         directory: Path,
         chunks: Iterable[bytes],
         on_chunk: Callable[[bytes], object] | None = None,
+        *,
+        sync: bool = True,
     ) -> Path:
         """Write ``chunks`` to a new fsync'ed temp file in ``directory``; return its path.
 
@@ -186,7 +220,8 @@ class BlobStore:
                         on_chunk(chunk)
                     out.write(chunk)
                 out.flush()
-                os.fsync(out.fileno())
+                if sync:
+                    os.fsync(out.fileno())
         except BaseException as err:
             tmp_path.unlink(missing_ok=True)
             if isinstance(err, OSError):

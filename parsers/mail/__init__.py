@@ -59,6 +59,15 @@ attachments, attached messages), ``attachments`` (file names, types, zip),
 
 from parsers.mail.bounds import MAX_TEXT_CHARS
 from parsers.mail.headers import header_block, header_text, read_headers
-from parsers.mail.message import parse_message
+from parsers.mail.message import HeadReading, parse_head, parse_message, read_head
 
-__all__ = ["MAX_TEXT_CHARS", "header_block", "header_text", "parse_message", "read_headers"]
+__all__ = [
+    "MAX_TEXT_CHARS",
+    "HeadReading",
+    "header_block",
+    "header_text",
+    "parse_head",
+    "parse_message",
+    "read_head",
+    "read_headers",
+]

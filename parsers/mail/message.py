@@ -8,13 +8,16 @@ warnings (``report``).
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from parsers.errors import MailParseError
 from parsers.mail.body import _read_body
 from parsers.mail.envelope import _read_envelope
-from parsers.mail.headers import _declared_content_type, _scan_head
+from parsers.mail.headers import _declared_content_type, _Head, _scan_head
 from parsers.mail.report import _Draft, _quiet_libraries, _Report
 from parsers.mail.structure import _Budget, _parse_structure, _report_budget
 from parsers.types import ParsedMail
@@ -28,8 +31,14 @@ if TYPE_CHECKING:
 # --------------------------------------------------------------------------
 
 
-def parse_message(raw: bytes, *, limits: ParseLimits) -> ParsedMail:
+def parse_message(
+    raw: bytes, *, limits: ParseLimits, head: HeadReading | None = None
+) -> ParsedMail:
     """Read ``raw`` (one RFC 5322 message) into a ``ParsedMail``.
+
+    ``head``: what ``read_head`` read of this message's header block when
+    the first pass fetched it alone; its header stage is reused (the
+    headers are parsed once) when ``raw`` starts with exactly that block.
 
     Never raises on malformed or hostile content: problems are listed in
     ``warnings`` and an exceeded limit also sets ``over_limits``:
@@ -58,8 +67,23 @@ def parse_message(raw: bytes, *, limits: ParseLimits) -> ParsedMail:
     raw = bytes(raw)
     if not raw:
         raise MailParseError("empty message: there is nothing to parse")
+    sha = hashlib.sha256(raw).hexdigest()
+    if head is not None and head.reusable_for(raw, limits):
+        report = copy.deepcopy(head.report)
+        draft = dataclasses.replace(
+            head.draft, sha256=sha, size=len(raw), headers=dict(head.draft.headers), attachments=[]
+        )
+        with _quiet_libraries(report):
+            try:
+                _read_after_head(raw, head.head, limits=limits, report=report, draft=draft)
+            except Exception as exc:  # last resort: keep what was read so far
+                report.over(
+                    f"internal error while reading the message ({type(exc).__name__}); "
+                    "parts of it were not read"
+                )
+        return draft.build(report)
     report = _Report()
-    draft = _Draft(sha256=hashlib.sha256(raw).hexdigest(), size=len(raw))
+    draft = _Draft(sha256=sha, size=len(raw))
     with _quiet_libraries(report):
         try:
             _read_message(raw, limits=limits, report=report, draft=draft)
@@ -71,6 +95,80 @@ def parse_message(raw: bytes, *, limits: ParseLimits) -> ParsedMail:
     return draft.build(report)
 
 
+@dataclass(frozen=True)
+class HeadReading:
+    """The header stage of ``parse_message`` run on a header block fetched alone.
+
+    ``mail`` is the ``ParsedMail`` of the headers (no text, no attachments,
+    ``content_types`` the declared top-level type); the rest lets
+    ``parse_message`` carry on with the body without reading the headers
+    again.
+    """
+
+    header: bytes
+    mail: ParsedMail
+    head: _Head | None
+    draft: _Draft
+    report: _Report
+    limits: ParseLimits
+
+    def reusable_for(self, raw: bytes, limits: ParseLimits) -> bool:
+        """True when ``raw``'s header stage is exactly this one."""
+        return (
+            self.head is not None
+            and limits is self.limits
+            and raw.startswith(self.header)
+            and b"\n" in self.header
+            and self.head.end <= len(self.header)
+        )
+
+
+def read_head(header: bytes, *, size: int, limits: ParseLimits) -> HeadReading:
+    """Read a message's header block alone (the body not fetched); see ``HeadReading``.
+
+    ``size`` is the whole message's size as the server gave it. The first
+    pass decides from this, with the server's BODYSTRUCTURE, which messages
+    need their body (``parsers.headers_first``).
+    """
+    if not isinstance(header, bytes | bytearray | memoryview):
+        raise TypeError(f"header must be bytes, not {type(header).__name__}")
+    data = bytes(header)
+    if not data:
+        raise MailParseError("empty header block: there is nothing to parse")
+    report = _Report()
+    draft = _Draft(sha256=hashlib.sha256(data).hexdigest(), size=size)
+    head = None
+    with _quiet_libraries(report):
+        try:
+            if b"\n" not in data and b"\r" in data:
+                data = data.replace(b"\r", b"\n")
+            scanned = _scan_head(data, limits, report)
+            _read_envelope(scanned.fields, limits=limits, report=report, draft=draft)
+            head = scanned
+        except Exception as exc:  # last resort, as in parse_message
+            report.over(
+                f"internal error while reading the headers ({type(exc).__name__}); "
+                "parts of them were not read"
+            )
+    kept_report, kept_draft = copy.deepcopy(report), dataclasses.replace(draft)
+    kept_draft.headers = dict(draft.headers)
+    if head is not None:
+        draft.content_types = (_declared_content_type(head.fields),)
+    return HeadReading(
+        header=data,
+        mail=draft.build(report),
+        head=head,
+        draft=kept_draft,
+        report=kept_report,
+        limits=limits,
+    )
+
+
+def parse_head(header: bytes, *, size: int, limits: ParseLimits) -> ParsedMail:
+    """The ``ParsedMail`` of a header block fetched alone (``read_head(...).mail``)."""
+    return read_head(header, size=size, limits=limits).mail
+
+
 def _read_message(raw: bytes, *, limits: ParseLimits, report: _Report, draft: _Draft) -> None:
     """All the stages, in the order that keeps the cheap checks first."""
     data = raw
@@ -79,6 +177,13 @@ def _read_message(raw: bytes, *, limits: ParseLimits, report: _Report, draft: _D
         data = data.replace(b"\r", b"\n")
     head = _scan_head(data, limits, report)
     _read_envelope(head.fields, limits=limits, report=report, draft=draft)
+    _read_after_head(data, head, limits=limits, report=report, draft=draft)
+
+
+def _read_after_head(
+    data: bytes, head: _Head, *, limits: ParseLimits, report: _Report, draft: _Draft
+) -> None:
+    """The stages after the headers: size checks, MIME structure, body and attachments."""
     if not _body_within_limits(data, limits, report):
         draft.content_types = (_declared_content_type(head.fields),)
         return

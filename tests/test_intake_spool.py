@@ -1,0 +1,125 @@
+"""Big messages are spooled to a file as fetched, read from there, and the spool is cleaned.
+
+The worker does not hold a big message while its documents are read
+(``mailbot.intake.SPOOL_BYTES``): the raw bytes go to ``BLOBS/.spool``
+as soon as they are fetched; the stored raw blob of a filed message is
+byte for byte what the server sent; nothing stays in the spool after a
+poll, and what a crash left there is removed by the next poll.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+from sqlmodel import select
+
+from mailbot import intake
+from mailbot.intake import poll_mailbox
+from storage.blobs import SPOOL_DIR_NAME
+from storage.db import session_scope
+from storage.models import Message, MessageStatus
+from tests.fixtures.candidatures import candidature
+from tests.fixtures.mail import as_bytes, make_mail
+
+NB = "n.bataillon"
+
+
+def _big_candidature() -> bytes:
+    annex = os.urandom(1_600_000)  # over SPOOL_BYTES once in base64
+    message = candidature(
+        7,
+        attachments=[
+            ("dossier_intention.txt", b"Intitule de l'action : Potager", "text/plain"),
+            ("annexe.bin", annex, "application/x-binary"),
+        ],
+    )
+    return as_bytes(message)
+
+
+def test_a_big_message_is_spooled_filed_whole_and_the_spool_emptied(service_app, dovecot):
+    raw = _big_candidature()
+    assert len(raw) > intake.SPOOL_BYTES
+    dovecot.append(NB, raw)
+    dovecot.append(NB, make_mail(subject="Petit message", body="Bonjour"))
+    spooled = []
+    original = service_app.blobs.spool
+
+    def spool(data):
+        path = original(data)
+        spooled.append((path, hashlib.sha256(data).hexdigest()))
+        return path
+
+    service_app.blobs.spool = spool
+    report = poll_mailbox(service_app, service_app.config.settings.mailbox(NB))
+    assert report.error is None and report.filed + report.needs_review == 1, report.summary()
+    assert len(spooled) == 1  # only the big one
+    with session_scope(service_app.engine) as session:
+        kept = session.exec(select(Message).where(Message.raw_blob.is_not(None))).all()
+        assert len(kept) == 1
+        stored = service_app.blobs.get(kept[0].raw_blob)
+        assert kept[0].size == len(stored)
+        assert kept[0].sha256 == spooled[0][1] == hashlib.sha256(stored).hexdigest()
+    assert stored.replace(b"\r\n", b"\n") == raw.replace(b"\r\n", b"\n")
+    assert not spooled[0][0].exists()
+    assert list((service_app.blobs.root / SPOOL_DIR_NAME).iterdir()) == []
+
+
+def test_spooled_mail_gets_the_same_ledger_as_mail_read_in_memory(
+    service_app, dovecot, monkeypatch
+):
+    monkeypatch.setattr(intake, "SPOOL_BYTES", 0)  # every message is spooled
+    dovecot.append(NB, candidature(3))
+    dovecot.append(NB, make_mail(subject="Compte rendu", body="Bonjour, voici le compte rendu."))
+    report = poll_mailbox(service_app, service_app.config.settings.mailbox(NB))
+    assert report.error is None
+    assert (report.filed, report.ignored) == (1, 1), report.summary()
+    with session_scope(service_app.engine) as session:
+        rows = {m.status: m for m in session.exec(select(Message)).all()}
+    assert rows[MessageStatus.FILED].raw_blob == rows[MessageStatus.FILED].sha256
+    assert rows[MessageStatus.IGNORED].raw_blob is None
+    assert list((service_app.blobs.root / SPOOL_DIR_NAME).iterdir()) == []
+
+
+def test_a_spool_file_left_by_a_crash_is_removed_by_the_next_poll(service_app, dovecot):
+    left = service_app.blobs.spool(b"Subject: left by a crash\r\n\r\nbody")
+    young = service_app.blobs.spool(b"Subject: another worker's\r\n\r\nbody")
+    old = time.time() - 2 * 3600
+    os.utime(left, (old, old))
+    dovecot.append(NB, candidature(4))
+    report = poll_mailbox(service_app, service_app.config.settings.mailbox(NB))
+    assert report.error is None and report.filed == 1
+    assert not left.exists()
+    assert young.exists()  # may be a poll in progress elsewhere
+
+
+def test_a_message_read_from_the_spool_reads_as_in_memory(service_app, tmp_path):
+    """Big attachments go to the child from files; the analysis is the in-memory one."""
+    from bench.memory import big_pdf
+    from mailbot.pipeline import Analyser
+
+    raw = as_bytes(
+        candidature(
+            9,
+            attachments=[
+                ("dossier_intention.txt", b"Intitule de l'action : Potager", "text/plain"),
+                ("annexe_plans.pdf", big_pdf(2), "application/pdf"),
+            ],
+        )
+    )
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    path = spool / "spooled.eml"
+    path.write_bytes(raw)
+    analyser = Analyser(service_app.config)
+    memory = analyser.analyse(raw, mailbox=NB)
+    spooled = analyser.analyse_file(path, mailbox=NB)
+    assert spooled.raw == b"" and spooled.raw_bytes() == raw and spooled.size == len(raw)
+    assert spooled.verdict == memory.verdict
+    assert spooled.mail == memory.mail  # attachments' bytes taken back for filing
+    assert spooled.reading is not None and memory.reading is not None
+    assert spooled.reading.documents == memory.reading.documents
+    assert spooled.warnings == memory.warnings
+    assert any(d.filename == "annexe_plans.pdf" and d.pages for d in spooled.reading.documents)
+    assert [p.name for p in spool.iterdir()] == ["spooled.eml"]  # the parts' files removed
