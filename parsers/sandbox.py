@@ -63,8 +63,18 @@ if TYPE_CHECKING:
     from parsers.rules import ParseLimits
 
 # Modules the forkserver imports once, so that each child starts warm
-# (parsers.documents imports its libraries lazily, so they are named too).
-PRELOAD = ("parsers.documents", "pdfplumber", "pypdf", "pypdfium2", "docx", "PIL.Image")
+# (parsers.documents imports its libraries lazily, so they are named too);
+# the last one reads two built-in documents so that the readers' first-use
+# work is done once, in the server, and not in every child.
+PRELOAD = (
+    "parsers.documents",
+    "pdfplumber",
+    "pypdf",
+    "pypdfium2",
+    "docx",
+    "PIL.Image",
+    "parsers.sandbox_warmup",
+)
 
 _CONTEXT_LOCK = threading.Lock()
 _CONTEXT: Any = None
