@@ -24,6 +24,7 @@ this module.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import io
 from pathlib import Path
@@ -109,6 +110,8 @@ def warm_readers() -> None:
             size=len(data),
         )
         extract_document(attachment, limits=limits, tesseract=None)
+    # What the readings left behind goes before the fork, not in every child.
+    gc.collect()
 
 
 # A failure only means colder children: slower, not wrong.
