@@ -30,7 +30,9 @@ file cannot run code in the worker, and a malformed message or result is a
 ``crashed`` item.
 
 Costs, measured on the development machine: the forkserver starts once per
-worker process (about 0.9 s, the parsing libraries' imports); then a call
+worker process (about 0.9 s, the parsing libraries' imports, and 0.3 s
+under load to read ``parsers.sandbox_warmup``'s documents, so that no child
+pays the readers' first-use costs: 20-40 ms of CPU a message); then a call
 costs about 5-10 ms on top of the work, plus some 5-10 ms for the isolation
 (new namespaces, private directory; 19 ms per call in all against 7-13 ms
 before, measured back to back on the busy development machine). The forkserver lives as long as the
@@ -63,8 +65,18 @@ if TYPE_CHECKING:
     from parsers.rules import ParseLimits
 
 # Modules the forkserver imports once, so that each child starts warm
-# (parsers.documents imports its libraries lazily, so they are named too).
-PRELOAD = ("parsers.documents", "pdfplumber", "pypdf", "pypdfium2", "docx", "PIL.Image")
+# (parsers.documents imports its libraries lazily, so they are named too);
+# the last one reads two built-in documents so that the readers' first-use
+# work is done once, in the server, and not in every child.
+PRELOAD = (
+    "parsers.documents",
+    "pdfplumber",
+    "pypdf",
+    "pypdfium2",
+    "docx",
+    "PIL.Image",
+    "parsers.sandbox_warmup",
+)
 
 _CONTEXT_LOCK = threading.Lock()
 _CONTEXT: Any = None

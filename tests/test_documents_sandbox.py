@@ -211,3 +211,31 @@ def test_children_never_import_the_main_script(tmp_path):
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [[], []]
     assert marker.read_text().split() == ["__main__"]
+
+
+def warmed_up(_item: int) -> bool:
+    return "parsers.sandbox_warmup" in sys.modules
+
+
+def test_children_start_with_the_readers_warm():
+    """The forkserver read the built-in documents before forking (``PRELOAD``)."""
+    assert map_sandboxed(warmed_up, [0], limits=LIMITS) == [True]
+
+
+def test_the_warmup_document_runs_every_pdf_reading_path():
+    """Page 1 through pdfium with the table search and a drawn ticked box; page 2 the
+    full pdfminer way (too little text for pdfium) with a form field. The committed
+    file is the one ``make_warmup_pdf`` makes."""
+    from parsers.documents import DocumentLimits, extract_document, pdfium
+    from parsers.sandbox_warmup import WARMUP_PDF, make_warmup_pdf
+    from tests.fixtures.corpus import attachment
+
+    data = WARMUP_PDF.read_bytes()
+    assert data == make_warmup_pdf()
+    assert sorted(pdfium._pdfium_pages(data, 2)) == [1]
+    doc = extract_document(attachment("warmup.pdf", data), limits=DocumentLimits(), tesseract=None)
+    assert doc.warnings == ()
+    assert "☒ Initiative réalisée" in doc.pages[0]
+    assert doc.tables[0][0][0] == ("Libellé 1", "Valeur 1")
+    assert doc.form_fields["intitule"].value == "Jardin partagé"
+    assert doc.form_fields["intitule"].widgets[0].label_left == "Intitulé du projet"

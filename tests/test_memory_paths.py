@@ -189,7 +189,7 @@ def test_pypdf_reads_through_the_stream_as_through_bytesio():
     from pypdf import PdfReader
 
     data = big_pdf(1)
-    ours = pdf_forms._reader_stream(data)
+    ours = pdf_forms._zero_copy_stream(data)
     assert ours.read(8) == data[:8]
     assert ours.seek(-5, os.SEEK_END) == len(data) - 5 and ours.read() == data[-5:]
     assert (
@@ -198,7 +198,7 @@ def test_pypdf_reads_through_the_stream_as_through_bytesio():
         and ours.readline() == data[3 : data.index(b"\n", 3) + 1]
     )
     for offset, whence in [(-5, os.SEEK_SET), (-5, os.SEEK_CUR), (-(10**6), os.SEEK_END), (5, 2)]:
-        moved, reference = pdf_forms._reader_stream(data), io.BytesIO(data)
+        moved, reference = pdf_forms._zero_copy_stream(data), io.BytesIO(data)
         moved.read(3), reference.read(3)
         try:
             expected = (reference.seek(offset, whence), reference.read(4))
@@ -207,7 +207,7 @@ def test_pypdf_reads_through_the_stream_as_through_bytesio():
                 moved.seek(offset, whence)
         else:
             assert (moved.seek(offset, whence), moved.read(4)) == expected
-    via_stream = PdfReader(pdf_forms._reader_stream(data), strict=False)
+    via_stream = PdfReader(pdf_forms._zero_copy_stream(data), strict=False)
     via_bytesio = PdfReader(io.BytesIO(data), strict=False)
     assert len(via_stream.pages) == len(via_bytesio.pages) == 1
     assert via_stream.pages[0].extract_text() == via_bytesio.pages[0].extract_text() != ""

@@ -47,6 +47,12 @@ class _PageRead:
 _LIGATURES = {"ﬀ": "ff", "ﬃ": "ffi", "ﬄ": "ffl", "ﬁ": "fi", "ﬂ": "fl", "ﬆ": "st", "ﬅ": "st"}
 _SPACES = frozenset((9, 10, 13, 32, 0xA0))
 _MAX_PAGE_OBJECTS = 20_000
+_NOT_WORD_CHARACTER = re.compile(r"\W")
+
+
+def _letters(words: Sequence[Word]) -> int:
+    """How many word characters (letters, digits, "_") the words hold."""
+    return sum(len(_NOT_WORD_CHARACTER.sub("", w.text)) for w in words)
 
 
 @dataclass
@@ -105,7 +111,7 @@ def _pdfium_page(page: Any) -> _PdfiumPage | None:
     if chars is None:
         return None
     words = _plumber_words(chars)
-    if sum(len(re.sub(r"\W", "", w.text)) for w in words) < MIN_TEXT_CHARS:
+    if _letters(words) < MIN_TEXT_CHARS:
         return None  # maybe a scan: the full way decides
     ruled = _draws_paths(page)
     if ruled is None:
@@ -311,8 +317,10 @@ def _graphics_layout(page: Any) -> Any:
 def _page_tables(page: Any, words: Sequence[Word]) -> tuple[Table, ...]:
     tables: list[Table] = []
     for table in page.find_tables()[:20]:
+        # Every cell lies within the table: its words are looked for among the table's.
+        inside = _words_in(table.bbox, words)
         rows = tuple(
-            tuple(_cell_text(cell, words) for cell in row.cells) for row in table.rows[:200]
+            tuple(_cell_text(cell, inside) for cell in row.cells) for row in table.rows[:200]
         )
         if len(rows) >= 1 and max((len(r) for r in rows), default=0) >= 2:
             tables.append(rows)
@@ -331,7 +339,7 @@ def _read_page(page: Any, widgets: list[Any], number: int) -> _PageRead:
     layout = layout_page(words, float(page.width), paragraphs=True)
     tables = _page_tables(page, words)
     _label_widgets(widgets, number, words=words, height=float(page.height))
-    letters = sum(len(re.sub(r"\W", "", w.text)) for w in words)
+    letters = _letters(words)
     graphics = len(page.images) + (1 if len(page.curves) + len(page.rects) > 40 else 0)
     # Fonts without a character map come out as "(cid:42)": the page must be
     # read from its image.
@@ -343,15 +351,20 @@ def _cell_text(bbox: Any, words: Sequence[Word]) -> str:
     """A table cell's text, line by line, paragraph breaks kept (one cell: no tabs)."""
     if bbox is None:
         return ""
+    inside = _words_in(bbox, words)
+    if not inside:
+        return ""
+    return "\n".join(join_lines(_group_lines(inside), tabs=False)).strip()
+
+
+def _words_in(bbox: Any, words: Sequence[Word]) -> list[Word]:
+    """The words whose middle lies in ``bbox`` (x0, top, x1, bottom), give or take a point."""
     x0, top, x1, bottom = bbox
-    inside = [
+    return [
         w
         for w in words
         if x0 - 1 <= (w.x0 + w.x1) / 2 <= x1 + 1 and top - 1 <= w.middle <= bottom + 1
     ]
-    if not inside:
-        return ""
-    return "\n".join(join_lines(_group_lines(inside), tabs=False)).strip()
 
 
 def _label_widgets(widgets: list[Any], number: int, *, words: list[Word], height: float) -> None:
