@@ -120,13 +120,15 @@ def _app(ctx: typer.Context) -> App:
 
 
 def _reading_app(ctx: typer.Context) -> App:
-    """The app of a command that renders no template: each is compiled if and when used.
+    """The app of a command that only reads: templates and rules are checked if and when used.
 
-    ``config check`` and the commands that send mail still compile and check
-    every template when they load the config.
+    ``config check`` and the commands that send or classify mail (``run``,
+    ``poll``, ``try``...) still validate every template and rule when they
+    load the config.
     """
     application = _app(ctx)
     application.check_templates = False
+    application.check_rules = False
     return application
 
 
