@@ -9,6 +9,8 @@ worker. Each problem names the file, the key and, where it can, the line.
 Commands that render no template (``dossiers list``, ``show``...) load with
 ``check_templates=False``: the templates are then compiled, and checked the
 same way, only if and when one is used, and Jinja2 is not even imported.
+Those that classify nothing load with ``check_rules=False`` too: ``rules.toml``
+is validated (and the classifier imported) when ``Config.rules`` is first read.
 
 Any service setting can be overridden by an environment variable
 ``MAILBOT_<SECTION>__<KEY>`` (``MAILBOT_DATABASE__URL``); for the list of
