@@ -12,10 +12,12 @@ runs (interleaved with their baseline) is compared with:
   dossiers (default 1,000, built fast through the repository functions as in
   ``bench.web``) vs ``python -c "import sqlmodel"`` plus the bare ``SELECT``
   of every dossier, newest first, through a SQLModel session. Goal: at most 1.5×.
-  Beyond the baseline, the command pays for Typer, loading and validating the
-  config (settings and rules; templates are compiled only when rendered), the
-  schema-revision check (no Alembic at head), the ORM objects, one query for
-  the mailboxes of every 500 dossiers, and the JSON.
+  Beyond the baseline, the command pays for Typer (the invoked command alone is
+  converted), the table models, loading and validating the settings (rules are
+  validated, with the classifier, only when used; templates only when
+  rendered), the schema-revision check (no Alembic at head), the ORM objects,
+  one query for the mailboxes of every 500 dossiers, and the JSON. On SQLite it
+  imports no PostgreSQL dialect.
 - (info) ``mailbot config check`` (every template compiled and rendered) vs
   ``import typer``, and ``mailbot dossiers show REF --json`` vs the list's
   baseline.

@@ -30,13 +30,20 @@ class App:
     # False for commands that render no template: each is compiled if and
     # when used instead of all at load (see mailbot.config).
     check_templates: bool = True
+    # False for commands that classify nothing: rules.toml is validated if and
+    # when the rules are used (a listing of dossiers never does).
+    check_rules: bool = True
 
     @property
     def config(self) -> Config:
         if self._config is None:
             from mailbot.config import load_config
 
-            self._config = load_config(self.config_dir, check_templates=self.check_templates)
+            self._config = load_config(
+                self.config_dir,
+                check_templates=self.check_templates,
+                check_rules=self.check_rules,
+            )
         return self._config
 
     @cached_property

@@ -6,10 +6,13 @@ stderr, no traceback), 2 bad usage or bad configuration.
 
 from __future__ import annotations
 
+import copy
+import functools
 import getpass
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -23,6 +26,7 @@ from storage.errors import StorageError
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Column
+    from typer._click.core import Command
     from typer._click.formatting import HelpFormatter
 
     from mailbot.app import App
@@ -120,13 +124,15 @@ def _app(ctx: typer.Context) -> App:
 
 
 def _reading_app(ctx: typer.Context) -> App:
-    """The app of a command that renders no template: each is compiled if and when used.
+    """The app of a command that only reads: templates and rules are checked if and when used.
 
-    ``config check`` and the commands that send mail still compile and check
-    every template when they load the config.
+    ``config check`` and the commands that send or classify mail (``run``,
+    ``poll``, ``try``...) still validate every template and rule when they
+    load the config.
     """
     application = _app(ctx)
     application.check_templates = False
+    application.check_rules = False
     return application
 
 
@@ -1028,9 +1034,73 @@ def web_command(
 # entry point
 
 
+class _CommandsOnDemand(MutableMapping[str, "Command"]):
+    """The commands of a group, each converted by Typer when first looked up.
+
+    Typer inspects the signature of every command when it builds the tree
+    (about a third of the time of ``import typer``); a command run needs one.
+    The help lists them all, in their order of declaration.
+    """
+
+    def __init__(self, builders: dict[str, Callable[[], Command]]) -> None:
+        self._builders = builders
+        self._built: dict[str, Command] = {}
+
+    def __getitem__(self, name: str) -> Command:
+        if name not in self._built:
+            self._built[name] = self._builders[name]()
+        return self._built[name]
+
+    def __setitem__(self, name: str, command: Command) -> None:
+        self._builders[name] = lambda: command
+        self._built[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        del self._builders[name]
+        self._built.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._builders)
+
+    def __len__(self) -> int:
+        return len(self._builders)
+
+
+def _command_tree() -> Command:
+    """``typer.main.get_command(app)``, with its commands and groups built on demand."""
+    from typer.main import get_command_from_info, get_group_from_info
+
+    bare = copy.copy(app)
+    bare.registered_commands = []
+    bare.registered_groups = []
+    root = typer.main.get_command(bare)  # the group, its callback and options
+    assert isinstance(root, TyperGroup)
+    builders: dict[str, Callable[[], Command]] = {}
+    # Typer's own order: the commands, then the groups.
+    for command_info in app.registered_commands:
+        assert command_info.name, command_info
+        builders[command_info.name] = functools.partial(
+            get_command_from_info,
+            command_info=command_info,
+            pretty_exceptions_short=app.pretty_exceptions_short,
+            rich_markup_mode=app.rich_markup_mode,
+        )
+    for group_info in app.registered_groups:
+        assert group_info.name, group_info
+        builders[group_info.name] = functools.partial(
+            get_group_from_info,
+            group_info,
+            pretty_exceptions_short=app.pretty_exceptions_short,
+            rich_markup_mode=app.rich_markup_mode,
+            suggest_commands=app.suggest_commands,
+        )
+    root.commands = _CommandsOnDemand(builders)
+    return root
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; map failures to the documented exit codes."""
-    command = typer.main.get_command(app)
+    command = _command_tree()
     try:
         result = command.main(args=argv, prog_name="mailbot", standalone_mode=False)
     except typer.Exit as exit_:

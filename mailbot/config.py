@@ -9,6 +9,8 @@ worker. Each problem names the file, the key and, where it can, the line.
 Commands that render no template (``dossiers list``, ``show``...) load with
 ``check_templates=False``: the templates are then compiled, and checked the
 same way, only if and when one is used, and Jinja2 is not even imported.
+Those that classify nothing load with ``check_rules=False`` too: ``rules.toml``
+is validated (and the classifier imported) when ``Config.rules`` is first read.
 
 Any service setting can be overridden by an environment variable
 ``MAILBOT_<SECTION>__<KEY>`` (``MAILBOT_DATABASE__URL``); for the list of
@@ -79,7 +81,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHAIN_ACTIONS",
-    "CHAIN_RULES",
+    "CHAIN_RULES",  # noqa: F822 (made on first use by __getattr__)
     "CONFIG_ENV",
     "RULES_FILE",
     "SETTINGS_FILE",
@@ -131,8 +133,14 @@ PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "password", "secre
 
 # The words a chain step may use, derived from the rule classes and the
 # action table of parsers (kept under their old names for callers).
-CHAIN_RULES = chain_rule_names()
+# CHAIN_RULES is made on first use (see __getattr__): it imports the classifier.
 CHAIN_ACTIONS = frozenset(ACTIONS)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "CHAIN_RULES":
+        return chain_rule_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------
@@ -145,11 +153,24 @@ class Config:
 
     directory: Path
     settings: Settings
-    rules: Rules
     template_names: tuple[str, ...]
     env_overrides: tuple[str, ...] = ()
+    # Validated by load_config, or on first use when it was told not to.
+    _rules: Rules | None = field(default=None, repr=False, compare=False)
     # Built by load_config when it checks the templates, else on first use.
     _templates: jinja2.Environment | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def rules(self) -> Rules:
+        """The rules of ``rules.toml``; validated now if load_config left them (ConfigError)."""
+        if self._rules is None:
+            problems: list[ConfigProblem] = []
+            rules = _load_rules(self.directory, settings=self.settings, problems=problems)
+            if problems:
+                raise ConfigError(problems)
+            object.__setattr__(self, "_rules", rules)
+        assert self._rules is not None
+        return self._rules
 
     @property
     def templates(self) -> jinja2.Environment:
@@ -197,11 +218,14 @@ def load_config(
     *,
     environ: Mapping[str, str] | None = None,
     check_templates: bool = True,
+    check_rules: bool = True,
 ) -> Config:
     """Load and validate the whole config directory; raise ConfigError listing every problem.
 
     With ``check_templates=False`` the templates are only listed: each is
     compiled and checked when first used (a bad one raises ConfigError then).
+    With ``check_rules=False`` ``rules.toml`` is read and validated (with the
+    classifier it names) when ``Config.rules`` is first used, ConfigError then.
     """
     root = config_dir(directory)
     env = os.environ if environ is None else environ
@@ -220,10 +244,28 @@ def load_config(
         Settings, raw_settings, path=settings_path, problems=problems, overrides_from=env
     )
 
+    rules = _load_rules(root, settings=settings, problems=problems) if check_rules else None
+    templates, names = _load_templates(root / TEMPLATES_DIR, problems, check=check_templates)
+    if problems:
+        raise ConfigError(problems)
+    assert settings is not None and (rules is not None or not check_rules)
+    return Config(
+        directory=root,
+        settings=settings,
+        template_names=names,
+        env_overrides=tuple(overrides),
+        _rules=rules,
+        _templates=templates,
+    )
+
+
+def _load_rules(
+    root: Path, *, settings: Settings | None, problems: list[ConfigProblem]
+) -> Rules | None:
+    """Validate ``rules.toml`` (and its mailbox names against ``settings``); None on problems."""
     rules_path = root / RULES_FILE
     raw_rules = _read_toml(rules_path, problems)
     rules = _validate(Rules, raw_rules, path=rules_path, problems=problems)
-
     if settings is not None and rules is not None:
         names_ = {m.name for m in settings.mailboxes}
         for name in sorted(set(rules.detection.mailbox_weights) - names_):
@@ -235,18 +277,7 @@ def load_config(
                     _find_line(_read_text(rules_path) or "", ("detection", "mailbox_weights")),
                 )
             )
-    templates, names = _load_templates(root / TEMPLATES_DIR, problems, check=check_templates)
-    if problems:
-        raise ConfigError(problems)
-    assert settings is not None and rules is not None
-    return Config(
-        directory=root,
-        settings=settings,
-        rules=rules,
-        template_names=names,
-        env_overrides=tuple(overrides),
-        _templates=templates,
-    )
+    return rules
 
 
 def check_reply_authentication(config: Config) -> None:

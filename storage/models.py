@@ -247,6 +247,8 @@ class OutboxStatus(enum.StrEnum):
 # never rejects what SQLite would accept.
 _ENUM = sa.String(32)
 _TEXT = sa.String()
+# The condition of the partial index on pending sightings (migration 0002).
+_PENDING_SIGHTING = "server_action = 'pending'"
 
 
 class MailboxCursor(SQLModel, table=True):
@@ -347,13 +349,15 @@ class Sighting(SQLModel, table=True):
         # Each poll asks whether a server action is pending in its folder: a
         # handful of rows among every message ever seen (2 ms per poll on
         # 20,000 sightings without it). Query it through pending_action().
+        # Its PostgreSQL condition is added by _partial_on_postgresql: passing
+        # postgresql_where here would import SQLAlchemy's PostgreSQL dialect
+        # (to validate the keyword) in every process, SQLite ones included.
         sa.Index(
             "ix_sighting_pending",
             "mailbox",
             "folder",
             "uidvalidity",
-            sqlite_where=sa.text("server_action = 'pending'"),
-            postgresql_where=sa.text("server_action = 'pending'"),
+            sqlite_where=sa.text(_PENDING_SIGHTING),
         ),
     )
 
@@ -365,6 +369,21 @@ class Sighting(SQLModel, table=True):
     uid: int = Field(sa_type=sa.BigInteger, nullable=False)
     seen_at: datetime = _timestamp()
     server_action: str = Field(default=ServerAction.PENDING, sa_type=_ENUM, nullable=False)
+
+
+def _partial_on_postgresql(table: sa.Table, connection: sa.Connection, **_kw: Any) -> None:
+    """Give ix_sighting_pending its PostgreSQL condition before the table is created there.
+
+    The dialect is loaded then anyway. Migration 0002 creates the same
+    partial index on both databases.
+    """
+    if connection.dialect.name == "postgresql":
+        for index in table.indexes:
+            if index.name == "ix_sighting_pending":
+                index.dialect_kwargs["postgresql_where"] = sa.text(_PENDING_SIGHTING)
+
+
+sa.event.listen(Sighting.__table__, "before_create", _partial_on_postgresql)
 
 
 class ReferenceCounter(SQLModel, table=True):

@@ -19,7 +19,6 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, select
 
@@ -110,9 +109,14 @@ def next_reference(*, session: Session, year: int) -> tuple[str, int]:
     if isinstance(year, bool) or not isinstance(year, int) or not 1 <= year <= 9999:
         raise InvalidValueError(f"invalid reference year {year!r}")
     dialect = session.get_bind().dialect.name
+    # Each dialect's module is imported only where it is in use.
     if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
         insert: Any = postgresql.insert
     elif dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
         insert = sqlite.insert
     else:
         raise StorageError(f"next_reference does not support the {dialect!r} database")

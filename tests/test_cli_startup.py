@@ -20,10 +20,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 import typer
+from sqlmodel import SQLModel
 
 from mailbot import cli, views
 from mailbot.app import App
+from mailbot.config import load_config
+from mailbot.errors import ConfigError
 from storage import repositories as repo
 from storage.db import session_scope
 from storage.models import Message
@@ -76,6 +80,16 @@ UNUSED_BY_DOSSIERS_LIST = (
     "parsers.sandbox",
     "mailbot.export",
     "mailbot.web",
+)
+# Not needed to list dossiers from SQLite either: the PostgreSQL dialect (the
+# partial index gets its PostgreSQL condition only when created there), and the
+# classifier that validating rules.toml needs (a listing classifies nothing).
+UNUSED_BY_DOSSIERS_LIST_ON_SQLITE = (
+    "sqlalchemy.dialects.postgresql",
+    "psycopg",
+    "parsers.classify",
+    "parsers.addresses",
+    "parsers.robots",
 )
 
 
@@ -181,6 +195,52 @@ def test_dossiers_list_and_show_json_do_not_import_the_document_readers(
     assert listed[0]["intitule"] == "Potager solidaire du Perroy"
     assert "sqlmodel" in modules  # it did query the database
     assert _loaded(modules, UNUSED_BY_DOSSIERS_LIST) == []
+    if command[1] == "list":
+        assert "sqlalchemy.dialects.sqlite" in modules
+        assert _loaded(modules, UNUSED_BY_DOSSIERS_LIST_ON_SQLITE) == []
+
+
+def test_a_listing_still_refuses_a_bad_settings_file(config_dir, secrets_env, capsys):
+    """Rules are checked on first use by reading commands; mailbot.toml is checked at once."""
+    settings = config_dir / "mailbot.toml"
+    settings.write_text(settings.read_text() + "\n[unknown_section]\nkey = 1\n")
+    assert cli.main(["--config", str(config_dir), "dossiers", "list", "--json"]) == 2
+    assert "unknown_section" in capsys.readouterr().err
+
+
+def test_rules_left_unchecked_at_load_are_checked_when_used(config_dir, secrets_env):
+    rules = config_dir / "rules.toml"
+    rules.write_text(rules.read_text() + "\n[unknown_rules_section]\nkey = 1\n")
+    config = load_config(config_dir, check_rules=False)  # a listing loads it so
+    with pytest.raises(ConfigError) as raised:
+        config.rules  # noqa: B018 (the property validates)
+    assert "unknown_rules_section" in str(raised.value)
+    with pytest.raises(ConfigError, match="unknown_rules_section"):
+        load_config(config_dir)  # config check, run, poll, try: at once
+
+
+def test_models_create_the_partial_index_of_the_migration(db_url):
+    """The PostgreSQL condition of ix_sighting_pending is added before the table is created."""
+    url = sa.make_url(db_url)
+    if url.get_backend_name() == "sqlite":
+        Path(url.database or "").parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url)
+    try:
+        SQLModel.metadata.create_all(engine)
+        with engine.connect() as connection:
+            if engine.dialect.name == "postgresql":
+                definition = connection.scalar(
+                    sa.text(
+                        "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_sighting_pending'"
+                    )
+                )
+            else:
+                definition = connection.scalar(
+                    sa.text("SELECT sql FROM sqlite_master WHERE name = 'ix_sighting_pending'")
+                )
+    finally:
+        engine.dispose()
+    assert "WHERE" in definition.upper() and "'pending'" in definition
 
 
 def _file_message(
