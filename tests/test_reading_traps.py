@@ -306,9 +306,10 @@ def test_numbers_and_short_words_are_not_boxes():
 
 
 def test_an_ocr_choice_whose_boxes_cannot_be_told_is_uncertain_not_all_options():
+    # Every criterion ticked by glyphs the OCR made of the boxes, not by ink.
     text = MORE + (
         "Intitulé de l'action ou du projet : Potager\n"
-        "Critère(s) Smart City : ☒ Collaborative ☒ Durable ☒ Innovante\n"
+        "Critère(s) Smart City : [x] Collaborative [x] Durable [x] Innovante\n"
         "Catégorie de label demandée : ☐ 1 - Initiative réalisée ⍰ 2 - Projet\n"
     )
     reading = read(text, ocr_pages=(1,))
@@ -317,6 +318,18 @@ def test_an_ocr_choice_whose_boxes_cannot_be_told_is_uncertain_not_all_options()
     assert re.search("neither clearly ticked", reading.evidence["categorie_label"].doubt)
     assert {"criteres", "categorie_label"} <= set(reading.uncertain_required)
     assert reading.needs_review
+
+
+def test_every_criterion_ticked_by_measured_ink_is_read_where_the_ink_tells_boxes_apart():
+    criteria = "Critère(s) Smart City : ☒ Collaborative ☒ Durable ☒ Innovante\n"
+    category = "Catégorie de label demandée : ☒ 1 - Initiative réalisée ☐ 2 - Projet\n"
+    told = read(MORE + criteria + category, ocr_pages=(1,))
+    assert told.fields["criteres"] == ["collaborative", "durable", "innovante"]
+    assert not told.evidence["criteres"].uncertain
+    # No box measured empty anywhere on the page: the measure may see ink in
+    # every box, ticked or not.
+    untold = read(MORE + criteria, ocr_pages=(1,))
+    assert untold.evidence["criteres"].uncertain
 
 
 def test_clear_readings_carry_confidence_and_page():
