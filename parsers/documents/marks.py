@@ -14,6 +14,7 @@ reader reads ticks the same way as in a typed form.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -155,6 +156,9 @@ _OUTLINE = 185  # a box's outline may be printed grey
 # Ink inside a box (its middle half): above _TICKED_INK it is ticked, under
 # _EMPTY_INK empty; between the two the box cannot be told.
 _TICKED_INK, _EMPTY_INK = 0.05, 0.02
+# A box is at least this share of its line's median word height (a printed
+# ☐ is smaller than "Mobilité", whose box the OCR takes from the accent).
+_BOX_SMALLEST = 0.6
 
 
 def _letters(text: str) -> int:
@@ -196,7 +200,11 @@ def ink_boxes(image: Any, words: Sequence[Word]) -> list[Word]:
             x0, top, x1, bottom, ink = box
             mark = _mark(ink)
             for other in line:
-                real = len(other.text) >= 2 and (other.text.isalpha() or other.text.isdigit())
+                real = (
+                    len(other.text) >= 2
+                    and (other.text.isalpha() or other.text.isdigit())
+                    and not _BOX_AS_LETTERS.fullmatch(other.text)
+                )
                 if other is not word and not real and _letters(other.text) < 3:
                     overlap = min(other.x1, x1) - max(other.x0, x0)
                     if overlap > 0.5 * max(1.0, other.x1 - other.x0):
@@ -223,6 +231,10 @@ def _mark(ink: float) -> str:
     return UNSURE_BOX
 
 
+# What the OCR makes of an empty box that looks like a word ("Cl", "Ol", "LJ").
+_BOX_AS_LETTERS = re.compile(r"[CcOoDUL0][lI1|\]Jj]")
+
+
 def _over_text(box: tuple[float, ...], line: Sequence[Word]) -> bool:
     """The shape is text OCR read ("12", "62400", "du"), not a box."""
     x0, _, x1, _, _ = box
@@ -230,6 +242,7 @@ def _over_text(box: tuple[float, ...], line: Sequence[Word]) -> bool:
         min(w.x1, x1) - max(w.x0, x0) > 0
         and len(w.text) >= 2
         and (w.text.isdigit() or w.text.isalpha())
+        and not _BOX_AS_LETTERS.fullmatch(w.text)
         for w in line
     )
 
@@ -269,7 +282,7 @@ def _find_box(
         x -= 1
     for run_start, run_end in runs:
         size = run_end - run_start
-        if not (0.7 * height <= size <= 1.5 * height):
+        if not (_BOX_SMALLEST * height <= size <= 1.5 * height):
             continue
         inked = [
             y not in ruled and any(pixels[c, y] < _OUTLINE for c in range(run_start, run_end))
@@ -283,7 +296,7 @@ def _find_box(
             continue
         box_top, box_bottom = min(spans, key=lambda s: _distance(s, middle))
         tall = box_bottom - box_top
-        if not (0.7 * height <= tall <= 1.5 * height and 0.8 <= size / tall <= 1.25):
+        if not (_BOX_SMALLEST * height <= tall <= 1.5 * height and 0.8 <= size / tall <= 1.25):
             continue
         if not _closed(pixels, box=(run_start, box_top, run_end, box_bottom), size=(width, rows)):
             continue

@@ -72,6 +72,8 @@ def _wrapped(previous: str, line: str) -> bool:
     return not (line[0].isupper() or line[0].isdigit() or line[0] in "-•*–—")
 
 
+_OCR_INVALID = "the OCR read a value that does not validate (a misread, not a missing value)"
+
 # Confidence of a reading by the strength of its label match.
 _CONFIDENCE = {FORM: 1.0, CELL_PAIR: 0.95, INLINE: 0.9, LABEL_ALONE: 0.85, NO_SEPARATOR: 0.75}
 
@@ -202,6 +204,10 @@ def _choose(reading: _Reading, rules: Rules) -> tuple[dict, dict, list[str]]:
         if chosen is None:
             assert first_failure is not None
             hit, read = first_failure
+            if hit.layer == "ocr" and not read.doubt and read.result.reason != "empty":
+                # Text the OCR read that does not validate ("sophie.lefebvre-
+                # dumont@laposte net") is a value misread, not a value missing.
+                read = _Read(read.result, min(read.confidence, 0.4), _OCR_INVALID)
             # Nothing read: sure of that unless the reading itself is in doubt.
             evidence[key] = FieldEvidence(
                 key,
@@ -243,8 +249,11 @@ def _choose(reading: _Reading, rules: Rules) -> tuple[dict, dict, list[str]]:
     doc = reading.doc
     if doc.ocr_pages and not doc.form_fields:
         # Read by OCR: a required field not found at all may be there, unread
-        # (a label the OCR mangled); that is a doubt, not a gap to report.
+        # (a label the OCR mangled); that is a doubt, not a gap to report. A
+        # label read with nothing after it is an empty field, as in a text PDF.
         for key in rules.fields:
+            if reading.labels.get(key):
+                continue
             if key not in evidence and is_required(key, fields, rules):
                 doubt = "label not found in the OCR text (it may be there, unread)"
                 source = f"OCR of {doc.filename}"
