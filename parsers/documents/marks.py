@@ -152,7 +152,11 @@ def _option_beside(box: _Shape, words: Sequence[Word]) -> bool:
 
 UNSURE_BOX = "⍰"
 _INK = 140  # a grey level darker than this is ink (a tick)
-_OUTLINE = 185  # a box's outline may be printed grey
+# A box's outline may be printed grey, and a blurred scan greys it more: an
+# outline is this much darker than the paper around it (the median of the
+# search), and never lighter than _OUTLINE.
+_OUTLINE = 215
+_OUTLINE_CONTRAST = 40
 # Ink inside a box (its middle half): above _TICKED_INK it is ticked, under
 # _EMPTY_INK empty; between the two the box cannot be told.
 _TICKED_INK, _EMPTY_INK = 0.05, 0.02
@@ -261,15 +265,16 @@ def _find_box(
     region = image.crop((x0, top, x1, bottom))
     width, rows = region.size
     pixels = region.load()
+    outline = min(_OUTLINE, _median(region.histogram()) - _OUTLINE_CONTRAST)
     # A table's ruled line across the search is not part of a box.
     ruled = {
         y
         for y in range(rows)
-        if sum(1 for x in range(width) if pixels[x, y] < _OUTLINE) > 0.6 * width
+        if sum(1 for x in range(width) if pixels[x, y] < outline) > 0.6 * width
     }
     ruled |= {y + step for y in ruled for step in (-2, -1, 1, 2)}  # its blurred edges
     kept_rows = [y for y in range(rows) if y not in ruled]
-    dark_columns = [sum(1 for y in kept_rows if pixels[x, y] < _OUTLINE) for x in range(width)]
+    dark_columns = [sum(1 for y in kept_rows if pixels[x, y] < outline) for x in range(width)]
     # Runs of columns with ink, the nearest to the word first.
     runs: list[tuple[int, int]] = []
     x = width - 1
@@ -285,7 +290,7 @@ def _find_box(
         if not (_BOX_SMALLEST * height <= size <= 1.5 * height):
             continue
         inked = [
-            y not in ruled and any(pixels[c, y] < _OUTLINE for c in range(run_start, run_end))
+            y not in ruled and any(pixels[c, y] < outline for c in range(run_start, run_end))
             for y in range(rows)
         ]
         # The rows of ink around the word's middle (options stacked close
@@ -298,7 +303,8 @@ def _find_box(
         tall = box_bottom - box_top
         if not (_BOX_SMALLEST * height <= tall <= 1.5 * height and 0.8 <= size / tall <= 1.25):
             continue
-        if not _closed(pixels, box=(run_start, box_top, run_end, box_bottom), size=(width, rows)):
+        box = (run_start, box_top, run_end, box_bottom)
+        if not _closed(pixels, box=box, size=(width, rows), outline=outline):
             continue
         ink = _ink_inside(pixels, box=(run_start, box_top, run_end, box_bottom))
         return (x0 + run_start, top + box_top, x0 + run_end, top + box_bottom, ink)
@@ -322,7 +328,18 @@ def _distance(span: tuple[int, int], y: int) -> int:
     return 0 if span[0] <= y < span[1] else min(abs(span[0] - y), abs(span[1] - 1 - y))
 
 
-def _closed(pixels: Any, *, box: tuple[int, int, int, int], size: tuple[int, int]) -> bool:
+def _median(histogram: Sequence[int]) -> int:
+    half, seen = sum(histogram) / 2, 0
+    for level, count in enumerate(histogram):
+        seen += count
+        if seen >= half:
+            return level
+    return 255
+
+
+def _closed(
+    pixels: Any, *, box: tuple[int, int, int, int], size: tuple[int, int], outline: int
+) -> bool:
     """Ink at the middle of each of the four sides: a square or a circle's outline."""
     x0, top, x1, bottom = box
     width, rows = size
@@ -330,7 +347,7 @@ def _closed(pixels: Any, *, box: tuple[int, int, int, int], size: tuple[int, int
     reach_x, reach_y = max(1, (x1 - x0) // 6), max(1, (bottom - top) // 6)
 
     def inked(xs: range, ys: range) -> bool:
-        return any(pixels[x, y] < _OUTLINE for x in xs for y in ys)
+        return any(pixels[x, y] < outline for x in xs for y in ys)
 
     # Two pixels beyond each side: a ruled line may run along the box's edge.
     return (
