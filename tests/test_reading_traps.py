@@ -370,3 +370,17 @@ def test_an_ocr_value_that_does_not_validate_is_a_doubt_not_a_missing_value():
     assert "contact_email" in reading.uncertain_required
     # In a text layer the same value is simply invalid: reported as missing.
     assert "contact_email" not in read(text).uncertain_required
+
+
+def test_ocr_confusions_in_a_phone_or_email_are_repaired_only_when_the_result_validates():
+    text = HEAD + MORE.replace("jean.dupont@example.org", "jean.dupont@example,org")
+    text += "Téléphone : 07.81.22.45,19\n"
+    reading = read(text, ocr_pages=(1,))
+    assert reading.fields["contact_email"] == "jean.dupont@example.org"
+    assert reading.fields["contact_telephone"] == "+33781224519"
+    # Digits lost by the OCR cannot be repaired: kept as read, and not made up.
+    lost = read(HEAD + MORE + "Téléphone : 06 12 4 56 78\n", ocr_pages=(1,))
+    assert lost.fields["contact_telephone"] == "06 12 4 56 78"
+    # A text layer is read as written.
+    typed = read(text)
+    assert typed.fields.get("contact_email") is None

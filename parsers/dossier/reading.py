@@ -105,7 +105,32 @@ def _normalise(hit: _Hit, kind: str, rules: Rules, *, ink_tells: bool = False) -
                 ticks, result, kind=kind, ocr=ocr, options_named=named, ink_tells=ink_tells
             )
             return _Read(result, min(confidence, 0.4) if doubt else confidence, doubt)
-    return _Read(normalize_value(kind, hit.raw, rules), confidence)
+    result = normalize_value(kind, hit.raw, rules)
+    if hit.layer == "ocr" and kind in _OCR_REPAIRS and (not result.ok or result.reason):
+        # Letters the OCR confuses with digits or dots: taken only when the
+        # repaired text validates, as the applicant's own would.
+        repaired = _OCR_REPAIRS[kind](hit.raw)
+        again = normalize_value(kind, repaired, rules) if repaired != hit.raw else result
+        if again.ok and not again.reason:
+            return _Read(again, confidence)
+    return _Read(result, confidence)
+
+
+def _repair_phone(text: str) -> str:
+    """ "07.81.22.45,19", "O6 12 34 56 78": OCR's commas and letters between digits."""
+    return re.sub(
+        r"(?<=[\d .])[,OolI|](?=[\d .]|$)|^[Oo](?=\d)",
+        lambda m: {",": ".", "O": "0", "o": "0"}.get(m.group(0), "1"),
+        text,
+    )
+
+
+def _repair_email(text: str) -> str:
+    """ "jean.dupont@laposte,net": OCR's comma for a dot, spaces inside the address."""
+    return re.sub(r"\s*,\s*", ".", text.strip())
+
+
+_OCR_REPAIRS = {"phone": _repair_phone, "email": _repair_email}
 
 
 def _options_named(text: str, kind: str, rules: Rules) -> int:
