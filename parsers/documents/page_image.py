@@ -43,6 +43,8 @@ _SKEWS = [step / 4 for step in range(-12, 13)]
 _RULE_POINTS = 80
 _EDGE_POINTS = 18
 _CELLS = 6
+# Rows of a page divided at once (memory: see ``_divide``).
+_STRIP_ROWS = 256
 
 
 def otsu_threshold(histogram: list[int]) -> int:
@@ -68,14 +70,23 @@ def otsu_threshold(histogram: list[int]) -> int:
 
 
 def _divide(image: Any, background: Any, *, scale: int) -> Any:
-    """``image * scale / background``, clipped to 0-255 (both grey, same size)."""
-    from PIL import ImageMath
+    """``image * scale / background``, clipped to 0-255 (both grey, same size).
 
-    return ImageMath.lambda_eval(
-        lambda n: n["convert"](n["min"](n["a"] * scale / (n["b"] + 1), 255), "L"),
-        a=image,
-        b=background,
-    )
+    Done in strips: ImageMath works on 32-bit pixels, and a whole 300 dpi
+    page at once took 160 MB more (the sandbox child's budget is 200 MB).
+    """
+    from PIL import Image, ImageMath
+
+    out = Image.new("L", image.size)
+    for top in range(0, image.height, _STRIP_ROWS):
+        box = (0, top, image.width, min(image.height, top + _STRIP_ROWS))
+        strip = ImageMath.lambda_eval(
+            lambda n: n["convert"](n["min"](n["a"] * scale / (n["b"] + 1), 255), "L"),
+            a=image.crop(box),
+            b=background.crop(box),
+        )
+        out.paste(strip, box)
+    return out
 
 
 def find_page(grey: Any) -> list[tuple[float, float]] | None:
@@ -252,23 +263,40 @@ def erase_rules(grey: Any, *, dpi: int) -> Any:
     from PIL import Image, ImageChops
 
     dark = grey.point(lambda v: 255 if v < 200 else 0)
-    masks = []
+    found = []
     for points, horizontal in ((_RULE_POINTS, True), (_EDGE_POINTS, False)):
         cell = max(2, round(points * dpi / 72 / _CELLS))
         reduced = dark.reduce((cell, 1) if horizontal else (1, cell))
         runs = _runs(reduced.point(lambda v: 255 if v > 235 else 0), horizontal=horizontal)
         ends = _shift_max(runs, horizontal=horizontal, steps=(-1, 1))
         partly = reduced.point(lambda v: 255 if v > 60 else 0)
-        runs = ImageChops.lighter(runs, ImageChops.darker(ends, partly))
-        masks.append(runs.resize(grey.size, Image.Resampling.NEAREST))
-    mask = ImageChops.lighter(masks[0], masks[1])
-    # Ink under the mask, and the grey of the rule's blurred edges around it.
-    grey_ink = grey.point(lambda v: 255 if v < 230 else 0)
-    # (Grown by offsets: a rank filter on the full page costs seconds.)
-    grown = _shift_max(mask, horizontal=True, steps=(-2, -1, 1, 2))
-    grown = _shift_max(grown, horizontal=False, steps=(-2, -1, 1, 2))
-    rules = ImageChops.multiply(grown, grey_ink)
-    return Image.composite(Image.new("L", grey.size, 255), grey, rules)
+        found.append(ImageChops.lighter(runs, ImageChops.darker(ends, partly)))
+    del dark
+    # Painted strip by strip, so that the full-size masks never all live at
+    # once (memory: see ``_divide``); two rows of margin for the growth.
+    out = grey.copy()
+    width, height = grey.size
+    for top in range(0, height, _STRIP_ROWS):
+        bottom = min(height, top + _STRIP_ROWS)
+        t0, t1 = max(0, top - 2), min(height, bottom + 2)
+        parts = [
+            runs.resize(
+                (width, t1 - t0),
+                Image.Resampling.NEAREST,
+                box=(0, t0 * runs.height / height, runs.width, t1 * runs.height / height),
+            )
+            for runs in found
+        ]
+        mask = ImageChops.lighter(parts[0], parts[1])
+        # Grown by two pixels for the rule's blurred edges (by offsets: a
+        # rank filter on the full page costs seconds).
+        grown = _shift_max(mask, horizontal=True, steps=(-2, -1, 1, 2))
+        grown = _shift_max(grown, horizontal=False, steps=(-2, -1, 1, 2))
+        # The ink under it, and the grey of those edges.
+        ink = grey.crop((0, t0, width, t1)).point(lambda v: 255 if v < 230 else 0)
+        rules = ImageChops.multiply(grown, ink).crop((0, top - t0, width, bottom - t0))
+        out.paste(255, (0, top, width, bottom), rules)
+    return out
 
 
 def _runs(full: Any, *, horizontal: bool) -> Any:
