@@ -352,15 +352,6 @@ def test_a_required_field_not_found_in_an_ocr_text_is_uncertain_not_missing():
     assert "porteur_structure" not in plain.uncertain_required
 
 
-def test_a_printed_label_the_ocr_read_with_nothing_after_it_is_an_empty_field():
-    text = HEAD + MORE + "Nom de la structure ou du porteur *\nNature du porteur\n"
-    reading = read(text, ocr_pages=(1,))
-    assert "porteur_structure" not in reading.fields
-    assert "porteur_structure" not in reading.uncertain_required
-    # Without the label, it may be there unread: a doubt.
-    assert "porteur_structure" in read(HEAD + MORE, ocr_pages=(1,)).uncertain_required
-
-
 def test_an_ocr_value_that_does_not_validate_is_a_doubt_not_a_missing_value():
     text = HEAD + MORE.replace("jean.dupont@example.org", "jean.dupont@example org")
     reading = read(text, ocr_pages=(1,))

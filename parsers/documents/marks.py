@@ -163,6 +163,8 @@ _TICKED_INK, _EMPTY_INK = 0.05, 0.02
 # A box is at least this share of its line's median word height (a printed
 # ☐ is smaller than "Mobilité", whose box the OCR takes from the accent).
 _BOX_SMALLEST = 0.6
+# A box before its option is at most this many line heights from it.
+_BOX_GAP = 1.5
 
 
 def _letters(text: str) -> int:
@@ -218,7 +220,12 @@ def ink_boxes(image: Any, words: Sequence[Word]) -> list[Word]:
         last = text_words[-1]
         if _letters(last.text) >= 3 and last is line[-1]:
             box = _find_box(
-                image, left=last.x1 + 1, right=last.x1 + 4 * height, word=last, height=height
+                image,
+                left=last.x1 + 1,
+                right=last.x1 + 4 * height,
+                word=last,
+                height=height,
+                before_word=False,
             )
             if box is not None:
                 added.append(Word(box[0], box[2], box[1], box[3], _mark(box[4]), last.line))
@@ -252,7 +259,7 @@ def _over_text(box: tuple[float, ...], line: Sequence[Word]) -> bool:
 
 
 def _find_box(
-    image: Any, *, left: float, right: float, word: Word, height: float
+    image: Any, *, left: float, right: float, word: Word, height: float, before_word: bool = True
 ) -> tuple[float, float, float, float, float] | None:
     """(x0, top, x1, bottom, ink inside) of the box right before ``word``, or None."""
     if right - left < 0.6 * height:
@@ -286,6 +293,8 @@ def _find_box(
             runs.append((x + 1, end + 1))
         x -= 1
     for run_start, run_end in runs:
+        if before_word and (x1 - x0) - run_end > _BOX_GAP * height:
+            break  # an asterisk or a speck across a table's gutter: a box sits by its option
         size = run_end - run_start
         if not (_BOX_SMALLEST * height <= size <= 1.5 * height):
             continue

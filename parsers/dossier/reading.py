@@ -274,11 +274,10 @@ def _choose(reading: _Reading, rules: Rules) -> tuple[dict, dict, list[str]]:
     doc = reading.doc
     if doc.ocr_pages and not doc.form_fields:
         # Read by OCR: a required field not found at all may be there, unread
-        # (a label the OCR mangled); that is a doubt, not a gap to report. A
-        # label read with nothing after it is an empty field, as in a text PDF.
+        # (a label the OCR mangled, or a value it lost: measured, a label read
+        # with nothing after it was as often a lost value as an empty field);
+        # that is a doubt, not a gap to report.
         for key in rules.fields:
-            if reading.labels.get(key):
-                continue
             if key not in evidence and is_required(key, fields, rules):
                 doubt = "label not found in the OCR text (it may be there, unread)"
                 source = f"OCR of {doc.filename}"
