@@ -292,9 +292,11 @@ def _find_box(
                 x -= 1
             runs.append((x + 1, end + 1))
         x -= 1
+    next_ink = x1 - x0  # where the ink right of the run begins (the word, or "2 -")
     for run_start, run_end in runs:
-        if before_word and (x1 - x0) - run_end > _BOX_GAP * height:
+        if before_word and next_ink - run_end > _BOX_GAP * height:
             break  # an asterisk or a speck across a table's gutter: a box sits by its option
+        next_ink = run_start
         size = run_end - run_start
         if not (_BOX_SMALLEST * height <= size <= 1.5 * height):
             continue
