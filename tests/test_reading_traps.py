@@ -306,9 +306,10 @@ def test_numbers_and_short_words_are_not_boxes():
 
 
 def test_an_ocr_choice_whose_boxes_cannot_be_told_is_uncertain_not_all_options():
+    # Every criterion ticked by glyphs the OCR made of the boxes, not by ink.
     text = MORE + (
         "Intitulé de l'action ou du projet : Potager\n"
-        "Critère(s) Smart City : ☒ Collaborative ☒ Durable ☒ Innovante\n"
+        "Critère(s) Smart City : [x] Collaborative [x] Durable [x] Innovante\n"
         "Catégorie de label demandée : ☐ 1 - Initiative réalisée ⍰ 2 - Projet\n"
     )
     reading = read(text, ocr_pages=(1,))
@@ -317,6 +318,18 @@ def test_an_ocr_choice_whose_boxes_cannot_be_told_is_uncertain_not_all_options()
     assert re.search("neither clearly ticked", reading.evidence["categorie_label"].doubt)
     assert {"criteres", "categorie_label"} <= set(reading.uncertain_required)
     assert reading.needs_review
+
+
+def test_every_criterion_ticked_by_measured_ink_is_read_where_the_ink_tells_boxes_apart():
+    criteria = "Critère(s) Smart City : ☒ Collaborative ☒ Durable ☒ Innovante\n"
+    category = "Catégorie de label demandée : ☒ 1 - Initiative réalisée ☐ 2 - Projet\n"
+    told = read(MORE + criteria + category, ocr_pages=(1,))
+    assert told.fields["criteres"] == ["collaborative", "durable", "innovante"]
+    assert not told.evidence["criteres"].uncertain
+    # No box measured empty anywhere on the page: the measure may see ink in
+    # every box, ticked or not.
+    untold = read(MORE + criteria, ocr_pages=(1,))
+    assert untold.evidence["criteres"].uncertain
 
 
 def test_clear_readings_carry_confidence_and_page():
@@ -337,3 +350,28 @@ def test_a_required_field_not_found_in_an_ocr_text_is_uncertain_not_missing():
     plain = read(HEAD + MORE)
     assert "porteur_structure" not in plain.evidence
     assert "porteur_structure" not in plain.uncertain_required
+
+
+def test_an_ocr_value_that_does_not_validate_is_a_doubt_not_a_missing_value():
+    text = HEAD + MORE.replace("jean.dupont@example.org", "jean.dupont@example org")
+    reading = read(text, ocr_pages=(1,))
+    evidence = reading.evidence["contact_email"]
+    assert evidence.value is None and evidence.uncertain
+    assert "does not validate" in evidence.doubt
+    assert "contact_email" in reading.uncertain_required
+    # In a text layer the same value is simply invalid: reported as missing.
+    assert "contact_email" not in read(text).uncertain_required
+
+
+def test_ocr_confusions_in_a_phone_or_email_are_repaired_only_when_the_result_validates():
+    text = HEAD + MORE.replace("jean.dupont@example.org", "jean.dupont@example,org")
+    text += "Téléphone : 07.81.22.45,19\n"
+    reading = read(text, ocr_pages=(1,))
+    assert reading.fields["contact_email"] == "jean.dupont@example.org"
+    assert reading.fields["contact_telephone"] == "+33781224519"
+    # Digits lost by the OCR cannot be repaired: kept as read, and not made up.
+    lost = read(HEAD + MORE + "Téléphone : 06 12 4 56 78\n", ocr_pages=(1,))
+    assert lost.fields["contact_telephone"] == "06 12 4 56 78"
+    # A text layer is read as written.
+    typed = read(text)
+    assert typed.fields.get("contact_email") is None

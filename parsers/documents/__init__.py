@@ -30,8 +30,10 @@ Modules
 is returned, ``DocumentLimits``), ``kinds`` (what a file is by its bytes),
 one module per reader: ``pdf`` (PDF pages), ``pdf_forms`` (AcroForm fields),
 ``pdfium`` (PDF words through pdfium), ``docx_reader``, ``images``, ``plain``;
-and what they share: ``layout`` (words to lines, columns, rows) and ``ocr``
-(Tesseract).
+and what they share: ``layout`` (words to lines, columns, rows), ``ocr``
+(Tesseract), ``page_image`` (a scan or photo made fit for it: page found and
+warped flat, light evened, deskewed, 300 dpi, ruled lines erased) and
+``marks`` (tick boxes drawn or inked).
 """
 
 from parsers.documents.docx_reader import TICKED, UNTICKED

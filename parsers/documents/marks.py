@@ -14,6 +14,7 @@ reader reads ticks the same way as in a typed form.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -151,10 +152,19 @@ def _option_beside(box: _Shape, words: Sequence[Word]) -> bool:
 
 UNSURE_BOX = "⍰"
 _INK = 140  # a grey level darker than this is ink (a tick)
-_OUTLINE = 185  # a box's outline may be printed grey
+# A box's outline may be printed grey, and a blurred scan greys it more: an
+# outline is this much darker than the paper around it (the median of the
+# search), and never lighter than _OUTLINE.
+_OUTLINE = 215
+_OUTLINE_CONTRAST = 40
 # Ink inside a box (its middle half): above _TICKED_INK it is ticked, under
 # _EMPTY_INK empty; between the two the box cannot be told.
 _TICKED_INK, _EMPTY_INK = 0.05, 0.02
+# A box is at least this share of its line's median word height (a printed
+# ☐ is smaller than "Mobilité", whose box the OCR takes from the accent).
+_BOX_SMALLEST = 0.6
+# A box before its option is at most this many line heights from it.
+_BOX_GAP = 1.5
 
 
 def _letters(text: str) -> int:
@@ -196,7 +206,11 @@ def ink_boxes(image: Any, words: Sequence[Word]) -> list[Word]:
             x0, top, x1, bottom, ink = box
             mark = _mark(ink)
             for other in line:
-                real = len(other.text) >= 2 and (other.text.isalpha() or other.text.isdigit())
+                real = (
+                    len(other.text) >= 2
+                    and (other.text.isalpha() or other.text.isdigit())
+                    and not _BOX_AS_LETTERS.fullmatch(other.text)
+                )
                 if other is not word and not real and _letters(other.text) < 3:
                     overlap = min(other.x1, x1) - max(other.x0, x0)
                     if overlap > 0.5 * max(1.0, other.x1 - other.x0):
@@ -206,7 +220,12 @@ def ink_boxes(image: Any, words: Sequence[Word]) -> list[Word]:
         last = text_words[-1]
         if _letters(last.text) >= 3 and last is line[-1]:
             box = _find_box(
-                image, left=last.x1 + 1, right=last.x1 + 4 * height, word=last, height=height
+                image,
+                left=last.x1 + 1,
+                right=last.x1 + 4 * height,
+                word=last,
+                height=height,
+                before_word=False,
             )
             if box is not None:
                 added.append(Word(box[0], box[2], box[1], box[3], _mark(box[4]), last.line))
@@ -223,6 +242,10 @@ def _mark(ink: float) -> str:
     return UNSURE_BOX
 
 
+# What the OCR makes of an empty box that looks like a word ("Cl", "Ol", "LJ").
+_BOX_AS_LETTERS = re.compile(r"[CcOoDUL0][lI1|\]Jj]")
+
+
 def _over_text(box: tuple[float, ...], line: Sequence[Word]) -> bool:
     """The shape is text OCR read ("12", "62400", "du"), not a box."""
     x0, _, x1, _, _ = box
@@ -230,12 +253,13 @@ def _over_text(box: tuple[float, ...], line: Sequence[Word]) -> bool:
         min(w.x1, x1) - max(w.x0, x0) > 0
         and len(w.text) >= 2
         and (w.text.isdigit() or w.text.isalpha())
+        and not _BOX_AS_LETTERS.fullmatch(w.text)
         for w in line
     )
 
 
 def _find_box(
-    image: Any, *, left: float, right: float, word: Word, height: float
+    image: Any, *, left: float, right: float, word: Word, height: float, before_word: bool = True
 ) -> tuple[float, float, float, float, float] | None:
     """(x0, top, x1, bottom, ink inside) of the box right before ``word``, or None."""
     if right - left < 0.6 * height:
@@ -248,15 +272,16 @@ def _find_box(
     region = image.crop((x0, top, x1, bottom))
     width, rows = region.size
     pixels = region.load()
+    outline = min(_OUTLINE, _median(region.histogram()) - _OUTLINE_CONTRAST)
     # A table's ruled line across the search is not part of a box.
     ruled = {
         y
         for y in range(rows)
-        if sum(1 for x in range(width) if pixels[x, y] < _OUTLINE) > 0.6 * width
+        if sum(1 for x in range(width) if pixels[x, y] < outline) > 0.6 * width
     }
     ruled |= {y + step for y in ruled for step in (-2, -1, 1, 2)}  # its blurred edges
     kept_rows = [y for y in range(rows) if y not in ruled]
-    dark_columns = [sum(1 for y in kept_rows if pixels[x, y] < _OUTLINE) for x in range(width)]
+    dark_columns = [sum(1 for y in kept_rows if pixels[x, y] < outline) for x in range(width)]
     # Runs of columns with ink, the nearest to the word first.
     runs: list[tuple[int, int]] = []
     x = width - 1
@@ -267,12 +292,16 @@ def _find_box(
                 x -= 1
             runs.append((x + 1, end + 1))
         x -= 1
+    next_ink = x1 - x0  # where the ink right of the run begins (the word, or "2 -")
     for run_start, run_end in runs:
+        if before_word and next_ink - run_end > _BOX_GAP * height:
+            break  # an asterisk or a speck across a table's gutter: a box sits by its option
+        next_ink = run_start
         size = run_end - run_start
-        if not (0.7 * height <= size <= 1.5 * height):
+        if not (_BOX_SMALLEST * height <= size <= 1.5 * height):
             continue
         inked = [
-            y not in ruled and any(pixels[c, y] < _OUTLINE for c in range(run_start, run_end))
+            y not in ruled and any(pixels[c, y] < outline for c in range(run_start, run_end))
             for y in range(rows)
         ]
         # The rows of ink around the word's middle (options stacked close
@@ -283,9 +312,10 @@ def _find_box(
             continue
         box_top, box_bottom = min(spans, key=lambda s: _distance(s, middle))
         tall = box_bottom - box_top
-        if not (0.7 * height <= tall <= 1.5 * height and 0.8 <= size / tall <= 1.25):
+        if not (_BOX_SMALLEST * height <= tall <= 1.5 * height and 0.8 <= size / tall <= 1.25):
             continue
-        if not _closed(pixels, box=(run_start, box_top, run_end, box_bottom), size=(width, rows)):
+        box = (run_start, box_top, run_end, box_bottom)
+        if not _closed(pixels, box=box, size=(width, rows), outline=outline):
             continue
         ink = _ink_inside(pixels, box=(run_start, box_top, run_end, box_bottom))
         return (x0 + run_start, top + box_top, x0 + run_end, top + box_bottom, ink)
@@ -309,7 +339,18 @@ def _distance(span: tuple[int, int], y: int) -> int:
     return 0 if span[0] <= y < span[1] else min(abs(span[0] - y), abs(span[1] - 1 - y))
 
 
-def _closed(pixels: Any, *, box: tuple[int, int, int, int], size: tuple[int, int]) -> bool:
+def _median(histogram: Sequence[int]) -> int:
+    half, seen = sum(histogram) / 2, 0
+    for level, count in enumerate(histogram):
+        seen += count
+        if seen >= half:
+            return level
+    return 255
+
+
+def _closed(
+    pixels: Any, *, box: tuple[int, int, int, int], size: tuple[int, int], outline: int
+) -> bool:
     """Ink at the middle of each of the four sides: a square or a circle's outline."""
     x0, top, x1, bottom = box
     width, rows = size
@@ -317,7 +358,7 @@ def _closed(pixels: Any, *, box: tuple[int, int, int, int], size: tuple[int, int
     reach_x, reach_y = max(1, (x1 - x0) // 6), max(1, (bottom - top) // 6)
 
     def inked(xs: range, ys: range) -> bool:
-        return any(pixels[x, y] < _OUTLINE for x in xs for y in ys)
+        return any(pixels[x, y] < outline for x in xs for y in ys)
 
     # Two pixels beyond each side: a ruled line may run along the box's edge.
     return (

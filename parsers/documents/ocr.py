@@ -8,6 +8,7 @@ and the words run sideways.
 from __future__ import annotations
 
 import io
+import math
 import re
 import shutil
 import subprocess
@@ -19,6 +20,16 @@ from typing import Any
 from parsers.documents.layout import PageLayout, Word, layout_page
 from parsers.documents.marks import ink_boxes
 from parsers.documents.model import LOW_OCR_CONFIDENCE, OCR_MAX_PIXELS
+from parsers.documents.page_image import (
+    PAGE_HEIGHT_INCHES,
+    PAGE_WIDTH_INCHES,
+    TARGET_DPI,
+    deskew_angle,
+    erase_rules,
+    even_light,
+    find_page,
+    flatten_page,
+)
 from parsers.sandbox import extend_deadline
 from parsers.sandbox_env import reader_environment
 from parsers.text import nfc
@@ -116,22 +127,53 @@ def _orientation(png: bytes, budget: _OcrBudget) -> int:
 
 
 def _png_for_ocr(image: Any, dpi: int | None) -> tuple[bytes, int | None, float]:
-    """Grey PNG for Tesseract, scaled down if huge; (png, dpi, width)."""
+    """The page made fit for Tesseract (``page_image``) as a grey PNG; (png, dpi, width)."""
+    image, dpi = prepare_page(image, dpi)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue(), dpi, float(image.width)
+
+
+def prepare_page(image: Any, dpi: int | None) -> tuple[Any, int | None]:
+    """A grey, upright, flat, evenly lit page near 300 dpi with its rules erased; and its dpi.
+
+    A photo (a page lighter than what surrounds it) is warped flat to an A4
+    width at ``TARGET_DPI``; a scan is turned level and, when its declared
+    resolution is low, scaled up to ``TARGET_DPI``. Never above
+    ``OCR_MAX_PIXELS``.
+    """
     from PIL import Image, ImageOps
 
     image = ImageOps.exif_transpose(image)
     if image.mode not in ("L", "RGB"):
         image = image.convert("RGB")
-    image = image.convert("L")
-    pixels = image.width * image.height
+    grey = image.convert("L")
+    quad = find_page(grey)
+    if quad is not None:
+        # The page's long side across: a photo taken sideways, turned later.
+        across = math.dist(quad[0], quad[1]) > math.dist(quad[0], quad[3])
+        inches = PAGE_HEIGHT_INCHES if across else PAGE_WIDTH_INCHES
+        width = round(inches * TARGET_DPI)
+        grey = flatten_page(grey, quad, width=width)
+        dpi = TARGET_DPI
+        grey = even_light(grey)
+    else:
+        angle = deskew_angle(grey)
+        if angle:
+            grey = grey.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=255)
+        if dpi and dpi < 0.8 * TARGET_DPI:
+            scale = TARGET_DPI / dpi
+            size = (round(grey.width * scale), round(grey.height * scale))
+            grey = grey.resize(size, Image.Resampling.LANCZOS)
+            dpi = TARGET_DPI
+    pixels = grey.width * grey.height
     if pixels > OCR_MAX_PIXELS:
         scale = (OCR_MAX_PIXELS / pixels) ** 0.5
-        size = (max(1, int(image.width * scale)), max(1, int(image.height * scale)))
-        image = image.resize(size, Image.Resampling.LANCZOS)
+        size = (max(1, int(grey.width * scale)), max(1, int(grey.height * scale)))
+        grey = grey.resize(size, Image.Resampling.LANCZOS)
         dpi = int(dpi * scale) if dpi else None
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG", compress_level=1)
-    return buffer.getvalue(), dpi, float(image.width)
+    grey = erase_rules(grey, dpi=dpi or TARGET_DPI)
+    return grey, dpi
 
 
 def _image_dpi(image: Any) -> int | None:
@@ -159,7 +201,9 @@ def _ocr_image(image: Any, budget: _OcrBudget, *, page_key: Any, dpi: int | None
             from PIL import Image
 
             turned = Image.open(io.BytesIO(png)).rotate(-rotate, expand=True)
-            png, dpi, width = _png_for_ocr(turned, dpi)
+            buffer = io.BytesIO()
+            turned.save(buffer, "PNG", compress_level=1)
+            png, width = buffer.getvalue(), float(turned.width)
             upright, better = _ocr_words(png, budget, page_key=page_key, dpi=dpi)
             if better >= confidence or _sideways(words):
                 words = upright

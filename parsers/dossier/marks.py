@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from parsers.documents.marks import UNSURE_BOX
+from parsers.documents.marks import TICKED_BOX, UNSURE_BOX
 
 if TYPE_CHECKING:
     pass
@@ -59,6 +59,9 @@ class _Ticks:
     empty: int = 0
     # Boxes whose ink could not say ticked or empty (⍰, from a scan).
     unsure: int = 0
+    # Ticks measured as ink inside a located box (☒ of a scan or photo),
+    # not guessed from what the OCR made of a glyph ("@)", "®", "[x]").
+    measured_ticks: int = 0
 
 
 def _ticks(text: str, *, ocr: bool = False) -> _Ticks:
@@ -93,7 +96,14 @@ def _ticks(text: str, *, ocr: bool = False) -> _Ticks:
         if mark.lastgroup in ("t", "x") and option:
             ticked.append(option)
     unsure = sum(1 for m in marks if m.group(0) == UNSURE_BOX)
-    return _Ticks(ticked, ticked=ticked_marks, empty=empty_marks, unsure=unsure)
+    measured = sum(1 for m in marks if m.group(0) == TICKED_BOX)
+    return _Ticks(
+        ticked,
+        ticked=ticked_marks,
+        empty=empty_marks,
+        unsure=unsure,
+        measured_ticks=measured,
+    )
 
 
 def _yes_no_options(text: str) -> list[str] | None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from parsers.checks import is_required
 from parsers.documents import DocumentText
+from parsers.documents.marks import EMPTY_BOX, TICKED_BOX
 from parsers.dossier.cells import (
     _Hit,
     _Reading,
@@ -71,6 +72,8 @@ def _wrapped(previous: str, line: str) -> bool:
     return not (line[0].isupper() or line[0].isdigit() or line[0] in "-•*–—")
 
 
+_OCR_INVALID = "the OCR read a value that does not validate (a misread, not a missing value)"
+
 # Confidence of a reading by the strength of its label match.
 _CONFIDENCE = {FORM: 1.0, CELL_PAIR: 0.95, INLINE: 0.9, LABEL_ALONE: 0.85, NO_SEPARATOR: 0.75}
 
@@ -84,7 +87,9 @@ class _Read:
     doubt: str | None = None
 
 
-def _normalise(hit: _Hit, kind: str, rules: Rules) -> _Read:
+def _normalise(hit: _Hit, kind: str, rules: Rules, *, ink_tells: bool = False) -> _Read:
+    """``ink_tells``: the OCR'd pages show boxes measured empty as well as ticked,
+    so the ink measure tells them apart on this document."""
     confidence = _CONFIDENCE.get(hit.strength, 0.65)
     if hit.layer == "ocr":
         confidence *= 0.95
@@ -96,9 +101,36 @@ def _normalise(hit: _Hit, kind: str, rules: Rules) -> _Read:
             result = _ticked_value(ticks.options, kind, rules)
             ocr = hit.layer == "ocr"
             named = _options_named(hit.raw, kind, rules) if ocr else 0
-            doubt = _tick_doubt(ticks, result, kind=kind, ocr=ocr, options_named=named)
+            doubt = _tick_doubt(
+                ticks, result, kind=kind, ocr=ocr, options_named=named, ink_tells=ink_tells
+            )
             return _Read(result, min(confidence, 0.4) if doubt else confidence, doubt)
-    return _Read(normalize_value(kind, hit.raw, rules), confidence)
+    result = normalize_value(kind, hit.raw, rules)
+    if hit.layer == "ocr" and kind in _OCR_REPAIRS and (not result.ok or result.reason):
+        # Letters the OCR confuses with digits or dots: taken only when the
+        # repaired text validates, as the applicant's own would.
+        repaired = _OCR_REPAIRS[kind](hit.raw)
+        again = normalize_value(kind, repaired, rules) if repaired != hit.raw else result
+        if again.ok and not again.reason:
+            return _Read(again, confidence)
+    return _Read(result, confidence)
+
+
+def _repair_phone(text: str) -> str:
+    """ "07.81.22.45,19", "O6 12 34 56 78": OCR's commas and letters between digits."""
+    return re.sub(
+        r"(?<=[\d .])[,OolI|](?=[\d .]|$)|^[Oo](?=\d)",
+        lambda m: {",": ".", "O": "0", "o": "0"}.get(m.group(0), "1"),
+        text,
+    )
+
+
+def _repair_email(text: str) -> str:
+    """ "jean.dupont@laposte,net": OCR's comma for a dot, spaces inside the address."""
+    return re.sub(r"\s*,\s*", ".", text.strip())
+
+
+_OCR_REPAIRS = {"phone": _repair_phone, "email": _repair_email}
 
 
 def _options_named(text: str, kind: str, rules: Rules) -> int:
@@ -119,7 +151,13 @@ def _options_named(text: str, kind: str, rules: Rules) -> int:
 
 
 def _tick_doubt(
-    ticks: _Ticks, result: Normalised, *, kind: str, ocr: bool, options_named: int = 0
+    ticks: _Ticks,
+    result: Normalised,
+    *,
+    kind: str,
+    ocr: bool,
+    options_named: int = 0,
+    ink_tells: bool = False,
 ) -> str | None:
     """Why the ticks of a choice field cannot be trusted, or None."""
     if ticks.unsure:
@@ -130,7 +168,11 @@ def _tick_doubt(
         return "several boxes read as ticked where one is expected"
     if ocr and not ticks.ticked and ticks.empty:
         return "no box read as ticked in the OCR (a tick may be lost)"
-    if ocr and kind == "criteria" and ticks.ticked >= 2 and not ticks.empty:
+    # Every box ticked is a doubt, unless each tick is ink measured inside its
+    # located box and the same pages show boxes measured empty (the measure
+    # does tell them apart there), not a glyph the OCR guessed.
+    all_ticked = kind == "criteria" and ticks.ticked >= 2 and not ticks.empty
+    if ocr and all_ticked and (ticks.measured_ticks < ticks.ticked or not ink_tells):
         return "every box read as ticked in the OCR: ticked and empty boxes not told apart"
     if ocr and options_named > ticks.ticked + ticks.empty + ticks.unsure:
         return "an option without its box in the OCR (its tick may be lost)"
@@ -161,6 +203,9 @@ def _choose(reading: _Reading, rules: Rules) -> tuple[dict, dict, list[str]]:
     fields: dict[str, Any] = {}
     evidence: dict[str, FieldEvidence] = {}
     warnings: list[str] = []
+    ink_tells = bool(reading.doc.ocr_pages) and any(
+        EMPTY_BOX in page and TICKED_BOX in page for page in reading.doc.pages
+    )
     by_key: dict[str, list[_Hit]] = {}
     for hit in reading.hits:
         if hit.key in reading.covered and hit.layer != "form":
@@ -175,7 +220,7 @@ def _choose(reading: _Reading, rules: Rules) -> tuple[dict, dict, list[str]]:
         chosen: tuple[_Hit, _Read] | None = None
         first_failure: tuple[_Hit, _Read] | None = None
         for hit in hits:
-            read = _normalise(hit, kind, rules)
+            read = _normalise(hit, kind, rules, ink_tells=ink_tells)
             if read.result.ok:
                 chosen = (hit, read)
                 break
@@ -184,6 +229,10 @@ def _choose(reading: _Reading, rules: Rules) -> tuple[dict, dict, list[str]]:
         if chosen is None:
             assert first_failure is not None
             hit, read = first_failure
+            if hit.layer == "ocr" and not read.doubt and read.result.reason != "empty":
+                # Text the OCR read that does not validate ("sophie.lefebvre-
+                # dumont@laposte net") is a value misread, not a value missing.
+                read = _Read(read.result, min(read.confidence, 0.4), _OCR_INVALID)
             # Nothing read: sure of that unless the reading itself is in doubt.
             evidence[key] = FieldEvidence(
                 key,
@@ -203,7 +252,7 @@ def _choose(reading: _Reading, rules: Rules) -> tuple[dict, dict, list[str]]:
             # An uncertain choice: a weaker reading of the same field that is
             # sure (the same boxes in a table cell) wins over it.
             for other in hits[hits.index(hit) + 1 :]:
-                again = _normalise(other, kind, rules)
+                again = _normalise(other, kind, rules, ink_tells=ink_tells)
                 if again.result.ok and not again.doubt:
                     hit, read = other, again
                     break
@@ -225,7 +274,9 @@ def _choose(reading: _Reading, rules: Rules) -> tuple[dict, dict, list[str]]:
     doc = reading.doc
     if doc.ocr_pages and not doc.form_fields:
         # Read by OCR: a required field not found at all may be there, unread
-        # (a label the OCR mangled); that is a doubt, not a gap to report.
+        # (a label the OCR mangled, or a value it lost: measured, a label read
+        # with nothing after it was as often a lost value as an empty field);
+        # that is a doubt, not a gap to report.
         for key in rules.fields:
             if key not in evidence and is_required(key, fields, rules):
                 doubt = "label not found in the OCR text (it may be there, unread)"
