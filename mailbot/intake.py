@@ -363,7 +363,15 @@ def _arrival(app: App, uid: int, raw: bytes, *, head: HeadReading | None) -> _Ar
         key: str | None = quick_dedup_key(raw)
     except Exception:  # a header the quick parser chokes on: the full path decides
         key = ""
-    return _Arrival(uid, b"", spool=app.blobs.spool(raw), key=key, head=head)
+    try:
+        spool = app.blobs.spool(raw)
+    except (BlobError, OSError) as err:
+        # Spooling only saves memory: a full disk (or a file size limit) must
+        # not stop the rest of the batch. The message stays in memory; if its
+        # filing cannot store it either, it alone fails and is fetched again.
+        log.warning("uid %s: not spooled (%s); kept in memory", uid, err)
+        return _Arrival(uid, raw, head=head)
+    return _Arrival(uid, b"", spool=spool, key=key, head=head)
 
 
 def _drop_spool(arrivals: Iterable[_Arrival]) -> None:
