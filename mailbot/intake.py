@@ -391,13 +391,7 @@ def _known_message_ids(app: App, headers: list[tuple[int, bytes]]) -> set[int]:
             key = ""
         if key.startswith("mid"):  # a "sha:" key is that of the header block, not the message
             keys.setdefault(key, []).append(uid)
-    if not keys:
-        return set()
-    with app.engine.connect() as connection:
-        found = connection.execute(
-            select(Message.dedup_key).where(col(Message.dedup_key).in_(keys))
-        ).scalars()
-        return {uid for key in found for uid in keys[key]}
+    return _uids_in_ledger(app, keys)
 
 
 def _nothing_new(app: App, client: MailboxClient, mailbox: MailboxSettings) -> bool:
@@ -565,13 +559,7 @@ def _known_uids(app: App, fetched: list[_Arrival]) -> set[int]:
             key = None
         if key:
             keys.setdefault(key, []).append(message.uid)
-    if not keys:
-        return set()
-    with app.engine.connect() as connection:
-        found = connection.execute(
-            select(Message.dedup_key).where(col(Message.dedup_key).in_(keys))
-        ).scalars()
-        return {uid for key in found for uid in keys[key]}
+    return _uids_in_ledger(app, keys)
 
 
 def _file_quiet(
@@ -870,3 +858,14 @@ def _retry_pending_server_actions(
     if pending:
         log.info("mailbox %s: finishing %d pending server actions", mailbox.name, len(pending))
         _apply_actions(app, client=client, mailbox=mailbox, items=pending)
+
+
+def _uids_in_ledger(app: App, keys: dict[str, list[int]]) -> set[int]:
+    """The UIDs whose dedup key (``keys``: key -> UIDs) is in the ledger, in one query."""
+    if not keys:
+        return set()
+    with app.engine.connect() as connection:
+        found = connection.execute(
+            select(Message.dedup_key).where(col(Message.dedup_key).in_(keys))
+        ).scalars()
+        return {uid for key in found for uid in keys[key]}
