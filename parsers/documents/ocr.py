@@ -20,6 +20,7 @@ from typing import Any
 from parsers.documents.layout import PageLayout, Word, layout_page
 from parsers.documents.marks import ink_boxes
 from parsers.documents.model import LOW_OCR_CONFIDENCE, OCR_MAX_PIXELS
+from parsers.documents.ocr_rescue import address_clusters, confirmed_address, unread_regions
 from parsers.documents.page_image import (
     PAGE_HEIGHT_INCHES,
     PAGE_WIDTH_INCHES,
@@ -36,6 +37,17 @@ from parsers.text import nfc
 
 # --------------------------------------------------------------------------
 # OCR
+
+# White margin around a crop read on its own (pixels at 300 dpi).
+_CROP_MARGIN = 16
+# A word read again from unread ink is kept from this confidence (0-100).
+_RESCUED_WORD = 40.0
+# At most this many e-mail addresses read again on a page (time).
+_MAX_ADDRESSES = 3
+# How an address's crop is read again, in turn: (scale, unsharp radius, percent).
+# Measured on the corpus's photos: the sharpened crop at twice the size sees
+# the dots the page's reading lost ("claire vandenbussche@laposte net").
+_ADDRESS_READINGS = ((2, 2, 150), (2, 1, 100), (1, 1, 100), (1, 2, 150))
 
 
 @dataclass
@@ -91,17 +103,112 @@ def _ocr_words(
 
 
 def _parse_tsv(tsv: str, page_key: Any) -> tuple[list[Word], float]:
-    words: list[Word] = []
-    confidences: list[float] = []
+    scored = _scored_words(tsv, page_key)
+    confidences = [confidence for _, confidence in scored]
+    mean = sum(confidences) / len(confidences) if confidences else 0.0
+    return [word for word, _ in scored], mean
+
+
+def _scored_words(
+    tsv: str, page_key: Any, *, offset: tuple[int, int] = (0, 0)
+) -> list[tuple[Word, float]]:
+    """Tesseract TSV words with their confidence, moved by ``offset`` (a crop's corner)."""
+    dx, dy = offset
+    scored: list[tuple[Word, float]] = []
     for row in tsv.splitlines()[1:]:
         cols = row.split("\t")
         if len(cols) < 12 or cols[0] != "5" or not cols[11].strip():
             continue
         left, top, width, height = (int(c) for c in cols[6:10])
+        left, top = left + dx, top + dy
         line_id = (page_key, cols[2], cols[3], cols[4])
-        words.append(Word(left, left + width, top, top + height, nfc(cols[11]), line_id))
-        confidences.append(float(cols[10]))
-    return words, (sum(confidences) / len(confidences) if confidences else 0.0)
+        word = Word(left, left + width, top, top + height, nfc(cols[11]), line_id)
+        scored.append((word, float(cols[10])))
+    return scored
+
+
+def _read_crop(
+    image: Any, box: tuple[int, int, int, int], budget: _OcrBudget, *, psm: str, key: Any
+) -> list[tuple[Word, float]]:
+    """Words of one region of the page read on its own, in page coordinates.
+
+    The crop gets a white margin: Tesseract reads nothing of a line whose ink
+    touches the image's edge (measured: an address cropped tight read as no
+    word; with 16 px of white around it, read whole).
+    """
+    from PIL import ImageOps
+
+    crop = ImageOps.expand(image.crop(box), border=_CROP_MARGIN, fill=255)
+    buffer = io.BytesIO()
+    crop.save(buffer, "PNG", compress_level=1)
+    tsv = _tesseract(
+        buffer.getvalue(), budget, ["-l", "fra", "--dpi", str(TARGET_DPI), "--psm", psm, "tsv"]
+    )
+    return _scored_words(tsv, key, offset=(box[0] - _CROP_MARGIN, box[1] - _CROP_MARGIN))
+
+
+def _reread_address(image: Any, cluster: list[Word], budget: _OcrBudget) -> str | None:
+    """An address the first reading split, read again from its crop until two
+    readings agree on its letters and one gives it whole (``confirmed_address``)."""
+    from PIL import Image, ImageFilter, ImageOps
+
+    height = max(w.height for w in cluster)
+    # Tight above and below: the next line's ink in the crop made Tesseract
+    # read nothing at all.
+    box = (
+        int(max(0, cluster[0].x0 - 0.3 * height)),
+        int(max(0, min(w.top for w in cluster) - 2)),
+        int(min(image.width, cluster[-1].x1 + 0.3 * height)),
+        int(min(image.height, max(w.bottom for w in cluster) + 2)),
+    )
+    crop = image.crop(box)
+    readings = [[w.text for w in cluster]]
+    for scale, radius, percent in _ADDRESS_READINGS:
+        turned = crop
+        if scale != 1:
+            size = (crop.width * scale, crop.height * scale)
+            turned = crop.resize(size, Image.Resampling.BICUBIC)
+        turned = turned.filter(ImageFilter.UnsharpMask(radius * scale, percent, 2))
+        turned = ImageOps.expand(turned, border=_CROP_MARGIN * scale, fill=255)
+        buffer = io.BytesIO()
+        turned.save(buffer, "PNG", compress_level=1)
+        args = ["-l", "fra", "--dpi", str(TARGET_DPI * scale), "--psm", "7", "tsv"]
+        tsv = _tesseract(buffer.getvalue(), budget, args)
+        readings.append([w.text for w, _ in _scored_words(tsv, None)])
+        address = confirmed_address(readings)
+        if address is not None:
+            return address
+    return None
+
+
+def second_reading(
+    image: Any, words: list[Word], budget: _OcrBudget, *, page_key: Any
+) -> list[Word]:
+    """The page's words with what the first reading missed read again on its own.
+
+    Blocks of ink no word covers (a column Tesseract's layout dropped) are
+    read as blocks; an e-mail address the first reading split or left
+    invalid ("jean-pierre delattre@laposte.net") is read again from its
+    crop and kept only when the new reading validates (``reread_address``).
+    """
+    words = list(words)
+    for index, box in enumerate(unread_regions(image, words)):
+        scored = _read_crop(image, box, budget, psm="6", key=(page_key, "unread", index))
+        confidences = [confidence for _, confidence in scored]
+        if not confidences or sum(confidences) / len(confidences) < LOW_OCR_CONFIDENCE:
+            continue  # specks, a stamp, a drawing: not text
+        words += [word for word, confidence in scored if confidence >= _RESCUED_WORD]
+    for cluster in address_clusters(words)[:_MAX_ADDRESSES]:
+        address = _reread_address(image, cluster, budget)
+        if address is None:
+            continue
+        gone = {id(w) for w in cluster}
+        words = [w for w in words if id(w) not in gone]
+        first, last = cluster[0], cluster[-1]
+        top = min(w.top for w in cluster)
+        bottom = max(w.bottom for w in cluster)
+        words.append(Word(first.x0, last.x1, top, bottom, address, first.line))
+    return words
 
 
 def _sideways(words: Sequence[Word]) -> bool:
@@ -208,8 +315,10 @@ def _ocr_image(image: Any, budget: _OcrBudget, *, page_key: Any, dpi: int | None
             if better >= confidence or _sideways(words):
                 words = upright
     if words:
-        # Tick boxes told ticked or empty by the ink inside them.
         from PIL import Image
 
-        words = ink_boxes(Image.open(io.BytesIO(png)).convert("L"), words)
+        grey = Image.open(io.BytesIO(png)).convert("L")
+        words = second_reading(grey, words, budget, page_key=page_key)
+        # Tick boxes told ticked or empty by the ink inside them.
+        words = ink_boxes(grey, words)
     return layout_page(words, width)
