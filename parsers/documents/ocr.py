@@ -20,7 +20,12 @@ from typing import Any
 from parsers.documents.layout import PageLayout, Word, layout_page
 from parsers.documents.marks import ink_boxes
 from parsers.documents.model import LOW_OCR_CONFIDENCE, OCR_MAX_PIXELS
-from parsers.documents.ocr_rescue import address_clusters, confirmed_address, unread_regions
+from parsers.documents.ocr_rescue import (
+    address_clusters,
+    beside_read_word,
+    confirmed_address,
+    unread_regions,
+)
 from parsers.documents.page_image import (
     PAGE_HEIGHT_INCHES,
     PAGE_WIDTH_INCHES,
@@ -192,12 +197,17 @@ def second_reading(
     crop and kept only when the new reading validates (``reread_address``).
     """
     words = list(words)
+    first = list(words)
     for index, box in enumerate(unread_regions(image, words)):
         scored = _read_crop(image, box, budget, psm="6", key=(page_key, "unread", index))
         confidences = [confidence for _, confidence in scored]
         if not confidences or sum(confidences) / len(confidences) < LOW_OCR_CONFIDENCE:
             continue  # specks, a stamp, a drawing: not text
-        words += [word for word, confidence in scored if confidence >= _RESCUED_WORD]
+        words += [
+            word
+            for word, confidence in scored
+            if confidence >= _RESCUED_WORD and not beside_read_word(word, first)
+        ]
     for cluster in address_clusters(words)[:_MAX_ADDRESSES]:
         address = _reread_address(image, cluster, budget)
         if address is None:

@@ -33,8 +33,14 @@ _WORD_MARGIN = 1
 _MIN_WIDTH_CELLS, _MIN_HEIGHT_CELLS = 12, 3
 _MAX_HEIGHT_CELLS = 60
 _MIN_FILL = 0.15
+# Ink this many cells apart sideways or less is one line: a justified line's
+# widest word gap (about a line height), narrower than a table's gutter.
+_WORD_GAP_CELLS = 8
 # Blocks this many cells apart or less, one above the other, are read together.
 _LINE_GAP_CELLS = 4
+# A word this many line heights or less from a read word on its row belongs
+# to that word's line (a table's gutter is wider).
+_SAME_LINE_GAP = 2.0
 # At most this many regions read again on a page (time).
 MAX_REGIONS = 6
 
@@ -76,6 +82,21 @@ def unread_regions(grey: Any, words: Sequence[Word]) -> list[tuple[int, int, int
     return regions[:MAX_REGIONS]
 
 
+def beside_read_word(word: Word, read: Sequence[Word]) -> bool:
+    """A word read again lies on the row of a word the first reading gave, a few
+    letters from it: the first reading's line lost words in its middle, and
+    the new ones, laid out as a line of their own, would scramble it (measured:
+    "matériaux ☒ énergie renouvelable. / réemployés ☒ innovante")."""
+    for other in read:
+        overlap = min(word.bottom, other.bottom) - max(word.top, other.top)
+        if overlap < 0.5 * min(word.height, other.height):
+            continue
+        gap = max(other.x0 - word.x1, word.x0 - other.x1)
+        if gap < _SAME_LINE_GAP * max(word.height, other.height):
+            return True
+    return False
+
+
 def _stacked(
     boxes: list[tuple[int, int, int, int, int]],
 ) -> list[tuple[int, int, int, int, int]]:
@@ -103,10 +124,11 @@ def _stacked(
 
 def _components(grid: list[bool], cols: int, rows: int) -> list[tuple[int, int, int, int, int]]:
     """Bounding boxes (c0, r0, c1, r1) and cell counts of ink cells joined across a
-    letter gap (two cells sideways, one up or down): the words of a block."""
+    word gap (``_WORD_GAP_CELLS`` sideways, one up or down): the lines of a block."""
     seen = bytearray(len(grid))
     out = []
-    reach = [(dc, dr) for dc in range(-3, 4) for dr in (-1, 0, 1) if dc or dr]
+    side = _WORD_GAP_CELLS
+    reach = [(dc, dr) for dc in range(-side, side + 1) for dr in (-1, 0, 1) if dc or dr]
     for start, inked in enumerate(grid):
         if not inked or seen[start]:
             continue
