@@ -35,6 +35,7 @@ from parsers.documents.page_image import (
     even_light,
     find_page,
     flatten_page,
+    sharpen_photo,
 )
 from parsers.sandbox import extend_deadline
 from parsers.sandbox_env import reader_environment
@@ -274,6 +275,7 @@ def prepare_page(image: Any, dpi: int | None) -> tuple[Any, int | None]:
         grey = flatten_page(grey, quad, width=width)
         dpi = TARGET_DPI
         grey = even_light(grey)
+        grey = sharpen_photo(grey)
     else:
         angle = deskew_angle(grey)
         if angle:
