@@ -12,6 +12,7 @@ the backlog bench's everyday mail.
 
 from __future__ import annotations
 
+from email.utils import parseaddr
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,9 @@ from hypothesis import strategies as st
 
 from bench.harness import everyday_messages
 from parsers.mail import envelope, read_head
+from parsers.mail import plain_view as plain_view_module
 from parsers.mail.headers import _scan_head
-from parsers.mail.plain_view import plain_view
+from parsers.mail.plain_view import plain_parseaddr, plain_view
 from parsers.mail.report import _Report
 from tests.fixtures.hostile_mail import CASES
 from tests.fixtures.mutations import LIMITS, PROPERTY_SETTINGS, SEEDS, mutated, parsed_fields
@@ -262,3 +264,19 @@ def test_parsed_mail_is_the_same_without_the_plain_view_on_mutated_candidatures(
     with pytest.MonkeyPatch.context() as patch:
         ours, full = _both_ways(raw, patch)
     assert ours == full
+
+
+@PROPERTY_SETTINGS
+@given(st.lists(address_item(), min_size=1, max_size=2).map(", ".join))
+def test_plain_parseaddr_is_parseaddr(value):
+    assert plain_parseaddr(value) == parseaddr(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["Info Région <news@region.example.net>", "jean@example.fr", '"Dupont, J" <j@x.fr>'],
+)
+def test_plain_parseaddr_reads_plain_values_itself(value, monkeypatch):
+    expected = parseaddr(value)
+    monkeypatch.setattr(plain_view_module, "parseaddr", None)  # not called
+    assert plain_parseaddr(value) == expected

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.utils import parseaddr
 
 from mailparser.dates import parse_mail_date
 
@@ -101,3 +102,18 @@ def _addresses(text: str) -> list[tuple[str, str]] | None:
         if text[pos - 1 : pos] == "," and not text[pos:].strip(" \t"):
             return None  # an empty last item
     return pairs or None
+
+
+def plain_parseaddr(value: str) -> tuple[str, str]:
+    """``email.utils.parseaddr(value)``, without its parser when ``value`` is one plain item.
+
+    ``tests/test_plain_view.py`` checks both answers agree on generated values.
+    """
+    found = _ITEM.match(value)
+    if found is not None and found.end() == len(value) and not value.endswith(","):
+        bare, angle = found.group("bare"), found.group("angle")
+        if bare is not None:
+            return "", bare
+        phrase, quoted = found.group("phrase"), found.group("quoted")
+        return (_SPACES.sub(" ", phrase) if phrase is not None else quoted[1:-1]), angle
+    return parseaddr(value)
