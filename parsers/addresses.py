@@ -53,6 +53,11 @@ def normalise_address(value: object) -> str | None:
         return None
     if not _domain_ok(domain):
         return None
+    if address.isascii():
+        # A dot-atom of atext at a domain of letter-digit-hyphen labels:
+        # ``Address`` accepts every such address (tests/test_addresses.py
+        # checks it), and costs a third of a millisecond to say so.
+        return address
     try:
         # What reply building will do with it must not raise.
         Address(addr_spec=address)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from email.utils import parseaddr
 from typing import ClassVar
 
 from parsers.classify import (
@@ -27,6 +26,7 @@ from parsers.classify import (
     _token,
     _values,
 )
+from parsers.mail.plain_view import plain_parseaddr
 from parsers.rules import DetectionRules, compile_pattern
 from parsers.text import fold
 from parsers.types import ParsedMail
@@ -75,31 +75,55 @@ class RobotSender(Rule):
         super().__init__(rules)
         self.patterns = [(p, compile_pattern(p)) for p in rules.robot_senders]
 
+        # One search of all the patterns; which one matched is looked for on a hit only.
+        self.any_pattern = _alternation([regex for _source, regex in self.patterns])
+
     def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
-        for role, value in self._candidates(mail):
+        from_values = [(value, plain_parseaddr(value)) for value in _values(mail, "from")]
+        for role, value in self._candidates(mail, from_values):
             folded = fold(value).strip("<> ")
             if not folded:
+                continue
+            if self.any_pattern is not None and not self.any_pattern.search(folded):
                 continue
             for source, regex in self.patterns:
                 if regex.search(folded):
                     return RuleResult(True, f"{role} {_quote(folded)} matches {source!r}")
-        for value in _values(mail, "from"):
-            _name, address = parseaddr(value)
+        for value, (_name, address) in from_values:
             if not address.strip("<> ") and "<" in value and ">" in value:
                 return RuleResult(True, f"From {_quote(value)} has the null address <>")
         return RuleResult(False, "no robot sender")
 
     @staticmethod
-    def _candidates(mail: ParsedMail) -> Iterable[tuple[str, str]]:
+    def _candidates(
+        mail: ParsedMail, from_values: list[tuple[str, tuple[str, str]]]
+    ) -> Iterable[tuple[str, str]]:
         yield "sender", _address(mail.sender)
         yield "From", _address(mail.from_address)
         # The raw From too: the parser keeps no address for "MAILER-DAEMON".
         # (Not Sender: mailing services put their bounce address there on
         # mail people send through them.)
-        for value in _values(mail, "from"):
-            name, address = parseaddr(value)
+        for value, (name, address) in from_values:
             # "MAILER-DAEMON <>": the name is all there is to go by.
             yield "From", address or name or value
+
+
+# A pattern that refers to its own groups, or sets flags for the whole
+# pattern, cannot be one branch of an alternation.
+_SELF_REFERENCE = re.compile(r"\\[1-9]|\(\?P=|\(\?\(|\(\?[aiLmsux]+\)")
+
+
+def _alternation(regexes: list[re.Pattern[str]]) -> re.Pattern[str] | None:
+    """One regex matching where any of ``regexes`` does (same flags); None if not possible."""
+    if not regexes or any(_SELF_REFERENCE.search(r.pattern) for r in regexes):
+        return None
+    flags = {r.flags for r in regexes}
+    if len(flags) != 1:
+        return None
+    try:
+        return re.compile("|".join(f"(?:{r.pattern})" for r in regexes), flags.pop())
+    except re.error:
+        return None
 
 
 class RobotHeaders(Rule):

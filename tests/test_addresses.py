@@ -5,7 +5,7 @@ from __future__ import annotations
 from email.headerregistry import Address
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from parsers.addresses import cap_key, domain_of, is_address, normalise_address
@@ -63,6 +63,19 @@ def test_anything_kept_can_be_put_in_a_reply(raw: str) -> None:
     address = normalise_address(raw)
     if address is not None:
         # Reply building does exactly this; it must never raise on a kept address.
+        assert str(Address(addr_spec=address)) == address
+
+
+ASCII_LOCAL = st.text(alphabet=[chr(c) for c in range(32, 127)], min_size=1, max_size=20)
+LABEL = st.text(alphabet="abcXYZ019-_.", min_size=1, max_size=8)
+
+
+@settings(max_examples=2000)
+@given(ASCII_LOCAL, st.lists(LABEL, min_size=1, max_size=4))
+def test_every_ascii_address_kept_can_be_put_in_a_reply(local: str, labels: list[str]) -> None:
+    """ASCII addresses are kept without asking ``Address``: it must accept each of them."""
+    address = normalise_address(f"{local}@{'.'.join(labels)}")
+    if address is not None:
         assert str(Address(addr_spec=address)) == address
 
 

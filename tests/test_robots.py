@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+import re
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from sqlmodel import select
 from mailbot.cli import main
 from mailbot.config import load_config
 from parsers.mail import parse_message
+from parsers.robots import RobotSender, _alternation
 from storage.db import session_scope
 from storage.models import Dossier, Message
 from tests.fixtures.candidatures import application, letter_pdf
@@ -206,3 +208,18 @@ def test_a_blank_first_line_does_not_make_the_inner_sender_the_applicant(
     assert message.sender == "intrus@example.net"
     send = [rcpt for captured in smtp_server.messages for rcpt in captured.rcpt_tos]
     assert "victime@example.org" not in send
+
+
+def test_robot_patterns_are_searched_at_once_only_when_that_is_the_same():
+    """One alternation stands for the patterns; never for ones that name their own groups."""
+    rule = RobotSender(load_config(SHIPPED_CONFIG).rules.detection)
+    assert rule.any_pattern is not None  # the shipped patterns go through the alternation
+    samples = ["mailer-daemon@x.fr", "jean@x.fr", "a-bounces@x.fr", "no-reply", "owner-x@y", ""]
+    for text in samples:
+        expected = any(regex.search(text) for _source, regex in rule.patterns)
+        assert bool(rule.any_pattern.search(text)) == expected
+    assert _alternation([re.compile(r"(a)\1"), re.compile("b")]) is None
+    assert _alternation([re.compile(r"(?P<x>a)(?P=x)")]) is None
+    assert _alternation([re.compile("a", re.I), re.compile("b")]) is None
+    assert _alternation([re.compile("(?i)a")]) is None
+    assert _alternation([]) is None

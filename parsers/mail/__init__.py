@@ -17,7 +17,9 @@ Who does what, and why
 * mail-parser (``MailParser._reset``, see ``envelope._HeaderView``) reads the address headers
   (From, To, Cc, Reply-To: RFC 2047 display names, recovery of broken address
   lists, defect reports) and the Date header (strict RFC 5322 reading with
-  diagnostics). It is only given a small header block we built: on a whole
+  diagnostics). Plain ones (``Name <local@domain>``, no encoded word,
+  comment or group) are read by ``plain_view`` instead, with the same result
+  and about a tenth of the cost. mail-parser is only given a small header block we built: on a whole
   message it walks every part without a limit, re-encodes every attachment
   in base64 (2.3 times the memory), names nameless attachments at random,
   and decodes 8-bit headers and bodies silently (``Candidature B\\xe9thune``
@@ -50,7 +52,8 @@ Modules
 -------
 ``message`` (``parse_message``: the stages in order), ``headers`` (the header
 block at byte level; ``header_block``), ``charsets`` (RFC 2047 and text
-decoding), ``envelope`` (addresses, subject, identifiers, date),
+decoding), ``envelope`` (addresses, subject, identifiers, date), ``plain_view``
+(plain address and Date headers without mail-parser),
 ``structure`` (the MIME parser under a budget), ``walker`` (parts, text,
 attachments, attached messages), ``attachments`` (file names, types, zip),
 ``html_text`` (HTML to text), ``body`` (assembly and forwards), ``report``

@@ -36,11 +36,13 @@ from parsers.mail.charsets import _decode_words
 _MAX_DEPTH = 200
 _LITERAL = re.compile(rb"\{(\d+)\+?\}$")
 _SPACE = re.compile(rb"[ \r\n\t]*")
-# A quoted string: any byte but a quote or backslash, or a backslash pair.
-_QUOTED = re.compile(rb'"((?:[^"\\]|\\.)*)"', re.S)
+# A backslash pair in a quoted string.
 _ESCAPE = re.compile(rb"\\(.)", re.S)
 # An atom, with bracketed sections kept whole ("BODY[HEADER.FIELDS (A B)]").
-_ATOM = re.compile(rb"(?:[^ \r\n\t()\x00\[\]]|\[[^\]]*\])+")
+_ATOM = rb"(?:[^ \r\n\t()\x00\[\]]|\[[^\]]*\])+"
+# One token after optional space: ( ) "quoted" (any byte but a quote or
+# backslash, or a backslash pair), NUL (where a literal was) or an atom.
+_TOKEN = re.compile(rb'[ \r\n\t]*(?:(\()|(\))|"((?:[^"\\]|\\.)*)"|(\x00)|(' + _ATOM + rb"))", re.S)
 _RFC2231_PART = re.compile(r"^(?P<name>[^*]+)\*(?:(?P<index>\d+)\*?|)$")
 
 
@@ -121,54 +123,48 @@ class _Reader:
     def _skip_space(self) -> None:
         self.pos = _SPACE.match(self.text, self.pos).end()
 
-    def value(self, depth: int = 0) -> object:
-        self._skip_space()
-        if self.pos >= len(self.text):
-            raise BodyStructureError("response ends too early")
-        char = self.text[self.pos : self.pos + 1]
-        if char == b"(":
-            if depth > _MAX_DEPTH:
-                raise BodyStructureError("response nested too deep")
-            self.pos += 1
-            items: list[object] = []
-            while True:
-                self._skip_space()
-                if self.pos >= len(self.text):
-                    raise BodyStructureError("unbalanced parentheses")
-                if self.text[self.pos : self.pos + 1] == b")":
-                    self.pos += 1
-                    return items
-                items.append(self.value(depth + 1))
-        if char == b")":
-            raise BodyStructureError(f"unexpected ')' at {self.pos}")
-        if char == b'"':
-            return self._quoted()
-        if char == b"\x00":
-            self.pos += 1
-            if self.next_literal >= len(self.literals):
-                raise BodyStructureError("literal missing")
-            literal = self.literals[self.next_literal]
-            self.next_literal += 1
-            return literal
-        return self._atom()
-
-    def _quoted(self) -> bytes:
-        match = _QUOTED.match(self.text, self.pos)
-        if match is None:
-            raise BodyStructureError("unterminated quoted string")
-        self.pos = match.end()
-        body = match.group(1)
-        return _ESCAPE.sub(rb"\1", body) if b"\\" in body else body
-
-    def _atom(self) -> object:
-        match = _ATOM.match(self.text, self.pos)
-        if match is None:
-            raise BodyStructureError(f"empty atom at {self.pos}")
-        self.pos = match.end()
-        word = match.group(0)
-        if word.upper() == b"NIL":
-            return NIL
-        return word
+    def value(self) -> object:
+        """The next value: a list (nested lists built on a stack), bytes or NIL."""
+        text, pos = self.text, self.pos
+        stack: list[list[object]] = []
+        while True:
+            token = _TOKEN.match(text, pos)
+            if token is None:
+                self.pos = _SPACE.match(text, pos).end()
+                if self.pos >= len(text):
+                    raise BodyStructureError(
+                        "unbalanced parentheses" if stack else "response ends too early"
+                    )
+                raise BodyStructureError(f"empty atom at {self.pos}")
+            pos = token.end()
+            kind = token.lastindex
+            item: object
+            if kind == 1:  # (
+                if len(stack) > _MAX_DEPTH:
+                    raise BodyStructureError("response nested too deep")
+                stack.append([])
+                continue
+            if kind == 2:  # )
+                if not stack:
+                    raise BodyStructureError(f"unexpected ')' at {pos - 1}")
+                item = stack.pop()
+            elif kind == 3:  # quoted string
+                body = token.group(3)
+                item = _ESCAPE.sub(rb"\1", body) if b"\\" in body else body
+            elif kind == 4:  # literal marker
+                if self.next_literal >= len(self.literals):
+                    raise BodyStructureError("literal missing")
+                item = self.literals[self.next_literal]
+                self.next_literal += 1
+            else:
+                word = token.group(5)
+                if word.startswith(b'"'):
+                    raise BodyStructureError("unterminated quoted string")
+                item = NIL if word.upper() == b"NIL" else word
+            if not stack:
+                self.pos = pos
+                return item
+            stack[-1].append(item)
 
 
 def _join(data: Sequence[bytes | tuple[bytes, bytes]]) -> tuple[bytes, list[bytes]]:

@@ -1,7 +1,8 @@
 """The envelope of a message: addresses, subject, identifiers, date.
 
 mail-parser reads the address headers and the Date through ``_HeaderView``,
-given only a small header block we built; our code picks the sender, cuts
+given only a small header block we built (``plain_view`` reads plain ones
+the same way, faster); our code picks the sender, cuts
 recipients to ``max_recipients`` and keeps Message-ID, In-Reply-To,
 References and Return-Path.
 """
@@ -20,6 +21,7 @@ from parsers.addresses import normalise_address
 from parsers.mail.bounds import _MAX_HEADER_VALUE, _MAX_RAW_HEADER_VALUE, _MAX_REFERENCES
 from parsers.mail.charsets import _decode_words, _quoted
 from parsers.mail.headers import _ADDRESS_FIELDS, _Field, _field_text, _first, _header_text, _unfold
+from parsers.mail.plain_view import PlainView, plain_view
 from parsers.mail.report import _Draft, _Report
 from parsers.text import header_safe, nfc
 
@@ -32,6 +34,9 @@ if TYPE_CHECKING:
 # --------------------------------------------------------------------------
 
 _MAILPARSER_FIELDS = _ADDRESS_FIELDS | {"date"}
+# Plain address and Date headers are read without mail-parser (``plain_view``);
+# tests turn this off to compare both readings.
+PLAIN_VIEW = True
 _MESSAGE_ID = re.compile(r"<[^<>]+>")
 _ADDRESS_OK = re.compile(r"[^\s\x00-\x1f\x7f@<>()\[\],;:\"]+@[^\s\x00-\x1f\x7f@<>()\[\],;:\"]+")
 _BRACKETED = re.compile(r"<\s*([^<>\s]+@[^<>\s]+)\s*>")
@@ -132,9 +137,13 @@ class _HeaderView(mailparser.MailParser):
 
 def _mail_parser_view(
     fields: tuple[_Field, ...] | list[_Field], *, limits: ParseLimits, report: _Report, label: str
-) -> mailparser.MailParser | None:
-    """mail-parser's reading of a small header block we built."""
-    lines = [_mail_parser_line(f, limits) for f in fields if f.key in _MAILPARSER_FIELDS]
+) -> mailparser.MailParser | PlainView | None:
+    """mail-parser's reading of a small header block we built (``plain_view`` when plain)."""
+    read = [(f, _mail_parser_text(f, limits)) for f in fields if f.key in _MAILPARSER_FIELDS]
+    plain = plain_view([(f.key, text) for f, text in read]) if PLAIN_VIEW else None
+    if plain is not None:
+        return plain
+    lines = [_mail_parser_line(f, text) for f, text in read]
     try:
         view = _HeaderView.from_bytes(b"".join(lines) + b"\n")
     except Exception as exc:
@@ -146,7 +155,12 @@ def _mail_parser_view(
     return view
 
 
-def _mail_parser_line(item: _Field, limits: ParseLimits) -> bytes:
+def _mail_parser_line(item: _Field, text: str) -> bytes:
+    return item.name.encode("ascii", "replace") + b": " + text.encode("utf-8") + b"\n"
+
+
+def _mail_parser_text(item: _Field, limits: ParseLimits) -> str:
+    """The value of an address or Date field as mail-parser is given it."""
     value = _unfold(item.value)
     if item.key == "date":
         value = value[:1024]
@@ -154,8 +168,7 @@ def _mail_parser_line(item: _Field, limits: ParseLimits) -> bytes:
         # Cutting at a comma keeps whole addresses; twice the limit leaves
         # room for commas inside quoted names.
         value = _cut_after_commas(value, 2 * limits.max_recipients)[: 64 * limits.max_recipients]
-    text = _header_text(value)[0]
-    return item.name.encode("ascii", "replace") + b": " + text.encode("utf-8") + b"\n"
+    return _header_text(value)[0]
 
 
 def _cut_after_commas(value: bytes, commas: int) -> bytes:
@@ -197,7 +210,7 @@ def _addresses(pairs: object) -> list[str]:
 
 
 def _pick_sender(
-    view: mailparser.MailParser | None,
+    view: mailparser.MailParser | PlainView | None,
     fields: tuple[_Field, ...] | list[_Field],
     *,
     report: _Report,
@@ -258,7 +271,7 @@ def _address_in(text: str) -> tuple[str, str] | None:
 
 
 def _recipients(
-    view: mailparser.MailParser | None,
+    view: mailparser.MailParser | PlainView | None,
     fields: tuple[_Field, ...],
     *,
     limits: ParseLimits,
@@ -281,7 +294,7 @@ def _recipients(
 
 
 def _date(
-    view: mailparser.MailParser | None, fields: tuple[_Field, ...], report: _Report
+    view: mailparser.MailParser | PlainView | None, fields: tuple[_Field, ...], report: _Report
 ) -> datetime | None:
     item = _first(fields, "date")
     if item is None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import email.parser
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
 from email.message import Message
@@ -90,10 +90,11 @@ class _Field:
     name: str
     value: bytes
     line: bytes = b""
+    # The name in lower case: looked up for every field read (``_first``).
+    key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        return self.name.lower()
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", self.name.lower())
 
 
 @dataclass(frozen=True)

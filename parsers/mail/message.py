@@ -8,7 +8,6 @@ warnings (``report``).
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 from dataclasses import dataclass
@@ -69,7 +68,7 @@ def parse_message(
         raise MailParseError("empty message: there is nothing to parse")
     sha = hashlib.sha256(raw).hexdigest()
     if head is not None and head.reusable_for(raw, limits):
-        report = copy.deepcopy(head.report)
+        report = head.report.copy()
         draft = dataclasses.replace(
             head.draft, sha256=sha, size=len(raw), headers=dict(head.draft.headers), attachments=[]
         )
@@ -150,7 +149,7 @@ def read_head(header: bytes, *, size: int, limits: ParseLimits) -> HeadReading:
                 f"internal error while reading the headers ({type(exc).__name__}); "
                 "parts of them were not read"
             )
-    kept_report, kept_draft = copy.deepcopy(report), dataclasses.replace(draft)
+    kept_report, kept_draft = report.copy(), dataclasses.replace(draft)
     kept_draft.headers = dict(draft.headers)
     if head is not None:
         draft.content_types = (_declared_content_type(head.fields),)

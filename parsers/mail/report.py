@@ -81,6 +81,15 @@ class _Report:
         self.over_limits = True
         self.warn(text)
 
+    def copy(self) -> _Report:
+        """An independent copy (its warnings are strings: copying the containers is enough)."""
+        twin = _Report()
+        twin.items = list(self.items)
+        twin.over_limits = self.over_limits
+        twin._seen = set(self._seen)
+        twin._hidden = self._hidden
+        return twin
+
     def result(self) -> tuple[str, ...]:
         if self._hidden:
             return (*self.items, f"{self._hidden} more warnings not shown")
