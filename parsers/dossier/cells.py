@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from parsers.documents import DocumentText
+from parsers.documents.ink import UNREAD_INK
+from parsers.dossier.ink import only_ink
 from parsers.dossier.labels import (
     _AFTER_LABEL,
     _SKIP,
@@ -110,6 +112,9 @@ def _stream_hits(
             i += 1
             continue
         if not re.search(r"\w", line) and not _MARK.search(line):
+            if current is not None and only_ink(line):
+                # Ink the OCR did not read, where the value goes on: it was lost.
+                current.raw = f"{current.raw}\n{UNREAD_INK}" if current.raw else UNREAD_INK
             i += 1  # a rule, dots, OCR specks: neither a value nor an end
             continue
         found, used = _label_segments(lines, i, index, fuzzy=fuzzy)
@@ -160,6 +165,12 @@ def _continues(hit: _Hit, line: str, index: LabelIndex) -> bool:
         return bool(re.search(rf"(?:{_TICKED}|{_UNTICKED})\s*$", hit.raw))
     if kind == "multiline":
         return True
+    if kind == "email" and hit.raw:
+        # "claire.vandenbussche@asso-" / "bethune.fr": an address wrapped in its cell.
+        return bool(
+            re.search(r"[-.@_]$", hit.raw.strip())
+            and re.fullmatch(r"[\w.-]+(?:@[\w.-]+)?", line.strip())
+        )
     if kind in ("date", "amount", "phone"):
         # "1er juin" / "2025": a short value broken over two lines.
         return not hit.raw or (len(line.split()) <= 3 and bool(re.search(r"\d", line)))
@@ -206,8 +217,9 @@ def _label_segments(
     pending: LabelLine | None = None
     lead: list[str] = []
     for segment in (s.strip() for s in line.split("\t")):
-        if not re.search(r"\w", segment) and not _MARK.search(segment):
-            continue  # stray punctuation between cells
+        speck = not re.search(r"[^\W_]", segment) and not _MARK.search(segment)
+        if speck and not only_ink(segment):
+            continue  # stray punctuation between cells, an OCR'd speck "_"
         cell = parse_label_line(segment, index, fuzzy=fuzzy)
         if cell is not None:
             if pending is not None:
