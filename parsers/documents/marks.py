@@ -297,7 +297,7 @@ def _boxes_inside(
         gap_end = min(image.width, int(x1 + 0.25 * height))
         top, bottom = int(word.top), int(word.bottom)
         gap = image.crop((int(x1) + 1, top, gap_end, bottom))
-        if gap.width and min(gap.getdata()) < _INK:
+        if gap.width and gap.getextrema()[0] < _INK:
             continue  # a letter of the word ("O" of "Orange"), not a box
         others = [w for w in line if w is not word]
         if not _over_text(box, others):
