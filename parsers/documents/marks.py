@@ -322,8 +322,8 @@ def _mark(ink: float) -> str:
     return UNSURE_BOX
 
 
-# What the OCR makes of an empty box that looks like a word ("Cl", "Ol", "LJ").
-_BOX_AS_LETTERS = re.compile(r"[CcOoDUL0][lI1|\]JjOo0Cc]")
+# What the OCR makes of a box that looks like a word ("Cl", "Ol", "LJ"; ticked "EX").
+_BOX_AS_LETTERS = re.compile(r"[CcOoDUL0][lI1|\]JjOo0Cc]|[EBDX][Xx]")
 
 
 def _over_text(box: tuple[float, ...], line: Sequence[Word]) -> bool:

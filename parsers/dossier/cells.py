@@ -166,11 +166,13 @@ def _continues(hit: _Hit, line: str, index: LabelIndex) -> bool:
     if kind == "multiline":
         return True
     if kind == "email" and hit.raw:
-        # "claire.vandenbussche@asso-" / "bethune.fr": an address wrapped in its cell.
-        return bool(
-            re.search(r"[-.@_]$", hit.raw.strip())
-            and re.fullmatch(r"[\w.-]+(?:@[\w.-]+)?", line.strip())
-        )
+        # "claire.vandenbussche@asso-" / "bethune.fr": an address wrapped in
+        # its cell; or specks the OCR read beside the label ("Courriel Le"),
+        # the address on the line below.
+        address = re.fullmatch(r"[\w.-]+(?:@[\w.-]+)?", line.strip())
+        if "@" not in hit.raw and len(hit.raw.split()) == 1:
+            return bool(address and "@" in line)
+        return bool(address and re.search(r"[-.@_]$", hit.raw.strip()))
     if kind in ("date", "amount", "phone"):
         # "1er juin" / "2025": a short value broken over two lines.
         return not hit.raw or (len(line.split()) <= 3 and bool(re.search(r"\d", line)))
