@@ -124,6 +124,17 @@ def test_a_photo_whose_required_field_is_empty_gets_its_notice():
     assert missing(reading) == ("field:contact_email",)
 
 
+def test_a_photo_with_an_empty_description_gets_a_notice_naming_only_it():
+    # Photo 084: the description is left empty; the e-mail, below specks the
+    # OCR read beside its label ("Courriel Le"), is read.
+    expected = truth("084")["expected"]
+    assert "description" not in expected
+    reading = read_pages("084", "IMG_20251104_1.jpg", "IMG_20251104_2.jpg")
+    assert reading.fields.get("contact_email") == expected["contact_email"]
+    assert reading.uncertain_required == ()
+    assert missing(reading) == ("field:description",)
+
+
 def test_specks_and_noise_are_not_unread_ink():
     page = Image.new("L", (1200, 400), 255)
     draw = ImageDraw.Draw(page)
@@ -155,11 +166,14 @@ def test_specks_and_noise_are_not_unread_ink():
         # A box whose search caught a descender of the line above ("O 1 -
         # Initiative"); "OPrivé".
         ("069", ("categorie_label", "porteur_nature", "criteres")),
+        # A ticked box read as the letters "EX".
+        ("061", ("categorie_label", "porteur_nature", "criteres")),
     ],
 )
 def test_choices_of_a_scanned_table_are_read_sure(number, keys):
     expected = truth(number)["expected"]
-    reading = read_pages(number, "scan_dossier.pdf")
+    name = "scan_candidature.pdf" if truth(number)["letter"] == "first_page" else "scan_dossier.pdf"
+    reading = read_pages(number, name)
     for key in keys:
         assert reading.fields.get(key) == expected[key], key
         assert key not in reading.uncertain, reading.evidence[key].doubt
@@ -171,3 +185,13 @@ def test_a_letter_e_is_not_a_box():
     reading = read_pages("078", "scan_dossier.pdf")
     assert reading.fields.get("date_realisation") == truth("078")["expected"]["date_realisation"]
     assert "☒" not in reading.evidence["date_realisation"].raw
+
+
+def test_a_description_goes_on_past_a_line_starting_with_a_label_word():
+    # Scan 061: the description wraps "… évaluées avec les" / "partenaires.",
+    # the label "Partenaires" in lower case inside a sentence, and runs on to
+    # the next page.
+    reading = read_pages("061", "scan_candidature.pdf")
+    value = " ".join(reading.fields["description"].split())
+    assert "évaluées avec les partenaires. Une première phase" in value
+    assert value.endswith("supprimées au bout de douze mois.")

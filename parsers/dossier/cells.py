@@ -118,6 +118,8 @@ def _stream_hits(
             i += 1  # a rule, dots, OCR specks: neither a value nor an end
             continue
         found, used = _label_segments(lines, i, index, fuzzy=fuzzy)
+        if found and fuzzy and _runs_on(current, line, index):
+            found, used = [], 1  # "partenaires." inside a description: not the label
         if not found:
             limit = _MAX_LINES.get(index.kinds[current.key], 1) if current else 0
             if current is not None and taken < limit and _continues(current, line, index):
@@ -152,6 +154,18 @@ def _stream_hits(
             current, taken = hit, 0
         i += used
     return hits
+
+
+def _runs_on(current: _Hit | None, line: str, index: LabelIndex) -> bool:
+    """An OCR'd line inside a long value that starts, lower case, with a label's word.
+
+    Printed labels start with a capital; a wrapped sentence of a description
+    ("partenaires. Une première phase…") goes on.
+    """
+    if current is None or index.kinds[current.key] != "multiline" or not current.raw:
+        return False
+    stripped = line.lstrip()
+    return bool(stripped) and stripped[0].islower() and "\t" not in line
 
 
 def _continues(hit: _Hit, line: str, index: LabelIndex) -> bool:
