@@ -195,3 +195,12 @@ def test_a_description_goes_on_past_a_line_starting_with_a_label_word():
     value = " ".join(reading.fields["description"].split())
     assert "évaluées avec les partenaires. Une première phase" in value
     assert value.endswith("supprimées au bout de douze mois.")
+
+
+def test_an_address_the_ocr_split_at_a_dot_is_a_doubt():
+    # Photo 085: "jean-pierre.delattre@laposte.net" read with a space for its
+    # first dot; "delattre@laposte.net" is an address, but not the applicant's.
+    assert truth("085")["expected"]["contact_email"] == "jean-pierre.delattre@laposte.net"
+    reading = read_pages("085", "IMG_20251105_2.jpg")
+    assert "contact_email" in reading.uncertain_required
+    assert "space inside the e-mail" in (reading.evidence["contact_email"].doubt or "")

@@ -75,6 +75,7 @@ def _wrapped(previous: str, line: str) -> bool:
 
 _OCR_INVALID = "the OCR read a value that does not validate (a misread, not a missing value)"
 _UNREAD = "ink where the value is that the OCR did not read (a value lost, not an empty box)"
+_SPLIT_ADDRESS = "the OCR read a space inside the e-mail address (part of it may be lost)"
 
 # Confidence of a reading by the strength of its label match.
 _CONFIDENCE = {FORM: 1.0, CELL_PAIR: 0.95, INLINE: 0.9, LABEL_ALONE: 0.85, NO_SEPARATOR: 0.75}
@@ -117,6 +118,13 @@ def _normalise(hit: _Hit, kind: str, rules: Rules, *, ink_tells: bool = False) -
             )
             return _Read(result, min(confidence, 0.4) if doubt else confidence, doubt)
     result = normalize_value(kind, hit.raw, rules)
+    if (
+        hit.layer == "ocr"
+        and kind == "email"
+        and result.ok
+        and _split_before(hit.raw, result.value)
+    ):
+        return _Read(result, min(confidence, 0.4), _SPLIT_ADDRESS)
     if hit.layer == "ocr" and kind in _OCR_REPAIRS and (not result.ok or result.reason):
         # Letters the OCR confuses with digits or dots: taken only when the
         # repaired text validates, as the applicant's own would.
@@ -125,6 +133,17 @@ def _normalise(hit: _Hit, kind: str, rules: Rules, *, ink_tells: bool = False) -
         if again.ok and not again.reason:
             return _Read(again, confidence)
     return _Read(result, confidence)
+
+
+def _split_before(raw: str, address: str) -> bool:
+    """ "jean-pierre delattre@laposte.net": the address read is the end of a longer one.
+
+    The OCR turned a dot of the address into a space: what it kept after the
+    space is an address, but not the applicant's.
+    """
+    local = address.split("@", 1)[0]
+    at = raw.casefold().find(f"{local.casefold()}@")
+    return at > 1 and raw[at - 1] == " " and bool(re.match(r"[\w.-]", raw[at - 2]))
 
 
 def _repair_phone(text: str) -> str:
