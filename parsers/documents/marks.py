@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from parsers.documents.ink import unread_ink
 from parsers.documents.layout import Word
 
 TICKED_BOX = "☒"
@@ -178,7 +179,8 @@ def ink_boxes(image: Any, words: Sequence[Word]) -> list[Word]:
     words). Left of each word of text, back to the previous word of text, a
     small closed shape (square or circle, about a text line high) is a box;
     the ink in its middle says whether it is ticked. What Tesseract made of
-    the box itself ("[]", "6)", "&)", "V1", "©") is dropped.
+    the box itself ("[]", "6)", "&)", "V1", "©") is dropped. Ink that no
+    word covers is marked too (``ink.unread_ink``).
     """
     lines: dict[Any, list[Word]] = {}
     for word in words:
@@ -190,8 +192,11 @@ def ink_boxes(image: Any, words: Sequence[Word]) -> list[Word]:
         text_words = [w for w in line if _letters(w.text) >= 2]
         if not text_words:
             continue
-        height = sorted(w.height for w in text_words)[len(text_words) // 2]
+        # The lower median: a word whose box the OCR took with a mark above is taller.
+        height = sorted(w.height for w in text_words)[(len(text_words) - 1) // 2]
         previous_end = -1.0
+        boxed_before = len(added)
+        unboxed: list[Word] = []
         for word in line:
             if _letters(word.text) < 2:
                 continue
@@ -202,6 +207,7 @@ def ink_boxes(image: Any, words: Sequence[Word]) -> list[Word]:
                 previous_end = word.x1
             box = _find_box(image, left=start, right=word.x0 - 1, word=word, height=height)
             if box is None or _over_text(box, line):
+                unboxed.append(word)
                 continue
             x0, top, x1, bottom, ink = box
             mark = _mark(ink)
@@ -216,9 +222,28 @@ def ink_boxes(image: Any, words: Sequence[Word]) -> list[Word]:
                     if overlap > 0.5 * max(1.0, other.x1 - other.x0):
                         drop.add(id(other))
             added.append(Word(x0, x1, top, bottom, mark, word.line))
-        # A box at the end of the line, its option wrapped to the next line.
+        if len(added) > boxed_before:
+            # Boxes on this line: an option's box the OCR took into its word
+            # ("[Associatif", "☐ Privé" read "Privé" over both).
+            boxes = added[boxed_before:]
+            unboxed = [w for w in unboxed if id(w) not in drop and _letters(w.text) >= 3]
+            for word, box in _boxes_inside(image, unboxed, line, height, boxes):
+                x0, top, x1, bottom, ink = box
+                added.append(Word(x0, x1, top, bottom, _mark(ink), word.line))
+                drop.add(id(word))
+                text = word.text.lstrip(_BOX_JUNK)
+                if text[:1] in ("O", "o", "0", "C") and _letters(text[1:]) >= 3:
+                    text = text[1:]  # "OPrivé": the box read as a letter
+                added.append(Word(x1 + 1, word.x1, word.top, word.bottom, text, word.line))
+        # A box at the end of the line, its option wrapped to the next line
+        # (what the OCR made of the box, "©", "O", may follow the last word).
         last = text_words[-1]
-        if _letters(last.text) >= 3 and last is line[-1]:
+        if len(text_words) > 1 and _BOX_AS_LETTERS.fullmatch(last.text):
+            last = text_words[-2]  # "Associatif OC": the box read as letters
+        trailing = line[line.index(last) + 1 :]
+        if _letters(last.text) >= 3 and all(
+            _END_JUNK.fullmatch(w.text) or _BOX_AS_LETTERS.fullmatch(w.text) for w in trailing
+        ):
             box = _find_box(
                 image,
                 left=last.x1 + 1,
@@ -229,9 +254,64 @@ def ink_boxes(image: Any, words: Sequence[Word]) -> list[Word]:
             )
             if box is not None:
                 added.append(Word(box[0], box[2], box[1], box[3], _mark(box[4]), last.line))
-    if not added:
-        return list(words)
-    return [w for w in words if id(w) not in drop] + added
+                drop.update(id(w) for w in trailing if min(w.x1, box[2]) > max(w.x0, box[0]))
+    marks = [w for w in added if w.text in (TICKED_BOX, EMPTY_BOX, UNSURE_BOX)]
+    for word in words:
+        # What the OCR made of a box, on a line of its own ("5" for a "☒").
+        if len(word.text) <= 3 and _letters(word.text) < 3 and _covered(word, marks):
+            drop.add(id(word))
+    kept = [w for w in words if id(w) not in drop] + added
+    # And the ink no word covers: a value the OCR lost, not an empty box.
+    return kept + unread_ink(image, kept)
+
+
+# What the OCR makes of a box at a line's end ("©", "O", "[]").
+_END_JUNK = re.compile(r"[©®@&Oo\[\]|()]{1,3}")
+# What the OCR makes of a box glued to its option's word ("[Associatif").
+_BOX_JUNK = "[(|{©®@&"
+
+
+def _boxes_inside(
+    image: Any, unboxed: Sequence[Word], line: Sequence[Word], height: float, boxes: Sequence[Word]
+) -> list[tuple[Word, tuple[float, float, float, float, float]]]:
+    """Boxes read as the start of a word ("[Associatif", "Privé" over its box).
+
+    A closed shape at the word's left end, as large as the boxes found on the
+    same line (``boxes``), and parted from the letters after it by a gap wider
+    than letters have inside a word.
+    """
+    sizes = [b.x1 - b.x0 for b in boxes]
+    found = []
+    for word in unboxed:
+        # From left of the word (a narrow search would take the box's own
+        # edges for a ruled line) to its first letters.
+        before = [w.x1 for w in line if w.x1 <= word.x0]
+        left = max([word.x0 - 1.5 * height, *(end + 1 for end in before)])
+        right = min(word.x1, word.x0 + 1.6 * height)
+        box = _find_box(image, left=left, right=right, word=word, height=height)
+        if box is None:
+            continue
+        x0, _, x1, _, _ = box
+        if not any(abs((x1 - x0) - size) <= 0.2 * size for size in sizes):
+            continue
+        gap_end = min(image.width, int(x1 + 0.25 * height))
+        top, bottom = int(word.top), int(word.bottom)
+        gap = image.crop((int(x1) + 1, top, gap_end, bottom))
+        if gap.width and gap.getextrema()[0] < _INK:
+            continue  # a letter of the word ("O" of "Orange"), not a box
+        others = [w for w in line if w is not word]
+        if not _over_text(box, others):
+            found.append((word, box))
+    return found
+
+
+def _covered(word: Word, boxes: Sequence[Word]) -> bool:
+    """Most of ``word`` lies on one of ``boxes``."""
+    return any(
+        min(word.x1, b.x1) - max(word.x0, b.x0) > 0.5 * max(1.0, word.x1 - word.x0)
+        and min(word.bottom, b.bottom) - max(word.top, b.top) > 0.5 * word.height
+        for b in boxes
+    )
 
 
 def _mark(ink: float) -> str:
@@ -242,8 +322,8 @@ def _mark(ink: float) -> str:
     return UNSURE_BOX
 
 
-# What the OCR makes of an empty box that looks like a word ("Cl", "Ol", "LJ").
-_BOX_AS_LETTERS = re.compile(r"[CcOoDUL0][lI1|\]Jj]")
+# What the OCR makes of a box that looks like a word ("Cl", "Ol", "LJ"; ticked "EX").
+_BOX_AS_LETTERS = re.compile(r"[CcOoDUL0][lI1|\]JjOo0Cc]|[EBDX][Xx]")
 
 
 def _over_text(box: tuple[float, ...], line: Sequence[Word]) -> bool:
@@ -252,7 +332,7 @@ def _over_text(box: tuple[float, ...], line: Sequence[Word]) -> bool:
     return any(
         min(w.x1, x1) - max(w.x0, x0) > 0
         and len(w.text) >= 2
-        and (w.text.isdigit() or w.text.isalpha())
+        and (w.text.isdigit() or w.text.isalpha() or (w.text.isalnum() and _letters(w.text) >= 2))
         and not _BOX_AS_LETTERS.fullmatch(w.text)
         for w in line
     )
@@ -280,7 +360,10 @@ def _find_box(
         if sum(1 for x in range(width) if pixels[x, y] < outline) > 0.6 * width
     }
     ruled |= {y + step for y in ruled for step in (-2, -1, 1, 2)}  # its blurred edges
-    kept_rows = [y for y in range(rows) if y not in ruled]
+    # Columns with ink near the word's middle (a letter's descender from the
+    # line above would widen the box).
+    centre = word.middle - top
+    kept_rows = [y for y in range(rows) if y not in ruled and abs(y - centre) <= 0.75 * height]
     dark_columns = [sum(1 for y in kept_rows if pixels[x, y] < outline) for x in range(width)]
     # Runs of columns with ink, the nearest to the word first.
     runs: list[tuple[int, int]] = []

@@ -21,10 +21,16 @@ ones (☐ [ ] ( )) do not. Labels are matched on folded words (accents, case,
 punctuation, spacing ignored), against the printed label and every variant
 in ``rules.toml``.
 
+On OCR'd pages, ``▒`` marks ink that no OCR word covers: a label with
+nothing after it and no such ink is a box left empty (the field is
+missing); ink there is a value the OCR lost (a doubt, the dossier goes to
+review).
+
 The package: ``results`` (what a reading gives back), ``labels`` (label
-index and matching), ``marks`` (ticked boxes), ``cells`` (hits from lines
-and table cells), ``forms`` (form-field values), ``glyphs`` (unmapped-glyph
-restoration), ``document`` (one document) and ``reading`` (``read_dossier``).
+index and matching), ``marks`` (ticked boxes), ``ink`` (unread ink),
+``cells`` (hits from lines and table cells), ``forms`` (form-field values),
+``glyphs`` (unmapped-glyph restoration), ``document`` (one document) and
+``reading`` (``read_dossier``).
 """
 
 from parsers.dossier.glyphs import (

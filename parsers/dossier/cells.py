@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from parsers.documents import DocumentText
+from parsers.documents.ink import UNREAD_INK
+from parsers.dossier.ink import only_ink
 from parsers.dossier.labels import (
     _AFTER_LABEL,
     _SKIP,
@@ -110,9 +112,14 @@ def _stream_hits(
             i += 1
             continue
         if not re.search(r"\w", line) and not _MARK.search(line):
+            if current is not None and only_ink(line):
+                # Ink the OCR did not read, where the value goes on: it was lost.
+                current.raw = f"{current.raw}\n{UNREAD_INK}" if current.raw else UNREAD_INK
             i += 1  # a rule, dots, OCR specks: neither a value nor an end
             continue
         found, used = _label_segments(lines, i, index, fuzzy=fuzzy)
+        if found and fuzzy and _runs_on(current, line, index):
+            found, used = [], 1  # "partenaires." inside a description: not the label
         if not found:
             limit = _MAX_LINES.get(index.kinds[current.key], 1) if current else 0
             if current is not None and taken < limit and _continues(current, line, index):
@@ -149,6 +156,18 @@ def _stream_hits(
     return hits
 
 
+def _runs_on(current: _Hit | None, line: str, index: LabelIndex) -> bool:
+    """An OCR'd line inside a long value that starts, lower case, with a label's word.
+
+    Printed labels start with a capital; a wrapped sentence of a description
+    ("partenaires. Une première phase…") goes on.
+    """
+    if current is None or index.kinds[current.key] != "multiline" or not current.raw:
+        return False
+    stripped = line.lstrip()
+    return bool(stripped) and stripped[0].islower() and "\t" not in line
+
+
 def _continues(hit: _Hit, line: str, index: LabelIndex) -> bool:
     """Whether ``line`` carries on the value of ``hit``."""
     kind = index.kinds[hit.key]
@@ -160,6 +179,14 @@ def _continues(hit: _Hit, line: str, index: LabelIndex) -> bool:
         return bool(re.search(rf"(?:{_TICKED}|{_UNTICKED})\s*$", hit.raw))
     if kind == "multiline":
         return True
+    if kind == "email" and hit.raw:
+        # "claire.vandenbussche@asso-" / "bethune.fr": an address wrapped in
+        # its cell; or specks the OCR read beside the label ("Courriel Le"),
+        # the address on the line below.
+        address = re.fullmatch(r"[\w.-]+(?:@[\w.-]+)?", line.strip())
+        if "@" not in hit.raw and len(hit.raw.split()) == 1:
+            return bool(address and "@" in line)
+        return bool(address and re.search(r"[-.@_]$", hit.raw.strip()))
     if kind in ("date", "amount", "phone"):
         # "1er juin" / "2025": a short value broken over two lines.
         return not hit.raw or (len(line.split()) <= 3 and bool(re.search(r"\d", line)))
@@ -206,8 +233,9 @@ def _label_segments(
     pending: LabelLine | None = None
     lead: list[str] = []
     for segment in (s.strip() for s in line.split("\t")):
-        if not re.search(r"\w", segment) and not _MARK.search(segment):
-            continue  # stray punctuation between cells
+        speck = not re.search(r"[^\W_]", segment) and not _MARK.search(segment)
+        if speck and not only_ink(segment):
+            continue  # stray punctuation between cells, an OCR'd speck "_"
         cell = parse_label_line(segment, index, fuzzy=fuzzy)
         if cell is not None:
             if pending is not None:

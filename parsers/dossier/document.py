@@ -27,6 +27,7 @@ from parsers.dossier.forms import (
 from parsers.dossier.glyphs import (
     _restored,
 )
+from parsers.dossier.ink import ink_at_line_ends
 from parsers.dossier.labels import (
     LabelIndex,
     label_index,
@@ -54,7 +55,7 @@ def _describe_line(doc: DocumentText, layer: str) -> Any:
 
 def _read_document(doc: DocumentText, rules: Rules) -> _Reading:
     index = label_index(rules)
-    doc = _restored(doc, rules)
+    doc = ink_at_line_ends(_restored(doc, rules))
     reading = _Reading(doc)
     _form_hits(reading, index, rules)
     ocr_pages = set(doc.ocr_pages)

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from parsers.documents.ink import UNREAD_INK
+from parsers.dossier.ink import only_ink
 from parsers.dossier.marks import (
     _MARK,
 )
@@ -251,6 +253,9 @@ def parse_label_line(text: str, index: LabelIndex, *, fuzzy: bool = False) -> La
         return LabelLine(match.key, "", LABEL_ALONE - penalty, match.fuzzy, sure)
     if not rest.strip():
         return LabelLine(match.key, "", LABEL_ALONE - penalty, match.fuzzy, sure)
+    if only_ink(rest):
+        # Ink beside the label that the OCR did not read: a value, lost.
+        return LabelLine(match.key, UNREAD_INK, LABEL_ALONE - penalty, match.fuzzy, sure)
     # "Intitulé du projet : …", "Lieu de l'action : …": a label with a few
     # more words before the colon. Weaker than the label as printed.
     longer = _LONGER_LABEL.match(rest)
@@ -270,8 +275,10 @@ def parse_label_line(text: str, index: LabelIndex, *, fuzzy: bool = False) -> La
 
 def _clean_value(text: str) -> str:
     text = text.strip()
-    if _LEADERS.match(text) or not re.search(r"\w", text):
-        return ""  # dotted leaders, stray punctuation: nothing was written
+    if only_ink(text):
+        return UNREAD_INK  # a value is there, unread by the OCR
+    if _LEADERS.match(text) or not re.search(r"[^\W_]", text):
+        return ""  # dotted leaders, stray punctuation, an OCR'd speck "_": nothing written
     text = re.sub(r"^[\s.…_]{2,}", "", text)
     text = re.sub(r"[\s.…_]{3,}$", "", text)
     return text.strip()

@@ -23,6 +23,7 @@ from parsers.dossier.cells import (
 from parsers.dossier.document import (
     _read_document,
 )
+from parsers.dossier.ink import without_ink
 from parsers.dossier.labels import (
     label_index,
     parse_label_line,
@@ -73,6 +74,8 @@ def _wrapped(previous: str, line: str) -> bool:
 
 
 _OCR_INVALID = "the OCR read a value that does not validate (a misread, not a missing value)"
+_UNREAD = "ink where the value is that the OCR did not read (a value lost, not an empty box)"
+_SPLIT_ADDRESS = "the OCR read a space inside the e-mail address (part of it may be lost)"
 
 # Confidence of a reading by the strength of its label match.
 _CONFIDENCE = {FORM: 1.0, CELL_PAIR: 0.95, INLINE: 0.9, LABEL_ALONE: 0.85, NO_SEPARATOR: 0.75}
@@ -93,8 +96,17 @@ def _normalise(hit: _Hit, kind: str, rules: Rules, *, ink_tells: bool = False) -
     confidence = _CONFIDENCE.get(hit.strength, 0.65)
     if hit.layer == "ocr":
         confidence *= 0.95
+    raw, unread = without_ink(hit.raw)
+    if unread:
+        if not raw.strip():
+            # Ink where the value is, that the OCR did not read: lost, not empty.
+            return _Read(normalize_value(kind, "", rules), min(confidence, 0.4), _UNREAD)
+        hit = _replace_hit(hit, raw=raw)
     if hit.layer in ("text", "table", "ocr") and kind == "multiline":
         hit = _replace_hit(hit, raw=_unwrap(hit.raw))
+    if kind == "email":
+        # An address wrapped after its hyphen, dot or "@": one word again.
+        hit = _replace_hit(hit, raw=re.sub(r"(?<=[-.@_])[ \t]*\n[ \t]*", "", hit.raw.strip()))
     if kind in CHOICE_KINDS:
         ticks = _ticks(hit.raw, ocr=hit.layer == "ocr")
         if ticks.options is not None:
@@ -106,6 +118,13 @@ def _normalise(hit: _Hit, kind: str, rules: Rules, *, ink_tells: bool = False) -
             )
             return _Read(result, min(confidence, 0.4) if doubt else confidence, doubt)
     result = normalize_value(kind, hit.raw, rules)
+    if (
+        hit.layer == "ocr"
+        and kind == "email"
+        and result.ok
+        and _split_before(hit.raw, result.value)
+    ):
+        return _Read(result, min(confidence, 0.4), _SPLIT_ADDRESS)
     if hit.layer == "ocr" and kind in _OCR_REPAIRS and (not result.ok or result.reason):
         # Letters the OCR confuses with digits or dots: taken only when the
         # repaired text validates, as the applicant's own would.
@@ -114,6 +133,17 @@ def _normalise(hit: _Hit, kind: str, rules: Rules, *, ink_tells: bool = False) -
         if again.ok and not again.reason:
             return _Read(again, confidence)
     return _Read(result, confidence)
+
+
+def _split_before(raw: str, address: str) -> bool:
+    """ "jean-pierre delattre@laposte.net": the address read is the end of a longer one.
+
+    The OCR turned a dot of the address into a space: what it kept after the
+    space is an address, but not the applicant's.
+    """
+    local = address.split("@", 1)[0]
+    at = raw.casefold().find(f"{local.casefold()}@")
+    return at > 1 and raw[at - 1] == " " and bool(re.match(r"[\w.-]", raw[at - 2]))
 
 
 def _repair_phone(text: str) -> str:
@@ -229,9 +259,10 @@ def _choose(reading: _Reading, rules: Rules) -> tuple[dict, dict, list[str]]:
         if chosen is None:
             assert first_failure is not None
             hit, read = first_failure
-            if hit.layer == "ocr" and not read.doubt and read.result.reason != "empty":
+            if hit.layer == "ocr" and not read.doubt:
                 # Text the OCR read that does not validate ("sophie.lefebvre-
-                # dumont@laposte net") is a value misread, not a value missing.
+                # dumont@laposte net", or specks read as "_" beside the label)
+                # is a value misread, not a value missing.
                 read = _Read(read.result, min(read.confidence, 0.4), _OCR_INVALID)
             # Nothing read: sure of that unless the reading itself is in doubt.
             evidence[key] = FieldEvidence(
@@ -274,10 +305,13 @@ def _choose(reading: _Reading, rules: Rules) -> tuple[dict, dict, list[str]]:
     doc = reading.doc
     if doc.ocr_pages and not doc.form_fields:
         # Read by OCR: a required field not found at all may be there, unread
-        # (a label the OCR mangled, or a value it lost: measured, a label read
-        # with nothing after it was as often a lost value as an empty field);
-        # that is a doubt, not a gap to report.
+        # (a label the OCR mangled); that is a doubt, not a gap to report. A
+        # label read with nothing after it and no unread ink beside it (the
+        # page reader marks ink no OCR word covers) is a box left empty.
+        empty = {h.key for h in reading.hits if h.layer == "ocr" and h.sure and not h.raw}
         for key in rules.fields:
+            if key in empty:
+                continue
             if key not in evidence and is_required(key, fields, rules):
                 doubt = "label not found in the OCR text (it may be there, unread)"
                 source = f"OCR of {doc.filename}"
