@@ -369,18 +369,14 @@ def _breakdown(app: App, web_app: Any, reference: str, bare: Callable[[], Any]) 
     """The dossier page's parts, each run alone in this thread: where its time goes."""
     from starlette.requests import Request
 
-    from mailbot import staff
-    from mailbot.web import labels
+    from mailbot.web import pages
     from mailbot.web.dossier_page import read_dossier_page
-    from mailbot.web.pages import dossier_fields
 
     office = web_app.state.office
     rules = app.config.rules
     detail = read_dossier_page(app.engine, reference=reference)
     assert detail is not None
-
-    def words() -> Any:
-        return dossier_fields(rules, detail)
+    body = pages._dossier_body(office, detail)
 
     request = Request(
         {
@@ -393,21 +389,23 @@ def _breakdown(app: App, web_app: Any, reference: str, bare: Callable[[], Any]) 
             "state": {"login": LOGIN},
         }
     )
-    context = {
-        "dossier": detail,
-        "consulted": [],
-        "fields": words(),
-        "pieces": detail.pieces,
-        "decisions": labels.DECISIONS,
-    }
     parts = {
         "bare SQL (sqlite3)": bare,
-        "session check (staff account)": lambda: staff.active_login(app, login=LOGIN),
-        "read: 6 SELECTs, JSON and times decoded": lambda: read_dossier_page(
+        "check: login enabled and dossier version, one query": lambda: office.pages.check(
+            login=LOGIN, reference=reference
+        ),
+        "page around a kept body (CSRF token, header)": lambda: pages._dossier_response(
+            request, reference, body
+        ),
+        "on a change, read: 6 SELECTs, JSON and times decoded": lambda: read_dossier_page(
             app.engine, reference=reference
         ),
-        "wording: values and evidence in French": words,
-        "render: Jinja2, autoescape": lambda: office.render(request, "dossier.html", context),
+        "on a change, wording: values and evidence in French": lambda: pages.dossier_fields(
+            rules, detail
+        ),
+        "on a change, render the body: Jinja2, autoescape": lambda: pages._dossier_body(
+            office, read_dossier_page(app.engine, reference=reference)
+        ),
     }
     measured = {name: _cpu_ms(call, 200) for name, call in parts.items()}
     base = measured["bare SQL (sqlite3)"]

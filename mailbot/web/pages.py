@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import sqlalchemy as sa
+from markupsafe import Markup
 from sqlmodel import col, select
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -28,6 +29,7 @@ from mailbot import decisions, views, wording
 from mailbot.errors import MailbotError
 from mailbot.web import labels
 from mailbot.web.app import BackOffice, staff_page
+from mailbot.web.security import CSRF_FIELD, csrf_token
 from mailbot.web.dossier_page import read_dossier_page
 from mailbot.web.listing import SORTS, DossierFilter, find_dossiers
 from parsers.reasons import ReviewReason
@@ -160,28 +162,71 @@ def dossier_fields(rules: Any, detail: SimpleNamespace) -> list[SimpleNamespace]
     ]
 
 
-@staff_page
-def dossier_page(request: Request, form: FormData | None) -> Response:
-    office = _office(request)
-    reference = request.path_params["reference"].strip().upper()
-    detail = read_dossier_page(office.app.engine, reference=reference)
-    if detail is None:
-        return _not_found(request, f"Aucun dossier {reference}.")
-    fields = dossier_fields(office.app.config.rules, detail)
+def _dossier_body(office: BackOffice, detail: SimpleNamespace) -> str:
+    """The body of a dossier page, with the CSRF placeholder (see ``mailbot.web.page_cache``)."""
+    rules = office.app.config.rules
     # Consultations are audited with the dossier, but would drown its history.
     consulted = [e for e in detail.events if e.action in CONSULTATIONS]
     detail.events = [e for e in detail.events if e.action not in CONSULTATIONS]
-    return office.render(
-        request,
-        "dossier.html",
-        {
-            "dossier": detail,
-            "consulted": consulted,
-            "fields": fields,
-            "pieces": detail.pieces,
-            "decisions": labels.DECISIONS,
-        },
+    return office.templates.get_template("dossier_body.html").render(
+        dossier=detail,
+        consulted=consulted,
+        fields=dossier_fields(rules, detail),
+        pieces=detail.pieces,
+        decisions=labels.DECISIONS,
+        rules=rules,
+        csrf_field=CSRF_FIELD,
+        csrf_token=office.pages.token_slot,
     )
+
+
+def _dossier_response(request: Request, reference: str, body: str) -> Response:
+    office = _office(request)
+    page = Markup(office.pages.fill(body, csrf_token(request)))  # rendered autoescaped
+    return office.render(request, "dossier.html", {"reference": reference, "body": page})
+
+
+def _kept_dossier(request: Request, reference: str, login: str) -> Response | None:
+    """The page from its kept body when ``login`` is enabled and the body is current, else None."""
+    office = _office(request)
+    enabled, stamp = office.pages.check(login=login, reference=reference)
+    if enabled != login or stamp is None:
+        return None
+    body = office.pages.get(reference, stamp)
+    if body is None:
+        return None
+    request.state.login = login
+    return _dossier_response(request, reference, body)
+
+
+@staff_page
+def _dossier_page(request: Request, form: FormData | None) -> Response:
+    office = _office(request)
+    reference = request.path_params["reference"].strip().upper()
+    kept = _kept_dossier(request, reference, request.state.login)
+    if kept is not None:
+        return kept
+    detail = read_dossier_page(office.app.engine, reference=reference)
+    if detail is None:
+        return _not_found(request, f"Aucun dossier {reference}.")
+    body = _dossier_body(office, detail)
+    office.pages.put(detail.reference, detail.stamp, body)
+    return _dossier_response(request, detail.reference, body)
+
+
+async def dossier_page(request: Request) -> Response:
+    """A dossier: its kept body when current (checked on the event loop on SQLite), else read."""
+    office = _office(request)
+    if office.pages.inline:
+        login = office.claimed_login(request)
+        if login is not None:
+            reference = request.path_params["reference"].strip().upper()
+            kept = _kept_dossier(request, reference, login)
+            if kept is not None:
+                return kept
+    # Anything else (no session, a login to record, a body to render, PostgreSQL)
+    # goes the way of every page: session check and page in a worker thread.
+    return await _dossier_page(request)
 
 
 @staff_page
