@@ -151,7 +151,7 @@ class BackOffice:
             )
 
     def claimed_login(self, request: Request) -> str | None:
-        """The login this request's session (or trusted proxy) holds, when believing it writes nothing.
+        """The login of this request's session (or trusted proxy), if believing it writes nothing.
 
         Not checked against the accounts (the caller does that); None when
         ``current_login`` has something to do: a proxy's user not yet in the
