@@ -314,6 +314,7 @@ class _Direct:
 
     def __init__(self, web_app: Any, cookies: dict[str, str]) -> None:
         self.app = web_app
+        self.cookies = dict(cookies)
         self.cookie = "; ".join(f"{k}={v}" for k, v in cookies.items()).encode()
         self.loop = asyncio.new_event_loop()
 
@@ -343,6 +344,15 @@ class _Direct:
 
         self.loop.run_until_complete(self.app(scope, receive, send))
         assert sent[0]["status"] == 200, (path, sent[0]["status"])
+        # Keep the cookie the page sets, as a browser does (else a session
+        # without its CSRF token would get a new one, and a new cookie, on
+        # every page: a cost no browser makes the server pay).
+        for name, value in sent[0].get("headers", []):
+            if name.lower() == b"set-cookie":
+                pair = value.split(b";", 1)[0].decode()
+                key, _eq, cookie = pair.partition("=")
+                self.cookies[key] = cookie
+                self.cookie = "; ".join(f"{k}={v}" for k, v in self.cookies.items()).encode()
         return b"".join(m.get("body", b"") for m in sent[1:])
 
     def close(self) -> None:
@@ -384,7 +394,7 @@ def _breakdown(app: App, web_app: Any, reference: str, bare: Callable[[], Any]) 
             "method": "GET",
             "path": "/",
             "headers": [],
-            "session": {"login": LOGIN, "csrf": "x" * 43},
+            "session": {"login": LOGIN, "csrf_token": "x" * 43},
             "app": web_app,
             "state": {"login": LOGIN},
         }
@@ -394,16 +404,16 @@ def _breakdown(app: App, web_app: Any, reference: str, bare: Callable[[], Any]) 
         "check: login enabled and dossier version, one query": lambda: office.pages.check(
             login=LOGIN, reference=reference
         ),
-        "page around a kept body (CSRF token, header)": lambda: pages._dossier_response(
+        "kept page: its shell and body, with CSRF token and login": lambda: pages._dossier_response(
             request, reference, body
         ),
-        "on a change, read: 6 SELECTs, JSON and times decoded": lambda: read_dossier_page(
+        "read (on a change): 6 SELECTs, JSON and times decoded": lambda: read_dossier_page(
             app.engine, reference=reference
         ),
-        "on a change, wording: values and evidence in French": lambda: pages.dossier_fields(
+        "wording (on a change): values and evidence in French": lambda: pages.dossier_fields(
             rules, detail
         ),
-        "on a change, render the body: Jinja2, autoescape": lambda: pages._dossier_body(
+        "render (on a change): the body, Jinja2, autoescape": lambda: pages._dossier_body(
             office, read_dossier_page(app.engine, reference=reference)
         ),
     }

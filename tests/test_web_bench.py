@@ -23,10 +23,11 @@ def test_web_bench_runs_on_50_dossiers() -> None:
         assert figure.met in (True, False)
         assert len(figure.row()) == 7
     assert [f.what.split(": ")[1] for f in parts] == [
-        "session check (staff account)",
-        "read",
-        "wording",
-        "render",
+        "check",
+        "kept page",
+        "read (on a change)",
+        "wording (on a change)",
+        "render (on a change)",
     ]
     assert all(f.met is None and float(f.ratio) > 0 for f in parts)
     assert BENCHES["web"] is web.run

@@ -28,6 +28,7 @@ import secrets
 import threading
 from collections import OrderedDict
 
+from markupsafe import escape
 from sqlalchemy.engine import Engine
 
 # A few hundred pages of about 20 kB: some megabytes at most.
@@ -51,24 +52,49 @@ class DossierPageCache:
         )
         self._bodies: OrderedDict[str, tuple[Stamp, str]] = OrderedDict()
         self._lock = threading.Lock()
+        self._loop_connection = threading.local()
         # Stands for the CSRF token in a kept body; unguessable, so that no
         # applicant text can carry it.
         self.token_slot = f"csrf-slot-{secrets.token_hex(16)}"
+        # The page around a body, rendered once with slots for what each
+        # response puts in it (``page``); the notice after an action is
+        # rendered by the templates instead.
+        self.shell: str | None = None
+        self.title_slot = f"title-slot-{secrets.token_hex(16)}"
+        self.login_slot = f"login-slot-{secrets.token_hex(16)}"
+        self.body_slot = f"body-slot-{secrets.token_hex(16)}"
 
-    def check(self, *, login: str, reference: str) -> tuple[str | None, Stamp | None]:
-        """``login`` when it names an enabled account, and the stamp of dossier ``reference``."""
+    def check(
+        self, *, login: str, reference: str, on_loop: bool = False
+    ) -> tuple[str | None, Stamp | None]:
+        """``login`` when it names an enabled account, and the stamp of dossier ``reference``.
+
+        ``on_loop``: called from the event loop (SQLite only), on a connection
+        of the loop's own, taken from the pool once, configured as every
+        connection of the engine (WAL, autocommit: the statement is its own
+        snapshot); the pool's checkout and reset would cost more than the
+        query. Otherwise a pooled connection.
+        """
         # The DBAPI connection itself: this runs on every page view, and
         # SQLAlchemy's statement machinery would cost more than the query.
-        raw = self.engine.raw_connection()
-        try:
-            cursor = raw.cursor()
+        if on_loop:
+            connection = getattr(self._loop_connection, "value", None)
+            if connection is None:
+                fairy = self.engine.raw_connection()
+                fairy.detach()  # ours for the life of the thread, outside the pool
+                connection = self._loop_connection.value = fairy.dbapi_connection
+            row = connection.execute(self._check, (login, reference)).fetchone()
+        else:
+            raw = self.engine.raw_connection()
             try:
-                cursor.execute(self._check, (login, reference))
-                row = cursor.fetchone()
+                cursor = raw.cursor()
+                try:
+                    cursor.execute(self._check, (login, reference))
+                    row = cursor.fetchone()
+                finally:
+                    cursor.close()
             finally:
-                cursor.close()
-        finally:
-            raw.close()
+                raw.close()
         enabled, dossier_id, version = row
         return enabled, (None if dossier_id is None else (dossier_id, version))
 
@@ -94,3 +120,10 @@ class DossierPageCache:
     def fill(self, body: str, token: str) -> str:
         """A kept body with this session's CSRF token in its forms."""
         return body.replace(self.token_slot, token)
+
+    def page(self, body: str, *, title: str, login: str, token: str) -> str:
+        """The whole page: the shell with this response's title, login, token around ``body``."""
+        assert self.shell is not None
+        page = self.shell.replace(self.title_slot, escape(title), 1)
+        page = page.replace(self.login_slot, escape(login)).replace(self.body_slot, body, 1)
+        return page.replace(self.token_slot, token)
