@@ -73,6 +73,11 @@ def _notify(request: Request, text: str, *, error: bool = False) -> None:
     request.session["notice"] = {"text": text, "error": error}
 
 
+def _refused(request: Request, what: str, error: Exception) -> None:
+    """Say on the next page that an action was refused, and why, in French."""
+    _notify(request, f"{what} : {wording.refusal_text(error)}", error=True)
+
+
 def _not_found(request: Request, what: str) -> Response:
     return _office(request).render(
         request, "error.html", {"title": "Introuvable", "message": what}, status_code=404
@@ -261,7 +266,7 @@ def dossier_status(request: Request, form: FormData | None) -> Response:
             note=_text(form, "note"),
         )
     except (MailbotError, StorageError) as error:
-        _notify(request, f"Décision non enregistrée : {error}", error=True)
+        _refused(request, "Décision non enregistrée", error)
     else:
         new = labels.label(labels.DOSSIER_STATUS, decision.new)
         _notify(request, f"{decision.reference} : statut « {new} » enregistré.")
@@ -283,7 +288,7 @@ def dossier_field(request: Request, form: FormData | None) -> Response:
             note=_text(form, "note"),
         )
     except (MailbotError, StorageError) as error:
-        _notify(request, f"Correction non enregistrée : {error}", error=True)
+        _refused(request, "Correction non enregistrée", error)
     else:
         rule = _office(request).app.config.rules.fields[key]
         if not done.changed:
@@ -311,7 +316,7 @@ def dossier_hold(request: Request, form: FormData | None) -> Response:
             note=_text(form, "note"),
         )
     except (MailbotError, StorageError) as error:
-        _notify(request, f"Conservation légale non modifiée : {error}", error=True)
+        _refused(request, "Conservation légale non modifiée", error)
     else:
         state = "activée" if report.hold else "levée"
         _notify(request, f"{report.reference} : conservation légale {state}.")
@@ -484,7 +489,7 @@ def review_attach(request: Request, form: FormData | None) -> Response:
             note=_text(form, "note"),
         )
     except (MailbotError, StorageError) as error:
-        _notify(request, f"Message {message_pk} non rattaché : {error}", error=True)
+        _refused(request, f"Message {message_pk} non rattaché", error)
         return RedirectResponse("/review", status_code=303)
     text = f"Message {message_pk} rattaché au dossier {filed.dossier_reference or reference}."
     if filed.dossier_completed:
@@ -501,7 +506,7 @@ def review_retry(request: Request, form: FormData | None) -> Response:
     try:
         filed = retry_message(_office(request).app, message_pk, actor=_actor(request))
     except (MailbotError, StorageError) as error:
-        _notify(request, f"Nouvel essai impossible : {error}", error=True)
+        _refused(request, "Nouvel essai impossible", error)
     else:
         status = labels.label(labels.MESSAGE_STATUS, filed.status)
         where = f", dossier {filed.dossier_reference}" if filed.dossier_reference else ""
@@ -520,7 +525,7 @@ def review_dismiss(request: Request, form: FormData | None) -> Response:
             note=_text(form, "note"),
         )
     except (MailbotError, StorageError) as error:
-        _notify(request, f"Message non écarté : {error}", error=True)
+        _refused(request, "Message non écarté", error)
     else:
         _notify(request, f"Message {message_pk} écarté.")
     return RedirectResponse("/review", status_code=303)
