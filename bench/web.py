@@ -22,13 +22,18 @@ run with ``sqlite3`` on the same file:
 
 Each page is timed three ways: through ``TestClient`` (an HTTP client in
 this thread, the app in a portal thread: the figures before 2026-12-02 were
-taken this way), by calling the ASGI application directly on an event loop
-(every middleware, the session cookie, the worker thread of the handler; no
-HTTP client), and that same call in CPU time of the process against the
-bare SQL's (on a loaded machine a thread hop waits for a time slice that
-wall-clock time counts and CPU time does not). The dossier page's time is
-then split (CPU time of each part run alone in this thread; skipped with
-``--no-breakdown``): session check, reading, wording and rendering.
+taken this way), by calling the ASGI application directly on one event loop
+kept for the run (every middleware, the session cookie, the worker thread
+of the handler when it has one; no HTTP client), and that same call in CPU
+time of the process against the bare SQL's (on a loaded machine a thread
+hop waits for a time slice that wall-clock time counts and CPU time does
+not). The direct calls keep the cookies the pages set, as a browser does.
+The dossier page is viewed again and again, so it is served from its kept
+body (``mailbot.web.page_cache``: one query checks the login and the
+dossier's version); its time is then split (CPU time of each part run alone
+in this thread; skipped with ``--no-breakdown``): that check, the page
+around the kept body, and what a change of the dossier costs on the next
+view (reading, wording, rendering the body).
 
 Interleaved rounds; medians. Goal: each page at most 3× its bare query.
 Needs no mail server: ``run`` takes the harness's servers only to fit

@@ -17,9 +17,11 @@ token on every response), and the header (login, notices) is rendered per
 request around the body.
 
 On SQLite the check is a keyed read of a local file that takes no lock
-(WAL), so it is run on the event loop: a hit then costs no trip to a worker
-thread, which on its own costs more than the whole check. On PostgreSQL (a
-network round trip) everything runs in the worker thread.
+(WAL: a reader does not wait for the poller's write transaction), so it is
+run on the event loop: a hit then costs no trip to a worker thread, which
+on its own (anyio's ``to_thread``) costs more CPU than the whole check, and
+more wall-clock time on a loaded machine. On PostgreSQL (a network round
+trip) everything runs in the worker thread, as every other page does.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ class DossierPageCache:
     def __init__(self, engine: Engine, *, size: int = CACHE_SIZE) -> None:
         self.engine = engine
         self.size = size
-        self.inline = engine.dialect.name == "sqlite"
+        database = engine.url.database or ""
+        self.inline = engine.dialect.name == "sqlite" and database not in ("", ":memory:")
         mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         # One row whatever matches: the enabled login (or NULL), the dossier's key (or NULLs).
         self._check = (
