@@ -26,6 +26,7 @@ from starlette.testclient import TestClient
 
 from mailbot import decisions, wording
 from mailbot.app import App
+from mailbot.errors import RefusedError
 from mailbot.smtp import send_outbox
 from mailbot.staff import add_staff, remove_staff
 from mailbot.web import labels
@@ -559,7 +560,7 @@ def test_review_queue_attaches_a_follow_up_as_the_cli_does(office, client):
         ),
     }
     for (message_pk, reference), (english, french) in refusals.items():
-        with pytest.raises(decisions.MailbotError, match=re.escape(english)):
+        with pytest.raises(RefusedError, match=re.escape(english)):
             decisions.attach_message(
                 office.app, message_pk=message_pk, reference=reference, actor="staff:cli"
             )
@@ -569,7 +570,7 @@ def test_review_queue_attaches_a_follow_up_as_the_cli_does(office, client):
         assert response.status_code == 303 and response.headers["location"] == "/review"
         notice = html.unescape(client.get("/review").text)
         assert f"Message {message_pk} non rattaché : {french}" in notice
-        assert english not in notice and "needs_review" not in notice
+        assert english not in notice and "only needs_review" not in notice
     no_token = client.post(f"/review/{office.follow_up}/attach", data={"reference": office.potager})
     assert no_token.status_code == 403
     assert events(office, "message.attached") == []
