@@ -20,9 +20,10 @@ run with ``sqlite3`` on the same file:
   shows (the dossier row with its fields and evidence, its pieces, messages,
   mailboxes, replies and history), same columns, same ``sqlite3`` driver.
 
-Each page is timed three ways: through ``TestClient`` (an HTTP client in
+Each page is timed four ways: through ``TestClient`` (an HTTP client in
 this thread, the app in a portal thread: the figures before 2026-12-02 were
-taken this way), by calling the ASGI application directly on one event loop
+taken this way), over HTTP from ``mailbot web`` (uvicorn) started in a child
+process (one keep-alive connection, as a browser keeps one), by calling the ASGI application directly on one event loop
 kept for the run (every middleware, the session cookie, the worker thread
 of the handler when it has one; no HTTP client), and that same call in CPU
 time of the process against the bare SQL's (on a loaded machine a thread
@@ -44,11 +45,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import os
 import re
 import shutil
+import socket
 import sqlite3
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -364,6 +369,58 @@ class _Direct:
         self.loop.close()
 
 
+class _Http:
+    """GET pages from ``mailbot web`` (uvicorn) in a child process, on one keep-alive connection.
+
+    What a browser on the same machine would see: HTTP parsing, the server's
+    event loop, everything the app does. Wall-clock time only: the server's
+    CPU is in another process.
+    """
+
+    def __init__(self, config_dir: Path, cookies: dict[str, str]) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        argv = ["--config", str(config_dir), "web", "--host", "127.0.0.1", "--port", str(port)]
+        code = f"import sys; from mailbot.cli import main; sys.exit(main({argv!r}))"
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.close()
+                    raise RuntimeError("mailbot web did not start") from None
+                time.sleep(0.1)
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.cookies = dict(cookies)
+
+    def get(self, path: str) -> bytes:
+        cookie = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        self.connection.request("GET", path, headers={"Cookie": cookie})
+        response = self.connection.getresponse()
+        body = response.read()
+        assert response.status == 200, (path, response.status)
+        for value in response.headers.get_all("set-cookie") or []:
+            key, _eq, cookie = value.split(";", 1)[0].partition("=")
+            self.cookies[key] = cookie
+        return body
+
+    def close(self) -> None:
+        if getattr(self, "connection", None) is not None:
+            self.connection.close()
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
 def _cpu(call: Callable[[], Any]) -> float:
     started = time.process_time()
     call()
@@ -485,6 +542,7 @@ def run(
                     "/login", data={"login": LOGIN, "password": PASSWORD, "csrf_token": token}
                 )
                 direct = _Direct(web_app, dict(client.cookies.items()))
+                served = _Http(config_dir, dict(client.cookies.items()))
 
                 def fetch(path: str) -> Callable[[], Any]:
                     def get() -> Any:
@@ -497,7 +555,9 @@ def run(
                 for name, path in pages.items():  # warm-up: caches, templates
                     fetch(path)()
                     direct.get(path)
+                    served.get(path)
                     bare[name]()
+                http_times: dict[str, list[float]] = {name: [] for name in pages}
                 page_times: dict[str, list[float]] = {name: [] for name in pages}
                 direct_times: dict[str, list[float]] = {name: [] for name in pages}
                 query_times: dict[str, list[float]] = {name: [] for name in pages}
@@ -507,6 +567,7 @@ def run(
                     for name, path in pages.items():
                         page_times[name].append(_timed(fetch(path)))
                         direct_times[name].append(_timed(lambda path=path: direct.get(path)))
+                        http_times[name].append(_timed(lambda path=path: served.get(path)))
                         query_times[name].append(_timed(bare[name]))
                         # CPU time of the whole process (the worker thread
                         # included): what the page costs whatever the load
@@ -514,6 +575,7 @@ def run(
                         direct_cpu[name].append(_cpu(lambda path=path: direct.get(path)))
                         query_cpu[name].append(_cpu(bare[name]))
                 direct.close()
+                served.close()
                 if breakdown:
                     parts = _breakdown(app, web_app, reference, bare["dossier"])
         finally:
@@ -530,6 +592,7 @@ def run(
         for how, times, baseline in (
             ("ASGI call", direct_times, query_times),
             ("TestClient", page_times, query_times),
+            ("HTTP to uvicorn in a child process", http_times, query_times),
             ("CPU time of the ASGI call", direct_cpu, query_cpu),
         ):
             query_ms = _median_ms(baseline[name])
