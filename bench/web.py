@@ -23,9 +23,10 @@ run with ``sqlite3`` on the same file:
 Each page is timed four ways: through ``TestClient`` (an HTTP client in
 this thread, the app in a portal thread: the figures before 2026-12-02 were
 taken this way), over HTTP from ``mailbot web`` (uvicorn) started in a child
-process (one keep-alive connection, as a browser keeps one), by calling the ASGI application directly on one event loop
-kept for the run (every middleware, the session cookie, the worker thread
-of the handler when it has one; no HTTP client), and that same call in CPU
+process (one keep-alive connection, as a browser keeps one), by calling
+the ASGI application directly on one event loop kept for the run (every
+middleware, the session cookie, the worker thread of the handler when it
+has one; no HTTP client), and that same call in CPU
 time of the process against the bare SQL's (on a loaded machine a thread
 hop waits for a time slice that wall-clock time counts and CPU time does
 not). The direct calls keep the cookies the pages set, as a browser does.
