@@ -692,7 +692,6 @@ DOUBT_LABELS: tuple[tuple[str, str], ...] = (
         "libellé du champ introuvable dans le texte OCR (la valeur peut y être, non lue)",
     ),
 )
-UNWORDED_DOUBT = "lecture incertaine"
 # Confidence (0–1) at or above which a reading is called sure.
 SURE_CONFIDENCE = 0.9
 
