@@ -88,6 +88,8 @@ def test_a_kept_page_is_the_page_the_templates_render(office, client):
     second = client.get(f"/dossiers/{office.potager}")  # from the kept body
     assert first.status_code == second.status_code == 200
     assert second.text == first.text
+    # The session did not change: its cookie is not signed and set again.
+    assert "set-cookie" not in second.headers
     assert second.headers["content-type"] == first.headers["content-type"]
     for name in ("content-security-policy", "x-frame-options", "cache-control"):
         assert second.headers[name] == first.headers[name]

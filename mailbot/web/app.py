@@ -22,7 +22,6 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.middleware import Middleware
-from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -41,6 +40,7 @@ from mailbot.web.security import (
     csrf_token,
     session_secret,
 )
+from mailbot.web.sessions import SessionMiddleware
 from storage import repositories as repo
 from storage.db import session_scope
 
