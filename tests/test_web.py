@@ -734,6 +734,21 @@ def test_pages_and_search_on_postgresql(postgres_url, tmp_path, monkeypatch):
             assert re.search(r"Tous <b>4</b>", client.get("/dossiers").text)
             for path in (f"/dossiers/{office.potager}", "/review", "/replies"):
                 assert client.get(path).status_code == 200, path
+            # The dossier page kept on PostgreSQL too (checked in the worker
+            # thread), and a decision is on the next view.
+            assert not client.app.state.office.pages.inline
+            kept = client.get(f"/dossiers/{office.potager}").text
+            assert kept == client.get(f"/dossiers/{office.potager}").text
+            decisions.set_field(
+                office.app,
+                reference=office.potager,
+                key="intitule",
+                value="Potager renommé sur PostgreSQL",
+                actor="staff:test",
+            )
+            assert (
+                "Potager renommé sur PostgreSQL" in client.get(f"/dossiers/{office.potager}").text
+            )
             # The uncertain reading is found in PostgreSQL's JSON text too.
             review = client.get("/review").text
             assert "plusieurs cases lues comme cochées" in html.unescape(review)
