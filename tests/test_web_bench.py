@@ -9,7 +9,9 @@ from bench.__main__ import BENCHES
 def test_web_bench_runs_on_50_dossiers() -> None:
     figures = web.run(quick=True, count=50)
     timed = [f for f in figures if not f.what.startswith("(info)")]
-    parts = [f for f in figures if f.what.startswith("(info)")]
+    parts = [f for f in figures if f.what.startswith("(info) dossier page, CPU of one part")]
+    [thread] = [f for f in figures if f.what.startswith("(info) dossier page, CPU time of this")]
+    assert thread.measured.endswith(" ms") and float(thread.ratio) > 0 and thread.met is None
     assert [f.what.split(",")[0] for f in timed] == [
         f"{page} page ({how})"
         for page in ("list", "search", "dossier")
