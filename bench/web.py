@@ -438,6 +438,59 @@ def _timed_alone(call: Callable[[], Any]) -> float:
     return _timed(call)
 
 
+_FLOOR_APP = """
+import sys
+import uvicorn
+from starlette.applications import Starlette
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
+
+
+async def page(request):
+    return HTMLResponse("x" * 20000)
+
+
+app = Starlette(routes=[Route("/", page)])
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=False, log_level="warning")
+"""
+
+
+def _http_floor(rounds: int) -> float:
+    """Median wall time of a trivial 20 kB page from uvicorn in a child process (keep-alive)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-c", _FLOOR_APP, str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the floor server did not start") from None
+                time.sleep(0.1)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+        def get() -> None:
+            connection.request("GET", "/")
+            connection.getresponse().read()
+
+        for _ in range(10):
+            get()
+        samples = [_timed_alone(get) for _ in range(rounds * 3)]
+        connection.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    return _median_ms(samples)
+
+
 def _thread_cpu(call: Callable[[], Any]) -> float:
     """CPU time of ``call`` in this thread only (no pause: other threads' tails do not count)."""
     started = time.thread_time()
@@ -641,6 +694,19 @@ def run(
                     ratio <= GOAL,
                 )
             )
+    floor_ms, query_ms = _http_floor(rounds), _median_ms(query_times["dossier"])
+    figures.append(
+        Figure(
+            BENCH,
+            "(info) HTTP floor: a trivial 20 kB page from uvicorn in a child process "
+            f"(no session, no database), against the dossier's bare SQL, median of {rounds * 3}",
+            f"{query_ms:.2f} ms (bare SQL)",
+            f"{floor_ms:.2f} ms",
+            f"{floor_ms / query_ms:.1f}",
+            "-",
+            None,
+        )
+    )
     query_ms, page_ms = _median_ms(thread_query_cpu), _median_ms(thread_cpu)
     figures.append(
         Figure(
