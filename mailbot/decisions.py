@@ -16,11 +16,12 @@ from sqlmodel import Session, col, select
 
 from mailbot.config import FieldKind, Rules
 from mailbot.dossier_update import open_doubts, set_service_status
-from mailbot.errors import MailbotError
+from mailbot.errors import RefusedError
 from mailbot.replies import plan_reply
 from parsers.checks import describe_missing, missing_pieces
 from parsers.mail import parse_message
 from parsers.normalize import normalize_value, words
+from parsers.reasons import Refusal
 from parsers.types import ParsedMail
 from storage import repositories as repo
 from storage.db import session_scope
@@ -52,6 +53,24 @@ STAFF_STATUSES = (
 DISMISSABLE = (MessageStatus.FAILED, MessageStatus.NEEDS_REVIEW)
 
 
+def _no_dossier(reference: str) -> RefusedError:
+    return RefusedError(
+        Refusal.NO_DOSSIER, f"no dossier {reference!r}", reference=reference.strip().upper()
+    )
+
+
+def no_message(message_pk: int) -> RefusedError:
+    return RefusedError(Refusal.NO_MESSAGE, f"no message with id {message_pk}", message=message_pk)
+
+
+def raw_not_kept(message_pk: int) -> RefusedError:
+    return RefusedError(
+        Refusal.RAW_NOT_KEPT,
+        f"message {message_pk}: the raw message was not kept",
+        message=message_pk,
+    )
+
+
 @dataclass(frozen=True)
 class StatusDecision:
     reference: str
@@ -69,11 +88,16 @@ def decide_status(
     """Record a staff decision on a dossier's status, with the note and the actor."""
     if status not in STAFF_STATUSES:
         allowed = ", ".join(s.value for s in STAFF_STATUSES)
-        raise MailbotError(f"{status!r} is not one of {allowed}")
+        raise RefusedError(
+            Refusal.NOT_A_DECISION,
+            f"{status!r} is not one of {allowed}",
+            status=status,
+            allowed=[s.value for s in STAFF_STATUSES],
+        )
     with session_scope(app.engine) as session:
         dossier = repo.get_dossier(session=session, reference=reference.strip().upper())
         if dossier is None:
-            raise MailbotError(f"no dossier {reference!r}")
+            raise _no_dossier(reference)
         old = dossier.status
         if old == status:
             # Not a change: nothing recorded, nothing for the digest to report.
@@ -94,11 +118,14 @@ def dismiss_message(app: App, *, message_pk: int, actor: str, note: str | None =
     with session_scope(app.engine) as session:
         message = session.get(Message, message_pk)
         if message is None:
-            raise MailbotError(f"no message with id {message_pk}")
+            raise no_message(message_pk)
         if message.status not in DISMISSABLE:
-            raise MailbotError(
+            raise RefusedError(
+                Refusal.NOT_DISMISSABLE,
                 f"message {message_pk} is {message.status}; only failed or needs_review "
-                "messages can be dismissed"
+                "messages can be dismissed",
+                message=message_pk,
+                status=message.status,
             )
         old = message.status
         message.status = MessageStatus.IGNORED
@@ -144,7 +171,12 @@ def normalise_field(rules: Rules, *, key: str, value: str) -> Any:
     """
     rule = rules.fields.get(key)
     if rule is None:
-        raise MailbotError(f"unknown field {key!r}; valid fields: {', '.join(rules.fields)}")
+        raise RefusedError(
+            Refusal.UNKNOWN_FIELD,
+            f"unknown field {key!r}; valid fields: {', '.join(rules.fields)}",
+            field=key,
+            fields=[r.label for r in rules.fields.values()],
+        )
     text = value.strip()
     if not text:
         return None
@@ -164,7 +196,14 @@ def normalise_field(rules: Rules, *, key: str, value: str) -> Any:
     if not normalised.ok:
         reason = normalised.reason or "not recognised"
         hint = f"; valid choices: {', '.join(choices(rules))}" if choices is not None else ""
-        raise MailbotError(f"{value!r} is not a valid {rule.label!r} ({reason}){hint}")
+        raise RefusedError(
+            Refusal.INVALID_VALUE,
+            f"{value!r} is not a valid {rule.label!r} ({reason}){hint}",
+            value=value.strip(),
+            field=rule.label,
+            kind=str(rule.kind),
+            choices=[c.label for c in choices(rules).values()] if choices is not None else [],
+        )
     return normalised.value
 
 
@@ -209,7 +248,7 @@ def set_field(
     with session_scope(app.engine) as session:
         dossier = repo.get_dossier(session=session, reference=reference.strip().upper())
         if dossier is None:
-            raise MailbotError(f"no dossier {reference!r}")
+            raise _no_dossier(reference)
         fields = dict(dossier.fields or {})
         evidence = dict(dossier.evidence or {})
         old_value = fields.get(key)
@@ -361,22 +400,29 @@ def attach_message(
     with session_scope(app.engine) as session:
         message = session.get(Message, message_pk)
         if message is None:
-            raise MailbotError(f"no message with id {message_pk}")
+            raise no_message(message_pk)
         if message.status not in ATTACHABLE:
-            raise MailbotError(
+            raise RefusedError(
+                Refusal.NOT_ATTACHABLE,
                 f"message {message_pk} is {message.status}; only needs_review or failed "
-                "messages can be attached"
+                "messages can be attached",
+                message=message_pk,
+                status=message.status,
             )
         if message.raw_blob is None:
-            raise MailbotError(f"message {message_pk}: the raw message was not kept")
+            raise raw_not_kept(message_pk)
         if repo.get_dossier(session=session, reference=reference) is None:
-            raise MailbotError(f"no dossier {reference!r}")
+            raise _no_dossier(reference)
         raw = app.blobs.get(message.raw_blob)
         mailboxes = repo.mailboxes_for_message(session=session, message=message)
     analyser = Analyser(app.config)
     analysis = analyser.analyse(raw, mailbox=sorted(mailboxes)[0] if mailboxes else "")
     if analysis.mail is None:
-        raise MailbotError(f"message {message_pk} cannot be read: {analysis.error}")
+        raise RefusedError(
+            Refusal.MESSAGE_UNREADABLE,
+            f"message {message_pk} cannot be read: {analysis.error}",
+            message=message_pk,
+        )
     if analysis.reading is None:
         documents = analyser.read_documents(analysis.mail.attachments)
         analysis = replace(analysis, reading=analyser.read(analysis.mail, documents))

@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
 
 
 class MailbotError(Exception):
     """Base class: a handled failure the CLI reports without a traceback."""
+
+
+class RefusedError(MailbotError):
+    """A staff action refused, as a code (``parsers.reasons.Refusal``) with its parameters.
+
+    ``str()`` is the English sentence the CLI prints (the CLI speaks English);
+    the back-office shows ``mailbot.wording.refusal_text(error)``, in French.
+    """
+
+    def __init__(self, code: StrEnum, english: str, **params: Any) -> None:
+        super().__init__(english)
+        self.code = code
+        self.params = params
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from mailbot.app import App
-from mailbot.errors import MailbotError
+from mailbot.decisions import no_message, raw_not_kept
+from mailbot.errors import RefusedError
 from mailbot.filing import Filed, refile
 from mailbot.pipeline import Analyser
+from parsers.reasons import Refusal
 from storage.db import session_scope
 from storage.models import Message, MessageStatus
 
@@ -17,14 +19,17 @@ def retry_message(app: App, message_pk: int, *, actor: str) -> Filed:
     with session_scope(app.engine) as session:
         message = session.get(Message, message_pk)
         if message is None:
-            raise MailbotError(f"no message with id {message_pk}")
+            raise no_message(message_pk)
         if message.status not in RETRYABLE:
-            raise MailbotError(
+            raise RefusedError(
+                Refusal.NOT_RETRYABLE,
                 f"message {message_pk} is {message.status}; only failed or needs_review "
-                "messages can be retried"
+                "messages can be retried",
+                message=message_pk,
+                status=message.status,
             )
         if message.raw_blob is None:
-            raise MailbotError(f"message {message_pk}: the raw message was not kept")
+            raise raw_not_kept(message_pk)
         raw = app.blobs.get(message.raw_blob)
         mailboxes = sorted({s for s in _mailboxes(session, message)})
     analyser = Analyser(app.config)

@@ -22,10 +22,12 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from mailbot.config import Config, FieldKind, Rules
+from mailbot.errors import RefusedError
 from parsers.reasons import (
     REVIEW_REASON_OF_RULE,
     DeliveryFailure,
     MailboxCheck,
+    Refusal,
     ReplyHold,
     ReviewReason,
 )
@@ -197,17 +199,61 @@ MAILBOX_CHECK_LABELS: dict[MailboxCheck, str] = {
         "il sera entièrement relu au prochain relevé"
     ),
 }
+# The same reasons as the back-office's review page says them, where the
+# label above names a command: what staff can do on the page instead.
+WEB_REVIEW_REASON_LABELS: dict[ReviewReason, str] = {
+    ReviewReason.NOT_THE_APPLICANT: (
+        "message citant un dossier, envoyé par une autre personne que le porteur : "
+        "vérifiez-le, puis rattachez-le au dossier avec le bouton « Rattacher » "
+        "ou écartez-le avec le bouton « Écarter »"
+    ),
+}
+# Why a staff action was refused (``mailbot.errors.RefusedError``), worded by
+# ``refusal_text``: {status} and {allowed} are worded statuses, {choices} is
+# the list of the field's printed choices or a hint of what it expects.
+REFUSAL_LABELS: dict[Refusal, str] = {
+    Refusal.NOT_A_DECISION: (
+        "« {status} » n'est pas une décision possible ; décisions possibles : {allowed}"
+    ),
+    Refusal.NO_DOSSIER: "aucun dossier ne porte la référence {reference}",
+    Refusal.NO_MESSAGE: "aucun message n° {message}",
+    Refusal.NOT_DISMISSABLE: (
+        "le message n° {message} est « {status} » : seuls les messages en échec "
+        "ou à vérifier peuvent être écartés"
+    ),
+    Refusal.NOT_ATTACHABLE: (
+        "le message n° {message} est « {status} » : seuls les messages à vérifier "
+        "ou en échec peuvent être rattachés à un dossier"
+    ),
+    Refusal.NOT_RETRYABLE: (
+        "le message n° {message} est « {status} » : seuls les messages en échec "
+        "ou à vérifier peuvent être traités à nouveau"
+    ),
+    Refusal.RAW_NOT_KEPT: "le message d'origine n° {message} n'a pas été conservé",
+    Refusal.MESSAGE_UNREADABLE: "le message n° {message} ne peut pas être lu",
+    Refusal.UNKNOWN_FIELD: "champ inconnu « {field} » (champs : {fields})",
+    Refusal.INVALID_VALUE: "« {value} » n'est pas une valeur reconnue pour « {field} » ({choices})",
+}
+# What a field of each kind expects, when a corrected value is refused.
+FIELD_KIND_HINTS: dict[str, str] = {
+    FieldKind.AMOUNT: "un montant en euros est attendu, par exemple 12 500 €",
+    FieldKind.DATE: "une date est attendue, par exemple 15/03/2026",
+    FieldKind.EMAIL: "une adresse électronique est attendue",
+    FieldKind.PHONE: "un numéro de téléphone est attendu",
+}
 # Every reason enum and its table, for the completeness test and ``reason_label``.
 REASON_LABELS: dict[type[StrEnum], Mapping[Any, str]] = {
     ReplyHold: REPLY_HOLD_LABELS,
     DeliveryFailure: DELIVERY_FAILURE_LABELS,
     ReviewReason: REVIEW_REASON_LABELS,
     MailboxCheck: MAILBOX_CHECK_LABELS,
+    Refusal: REFUSAL_LABELS,
 }
 # Shown when a row carries no code (written before reasons were codes).
 UNCODED_HOLD = "réponse retenue"
 UNCODED_DELIVERY = "échec de l'envoi"
 UNCODED_REVIEW = "à examiner"
+UNCODED_REFUSAL = "action impossible"
 NO_THEMATIQUE = "Non renseignée"
 NO_CRITERION = "Aucun critère coché"
 
@@ -248,6 +294,31 @@ def reason_label(code: StrEnum, **params: Any) -> str:
     """The French label of any reason code, its ``{placeholders}`` filled from ``params``."""
     template = REASON_LABELS[type(code)][code]
     return template.format_map(_Params(params))
+
+
+def refusal_text(error: Exception) -> str:
+    """Why a staff action was refused, in French (a ``RefusedError``'s code and parameters).
+
+    Any other error is a failure the pages did not expect: its own text is
+    shown after a French label, cut to ``REASON_MAX_LENGTH``.
+    """
+    code = getattr(error, "code", None)
+    if not isinstance(error, RefusedError) or not isinstance(code, Refusal):
+        return shorten(f"{UNCODED_REFUSAL} : {error}")
+    params = dict(error.params)
+    if "status" in params:
+        status = str(params["status"])
+        table = MESSAGE_STATUS_LABELS if "message" in params else DOSSIER_STATUS_LABELS
+        params["status"] = label(table, status)
+    if "allowed" in params:
+        params["allowed"] = ", ".join(label(DOSSIER_STATUS_LABELS, s) for s in params["allowed"])
+    if "fields" in params:
+        params["fields"] = ", ".join(params["fields"])
+    if code == Refusal.INVALID_VALUE:
+        choices = params.get("choices") or []
+        hint = FIELD_KIND_HINTS.get(str(params.get("kind")), "valeur non reconnue")
+        params["choices"] = "choix possibles : " + ", ".join(choices) if choices else hint
+    return shorten(reason_label(code, **params))
 
 
 class _Params(dict[str, Any]):
@@ -621,7 +692,6 @@ DOUBT_LABELS: tuple[tuple[str, str], ...] = (
         "libellé du champ introuvable dans le texte OCR (la valeur peut y être, non lue)",
     ),
 )
-UNWORDED_DOUBT = "lecture incertaine"
 # Confidence (0–1) at or above which a reading is called sure.
 SURE_CONFIDENCE = 0.9
 

@@ -71,6 +71,26 @@ class MailboxCheck(StrEnum):
     UIDVALIDITY_CHANGED = "uidvalidity_changed"  # the folder was recreated on the server
 
 
+class Refusal(StrEnum):
+    """Why a staff action (a decision, a correction, a message attached or retried) was refused.
+
+    Raised with ``mailbot.errors.RefusedError`` (the code, its parameters and
+    an English sentence for the CLI and the logs); the back-office words it
+    with ``mailbot.wording.refusal_text``. Never stored.
+    """
+
+    NOT_A_DECISION = "not_a_decision"  # a status staff may not decide
+    NO_DOSSIER = "no_dossier"
+    NO_MESSAGE = "no_message"
+    NOT_DISMISSABLE = "not_dismissable"  # only failed or needs_review messages
+    NOT_ATTACHABLE = "not_attachable"  # idem
+    NOT_RETRYABLE = "not_retryable"  # idem
+    RAW_NOT_KEPT = "raw_not_kept"  # the message's raw bytes were not kept
+    MESSAGE_UNREADABLE = "message_unreadable"  # its raw bytes cannot be parsed
+    UNKNOWN_FIELD = "unknown_field"
+    INVALID_VALUE = "invalid_value"  # a corrected value the field's parser refuses
+
+
 # The classification rules whose decision sends a message to review, and the
 # reason each gives. ``decided_by`` of a classification names the rule.
 REVIEW_REASON_OF_RULE: dict[str, ReviewReason] = {
@@ -79,4 +99,10 @@ REVIEW_REASON_OF_RULE: dict[str, ReviewReason] = {
     "not_the_applicant": ReviewReason.NOT_THE_APPLICANT,
 }
 
-ALL_REASONS: tuple[type[StrEnum], ...] = (ReplyHold, DeliveryFailure, ReviewReason, MailboxCheck)
+ALL_REASONS: tuple[type[StrEnum], ...] = (
+    ReplyHold,
+    DeliveryFailure,
+    ReviewReason,
+    MailboxCheck,
+    Refusal,
+)

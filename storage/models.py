@@ -290,6 +290,9 @@ class Dossier(SQLModel, table=True):
     # Retention jobs must leave a dossier on legal hold (and its blobs) alone.
     legal_hold: bool = Field(default=False, nullable=False)
     status_note: str | None = Field(default=None, sa_type=sa.Text, nullable=True)
+    # Raised by database triggers (migration 0005) on every change the
+    # dossier's back-office page shows; never written by the code.
+    version: int = Field(default=0, nullable=False, sa_column_kwargs={"server_default": "0"})
 
 
 class Message(SQLModel, table=True):

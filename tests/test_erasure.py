@@ -139,7 +139,9 @@ def dossier_state(app: App, reference: str, *, raw: bool = True) -> dict[str, An
                     p.pop("blob_sha256")
                     p.pop("size")
         return {
-            "dossier": dossier.model_dump(),
+            # Redacting its pieces changes what the dossier's page shows: its
+            # version (migration 0005) rises with it.
+            "dossier": dossier.model_dump(exclude=None if raw else {"version"}),
             "messages": dumped,
             "pieces": pieces,
             "outbox": [

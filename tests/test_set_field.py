@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import re
 from collections.abc import Iterator
@@ -152,7 +153,26 @@ def test_the_corriger_form_uses_the_same_service_with_csrf(
                 data={"champ": "couleur", "valeur": "x", "csrf_token": token},
             )
             assert bad.status_code == 303
-            assert "Correction non enregistrée" in client.get(f"/dossiers/{reference}").text
+            page = html.unescape(client.get(f"/dossiers/{reference}").text)
+            assert "Correction non enregistrée : champ inconnu « couleur » (champs : " in page
+            assert "unknown field" not in page
+            for field, value, why in (
+                ("budget", "beaucoup", "un montant en euros est attendu, par exemple 12 500 €"),
+                ("thematique", "zzz", "choix possibles : "),
+            ):
+                label = application.config.rules.fields[field].label
+                client.post(
+                    f"/dossiers/{reference}/field",
+                    data={"champ": field, "valeur": value, "csrf_token": token},
+                )
+                page = html.unescape(client.get(f"/dossiers/{reference}").text)
+                assert (
+                    f"Correction non enregistrée : « {value} » n'est pas une valeur reconnue "
+                    f"pour « {label} » ({why}" in page
+                )
+                assert "not a valid" not in page and "not recognised" not in page
+            thematiques = application.config.rules.thematiques.values()
+            assert all(t.label in page for t in thematiques)  # the choices, by their label
         with session_scope(application.engine) as session:
             [event] = session.exec(
                 select(Event).where(Event.action == "dossier.field_corrected")

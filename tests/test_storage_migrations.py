@@ -51,7 +51,7 @@ def _tables(engine: Engine) -> set[str]:
 
 def test_open_database_builds_the_whole_schema(engine: Engine) -> None:
     assert _tables(engine) == TABLES | {"alembic_version"}
-    assert current_revision(engine) == head_revision() == "0004"
+    assert current_revision(engine) == head_revision() == "0005"
 
 
 def test_schema_has_the_dedup_constraints_and_lookup_indexes(engine: Engine) -> None:

@@ -26,6 +26,7 @@ from starlette.testclient import TestClient
 
 from mailbot import decisions, wording
 from mailbot.app import App
+from mailbot.errors import RefusedError
 from mailbot.smtp import send_outbox
 from mailbot.staff import add_staff, remove_staff
 from mailbot.web import labels
@@ -469,7 +470,12 @@ def test_status_decision_and_legal_hold_go_through_the_service_and_are_audited(
     bogus = client.post(
         f"/dossiers/{office.potager}/status", data={"statut": "needs_review", "csrf_token": token}
     )
-    assert "Décision non enregistrée" in client.get(bogus.headers["location"]).text
+    refused = html.unescape(client.get(bogus.headers["location"]).text)
+    assert (
+        "Décision non enregistrée : « à vérifier » n'est pas une décision possible ; "
+        "décisions possibles : complet, labellisé, refusé, retiré" in refused
+    )
+    assert "is not one of" not in refused
 
     for wanted, expected in (("oui", True), ("non", False)):
         client.post(
@@ -507,7 +513,19 @@ def test_review_queue_retry_and_dismiss(office, client):
     [event] = events(office, "message.dismissed")
     assert event.actor == f"staff:{LOGIN}" and event.details["note"] == "illisible, rappeler"
     again = client.post(f"/review/{office.review_message}/dismiss", data={"csrf_token": token})
-    assert "Message non écarté" in client.get(again.headers["location"]).text
+    refused = html.unescape(client.get(again.headers["location"]).text)
+    assert (
+        f"Message non écarté : le message n° {office.review_message} est « ignoré » : "
+        "seuls les messages en échec ou à vérifier peuvent être écartés" in refused
+    )
+    retried_again = client.post(
+        f"/review/{office.review_message}/retry", data={"csrf_token": token}
+    )
+    refused = html.unescape(client.get(retried_again.headers["location"]).text)
+    assert f"Nouvel essai impossible : le message n° {office.review_message} est « ignoré »" in (
+        refused
+    )
+    assert "only failed" not in refused
 
 
 def test_review_queue_attaches_a_follow_up_as_the_cli_does(office, client):
@@ -517,6 +535,10 @@ def test_review_queue_attaches_a_follow_up_as_the_cli_does(office, client):
     follow_ups = page[page.index('id="suites"') : page.index('id="messages"')]
     assert f"/review/{office.follow_up}/attach" in follow_ups
     assert "voisine@perroy-quartier.fr" in follow_ups
+    # Why it waits, with what staff can do on this page (not a command to type).
+    worded = html.unescape(follow_ups)
+    assert "rattachez-le au dossier avec le bouton « Rattacher »" in worded
+    assert "mailbot messages attach" not in worded
     assert f'name="reference" value="{office.potager}"' in follow_ups  # the cited dossier
     token = csrf_of(page)
     with session_scope(office.app.engine) as session:
@@ -524,13 +546,21 @@ def test_review_queue_attaches_a_follow_up_as_the_cli_does(office, client):
             select(Message.id).where(Message.status == "filed").order_by(Message.id)
         ).first()
 
-    # Refused as the CLI refuses, with its words; nothing changes.
+    # Refused as the CLI refuses (its English words), worded in French on the page;
+    # nothing changes.
     refusals = {
-        (office.follow_up, "BSC-2026-9999"): "no dossier 'BSC-2026-9999'",
-        (filed_pk, office.potager): "only needs_review or failed messages can be attached",
+        (office.follow_up, "BSC-2026-9999"): (
+            "no dossier 'BSC-2026-9999'",
+            "aucun dossier ne porte la référence BSC-2026-9999",
+        ),
+        (filed_pk, office.potager): (
+            "only needs_review or failed messages can be attached",
+            f"le message n° {filed_pk} est « enregistré » : seuls les messages à vérifier "
+            "ou en échec peuvent être rattachés à un dossier",
+        ),
     }
-    for (message_pk, reference), words in refusals.items():
-        with pytest.raises(decisions.MailbotError, match=re.escape(words)):
+    for (message_pk, reference), (english, french) in refusals.items():
+        with pytest.raises(RefusedError, match=re.escape(english)):
             decisions.attach_message(
                 office.app, message_pk=message_pk, reference=reference, actor="staff:cli"
             )
@@ -539,7 +569,8 @@ def test_review_queue_attaches_a_follow_up_as_the_cli_does(office, client):
         )
         assert response.status_code == 303 and response.headers["location"] == "/review"
         notice = html.unescape(client.get("/review").text)
-        assert f"Message {message_pk} non rattaché : " in notice and words in notice
+        assert f"Message {message_pk} non rattaché : {french}" in notice
+        assert english not in notice and "only needs_review" not in notice
     no_token = client.post(f"/review/{office.follow_up}/attach", data={"reference": office.potager})
     assert no_token.status_code == 403
     assert events(office, "message.attached") == []
@@ -703,6 +734,21 @@ def test_pages_and_search_on_postgresql(postgres_url, tmp_path, monkeypatch):
             assert re.search(r"Tous <b>4</b>", client.get("/dossiers").text)
             for path in (f"/dossiers/{office.potager}", "/review", "/replies"):
                 assert client.get(path).status_code == 200, path
+            # The dossier page kept on PostgreSQL too (checked in the worker
+            # thread), and a decision is on the next view.
+            assert not client.app.state.office.pages.inline
+            kept = client.get(f"/dossiers/{office.potager}").text
+            assert kept == client.get(f"/dossiers/{office.potager}").text
+            decisions.set_field(
+                office.app,
+                reference=office.potager,
+                key="intitule",
+                value="Potager renommé sur PostgreSQL",
+                actor="staff:test",
+            )
+            assert (
+                "Potager renommé sur PostgreSQL" in client.get(f"/dossiers/{office.potager}").text
+            )
             # The uncertain reading is found in PostgreSQL's JSON text too.
             review = client.get("/review").text
             assert "plusieurs cases lues comme cochées" in html.unescape(review)

@@ -6,10 +6,11 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from mailbot.app import App
-from mailbot.privacy.errors import PrivacyError
+from mailbot.privacy.errors import PrivacyRefusedError
 from mailbot.privacy.person import require_actor
 from mailbot.privacy.reports import LegalHoldReport
 from mailbot.privacy.rows import keep_updated_at
+from parsers.reasons import Refusal
 from storage import repositories as repo
 from storage.db import session_scope
 from storage.models import Dossier
@@ -30,7 +31,9 @@ def set_legal_hold(
             select(Dossier).where(Dossier.reference == wanted).with_for_update()
         ).first()
         if dossier is None:
-            raise PrivacyError(f"no dossier {reference!r}")
+            raise PrivacyRefusedError(
+                Refusal.NO_DOSSIER, f"no dossier {reference!r}", reference=wanted
+            )
         previous = bool(dossier.legal_hold)
         table = Dossier.__table__  # type: ignore[attr-defined]
         session.exec(

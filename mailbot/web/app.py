@@ -22,7 +22,6 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.middleware import Middleware
-from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -32,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mailbot import staff, wording
 from mailbot.app import App
 from mailbot.web import labels
+from mailbot.web.page_cache import DossierPageCache
 from mailbot.web.security import (
     CSRF_FIELD,
     LoginThrottle,
@@ -40,6 +40,7 @@ from mailbot.web.security import (
     csrf_token,
     session_secret,
 )
+from mailbot.web.sessions import SessionMiddleware
 from storage import repositories as repo
 from storage.db import session_scope
 
@@ -127,6 +128,7 @@ class BackOffice:
         self.templates = _templates(settings.service.timezone)
         self.throttle = LoginThrottle(self.web)
         self.proxy = ProxyTrust(self.web)
+        self.pages = DossierPageCache(app.engine)
 
     def render(
         self, request: Request, name: str, context: dict[str, Any], *, status_code: int = 200
@@ -147,6 +149,26 @@ class BackOffice:
             repo.record_event(
                 session=session, actor=f"staff:{login}", action=action, details=details
             )
+
+    def claimed_login(self, request: Request) -> str | None:
+        """The login of this request's session (or trusted proxy), if believing it writes nothing.
+
+        Not checked against the accounts (the caller does that); None when
+        ``current_login`` has something to do: a proxy's user not yet in the
+        session, no session, an expired one.
+        """
+        session = request.session
+        vouched = self.proxy.user(request)
+        if vouched is not None:
+            login = session.get("login")
+            return login if isinstance(login, str) and login == vouched.strip().lower() else None
+        login = session.get("login")
+        since = session.get("since")
+        if not isinstance(login, str) or not isinstance(since, int | float):
+            return None
+        if time.time() - since > self.web.session_hours * 3600:
+            return None
+        return login
 
     def current_login(self, request: Request) -> str | None:
         """The staff login of this request: the trusted proxy's header, else the session."""

@@ -48,6 +48,7 @@ DOSSIER = sa.select(
     _dossier.c.updated_at,
     _dossier.c.legal_hold,
     _dossier.c.status_note,
+    _dossier.c.version,
 ).where(_dossier.c.reference == sa.bindparam("reference"))
 PIECES = (
     sa.select(
@@ -126,6 +127,9 @@ def read_dossier_page(engine: Engine, *, reference: str) -> SimpleNamespace | No
         events = connection.execute(EVENTS, key).all()
     fields = row.fields or {}
     return SimpleNamespace(
+        # Read in the same snapshot as the rest: the key of the page body kept
+        # by ``mailbot.web.page_cache`` is never newer than what was read.
+        stamp=(row.id, row.version),
         reference=row.reference,
         status=row.status,
         intitule=fields.get("intitule"),

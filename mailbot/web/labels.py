@@ -82,7 +82,8 @@ def review_reason(rules: Rules, message: Mapping[str, Any]) -> str:
     code = wording.code_of(ReviewReason, message.get("reason"))
     if code is None:
         return str(message.get("reason_label") or "")
-    text = wording.reason_label(code)
+    # The page's own words where the shared label names a command.
+    text = wording.WEB_REVIEW_REASON_LABELS.get(code) or wording.reason_label(code)
     if message.get("error"):
         return wording.shorten(f"{text} : {message['error']}")
     warnings = [w for w in message.get("warnings") or [] if w]

@@ -18,10 +18,11 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import sqlalchemy as sa
+from markupsafe import Markup
 from sqlmodel import col, select
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from mailbot import decisions, views, wording
@@ -30,6 +31,7 @@ from mailbot.web import labels
 from mailbot.web.app import BackOffice, staff_page
 from mailbot.web.dossier_page import read_dossier_page
 from mailbot.web.listing import SORTS, DossierFilter, find_dossiers
+from mailbot.web.security import CSRF_FIELD, csrf_token
 from parsers.reasons import ReviewReason
 from storage import repositories as repo
 from storage.db import session_scope
@@ -69,6 +71,11 @@ def _actor(request: Request) -> str:
 
 def _notify(request: Request, text: str, *, error: bool = False) -> None:
     request.session["notice"] = {"text": text, "error": error}
+
+
+def _refused(request: Request, what: str, error: Exception) -> None:
+    """Say on the next page that an action was refused, and why, in French."""
+    _notify(request, f"{what} : {wording.refusal_text(error)}", error=True)
 
 
 def _not_found(request: Request, what: str) -> Response:
@@ -160,28 +167,90 @@ def dossier_fields(rules: Any, detail: SimpleNamespace) -> list[SimpleNamespace]
     ]
 
 
-@staff_page
-def dossier_page(request: Request, form: FormData | None) -> Response:
-    office = _office(request)
-    reference = request.path_params["reference"].strip().upper()
-    detail = read_dossier_page(office.app.engine, reference=reference)
-    if detail is None:
-        return _not_found(request, f"Aucun dossier {reference}.")
-    fields = dossier_fields(office.app.config.rules, detail)
+def _dossier_body(office: BackOffice, detail: SimpleNamespace) -> str:
+    """The body of a dossier page, with the CSRF placeholder (see ``mailbot.web.page_cache``)."""
+    rules = office.app.config.rules
     # Consultations are audited with the dossier, but would drown its history.
     consulted = [e for e in detail.events if e.action in CONSULTATIONS]
     detail.events = [e for e in detail.events if e.action not in CONSULTATIONS]
-    return office.render(
-        request,
-        "dossier.html",
-        {
-            "dossier": detail,
-            "consulted": consulted,
-            "fields": fields,
-            "pieces": detail.pieces,
-            "decisions": labels.DECISIONS,
-        },
+    return office.templates.get_template("dossier_body.html").render(
+        dossier=detail,
+        consulted=consulted,
+        fields=dossier_fields(rules, detail),
+        pieces=detail.pieces,
+        decisions=labels.DECISIONS,
+        rules=rules,
+        csrf_field=CSRF_FIELD,
+        csrf_token=office.pages.token_slot,
     )
+
+
+def _dossier_response(request: Request, reference: str, body: str) -> Response:
+    """The dossier page around ``body``: the same text as the templates would give, cheaper."""
+    office = _office(request)
+    pages = office.pages
+    if "notice" in request.session or pages.shell is None:
+        # The body was rendered by the autoescaping templates; the token is URL-safe base64.
+        page = Markup(pages.fill(body, csrf_token(request)))  # noqa: S704
+        response = office.render(request, "dossier.html", {"reference": reference, "body": page})
+        if pages.shell is None:
+            pages.shell = office.templates.get_template("dossier.html").render(
+                login=pages.login_slot,
+                csrf_field=CSRF_FIELD,
+                csrf_token=pages.token_slot,
+                rules=office.app.config.rules,
+                notice=None,
+                reference=pages.title_slot,
+                body=Markup(pages.body_slot),  # noqa: S704 (a constant of letters and digits)
+            )
+        return response
+    text = pages.page(body, title=reference, login=request.state.login, token=csrf_token(request))
+    return HTMLResponse(text)
+
+
+def _kept_dossier(
+    request: Request, reference: str, login: str, *, on_loop: bool = False
+) -> Response | None:
+    """The page from its kept body when ``login`` is enabled and the body is current, else None."""
+    office = _office(request)
+    enabled, stamp = office.pages.check(login=login, reference=reference, on_loop=on_loop)
+    if enabled != login or stamp is None:
+        return None
+    body = office.pages.get(reference, stamp)
+    if body is None:
+        return None
+    request.state.login = login
+    return _dossier_response(request, reference, body)
+
+
+@staff_page
+def _dossier_page(request: Request, form: FormData | None) -> Response:
+    office = _office(request)
+    reference = request.path_params["reference"].strip().upper()
+    kept = _kept_dossier(request, reference, request.state.login)
+    if kept is not None:
+        return kept
+    detail = read_dossier_page(office.app.engine, reference=reference)
+    if detail is None:
+        return _not_found(request, f"Aucun dossier {reference}.")
+    body = _dossier_body(office, detail)
+    office.pages.put(detail.reference, detail.stamp, body)
+    return _dossier_response(request, detail.reference, body)
+
+
+async def dossier_page(request: Request) -> Response:
+    """A dossier: its kept body when current (checked on the event loop on SQLite), else read."""
+    office = _office(request)
+    if office.pages.inline:
+        login = office.claimed_login(request)
+        if login is not None:
+            reference = request.path_params["reference"].strip().upper()
+            kept = _kept_dossier(request, reference, login, on_loop=True)
+            if kept is not None:
+                return kept
+    # Anything else (no session, a login to record, a body to render, PostgreSQL)
+    # goes the way of every page: session check and page in a worker thread.
+    return await _dossier_page(request)
 
 
 @staff_page
@@ -197,7 +266,7 @@ def dossier_status(request: Request, form: FormData | None) -> Response:
             note=_text(form, "note"),
         )
     except (MailbotError, StorageError) as error:
-        _notify(request, f"Décision non enregistrée : {error}", error=True)
+        _refused(request, "Décision non enregistrée", error)
     else:
         new = labels.label(labels.DOSSIER_STATUS, decision.new)
         _notify(request, f"{decision.reference} : statut « {new} » enregistré.")
@@ -219,7 +288,7 @@ def dossier_field(request: Request, form: FormData | None) -> Response:
             note=_text(form, "note"),
         )
     except (MailbotError, StorageError) as error:
-        _notify(request, f"Correction non enregistrée : {error}", error=True)
+        _refused(request, "Correction non enregistrée", error)
     else:
         rule = _office(request).app.config.rules.fields[key]
         if not done.changed:
@@ -247,7 +316,7 @@ def dossier_hold(request: Request, form: FormData | None) -> Response:
             note=_text(form, "note"),
         )
     except (MailbotError, StorageError) as error:
-        _notify(request, f"Conservation légale non modifiée : {error}", error=True)
+        _refused(request, "Conservation légale non modifiée", error)
     else:
         state = "activée" if report.hold else "levée"
         _notify(request, f"{report.reference} : conservation légale {state}.")
@@ -420,7 +489,7 @@ def review_attach(request: Request, form: FormData | None) -> Response:
             note=_text(form, "note"),
         )
     except (MailbotError, StorageError) as error:
-        _notify(request, f"Message {message_pk} non rattaché : {error}", error=True)
+        _refused(request, f"Message {message_pk} non rattaché", error)
         return RedirectResponse("/review", status_code=303)
     text = f"Message {message_pk} rattaché au dossier {filed.dossier_reference or reference}."
     if filed.dossier_completed:
@@ -437,7 +506,7 @@ def review_retry(request: Request, form: FormData | None) -> Response:
     try:
         filed = retry_message(_office(request).app, message_pk, actor=_actor(request))
     except (MailbotError, StorageError) as error:
-        _notify(request, f"Nouvel essai impossible : {error}", error=True)
+        _refused(request, "Nouvel essai impossible", error)
     else:
         status = labels.label(labels.MESSAGE_STATUS, filed.status)
         where = f", dossier {filed.dossier_reference}" if filed.dossier_reference else ""
@@ -456,7 +525,7 @@ def review_dismiss(request: Request, form: FormData | None) -> Response:
             note=_text(form, "note"),
         )
     except (MailbotError, StorageError) as error:
-        _notify(request, f"Message non écarté : {error}", error=True)
+        _refused(request, "Message non écarté", error)
     else:
         _notify(request, f"Message {message_pk} écarté.")
     return RedirectResponse("/review", status_code=303)
