@@ -32,8 +32,11 @@ one module per reader: ``pdf`` (PDF pages), ``pdf_forms`` (AcroForm fields),
 ``pdfium`` (PDF words through pdfium), ``docx_reader``, ``images``, ``plain``;
 and what they share: ``layout`` (words to lines, columns, rows), ``ocr``
 (Tesseract), ``page_image`` (a scan or photo made fit for it: page found and
-warped flat, light evened, deskewed, 300 dpi, ruled lines erased) and
-``marks`` (tick boxes drawn or inked).
+warped flat, light evened, deskewed, 300 dpi, ruled lines erased),
+``ocr_rescue`` (a second reading of ink the first OCR pass left unread and
+of e-mail addresses it split, kept only when confirmed), ``ink`` (unread
+ink marked, so a lost value is told from an empty box) and ``marks`` (tick
+boxes drawn or inked).
 """
 
 from parsers.documents.docx_reader import TICKED, UNTICKED
