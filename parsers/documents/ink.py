@@ -85,15 +85,16 @@ def unread_ink(image: Any, words: Sequence[Word]) -> list[Word]:
         boxes.append((x0 * step + left, y0 * step + top, x0 * step + right, y0 * step + bottom))
     marks: list[Word] = []
     for x0, top, x1, bottom in _joined(sorted(boxes), gap=_JOIN_GAP * height):
-        line = _line_of(x0, top, x1, bottom, words)
+        line = _line_of((x0, top, x1, bottom), words)
         marks.append(Word(x0, x1, top, bottom, UNREAD_INK, line or ("unread ink", len(marks))))
         if len(marks) >= _MOST_MARKS:
             break
     return marks
 
 
-def _line_of(x0: float, top: float, x1: float, bottom: float, words: Sequence[Word]) -> Any:
-    """The OCR line the ink sits on (half its height shared), the nearest word's; or None."""
+def _line_of(box: tuple[float, float, float, float], words: Sequence[Word]) -> Any:
+    """The OCR line ink at ``box`` (x0, top, x1, bottom) sits on (half its height shared)."""
+    x0, top, x1, bottom = box
     best: tuple[float, Any] | None = None
     for w in words:
         shared = min(bottom, w.bottom) - max(top, w.top)

@@ -227,7 +227,7 @@ def ink_boxes(image: Any, words: Sequence[Word]) -> list[Word]:
             # ("[Associatif", "☐ Privé" read "Privé" over both).
             boxes = added[boxed_before:]
             unboxed = [w for w in unboxed if id(w) not in drop and _letters(w.text) >= 3]
-            for word, box in _boxes_inside(image, unboxed, line, height, boxes):
+            for word, box in _boxes_inside(image, unboxed, line=line, height=height, boxes=boxes):
                 x0, top, x1, bottom, ink = box
                 added.append(Word(x0, x1, top, bottom, _mark(ink), word.line))
                 drop.add(id(word))
@@ -272,7 +272,12 @@ _BOX_JUNK = "[(|{©®@&"
 
 
 def _boxes_inside(
-    image: Any, unboxed: Sequence[Word], line: Sequence[Word], height: float, boxes: Sequence[Word]
+    image: Any,
+    unboxed: Sequence[Word],
+    *,
+    line: Sequence[Word],
+    height: float,
+    boxes: Sequence[Word],
 ) -> list[tuple[Word, tuple[float, float, float, float, float]]]:
     """Boxes read as the start of a word ("[Associatif", "Privé" over its box).
 
