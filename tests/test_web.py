@@ -41,24 +41,17 @@ from tests.fixtures.web import (
     LOGIN,
     PASSWORD,
     Office,
+    csrf_of,
+    log_in,
+    office_in,
     seed_office,
 )
-
-CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 @pytest.fixture(scope="module")
 def office(tmp_path_factory) -> Iterator[Office]:
-    root = tmp_path_factory.mktemp("office")
-    config_dir = root / "config"
-    shutil.copytree(SHIPPED_CONFIG, config_dir)
-    use_test_authentication(config_dir)
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in TEST_SECRETS.items():
-            patch.setenv(name, value)
-        seeded = seed_office(config_dir)
+    with office_in(tmp_path_factory.mktemp("office")) as seeded:
         yield seeded
-        seeded.app.close()
 
 
 def fresh_app(office: Office, monkeypatch: pytest.MonkeyPatch, **settings: str) -> App:
@@ -72,21 +65,6 @@ def fresh_app(office: Office, monkeypatch: pytest.MonkeyPatch, **settings: str) 
 def client(office: Office) -> Iterator[TestClient]:
     with TestClient(create_app(office.app), follow_redirects=False) as test_client:
         yield test_client
-
-
-def csrf_of(page: str) -> str:
-    match = CSRF_RE.search(page)
-    assert match, "no CSRF field in the page"
-    return match.group(1)
-
-
-def log_in(client: TestClient, login: str = LOGIN, password: str = PASSWORD) -> None:
-    token = csrf_of(client.get("/login").text)
-    response = client.post(
-        "/login", data={"login": login, "password": password, "csrf_token": token}
-    )
-    assert response.status_code == 303, response.text
-    assert response.headers["location"] == "/dossiers"
 
 
 def events(office: Office, action: str) -> list[Event]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import html
 import re
-import shutil
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
@@ -32,33 +31,18 @@ from mailbot.web.app import create_app
 from storage import repositories as repo
 from storage.db import session_scope
 from storage.models import Dossier, Message, Outbox
-from tests.fixtures.config import SHIPPED_CONFIG, TEST_SECRETS, use_test_authentication
-from tests.fixtures.web import LOGIN, PASSWORD, Office, seed_office
-
-CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+from tests.fixtures.web import CSRF_RE, LOGIN, PASSWORD, Office, log_in, office_in
 
 
 @pytest.fixture(scope="module")
 def office(tmp_path_factory) -> Iterator[Office]:
-    root = tmp_path_factory.mktemp("page-cache")
-    config_dir = root / "config"
-    shutil.copytree(SHIPPED_CONFIG, config_dir)
-    use_test_authentication(config_dir)
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in TEST_SECRETS.items():
-            patch.setenv(name, value)
-        seeded = seed_office(config_dir)
+    with office_in(tmp_path_factory.mktemp("page-cache")) as seeded:
         yield seeded
-        seeded.app.close()
 
 
 def _client(office: Office, login: str = LOGIN, password: str = PASSWORD) -> TestClient:
     client = TestClient(create_app(office.app), follow_redirects=False)
-    token = CSRF_RE.search(client.get("/login").text).group(1)
-    response = client.post(
-        "/login", data={"login": login, "password": password, "csrf_token": token}
-    )
-    assert response.status_code == 303
+    log_in(client, login, password)
     return client
 
 
