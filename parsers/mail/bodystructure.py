@@ -35,14 +35,19 @@ from parsers.mail.charsets import _decode_words
 # (BODYSTRUCTURE of a part nested 100 deep), far below the recursion limit.
 _MAX_DEPTH = 200
 _LITERAL = re.compile(rb"\{(\d+)\+?\}$")
-_SPACE = re.compile(rb"[ \r\n\t]*")
 # A backslash pair in a quoted string.
 _ESCAPE = re.compile(rb"\\(.)", re.S)
 # An atom, with bracketed sections kept whole ("BODY[HEADER.FIELDS (A B)]").
-_ATOM = rb"(?:[^ \r\n\t()\x00\[\]]|\[[^\]]*\])+"
+_ATOM = rb"(?:[^ \r\n\t()\x00\[\]]|\[[^\]]*+\])++"
+_QUOTED = rb'"(?:[^"\\]|\\.)*+"'
 # One token after optional space: ( ) "quoted" (any byte but a quote or
 # backslash, or a backslash pair), NUL (where a literal was) or an atom.
-_TOKEN = re.compile(rb'[ \r\n\t]*(?:(\()|(\))|"((?:[^"\\]|\\.)*)"|(\x00)|(' + _ATOM + rb"))", re.S)
+_TOKEN = re.compile(rb"[ \r\n\t]*+(?:(\()|(\))|(" + _QUOTED + rb")|(\x00)|(" + _ATOM + rb"))", re.S)
+# A whole response: tokens and space only (checked before ``findall``,
+# which would skip what is not a token).
+_RESPONSE = re.compile(
+    rb"(?:[ \r\n\t]*+(?:[()\x00]|" + _QUOTED + rb"|" + _ATOM + rb"))*+[ \r\n\t]*+", re.S
+)
 _RFC2231_PART = re.compile(r"^(?P<name>[^*]+)\*(?:(?P<index>\d+)\*?|)$")
 
 
@@ -109,62 +114,45 @@ def _segments(data: Sequence[bytes | tuple[bytes, bytes]]) -> list[bytes | tuple
     return [item for item in data if item is not None]
 
 
-class _Reader:
-    """Reads the s-expressions of one FETCH response, literals included."""
+def _values(text: bytes, literals: list[bytes]) -> list[object]:
+    """The top-level values of ``text``: lists (nested), bytes and NIL, literals put back.
 
-    def __init__(self, text: bytes, literals: list[bytes]) -> None:
-        # Literals are replaced by a marker byte (NUL cannot occur in IMAP text)
-        # and taken in order.
-        self.text = text
-        self.pos = 0
-        self.literals = literals
-        self.next_literal = 0
-
-    def _skip_space(self) -> None:
-        self.pos = _SPACE.match(self.text, self.pos).end()
-
-    def value(self) -> object:
-        """The next value: a list (nested lists built on a stack), bytes or NIL."""
-        text, pos = self.text, self.pos
-        stack: list[list[object]] = []
-        while True:
-            token = _TOKEN.match(text, pos)
-            if token is None:
-                self.pos = _SPACE.match(text, pos).end()
-                if self.pos >= len(text):
-                    raise BodyStructureError(
-                        "unbalanced parentheses" if stack else "response ends too early"
-                    )
-                raise BodyStructureError(f"empty atom at {self.pos}")
-            pos = token.end()
-            kind = token.lastindex
-            item: object
-            if kind == 1:  # (
-                if len(stack) > _MAX_DEPTH:
-                    raise BodyStructureError("response nested too deep")
-                stack.append([])
-                continue
-            if kind == 2:  # )
-                if not stack:
-                    raise BodyStructureError(f"unexpected ')' at {pos - 1}")
-                item = stack.pop()
-            elif kind == 3:  # quoted string
-                body = token.group(3)
-                item = _ESCAPE.sub(rb"\1", body) if b"\\" in body else body
-            elif kind == 4:  # literal marker
-                if self.next_literal >= len(self.literals):
-                    raise BodyStructureError("literal missing")
-                item = self.literals[self.next_literal]
-                self.next_literal += 1
-            else:
-                word = token.group(5)
-                if word.startswith(b'"'):
-                    raise BodyStructureError("unterminated quoted string")
-                item = NIL if word.upper() == b"NIL" else word
+    One ``findall`` gives every token; the loop only builds the lists. A
+    text that is not made of tokens alone is refused first by one linear
+    ``fullmatch`` (possessive quantifiers: no backtracking on bad input).
+    """
+    if _RESPONSE.fullmatch(text) is None:
+        raise BodyStructureError("malformed response: not a sequence of IMAP tokens")
+    top: list[object] = []
+    stack: list[list[object]] = []
+    taken = 0
+    for opening, closing, quoted, nul, atom in _TOKEN.findall(text):
+        item: object
+        if opening:
+            if len(stack) > _MAX_DEPTH:
+                raise BodyStructureError("response nested too deep")
+            stack.append([])
+            continue
+        if closing:
             if not stack:
-                self.pos = pos
-                return item
-            stack[-1].append(item)
+                raise BodyStructureError("unexpected ')'")
+            item = stack.pop()
+        elif quoted:
+            body = quoted[1:-1]
+            item = _ESCAPE.sub(rb"\1", body) if b"\\" in body else body
+        elif nul:
+            if taken >= len(literals):
+                raise BodyStructureError("literal missing")
+            item = literals[taken]
+            taken += 1
+        elif atom[:1] == b'"':
+            raise BodyStructureError("unterminated quoted string")
+        else:
+            item = NIL if len(atom) == 3 and atom.upper() == b"NIL" else atom
+        (stack[-1] if stack else top).append(item)
+    if stack:
+        raise BodyStructureError("unbalanced parentheses")
+    return top
 
 
 def _join(data: Sequence[bytes | tuple[bytes, bytes]]) -> tuple[bytes, list[bytes]]:
@@ -194,19 +182,22 @@ def parse_fetch_responses(
     come out too: callers key on the UID.
     """
     text, literals = _join(data)
-    reader = _Reader(text, literals)
+    values = _values(text, literals)
     found: list[tuple[int, dict[str, object]]] = []
-    while True:
-        reader._skip_space()
-        if reader.pos >= len(text):
-            return found
-        number = reader.value()
+    index = 0
+    while index < len(values):
+        number = values[index]
         if not isinstance(number, bytes) or not number.isdigit():
             raise BodyStructureError(f"expected a message number, got {number!r}")
-        reader._skip_space()
-        if text[reader.pos : reader.pos + 5].upper() == b"FETCH":
-            reader.pos += 5
-        items = reader.value()
+        index += 1
+        if index < len(values) and isinstance(values[index], bytes):
+            if values[index].upper() != b"FETCH":
+                raise BodyStructureError(f"message {number!r}: unexpected {values[index]!r}")
+            index += 1
+        if index >= len(values):
+            raise BodyStructureError(f"message {number!r}: response ends too early")
+        items = values[index]
+        index += 1
         if not isinstance(items, list) or len(items) % 2:
             raise BodyStructureError(f"message {number!r}: FETCH items are not pairs")
         pairs: dict[str, object] = {}
@@ -215,6 +206,7 @@ def parse_fetch_responses(
                 raise BodyStructureError(f"message {number!r}: item name {name!r}")
             pairs[name.decode("ascii", "replace").upper()] = value
         found.append((int(number), pairs))
+    return found
 
 
 def fetched_structures(data: Sequence[bytes | tuple[bytes, bytes]]) -> list[FetchedStructure]:
