@@ -308,6 +308,8 @@ class _Arrival:
     key: str | None = None
     # Its header block as the first pass read it (parsed once, not twice).
     head: HeadReading | None = None
+    # ``key`` was looked up in the ledger by the first pass (and not found).
+    checked: bool = False
 
     def dedup_key(self) -> str:
         return self.key if self.key is not None else quick_dedup_key(self.raw)
@@ -332,26 +334,37 @@ def _first_pass(
     checks whether it is still there.
     """
     structures = list(client.fetch_structures(uids, batch=batch))
-    known = _known_message_ids(app, [(s.uid, s.header) for s in structures])
+    header_keys = {item.uid: _header_key(item.header) for item in structures}
+    known = _known_message_ids(app, header_keys)
     arrivals: dict[int, _Arrival] = {}
     # The header blocks read for the decision, reused when the message is read whole.
     heads: dict[int, HeadReading] = {}
     for item in structures:
+        key = header_keys[item.uid]
         if item.uid in known:
-            arrivals[item.uid] = _Arrival(item.uid, item.header, whole=False)
+            arrivals[item.uid] = _Arrival(item.uid, item.header, whole=False, key=key)
             continue
         head = analyser.read_head(item.header, size=item.size)
         decided = analyser.decide_from_headers(
             head, structure=item.structure, size=item.size, mailbox=mailbox.name
         )
         if decided is not None:
-            arrivals[item.uid] = _Arrival(item.uid, item.header, decided=decided)
+            # Its raw bytes are the header block: the key read from it is its key.
+            arrivals[item.uid] = _Arrival(
+                item.uid, item.header, decided=decided, key=key, checked=key.startswith("mid")
+            )
         elif head is not None:
             heads[item.uid] = head
     rest = [uid for uid in uids if uid not in arrivals]
     for message in client.fetch(rest, batch=batch) if rest else ():
-        arrivals[message.uid] = _arrival(app, message.uid, message.raw, head=heads.get(message.uid))
-        del message  # a spooled message is not held here
+        arrival = _arrival(app, message.uid, message.raw, head=heads.get(message.uid))
+        # Whole, its key is read again (the server's header block may end
+        # elsewhere than ours): the same Message-ID key was looked up above.
+        looked_up = header_keys.get(message.uid, "")
+        if looked_up.startswith("mid") and _key_of(arrival) == looked_up:
+            arrival = replace(arrival, key=looked_up, checked=True)
+        arrivals[message.uid] = arrival
+        del message, arrival  # a spooled message is not held here
     return [arrivals[uid] for uid in sorted(arrivals)]
 
 
@@ -381,14 +394,26 @@ def _drop_spool(arrivals: Iterable[_Arrival]) -> None:
             arrival.spool.unlink(missing_ok=True)
 
 
-def _known_message_ids(app: App, headers: list[tuple[int, bytes]]) -> set[int]:
+def _header_key(header: bytes) -> str:
+    """``quick_dedup_key`` of a header block; "" when the quick parser chokes on it."""
+    try:
+        return quick_dedup_key(header)
+    except Exception:  # the whole message decides
+        return ""
+
+
+def _key_of(arrival: _Arrival) -> str | None:
+    """``arrival.dedup_key()``, None when the quick parser chokes on it."""
+    try:
+        return arrival.dedup_key()
+    except Exception:  # the full path decides
+        return None
+
+
+def _known_message_ids(app: App, header_keys: dict[int, str]) -> set[int]:
     """UIDs whose header block names a Message-ID already in the ledger."""
     keys: dict[str, list[int]] = {}
-    for uid, header in headers:
-        try:
-            key = quick_dedup_key(header)
-        except Exception:  # a header the quick parser chokes on: the whole message decides
-            key = ""
+    for uid, key in header_keys.items():
         if key.startswith("mid"):  # a "sha:" key is that of the header block, not the message
             keys.setdefault(key, []).append(uid)
     return _uids_in_ledger(app, keys)
@@ -550,16 +575,21 @@ def _analyse(
 
 
 def _known_uids(app: App, fetched: list[_Arrival]) -> set[int]:
-    """UIDs of messages already in the ledger (one query for the whole batch)."""
+    """UIDs of messages already in the ledger (one query for the whole batch).
+
+    Those the first pass found there, and those whose key it did not look
+    up. A key filed by another worker in between makes the bulk filing
+    fail and its messages filed one by one, which finds it.
+    """
+    found = {message.uid for message in fetched if not message.whole}
     keys: dict[str, list[int]] = {}
     for message in fetched:
-        try:
-            key = message.dedup_key()
-        except Exception:  # a header the quick parser chokes on: the full path decides
-            key = None
+        if not message.whole or message.checked:
+            continue
+        key = _key_of(message)
         if key:
             keys.setdefault(key, []).append(message.uid)
-    return _uids_in_ledger(app, keys)
+    return found | _uids_in_ledger(app, keys)
 
 
 def _file_quiet(
