@@ -301,14 +301,12 @@ def dossiers_list(
 ) -> None:
     """The dossiers, newest first."""
     from mailbot import views
-    from storage import repositories as repo
     from storage.db import session_scope
 
     status = _dossier_status(status)
     application = _reading_app(ctx)
     with session_scope(application.engine) as session:
-        dossiers = repo.list_dossiers(session=session, status=status)
-        data = views.dossier_summaries(session, dossiers)
+        data = views.dossier_list(session, status=status)
     if as_json:
         _print_json(data)
         return
