@@ -34,6 +34,7 @@ on the golden, hostile, seed, mutated and bench corpora.
 
 from __future__ import annotations
 
+import functools
 import quopri
 import re
 from email._encoded_words import decode_b
@@ -168,10 +169,12 @@ def _mime_values(fields: tuple[_Field, ...]) -> dict[str, str] | None:
     return values
 
 
+@functools.lru_cache(maxsize=64)
 def _plain_charset(content_type: str | None) -> tuple[bool, str | None]:
     """(plain, ``get_content_charset()``) of a part with this Content-Type value.
 
-    ``plain`` is False when the value is not a plain text/plain one.
+    ``plain`` is False when the value is not a plain text/plain one. Cached:
+    a mailbox's mail carries a handful of distinct values.
     """
     if content_type is None:
         return True, None  # text/plain by default, no charset
