@@ -109,15 +109,7 @@ def _plain_text(data: bytes, head: _Head) -> tuple[str, list[str]] | None:
     """The decoded text of the one part and the walker's warnings, or None if not plain."""
     if head.trimmed is not None or len(data) >= _ELIDE_MIN_BYTES:
         return None
-    end = head.end
-    if data.startswith(b"\r\n", end):
-        start = end + 2
-    elif data.startswith(b"\n", end):
-        start = end + 1
-    else:
-        return None  # no blank line after the headers (or none at all)
-    if _PLAIN_BLOCK.fullmatch(data, 0, end) is None:
-        return None
+    # The Content-* fields first: they turn most other mail away cheaply.
     values = _mime_values(head.fields)
     if values is None:
         return None
@@ -130,6 +122,15 @@ def _plain_text(data: bytes, head: _Head) -> tuple[str, list[str]] | None:
     # ``Message.get_payload(decode=True)``: the value as written, lower-cased.
     cte = values.get("content-transfer-encoding", "").lower()
     if cte in _UUENCODE:
+        return None
+    end = head.end
+    if data.startswith(b"\r\n", end):
+        start = end + 2
+    elif data.startswith(b"\n", end):
+        start = end + 1
+    else:
+        return None  # no blank line after the headers (or none at all)
+    if _PLAIN_BLOCK.fullmatch(data, 0, end) is None:
         return None
     payload = data[start:]
     defects: list[object] = []
