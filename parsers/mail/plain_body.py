@@ -3,8 +3,9 @@
 Two thirds of an ordinary mailbox is one text/plain part: a colleague's
 note, a reply. The general path parses the whole message again with the
 standard library's feed parser (``structure``), asks the parsed tree for its
-Content-* parameters and walks it (``walker``): about 0.1 ms of a 1-2 KB
-message's 0.16 ms, to decode one payload.
+Content-* parameters and walks it (``walker``), to decode one payload:
+``parse_message`` of a 1-2 KB note after ``read_head`` took 0.16-0.21 ms of
+CPU, 0.04 ms without all that.
 
 ``read_plain_body`` reads such a message from the header fields already
 scanned (``headers._Head``) and the bytes after the separator line, and
