@@ -54,7 +54,8 @@ Modules
 block at byte level; ``header_block``), ``charsets`` (RFC 2047 and text
 decoding), ``envelope`` (addresses, subject, identifiers, date), ``plain_view``
 (plain address and Date headers without mail-parser),
-``structure`` (the MIME parser under a budget), ``walker`` (parts, text,
+``structure`` (the MIME parser under a budget), ``plain_body`` (a plain
+single-part text/plain body without the MIME parser), ``walker`` (parts, text,
 attachments, attached messages), ``attachments`` (file names, types, zip),
 ``html_text`` (HTML to text), ``body`` (assembly and forwards), ``report``
 (warnings and the draft), ``bounds`` (fixed sizes).

@@ -87,9 +87,10 @@ def _detect_forward(
     draft: _Draft,
 ) -> None:
     """Make the original sender the applicant when the outer one forwards."""
-    subject_says = bool(_FORWARD_SUBJECT.match(fold(draft.subject)))
     attached = next((message for content, message in inner if content.depth == 1), None)
-    if attached is not None and (subject_says or len(outer_text.strip()) < _SHORT_FORWARD_NOTE):
+    if attached is not None and (
+        len(outer_text.strip()) < _SHORT_FORWARD_NOTE or _subject_forwards(draft.subject)
+    ):
         fields = _message_fields(attached)
         view = _mail_parser_view(fields, limits=limits, report=report, label="forwarded message: ")
         address, name = _pick_sender(view, fields, report=report, label="forwarded message: ")
@@ -100,7 +101,8 @@ def _detect_forward(
     marker = _FORWARD_MARKER.search(outer_text)
     if marker is None:
         return
-    if not subject_says and len(outer_text[: marker.start()].strip()) >= _SHORT_FORWARD_NOTE:
+    note = outer_text[: marker.start()].strip()
+    if len(note) >= _SHORT_FORWARD_NOTE and not _subject_forwards(draft.subject):
         return
     found = _inline_forward_sender(outer_text[marker.end() : marker.end() + 3000])
     if found is None:
@@ -108,6 +110,11 @@ def _detect_forward(
         return
     draft.forwarded = True
     draft.sender, draft.sender_name = found
+
+
+def _subject_forwards(subject: str) -> bool:
+    """Whether the subject says "Fwd:" (folded first: only asked when it matters)."""
+    return bool(_FORWARD_SUBJECT.match(fold(subject)))
 
 
 def _inline_forward_sender(block: str) -> tuple[str, str] | None:

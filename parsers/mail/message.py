@@ -17,6 +17,7 @@ from parsers.errors import MailParseError
 from parsers.mail.body import _read_body
 from parsers.mail.envelope import _read_envelope
 from parsers.mail.headers import _declared_content_type, _Head, _scan_head
+from parsers.mail.plain_body import read_plain_body
 from parsers.mail.report import _Draft, _quiet_libraries, _Report
 from parsers.mail.structure import _Budget, _parse_structure, _report_budget
 from parsers.types import ParsedMail
@@ -186,6 +187,8 @@ def _read_after_head(
     if not _body_within_limits(data, limits, report):
         draft.content_types = (_declared_content_type(head.fields),)
         return
+    if read_plain_body(data, head, limits=limits, report=report, draft=draft):
+        return  # one plain text part: read without the MIME parser
     budget = _Budget(limits)
     if head.trimmed is None:
         root = _parse_structure(data, budget)
