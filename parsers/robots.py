@@ -22,13 +22,13 @@ from parsers.classify import (
     RuleResult,
     _address,
     _fold,
+    _miss,
     _quote,
     _token,
     _values,
 )
 from parsers.mail.plain_view import plain_parseaddr
 from parsers.rules import DetectionRules, compile_pattern
-from parsers.text import fold
 from parsers.types import ParsedMail
 
 
@@ -41,7 +41,7 @@ class LoopHeader(Rule):
         # (or a copy of one) and answering it could start a loop.
         if values or (mail.headers and ctx.loop_header.lower() in mail.headers):
             return RuleResult(True, f"{ctx.loop_header} present")
-        return RuleResult(False, f"no {ctx.loop_header} header")
+        return _miss(f"no {ctx.loop_header} header")
 
 
 class NullReturnPath(Rule):
@@ -54,10 +54,10 @@ class NullReturnPath(Rule):
             headers = _values(mail, "return-path")
             value = headers[0] if headers else None
         if value is None:
-            return RuleResult(False, "no Return-Path")
+            return _miss("no Return-Path")
         if str(value).strip().strip("<>").strip() == "":
             return RuleResult(True, f"null Return-Path {_quote(str(value))}")
-        return RuleResult(False, "Return-Path is not null")
+        return _miss("Return-Path is not null")
 
 
 class RobotSender(Rule):
@@ -80,10 +80,14 @@ class RobotSender(Rule):
 
     def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
         from_values = [(value, plain_parseaddr(value)) for value in _values(mail, "from")]
+        # The sender, the From address and the raw From are mostly one
+        # address: each is searched once (a string that missed misses again).
+        searched: set[str] = set()
         for role, value in self._candidates(mail, from_values):
-            folded = fold(value).strip("<> ")
-            if not folded:
+            folded = _fold(value).strip("<> ")
+            if not folded or folded in searched:
                 continue
+            searched.add(folded)
             if self.any_pattern is not None and not self.any_pattern.search(folded):
                 continue
             for source, regex in self.patterns:
@@ -92,7 +96,7 @@ class RobotSender(Rule):
         for value, (_name, address) in from_values:
             if not address.strip("<> ") and "<" in value and ">" in value:
                 return RuleResult(True, f"From {_quote(value)} has the null address <>")
-        return RuleResult(False, "no robot sender")
+        return _miss("no robot sender")
 
     @staticmethod
     def _candidates(
@@ -164,7 +168,7 @@ class RobotHeaders(Rule):
                         return RuleResult(True, f"{name}: {_quote(value)}")
             elif lowered.startswith(self.PREFIXES):
                 return RuleResult(True, f"challenge-response header {name}")
-        return RuleResult(False, "no header of automatic mail")
+        return _miss("no header of automatic mail")
 
 
 class RobotSubject(Rule):
@@ -189,7 +193,7 @@ class RobotSubject(Rule):
         match = self.PATTERN.match(subject)
         if match:
             return RuleResult(True, f"subject starts with {_quote(match.group(0).strip())}")
-        return RuleResult(False, "no subject of automatic mail")
+        return _miss("no subject of automatic mail")
 
 
 class AutoSubmitted(Rule):
@@ -200,7 +204,7 @@ class AutoSubmitted(Rule):
             # RFC 3834: anything but "no" (an empty value included) is automatic.
             if _token(value) != "no":
                 return RuleResult(True, f"Auto-Submitted: {_quote(value)}")
-        return RuleResult(False, "no Auto-Submitted other than 'no'")
+        return _miss("no Auto-Submitted other than 'no'")
 
 
 class BulkPrecedence(Rule):
@@ -212,7 +216,7 @@ class BulkPrecedence(Rule):
             for value in _values(mail, header):
                 if _token(value) in self.BULK:
                     return RuleResult(True, f"{header}: {_quote(value)}")
-        return RuleResult(False, "no bulk, junk or list precedence")
+        return _miss("no bulk, junk or list precedence")
 
 
 class ListHeaders(Rule):
@@ -224,7 +228,7 @@ class ListHeaders(Rule):
             lowered = str(name).lower()
             if lowered.startswith("list-") or lowered in self.EXACT:
                 return RuleResult(True, f"mailing-list header {name}")
-        return RuleResult(False, "no mailing-list header")
+        return _miss("no mailing-list header")
 
 
 class AutoResponseSuppress(Rule):
@@ -234,10 +238,10 @@ class AutoResponseSuppress(Rule):
 
     def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
         for value in _values(mail, "x-auto-response-suppress"):
-            tokens = {t for t in self._SPLIT.split(fold(value)) if t}
+            tokens = {t for t in self._SPLIT.split(_fold(value)) if t}
             if tokens & self.SUPPRESS:
                 return RuleResult(True, f"X-Auto-Response-Suppress: {_quote(value)}")
-        return RuleResult(False, "no X-Auto-Response-Suppress All/AutoReply/OOF")
+        return _miss("no X-Auto-Response-Suppress All/AutoReply/OOF")
 
 
 class AutoreplyHeaders(Rule):
@@ -249,7 +253,7 @@ class AutoreplyHeaders(Rule):
         for header in self.HEADERS:
             if header.lower() in headers:
                 return RuleResult(True, f"{header} present")
-        return RuleResult(False, "no autoresponder header")
+        return _miss("no autoresponder header")
 
 
 class DeliveryReport(Rule):
@@ -271,4 +275,4 @@ class DeliveryReport(Rule):
         for content_type in types:
             if _token(str(content_type)) in self.REPORT_TYPES:
                 return RuleResult(True, f"report content {_quote(_token(str(content_type)))}")
-        return RuleResult(False, "no delivery or disposition report")
+        return _miss("no delivery or disposition report")
