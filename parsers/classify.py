@@ -242,6 +242,8 @@ def _values(mail: ParsedMail, name: str) -> tuple[str, ...]:
     raw = headers.get(name.lower())
     if raw is None:
         return ()
+    if type(raw) is tuple and len(raw) == 1 and type(raw[0]) is str:
+        return raw  # what the parser gives for most headers: one string
     if isinstance(raw, str):
         raw = (raw,)
     return tuple(str(v) for v in raw if v is not None)
@@ -324,7 +326,11 @@ class _Literals:
                 required = _required_literals(list(_sre_parser.parse(regex.pattern, regex.flags)))
             except (re.error, RecursionError, ValueError, TypeError):
                 required = None
-        return cls(regex, tuple(sorted(required)) if required else ())
+        if not required:
+            return cls(regex, ())
+        # A text holding a string holds every string it contains: keep the shortest.
+        kept = {s for s in required if not any(o != s and o in s for o in required)}
+        return cls(regex, tuple(sorted(kept)))
 
     def search(self, text: str, *, is_caseless: bool | None = None) -> re.Match[str] | None:
         """``regex.search(text)``, without the search when ``text`` cannot match.
@@ -334,8 +340,12 @@ class _Literals:
         if self.required:
             if is_caseless is None:
                 is_caseless = _caseless(text)
-            if is_caseless and not any(literal in text for literal in self.required):
-                return None
+            if is_caseless:
+                for literal in self.required:
+                    if literal in text:
+                        break
+                else:
+                    return None
         return self.regex.search(text)
 
 
@@ -641,29 +651,22 @@ class NotTheApplicant(Rule):
 _Text = tuple[str, bool]
 
 
-def _texts(texts: Iterable[str]) -> tuple[_Text, ...]:
-    return tuple((text, _caseless(text)) for text in texts)
+def _text(text: str) -> _Text:
+    return text, _caseless(text)
 
 
-@dataclass(frozen=True)
-class _Places:
-    """The folded text of one message, by the names a sign's ``where`` uses."""
-
-    subject: tuple[_Text, ...]
-    body: tuple[_Text, ...]
-    attachment_name: tuple[_Text, ...]
-    attachment_text: tuple[_Text, ...]
-
-    @classmethod
-    def of(cls, mail: ParsedMail, ctx: ClassifyContext) -> _Places:
-        # File names are folded one by one so that '$' in a pattern means the
-        # end of each name, and texts likewise stay one per document.
-        return cls(
-            subject=_texts((_fold(mail.subject),)),
-            body=_texts((_fold((mail.text or "")[:SCAN_CHARS]),)),
-            attachment_name=_texts(_fold(a.filename) for a in mail.attachments or () if a.filename),
-            attachment_text=_texts(_fold(t[:SCAN_CHARS]) for t in ctx.attachment_texts),
-        )
+def _places(mail: ParsedMail, ctx: ClassifyContext) -> dict[str, tuple[_Text, ...]]:
+    """The folded texts of one message, by the names a sign's ``where`` uses."""
+    # File names are folded one by one so that '$' in a pattern means the
+    # end of each name, and texts likewise stay one per document.
+    return {
+        "subject": (_text(_fold(mail.subject)),),
+        "body": (_text(_fold((mail.text or "")[:SCAN_CHARS])),),
+        "attachment_name": tuple(
+            _text(_fold(a.filename)) for a in mail.attachments or () if a.filename
+        ),
+        "attachment_text": tuple(_text(_fold(t[:SCAN_CHARS])) for t in ctx.attachment_texts),
+    }
 
 
 class Classifier:
@@ -745,7 +748,7 @@ class Classifier:
     def _score(
         self, mail: ParsedMail, ctx: ClassifyContext, trace: list[RuleHit]
     ) -> Classification:
-        places = _Places.of(mail, ctx)
+        places = _places(mail, ctx)
         score = 0.0
         for sign, literals, no_match in self.signs:
             hit = self._match_sign(literals, sign.where, places)
@@ -787,10 +790,10 @@ class Classifier:
 
     @staticmethod
     def _match_sign(
-        literals: _Literals, where: Iterable[str], places: _Places
+        literals: _Literals, where: Iterable[str], places: dict[str, tuple[_Text, ...]]
     ) -> tuple[str, str] | None:
         for place in where:
-            for text, is_caseless in getattr(places, place):
+            for text, is_caseless in places[place]:
                 match = literals.search(text, is_caseless=is_caseless)
                 if match:
                     return place, match.group(0)

@@ -12,6 +12,7 @@ reports, with the patterns they match. Each class registers itself by its
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from typing import ClassVar
@@ -22,6 +23,7 @@ from parsers.classify import (
     RuleResult,
     _address,
     _fold,
+    _Literals,
     _miss,
     _quote,
     _token,
@@ -77,9 +79,11 @@ class RobotSender(Rule):
 
         # One search of all the patterns; which one matched is looked for on a hit only.
         self.any_pattern = _alternation([regex for _source, regex in self.patterns])
+        # Most addresses hold none of the words the patterns need: not even that search.
+        self.any_literals = _Literals.of(self.any_pattern) if self.any_pattern else None
 
     def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
-        from_values = [(value, plain_parseaddr(value)) for value in _values(mail, "from")]
+        from_values = [(value, _parseaddr(value)) for value in _values(mail, "from")]
         # The sender, the From address and the raw From are mostly one
         # address: each is searched once (a string that missed misses again).
         searched: set[str] = set()
@@ -88,7 +92,7 @@ class RobotSender(Rule):
             if not folded or folded in searched:
                 continue
             searched.add(folded)
-            if self.any_pattern is not None and not self.any_pattern.search(folded):
+            if self.any_literals is not None and not self.any_literals.search(folded):
                 continue
             for source, regex in self.patterns:
                 if regex.search(folded):
@@ -110,6 +114,11 @@ class RobotSender(Rule):
         for value, (name, address) in from_values:
             # "MAILER-DAEMON <>": the name is all there is to go by.
             yield "From", address or name or value
+
+
+# The same senders write again and again (colleagues, newsletters): their
+# From values are parsed once. plain_parseaddr answers with a tuple of strings.
+_parseaddr = functools.lru_cache(maxsize=256)(plain_parseaddr)
 
 
 # A pattern that refers to its own groups, or sets flags for the whole
@@ -157,8 +166,12 @@ class RobotHeaders(Rule):
         "x-challenge-response": frozenset(),
     }
     PREFIXES: ClassVar[tuple[str, ...]] = ("x-boxbe", "x-spamarrest", "x-challenge-")
+    # A name that is one of HEADERS or starts with a prefix holds it.
+    _WORDS: ClassVar[tuple[str, ...]] = (*HEADERS, *PREFIXES)
 
     def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
+        if not _names_hold(mail, self._WORDS):
+            return _miss("no header of automatic mail")
         for name in mail.headers or {}:
             lowered = str(name).lower()
             if lowered in self.HEADERS:
@@ -169,6 +182,15 @@ class RobotHeaders(Rule):
             elif lowered.startswith(self.PREFIXES):
                 return RuleResult(True, f"challenge-response header {name}")
         return _miss("no header of automatic mail")
+
+
+def _names_hold(mail: ParsedMail, words: Iterable[str]) -> bool:
+    """False when no header name holds one of ``words`` (lower-case ASCII), whatever its case.
+
+    One look at all the names at once; True sends the rule through them one by one.
+    """
+    names = "\n".join(map(str, mail.headers or ())).lower()
+    return any(word in names for word in words)
 
 
 class RobotSubject(Rule):
@@ -224,6 +246,8 @@ class ListHeaders(Rule):
     EXACT: ClassVar[frozenset[str]] = frozenset({"mailing-list", "x-mailing-list"})
 
     def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
+        if not _names_hold(mail, ("list-", *self.EXACT)):
+            return _miss("no mailing-list header")
         for name in mail.headers or {}:
             lowered = str(name).lower()
             if lowered.startswith("list-") or lowered in self.EXACT:
