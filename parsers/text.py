@@ -26,10 +26,20 @@ def strip_accents(text: str) -> str:
     if text.isascii():
         return text  # nothing to decompose
     decomposed = unicodedata.normalize("NFKD", text)
-    # The distinct characters are few: test each once, then drop them in C
-    # (a regex substitution; str.translate looks every character up in a dict).
-    marks = "".join(sorted(ch for ch in set(decomposed) if unicodedata.combining(ch)))
-    return _remover(marks).sub("", decomposed) if marks else decomposed
+    # The distinct characters are few, and no ASCII one is a mark: test each
+    # other once, then drop the marks in C. Usually one to three (acute,
+    # grave, cedilla): one str.replace each, a fast scan; many, one regex
+    # substitution (str.translate looks every character up in a dict).
+    marks = sorted(ch for ch in set(decomposed) - _ASCII if unicodedata.combining(ch))
+    if len(marks) > _FEW_MARKS:
+        return _remover("".join(marks)).sub("", decomposed)
+    for mark in marks:
+        decomposed = decomposed.replace(mark, "")
+    return decomposed
+
+
+_ASCII = frozenset(map(chr, range(128)))
+_FEW_MARKS = 4
 
 
 @functools.lru_cache(maxsize=256)
@@ -38,7 +48,7 @@ def _remover(chars: str) -> re.Pattern[str]:
 
 
 # Word and Outlook write typographic apostrophes; patterns and labels use '.
-_APOSTROPHES = re.compile("[\u2019\u2018\u02bc\u2032\u00b4`]")
+_APOSTROPHES = "\u2019\u2018\u02bc\u2032\u00b4`"
 
 
 def fold(text: str) -> str:
@@ -49,7 +59,11 @@ def fold(text: str) -> str:
         # addresses and folded-again text).
         folded = text.replace("`", "'").lower()
     else:
-        folded = strip_accents(_APOSTROPHES.sub("'", text)).casefold()
+        # One str.replace per apostrophe: each a fast scan, together faster
+        # than one regex substitution.
+        for apostrophe in _APOSTROPHES:
+            text = text.replace(apostrophe, "'")
+        folded = strip_accents(text).casefold()
         folded = folded.replace("œ", "oe").replace("æ", "ae")
     # str.split() splits on exactly the characters \s matches (both ask
     # Py_UNICODE_ISSPACE) and drops the ends: the same as collapsing runs to
