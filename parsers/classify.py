@@ -766,7 +766,7 @@ class Classifier:
             trace.append(RuleHit("mailbox_weight", True, f"mailbox {ctx.mailbox!r} ({weight:+g})"))
 
         verdict, bound = self._verdict_for(score)
-        trace.append(RuleHit("score", True, f"score {score:g} {bound}: {verdict}"))
+        trace.append(_rule_hit("score", True, f"score {score:g} {bound}: {verdict}"))
 
         decided_by = "score"
         if mail.over_limits and verdict is not Verdict.NEEDS_REVIEW:
