@@ -257,15 +257,18 @@ def _address(value: str | None) -> str:
     """The folded bare address of ``value`` ("Name <a@b>" or "a@b"), or ""."""
     if not value:
         return ""
-    return _folded_address(str(value))
+    text = str(value)
+    # own_sender and robot_sender read the same two addresses of each message.
+    return _folded_address_short(text) if len(text) <= _SHORT_TEXT else _folded_address(text)
 
 
-# own_sender and robot_sender read the same two addresses of each message.
-@functools.lru_cache(maxsize=256)
 def _folded_address(text: str) -> str:
     # Parsed mail already holds bare addresses: parseaddr would return them as is.
     bare = text if _BARE_ADDRESS.fullmatch(text) else (parseaddr(text)[1] or text)
     return _fold(bare).strip("<> ")
+
+
+_folded_address_short = functools.lru_cache(maxsize=256)(_folded_address)
 
 
 def _token(value: str) -> str:
@@ -279,9 +282,19 @@ def _miss(reason: str) -> RuleResult:
     return RuleResult(False, reason)
 
 
-# The trace entries of one message are mostly the same as the last message's
-# (every rule that missed, for the same reason): frozen, so built once.
-_rule_hit = functools.lru_cache(maxsize=1024)(RuleHit)
+def _rule_hit(rule: str, hit: bool, reason: str) -> RuleHit:
+    """The trace entry of a rule's answer.
+
+    The entries of one message are mostly those of the last one (every rule
+    that missed, for the same reason): frozen, so built once. Long reasons
+    (a header name is quoted whole) are not kept.
+    """
+    if len(reason) > _SHORT_TEXT:
+        return RuleHit(rule, hit, reason)
+    return _rule_hit_short(rule, hit, reason)
+
+
+_rule_hit_short = functools.lru_cache(maxsize=1024)(RuleHit)
 
 
 # --------------------------------------------------------------------------

@@ -116,9 +116,17 @@ class RobotSender(Rule):
             yield "From", address or name or value
 
 
-# The same senders write again and again (colleagues, newsletters): their
-# From values are parsed once. plain_parseaddr answers with a tuple of strings.
-_parseaddr = functools.lru_cache(maxsize=256)(plain_parseaddr)
+def _parseaddr(value: str) -> tuple[str, str]:
+    # The same senders write again and again (colleagues, newsletters): their
+    # From values are parsed once (a tuple of strings: shared safely). Only
+    # short ones are kept, so that the cache never holds big headers.
+    if len(value) <= _SHORT_FROM:
+        return _parseaddr_short(value)
+    return plain_parseaddr(value)
+
+
+_SHORT_FROM = 512
+_parseaddr_short = functools.lru_cache(maxsize=256)(plain_parseaddr)
 
 
 # A pattern that refers to its own groups, or sets flags for the whole

@@ -17,7 +17,9 @@ from __future__ import annotations
 import json
 import re
 import string
+import tracemalloc
 import unicodedata
+from types import MappingProxyType
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -26,6 +28,7 @@ from mailbot.pipeline import Analyser
 from parsers.classify import _ASCII_CASE_TWINS, _caseless, _Literals
 from parsers.rules import compile_pattern
 from parsers.text import fold, header_safe, strip_accents
+from parsers.types import ParsedMail
 from tests.fixtures.classify_corpus import BODIES, RECORDED, SUBJECTS, config, outcomes
 
 
@@ -188,3 +191,36 @@ def test_a_context_without_texts_is_built_once_per_mailbox():
     with_text = analyser._context("n.bataillon", ("Intitulé de l'action",))
     assert with_text.attachment_texts == ("Intitulé de l'action",)
     assert analyser._context("n.bataillon").attachment_texts == ()
+
+
+def test_the_caches_keep_no_big_value():
+    """Folded values, parsed From values and trace entries are kept only when short."""
+    analyser = Analyser(config())
+    ctx = analyser._context("n.bataillon")
+    before = None
+    tracemalloc.start()
+    try:
+        for n in range(40):
+            big = f"{n}" + "x" * 200_000
+            mail = ParsedMail(
+                sha256="0" * 64,
+                size=1,
+                message_id=None,
+                subject=big,
+                sender=f"{big}@example.org",
+                sender_name="",
+                from_address=f"{big}@example.org",
+                headers=MappingProxyType(
+                    {"from": (f"{big} <{big}@example.org>",), f"list-{big}": ("",)}
+                ),
+                text=big,
+            )
+            analyser.classifier.classify(mail, ctx=ctx)
+            del mail, big
+            if n == 9:  # the caches are warm, and full of small values
+                before = tracemalloc.get_traced_memory()[0]
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    # The few long texts kept (the last bodies folded) stay; nothing grows with the count.
+    assert after - before < 2_000_000
