@@ -174,8 +174,8 @@ class RobotHeaders(Rule):
         "x-challenge-response": frozenset(),
     }
     PREFIXES: ClassVar[tuple[str, ...]] = ("x-boxbe", "x-spamarrest", "x-challenge-")
-    # A name that is one of HEADERS or starts with a prefix holds it.
-    _WORDS: ClassVar[tuple[str, ...]] = (*HEADERS, *PREFIXES)
+    # A name that is one of HEADERS or starts with a prefix holds one of these.
+    _WORDS: ClassVar[re.Pattern[str]] = re.compile("|".join(map(re.escape, [*HEADERS, *PREFIXES])))
 
     def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
         if not _names_hold(mail, self._WORDS):
@@ -192,13 +192,13 @@ class RobotHeaders(Rule):
         return _miss("no header of automatic mail")
 
 
-def _names_hold(mail: ParsedMail, words: Iterable[str]) -> bool:
+def _names_hold(mail: ParsedMail, words: re.Pattern[str]) -> bool:
     """False when no header name holds one of ``words`` (lower-case ASCII), whatever its case.
 
-    One look at all the names at once; True sends the rule through them one by one.
+    One search of all the names at once; True sends the rule through them one by one.
     """
     names = "\n".join(map(str, mail.headers or ())).lower()
-    return any(word in names for word in words)
+    return words.search(names) is not None
 
 
 class RobotSubject(Rule):
@@ -252,9 +252,11 @@ class BulkPrecedence(Rule):
 class ListHeaders(Rule):
     name = "list_headers"
     EXACT: ClassVar[frozenset[str]] = frozenset({"mailing-list", "x-mailing-list"})
+    # "list-...", "mailing-list" and "x-mailing-list" hold it (one literal: the fastest search).
+    _WORDS: ClassVar[re.Pattern[str]] = re.compile("list")
 
     def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
-        if not _names_hold(mail, ("list-", *self.EXACT)):
+        if not _names_hold(mail, self._WORDS):
             return _miss("no mailing-list header")
         for name in mail.headers or {}:
             lowered = str(name).lower()
