@@ -136,6 +136,8 @@ class Analyser:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.classifier = Classifier(config.rules.detection)
+        # The context of a message without attachment texts, by mailbox (see _context).
+        self._contexts: dict[str, ClassifyContext] = {}
 
     def analyse_file(
         self, path: Path, *, mailbox: str, head: HeadReading | None = None
@@ -267,7 +269,15 @@ class Analyser:
         )
 
     def _context(self, mailbox: str, texts: Sequence[str] = ()) -> ClassifyContext:
-        return ClassifyContext.from_config(self.config, mailbox=mailbox, attachment_texts=texts)
+        if texts:
+            return ClassifyContext.from_config(self.config, mailbox=mailbox, attachment_texts=texts)
+        # Most messages are classified without attachment texts: their context
+        # (frozen, its own addresses folded) is built once per mailbox.
+        ctx = self._contexts.get(mailbox)
+        if ctx is None:
+            ctx = ClassifyContext.from_config(self.config, mailbox=mailbox)
+            self._contexts[mailbox] = ctx
+        return ctx
 
     def _analyse_parsed(self, raw: bytes, mail: ParsedMail, mailbox: str) -> Analysis:
         mail = trusted_forward(mail, own_addresses=self.config.settings.own_addresses)

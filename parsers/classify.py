@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import functools
 import re
+import re._constants as _sre
+import re._parser as _sre_parser
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -76,12 +78,20 @@ _BARE_ADDRESS = re.compile(
 def _fold(text: str | None) -> str:
     # fold() also turns Word's and Outlook's apostrophes into the ASCII one
     # the shipped signs are written with ("d’intention" = "d'intention").
-    return _fold_cached(text or "")
+    text = text or ""
+    if len(text) <= _SHORT_TEXT:
+        return _fold_short(text)
+    return _fold_long(text)
 
 
-# The body is folded by dossier_reference and again for the signs: keep the
-# last few results (a str caches its hash, so a hit costs no rescan).
-_fold_cached = functools.lru_cache(maxsize=4)(fold)
+# Several rules fold the same values of one message: the subject (robot_subject,
+# dossier_reference, the signs), the addresses (robot_sender, own_sender),
+# the body (dossier_reference, the signs). Keep the last results (a str
+# caches its hash, so a hit costs no rescan): many short ones, only a few
+# long ones, so that no more than a few bodies or documents are ever held.
+_SHORT_TEXT = 1024
+_fold_short = functools.lru_cache(maxsize=256)(fold)
+_fold_long = functools.lru_cache(maxsize=4)(fold)
 
 
 # --------------------------------------------------------------------------
@@ -232,6 +242,8 @@ def _values(mail: ParsedMail, name: str) -> tuple[str, ...]:
     raw = headers.get(name.lower())
     if raw is None:
         return ()
+    if type(raw) is tuple and len(raw) == 1 and type(raw[0]) is str:
+        return raw  # what the parser gives for most headers: one string
     if isinstance(raw, str):
         raw = (raw,)
     return tuple(str(v) for v in raw if v is not None)
@@ -246,14 +258,154 @@ def _address(value: str | None) -> str:
     if not value:
         return ""
     text = str(value)
+    # own_sender and robot_sender read the same two addresses of each message.
+    return _folded_address_short(text) if len(text) <= _SHORT_TEXT else _folded_address(text)
+
+
+def _folded_address(text: str) -> str:
     # Parsed mail already holds bare addresses: parseaddr would return them as is.
     bare = text if _BARE_ADDRESS.fullmatch(text) else (parseaddr(text)[1] or text)
-    return fold(bare).strip("<> ")
+    return _fold(bare).strip("<> ")
+
+
+_folded_address_short = functools.lru_cache(maxsize=256)(_folded_address)
 
 
 def _token(value: str) -> str:
     """First token of a structured header value: ``Auto-Replied; x=y`` -> ``auto-replied``."""
-    return fold(value.split(";", 1)[0])
+    return _fold(value.split(";", 1)[0])
+
+
+@functools.lru_cache(maxsize=256)
+def _miss(reason: str) -> RuleResult:
+    """A miss for ``reason``: frozen, so one object serves every message that misses so."""
+    return RuleResult(False, reason)
+
+
+def _rule_hit(rule: str, hit: bool, reason: str) -> RuleHit:
+    """The trace entry of a rule's answer.
+
+    The entries of one message are mostly those of the last one (every rule
+    that missed, for the same reason): frozen, so built once. Long reasons
+    (a header name is quoted whole) are not kept.
+    """
+    if len(reason) > _SHORT_TEXT:
+        return RuleHit(rule, hit, reason)
+    return _rule_hit_short(rule, hit, reason)
+
+
+_rule_hit_short = functools.lru_cache(maxsize=1024)(RuleHit)
+
+
+# --------------------------------------------------------------------------
+# Literals a regex needs: the signs and the dossier reference are searched in
+# every message, and most messages hold none of their words. A regex that
+# cannot match without one of a few plain strings is not run over a text
+# holding none of them (``str.__contains__`` is much faster than a
+# case-insensitive search). Only sure answers: a text or a pattern outside
+# the simple shapes below is searched as before.
+
+# Characters that are ASCII letters to a case-insensitive regex without being
+# lower-case ASCII themselves: A-Z, and these four (tests/test_classify_speed.py
+# checks the list against every code point).
+_ASCII_CASE_TWINS = "\u0130\u0131\u017f\u212a"
+
+
+def _caseless(text: str) -> bool:
+    """True when, in ``text``, an ASCII character of a case-insensitive regex matches only itself.
+
+    (Itself lower-cased.) Folded text is: no A-Z and none of the four
+    non-ASCII case twins of ASCII letters (``str.lower()`` changes A-Z, İ
+    and the Kelvin sign; ı and ſ are looked for).
+    """
+    if text.lower() != text:
+        return False
+    return text.isascii() or not any(twin in text for twin in _ASCII_CASE_TWINS)
+
+
+@dataclass(frozen=True)
+class _Literals:
+    """A case-insensitive regex and strings one of which each of its matches contains."""
+
+    regex: re.Pattern[str]
+    # Lower-case ASCII; () when no such set is known (the regex is always run).
+    required: tuple[str, ...]
+
+    @classmethod
+    def of(cls, regex: re.Pattern[str]) -> _Literals:
+        required: frozenset[str] | None = None
+        if regex.flags & re.IGNORECASE:
+            try:
+                required = _required_literals(list(_sre_parser.parse(regex.pattern, regex.flags)))
+            except (re.error, RecursionError, ValueError, TypeError):
+                required = None
+        if not required:
+            return cls(regex, ())
+        # A text holding a string holds every string it contains: keep the shortest.
+        kept = {s for s in required if not any(o != s and o in s for o in required)}
+        return cls(regex, tuple(sorted(kept)))
+
+    def search(self, text: str, *, is_caseless: bool | None = None) -> re.Match[str] | None:
+        """``regex.search(text)``, without the search when ``text`` cannot match.
+
+        ``is_caseless``: ``_caseless(text)`` when the caller knows it already.
+        """
+        if self.required:
+            if is_caseless is None:
+                is_caseless = _caseless(text)
+            if is_caseless:
+                for literal in self.required:
+                    if literal in text:
+                        break
+                else:
+                    return None
+        return self.regex.search(text)
+
+
+_REPEATS = (_sre.MAX_REPEAT, _sre.MIN_REPEAT, _sre.POSSESSIVE_REPEAT)
+
+
+def _required_literals(items: list[tuple[Any, Any]]) -> frozenset[str] | None:
+    """Strings one of which every match of this parsed sequence contains; None: none known.
+
+    On a case-insensitive pattern: a run of ASCII literals must appear, in
+    lower case, in a caseless text holding the match; a group must match
+    whole; a repeat at least once its item; an alternation one of its
+    branches. Anything else (classes, scoped flags, lookarounds,
+    back-references, optional parts) requires nothing here.
+    """
+    candidates: list[frozenset[str]] = []
+    run: list[str] = []
+    for op, av in items:
+        if op is _sre.LITERAL and av < 128:
+            run.append(chr(av).lower())
+            continue
+        if run:
+            candidates.append(frozenset({"".join(run)}))
+            run = []
+        required: frozenset[str] | None = None
+        if op is _sre.SUBPATTERN:
+            _group, add_flags, del_flags, sub = av
+            if not add_flags and not del_flags:
+                required = _required_literals(list(sub))
+        elif op in _REPEATS:
+            low, _high, sub = av
+            if low >= 1:
+                required = _required_literals(list(sub))
+        elif op is _sre.ATOMIC_GROUP:
+            required = _required_literals(list(av))
+        elif op is _sre.BRANCH:
+            branches = [_required_literals(list(branch)) for branch in av[1]]
+            if branches and all(branches):
+                required = frozenset().union(*branches)  # type: ignore[arg-type]
+        if required:
+            candidates.append(required)
+    if run:
+        candidates.append(frozenset({"".join(run)}))
+    if not candidates:
+        return None
+    # The most selective: the longest shortest string, then the fewest strings.
+    return max(candidates, key=lambda found: (min(map(len, found)), -len(found)))
 
 
 def canonical_reference(year: str, number: str) -> str:
@@ -355,7 +507,7 @@ class OwnSender(Rule):
         for address in (sender, outer):
             if address and address in own:
                 return RuleResult(True, f"{_quote(address)} is one of our addresses")
-        return RuleResult(False, "sender is not one of our addresses")
+        return _miss("sender is not one of our addresses")
 
 
 class DossierReference(Rule):
@@ -364,15 +516,16 @@ class DossierReference(Rule):
     def __init__(self, rules: DetectionRules) -> None:
         super().__init__(rules)
         self.regex = compile_pattern(rules.reference_pattern)
+        self.literals = _Literals.of(self.regex)
 
     def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
         places = (("subject", mail.subject), ("body", (mail.text or "")[:SCAN_CHARS]))
         for place, text in places:
-            match = self.regex.search(_fold(text))
+            match = self.literals.search(_fold(text))
             if match:
                 reference = self._canonical(match)
                 return RuleResult(True, f"reference {reference} in {place}", reference)
-        return RuleResult(False, "no dossier reference in subject or body")
+        return _miss("no dossier reference in subject or body")
 
     def _canonical(self, match: re.Match[str]) -> str:
         if self.regex.groups >= 2:
@@ -393,7 +546,7 @@ class ReplyToOurMail(Rule):
             reference = reference_from_message_id(msgid, domain=ctx.message_id_domain)
             if reference:
                 return RuleResult(True, f"answers our message {_quote(msgid)}", reference)
-        return RuleResult(False, "does not answer one of our messages")
+        return _miss("does not answer one of our messages")
 
 
 class SameSenderOpenDossier(Rule):
@@ -507,25 +660,26 @@ class NotTheApplicant(Rule):
 # The chain and the score
 
 
-@dataclass(frozen=True)
-class _Places:
-    """The folded text of one message, by the names a sign's ``where`` uses."""
+# A folded text and whether it is ``_caseless``.
+_Text = tuple[str, bool]
 
-    subject: tuple[str, ...]
-    body: tuple[str, ...]
-    attachment_name: tuple[str, ...]
-    attachment_text: tuple[str, ...]
 
-    @classmethod
-    def of(cls, mail: ParsedMail, ctx: ClassifyContext) -> _Places:
-        # File names are folded one by one so that '$' in a pattern means the
-        # end of each name, and texts likewise stay one per document.
-        return cls(
-            subject=(_fold(mail.subject),),
-            body=(_fold((mail.text or "")[:SCAN_CHARS]),),
-            attachment_name=tuple(_fold(a.filename) for a in mail.attachments or () if a.filename),
-            attachment_text=tuple(_fold(t[:SCAN_CHARS]) for t in ctx.attachment_texts),
-        )
+def _text(text: str) -> _Text:
+    return text, _caseless(text)
+
+
+def _places(mail: ParsedMail, ctx: ClassifyContext) -> dict[str, tuple[_Text, ...]]:
+    """The folded texts of one message, by the names a sign's ``where`` uses."""
+    # File names are folded one by one so that '$' in a pattern means the
+    # end of each name, and texts likewise stay one per document.
+    return {
+        "subject": (_text(_fold(mail.subject)),),
+        "body": (_text(_fold((mail.text or "")[:SCAN_CHARS])),),
+        "attachment_name": tuple(
+            _text(_fold(a.filename)) for a in mail.attachments or () if a.filename
+        ),
+        "attachment_text": tuple(_text(_fold(t[:SCAN_CHARS])) for t in ctx.attachment_texts),
+    }
 
 
 class Classifier:
@@ -546,8 +700,11 @@ class Classifier:
         self.reading_chain: tuple[tuple[Rule, Verdict], ...] = tuple(
             (rule, verdict) for rule, verdict in steps if rule.stage is Stage.READING
         )
-        self.signs: tuple[tuple[Sign, re.Pattern[str]], ...] = tuple(
-            (sign, sign.regex) for sign in rules.signs
+        # Each sign with its regex's required literals and its trace entry
+        # when it does not match (the same for every message).
+        self.signs: tuple[tuple[Sign, _Literals, RuleHit], ...] = tuple(
+            (sign, _Literals.of(sign.regex), RuleHit(f"sign:{sign.name}", False, "no match"))
+            for sign in rules.signs
         )
 
     def classify(self, mail: ParsedMail, *, ctx: ClassifyContext) -> Classification:
@@ -590,7 +747,7 @@ class Classifier:
         """Ask each rule in turn, recording it in ``trace``; the first hit decides."""
         for rule, verdict in steps:
             result = rule.check(mail, ctx)
-            trace.append(RuleHit(rule.name, result.hit, result.reason))
+            trace.append(_rule_hit(rule.name, result.hit, result.reason))
             if result.hit:
                 return Classification(
                     verdict=verdict,
@@ -604,12 +761,12 @@ class Classifier:
     def _score(
         self, mail: ParsedMail, ctx: ClassifyContext, trace: list[RuleHit]
     ) -> Classification:
-        places = _Places.of(mail, ctx)
+        places = _places(mail, ctx)
         score = 0.0
-        for sign, regex in self.signs:
-            hit = self._match_sign(regex, sign.where, places)
+        for sign, literals, no_match in self.signs:
+            hit = self._match_sign(literals, sign.where, places)
             if hit is None:
-                trace.append(RuleHit(f"sign:{sign.name}", False, "no match"))
+                trace.append(no_match)
                 continue
             score += sign.weight
             where, matched = hit
@@ -622,7 +779,7 @@ class Classifier:
             trace.append(RuleHit("mailbox_weight", True, f"mailbox {ctx.mailbox!r} ({weight:+g})"))
 
         verdict, bound = self._verdict_for(score)
-        trace.append(RuleHit("score", True, f"score {score:g} {bound}: {verdict}"))
+        trace.append(_rule_hit("score", True, f"score {score:g} {bound}: {verdict}"))
 
         decided_by = "score"
         if mail.over_limits and verdict is not Verdict.NEEDS_REVIEW:
@@ -646,11 +803,11 @@ class Classifier:
 
     @staticmethod
     def _match_sign(
-        regex: re.Pattern[str], where: Iterable[str], places: _Places
+        literals: _Literals, where: Iterable[str], places: dict[str, tuple[_Text, ...]]
     ) -> tuple[str, str] | None:
         for place in where:
-            for text in getattr(places, place):
-                match = regex.search(text)
+            for text, is_caseless in places[place]:
+                match = literals.search(text, is_caseless=is_caseless)
                 if match:
                     return place, match.group(0)
         return None

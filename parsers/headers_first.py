@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import re
 
-from parsers.classify import Classification, Classifier, ClassifyContext, RuleHit
+from parsers.classify import Classification, Classifier, ClassifyContext, RuleHit, _rule_hit
 from parsers.mail.bodystructure import BodyPart
 from parsers.rules import Verdict
 from parsers.types import ParsedMail
@@ -119,7 +119,7 @@ def decide_from_headers(
         if name not in HEADER_RULES and name not in SENDER_RULES:
             return None
         result = rule.check(head, ctx)
-        trace.append(RuleHit(name, result.hit, result.reason))
+        trace.append(_rule_hit(name, result.hit, result.reason))
         if name in SENDER_RULES and not (result.hit and name in _HIT_STANDS):
             if result.hit:
                 return None

@@ -11,11 +11,6 @@ import functools
 import re
 import unicodedata
 
-_WS = re.compile(r"\s+")
-# Characters that are line breaks for a reader but not for str.splitlines()
-# users who only expect \n; also the ones that must never reach a header.
-_UNSAFE_HEADER_CHARS = re.compile(r"[\r\n\x00\u2028\u2029\x85\x0b\x0c]")
-
 
 def nfc(text: str) -> str:
     """Return ``text`` in Unicode NFC form."""
@@ -31,10 +26,20 @@ def strip_accents(text: str) -> str:
     if text.isascii():
         return text  # nothing to decompose
     decomposed = unicodedata.normalize("NFKD", text)
-    # The distinct characters are few: test each once, then drop them in C
-    # (a regex substitution; str.translate looks every character up in a dict).
-    marks = "".join(sorted(ch for ch in set(decomposed) if unicodedata.combining(ch)))
-    return _remover(marks).sub("", decomposed) if marks else decomposed
+    # The distinct characters are few, and no ASCII one is a mark: test each
+    # other once, then drop the marks in C. Usually one to three (acute,
+    # grave, cedilla): one str.replace each, a fast scan; many, one regex
+    # substitution (str.translate looks every character up in a dict).
+    marks = sorted(ch for ch in set(decomposed) - _ASCII if unicodedata.combining(ch))
+    if len(marks) > _FEW_MARKS:
+        return _remover("".join(marks)).sub("", decomposed)
+    for mark in marks:
+        decomposed = decomposed.replace(mark, "")
+    return decomposed
+
+
+_ASCII = frozenset(map(chr, range(128)))
+_FEW_MARKS = 4
 
 
 @functools.lru_cache(maxsize=256)
@@ -43,18 +48,34 @@ def _remover(chars: str) -> re.Pattern[str]:
 
 
 # Word and Outlook write typographic apostrophes; patterns and labels use '.
-_APOSTROPHES = re.compile("[\u2019\u2018\u02bc\u2032\u00b4`]")
+_APOSTROPHES = "\u2019\u2018\u02bc\u2032\u00b4`"
 
 
 def fold(text: str) -> str:
     """Accent- and case-folded text, apostrophes unified, runs of whitespace collapsed."""
-    folded = strip_accents(_APOSTROPHES.sub("'", text)).casefold()
-    folded = folded.replace("œ", "oe").replace("æ", "ae")
-    return _WS.sub(" ", folded).strip()
+    if text.isascii():
+        # The one ASCII apostrophe to unify is the backquote, and casefold()
+        # is lower() on ASCII: no regex, no decomposition (most headers,
+        # addresses and folded-again text).
+        folded = text.replace("`", "'").lower()
+    else:
+        # One str.replace per apostrophe: each a fast scan, together faster
+        # than one regex substitution.
+        for apostrophe in _APOSTROPHES:
+            text = text.replace(apostrophe, "'")
+        folded = strip_accents(text).casefold()
+        folded = folded.replace("œ", "oe").replace("æ", "ae")
+    # str.split() splits on exactly the characters \s matches (both ask
+    # Py_UNICODE_ISSPACE) and drops the ends: the same as collapsing runs to
+    # one space and stripping, several times faster than a substitution.
+    return " ".join(folded.split())
 
 
 def header_safe(text: str, *, max_length: int = 200) -> str:
     """Text that may go into a header: no CR, LF, NUL or Unicode line breaks."""
-    cleaned = _UNSAFE_HEADER_CHARS.sub(" ", text)
-    cleaned = _WS.sub(" ", cleaned).strip()
-    return cleaned[:max_length]
+    # The characters that must never reach a header are CR, LF, NUL, U+2028,
+    # U+2029, U+0085, VT and FF (line breaks for some reader or other).
+    # Every unsafe character but NUL is whitespace to str.split(), which
+    # splits on what \s matches: splitting on whitespace and NUL and joining
+    # with one space is the substitution of each by a space, runs collapsed.
+    return " ".join(text.replace("\x00", " ").split())[:max_length]
