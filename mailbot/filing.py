@@ -24,7 +24,6 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
 from mailbot.config import Config, Verdict
@@ -50,7 +49,6 @@ from storage.models import (
     OutboxKind,
     PieceRole,
     ServerAction,
-    Sighting,
     dedup_key_for,
     utcnow,
 )
@@ -190,6 +188,8 @@ def file_ignored(
     """
     now = now or utcnow()
     entries = []
+    # Equal traces and warnings share one value, so that it is converted once.
+    shared: dict[tuple[str, tuple[Any, ...]], list[Any]] = {}
     for analysis, position in items:
         key, sha = dedup_key(analysis)
         status, verdict, error = _status_of(analysis)
@@ -204,6 +204,7 @@ def file_ignored(
             error=error,
             raw_blob=None,
             now=now,
+            shared=shared,
         )
         entries.append((values, position))
     action = ServerAction.NONE if settled else ServerAction.PENDING
@@ -225,10 +226,13 @@ def bulk_ledger(
     server action pending), or ``server_action`` too when ``known_too``.
     """
     keys = {values["dedup_key"] for values, _p in entries}
-    known: dict[str, Message | int] = {
-        row.dedup_key: row
-        for row in session.exec(select(Message).where(col(Message.dedup_key).in_(keys)))
-    }
+    known: dict[str, Message | int] = {}
+    if repo.ledger_ids(session=session, dedup_keys=keys):
+        # Rows only for the few already there: most runs have none.
+        known = {
+            row.dedup_key: row
+            for row in session.exec(select(Message).where(col(Message.dedup_key).in_(keys)))
+        }
     rows: list[dict[str, Any]] = []
     # Per message: its row in the ledger, or the index of the row to insert.
     plan: list[tuple[Message | int, Position, bool]] = []
@@ -240,10 +244,7 @@ def bulk_ledger(
         rows.append(values)
         known[values["dedup_key"]] = len(rows) - 1
         plan.append((len(rows) - 1, position, False))
-    ids: list[int] = []
-    if rows:
-        inserted = insert(Message).returning(Message.id, sort_by_parameter_order=True)
-        ids = list(session.execute(inserted, rows).scalars())
+    ids = repo.insert_ledger_rows(session=session, rows=rows)
     sightings: list[dict[str, Any]] = []
     filed: list[Filed] = []
     for target, position, duplicate in plan:
@@ -286,8 +287,7 @@ def bulk_ledger(
                 duplicate=False,
             )
         )
-    if sightings:
-        session.execute(insert(Sighting), sightings)
+    repo.insert_sightings(session=session, rows=sightings)
     return filed
 
 
@@ -302,8 +302,11 @@ def _ledger_values(
     raw_blob: str | None,
     now: datetime,
     reason: str | None = None,
+    shared: dict[tuple[str, tuple[Any, ...]], list[Any]] | None = None,
 ) -> dict[str, Any]:
+    """A ledger row's column values; ``shared``: one list for equal traces, equal warnings."""
     mail = analysis.mail
+    classification = analysis.classification
     return dict(
         dedup_key=key,
         message_id=mail.message_id if mail else None,
@@ -316,15 +319,34 @@ def _ledger_values(
         date_header=mail.date if mail else None,
         headers=_ledger_headers(mail),
         verdict=verdict,
-        rule_trace=analysis.classification.trace_as_json() if analysis.classification else [],
+        rule_trace=_shared_list(shared, "trace", classification.trace, classification.trace_as_json)
+        if classification
+        else [],
         status=status,
         reason=reason,
         error=error,
-        warnings=list(analysis.warnings),
+        warnings=_shared_list(
+            shared, "warnings", analysis.warnings, lambda: list(analysis.warnings)
+        ),
         first_seen_at=now,
         updated_at=now,
         attempts=1,
     )
+
+
+def _shared_list(
+    shared: dict[tuple[str, tuple[Any, ...]], list[Any]] | None,
+    column: str,
+    source: tuple[Any, ...],
+    build: Callable[[], list[Any]],
+) -> list[Any]:
+    """``build()``, or the list built before from an equal ``source`` for this column."""
+    if shared is None:
+        return build()
+    found = shared.get((column, source))
+    if found is None:
+        found = shared[(column, source)] = build()
+    return found
 
 
 def refile(
