@@ -19,8 +19,9 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,6 +37,7 @@ from mailbot.open_dossiers import StoredOpenDossiers
 from mailbot.pipeline import Analyser, Analysis, Reading
 from mailbot.replies import choose_kind, plan_reply
 from parsers.checks import FIELD_PREFIX, describe_missing
+from parsers.classify import Classification, RuleHit
 from parsers.reasons import REVIEW_REASON_OF_RULE, ReviewReason
 from parsers.types import ParsedMail
 from storage import repositories as repo
@@ -69,6 +71,10 @@ LEDGER_HEADERS = (
     "list-id",
     "content-type",
 )
+
+
+# Lists of column values shared by a run's rows, by (column, source value).
+_Shared = dict[tuple[str, tuple[Any, ...]], list[Any]]
 
 
 def dedup_key(analysis: Analysis) -> tuple[str, str]:
@@ -189,7 +195,7 @@ def file_ignored(
     now = now or utcnow()
     entries = []
     # Equal traces and warnings share one value, so that it is converted once.
-    shared: dict[tuple[str, tuple[Any, ...]], list[Any]] = {}
+    shared: _Shared = {}
     for analysis, position in items:
         key, sha = dedup_key(analysis)
         status, verdict, error = _status_of(analysis)
@@ -302,7 +308,7 @@ def _ledger_values(
     raw_blob: str | None,
     now: datetime,
     reason: str | None = None,
-    shared: dict[tuple[str, tuple[Any, ...]], list[Any]] | None = None,
+    shared: _Shared | None = None,
 ) -> dict[str, Any]:
     """A ledger row's column values; ``shared``: one list for equal traces, equal warnings."""
     mail = analysis.mail
@@ -319,33 +325,44 @@ def _ledger_values(
         date_header=mail.date if mail else None,
         headers=_ledger_headers(mail),
         verdict=verdict,
-        rule_trace=_shared_list(shared, "trace", classification.trace, classification.trace_as_json)
-        if classification
-        else [],
+        rule_trace=_rule_trace(classification, shared),
         status=status,
         reason=reason,
         error=error,
-        warnings=_shared_list(
-            shared, "warnings", analysis.warnings, lambda: list(analysis.warnings)
-        ),
+        warnings=_warnings(analysis, shared),
         first_seen_at=now,
         updated_at=now,
         attempts=1,
     )
 
 
-def _shared_list(
-    shared: dict[tuple[str, tuple[Any, ...]], list[Any]] | None,
-    column: str,
-    source: tuple[Any, ...],
-    build: Callable[[], list[Any]],
+# The fields of a trace line, all of them: equal keys, equal JSON. Hashing
+# them as a plain tuple costs half what hashing the RuleHit objects does.
+_TRACE_LINE = attrgetter(*(field.name for field in fields(RuleHit)))
+
+
+def _rule_trace(
+    classification: Classification | None,
+    shared: _Shared | None,
 ) -> list[Any]:
-    """``build()``, or the list built before from an equal ``source`` for this column."""
+    if classification is None:
+        return []
     if shared is None:
-        return build()
-    found = shared.get((column, source))
+        return classification.trace_as_json()
+    key = ("trace", tuple(map(_TRACE_LINE, classification.trace)))
+    found = shared.get(key)
     if found is None:
-        found = shared[(column, source)] = build()
+        found = shared[key] = classification.trace_as_json()
+    return found
+
+
+def _warnings(analysis: Analysis, shared: _Shared | None) -> list[Any]:
+    if shared is None:
+        return list(analysis.warnings)
+    key = ("warnings", analysis.warnings)
+    found = shared.get(key)
+    if found is None:
+        found = shared[key] = list(analysis.warnings)
     return found
 
 
