@@ -330,6 +330,7 @@ def _ledger_values(
         reason=reason,
         error=error,
         warnings=_warnings(analysis, shared),
+        dossier_id=None,
         first_seen_at=now,
         updated_at=now,
         attempts=1,
@@ -705,7 +706,8 @@ def _duplicate(session: Session, message: Message) -> Filed:
 def _ledger_headers(mail: ParsedMail | None) -> dict[str, Any]:
     if mail is None:
         return {}
-    return {name: list(mail.headers[name])[:5] for name in LEDGER_HEADERS if name in mail.headers}
+    headers = mail.headers
+    return {name: list(headers[name][:5]) for name in LEDGER_HEADERS if name in headers}
 
 
 def _year(now: datetime, config: Config) -> int:

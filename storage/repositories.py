@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
@@ -466,14 +467,20 @@ def _bulk_insert(session: Session, table: sa.Table, rows: Sequence[dict[str, Any
     connection = session.connection()
     plan = _insert_plan(connection.dialect, table)
     fills = list(zip(plan.keys, plan.fill, strict=True))
+    every_column = itemgetter(*plan.keys)
     missing = plan.missing
     converted: dict[tuple[int, int], Any] = {}
     params: list[Any] = []
     for row in rows:
-        for key in plan.required:
-            if key not in row:
-                raise InvalidValueError(f"{table.name}.{key} must be given to a bulk insert")
-        values = [row.get(key, fill) for key, fill in fills]
+        try:
+            values = list(every_column(row))
+        except KeyError:
+            for key in plan.required:
+                if key not in row:
+                    raise InvalidValueError(
+                        f"{table.name}.{key} must be given to a bulk insert"
+                    ) from None
+            values = [row.get(key, fill) for key, fill in fills]
         for index, process in plan.converting:
             value = values[index]
             if value is _CONVERT:
