@@ -225,7 +225,7 @@ def bulk_ledger(
     now: datetime,
     known_too: bool = False,
 ) -> list[Filed]:
-    """Ledger rows (column values) and their sightings, each table in one INSERT.
+    """Ledger rows (column values) and their sightings, each table in one executemany.
 
     A dedup key already in the ledger, or twice in ``entries``, gets the
     usual ``known_message`` treatment (a sighting of the existing row, its
