@@ -19,12 +19,12 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
 from mailbot.config import Config, Verdict
@@ -37,6 +37,7 @@ from mailbot.open_dossiers import StoredOpenDossiers
 from mailbot.pipeline import Analyser, Analysis, Reading
 from mailbot.replies import choose_kind, plan_reply
 from parsers.checks import FIELD_PREFIX, describe_missing
+from parsers.classify import Classification, RuleHit
 from parsers.reasons import REVIEW_REASON_OF_RULE, ReviewReason
 from parsers.types import ParsedMail
 from storage import repositories as repo
@@ -50,7 +51,6 @@ from storage.models import (
     OutboxKind,
     PieceRole,
     ServerAction,
-    Sighting,
     dedup_key_for,
     utcnow,
 )
@@ -71,6 +71,10 @@ LEDGER_HEADERS = (
     "list-id",
     "content-type",
 )
+
+
+# Lists of column values shared by a run's rows, by (column, source value).
+_Shared = dict[tuple[str, tuple[Any, ...]], list[Any]]
 
 
 def dedup_key(analysis: Analysis) -> tuple[str, str]:
@@ -190,6 +194,8 @@ def file_ignored(
     """
     now = now or utcnow()
     entries = []
+    # Equal traces and warnings share one value, so that it is converted once.
+    shared: _Shared = {}
     for analysis, position in items:
         key, sha = dedup_key(analysis)
         status, verdict, error = _status_of(analysis)
@@ -204,6 +210,7 @@ def file_ignored(
             error=error,
             raw_blob=None,
             now=now,
+            shared=shared,
         )
         entries.append((values, position))
     action = ServerAction.NONE if settled else ServerAction.PENDING
@@ -218,17 +225,20 @@ def bulk_ledger(
     now: datetime,
     known_too: bool = False,
 ) -> list[Filed]:
-    """Ledger rows (column values) and their sightings, each table in one INSERT.
+    """Ledger rows (column values) and their sightings, each table in one executemany.
 
     A dedup key already in the ledger, or twice in ``entries``, gets the
     usual ``known_message`` treatment (a sighting of the existing row, its
     server action pending), or ``server_action`` too when ``known_too``.
     """
     keys = {values["dedup_key"] for values, _p in entries}
-    known: dict[str, Message | int] = {
-        row.dedup_key: row
-        for row in session.exec(select(Message).where(col(Message.dedup_key).in_(keys)))
-    }
+    known: dict[str, Message | int] = {}
+    if repo.ledger_ids(session=session, dedup_keys=keys):
+        # Rows only for the few already there: most runs have none.
+        known = {
+            row.dedup_key: row
+            for row in session.exec(select(Message).where(col(Message.dedup_key).in_(keys)))
+        }
     rows: list[dict[str, Any]] = []
     # Per message: its row in the ledger, or the index of the row to insert.
     plan: list[tuple[Message | int, Position, bool]] = []
@@ -240,10 +250,7 @@ def bulk_ledger(
         rows.append(values)
         known[values["dedup_key"]] = len(rows) - 1
         plan.append((len(rows) - 1, position, False))
-    ids: list[int] = []
-    if rows:
-        inserted = insert(Message).returning(Message.id, sort_by_parameter_order=True)
-        ids = list(session.execute(inserted, rows).scalars())
+    ids = repo.insert_ledger_rows(session=session, rows=rows)
     sightings: list[dict[str, Any]] = []
     filed: list[Filed] = []
     for target, position, duplicate in plan:
@@ -286,8 +293,7 @@ def bulk_ledger(
                 duplicate=False,
             )
         )
-    if sightings:
-        session.execute(insert(Sighting), sightings)
+    repo.insert_sightings(session=session, rows=sightings)
     return filed
 
 
@@ -302,8 +308,11 @@ def _ledger_values(
     raw_blob: str | None,
     now: datetime,
     reason: str | None = None,
+    shared: _Shared | None = None,
 ) -> dict[str, Any]:
+    """A ledger row's column values; ``shared``: one list for equal traces, equal warnings."""
     mail = analysis.mail
+    classification = analysis.classification
     return dict(
         dedup_key=key,
         message_id=mail.message_id if mail else None,
@@ -316,15 +325,46 @@ def _ledger_values(
         date_header=mail.date if mail else None,
         headers=_ledger_headers(mail),
         verdict=verdict,
-        rule_trace=analysis.classification.trace_as_json() if analysis.classification else [],
+        rule_trace=_rule_trace(classification, shared),
         status=status,
         reason=reason,
         error=error,
-        warnings=list(analysis.warnings),
+        warnings=_warnings(analysis, shared),
+        dossier_id=None,
         first_seen_at=now,
         updated_at=now,
         attempts=1,
     )
+
+
+# The fields of a trace line, all of them: equal keys, equal JSON. Hashing
+# them as a plain tuple costs half what hashing the RuleHit objects does.
+_TRACE_LINE = attrgetter(*(field.name for field in fields(RuleHit)))
+
+
+def _rule_trace(
+    classification: Classification | None,
+    shared: _Shared | None,
+) -> list[Any]:
+    if classification is None:
+        return []
+    if shared is None:
+        return classification.trace_as_json()
+    key = ("trace", tuple(map(_TRACE_LINE, classification.trace)))
+    found = shared.get(key)
+    if found is None:
+        found = shared[key] = classification.trace_as_json()
+    return found
+
+
+def _warnings(analysis: Analysis, shared: _Shared | None) -> list[Any]:
+    if shared is None:
+        return list(analysis.warnings)
+    key = ("warnings", analysis.warnings)
+    found = shared.get(key)
+    if found is None:
+        found = shared[key] = list(analysis.warnings)
+    return found
 
 
 def refile(
@@ -666,7 +706,8 @@ def _duplicate(session: Session, message: Message) -> Filed:
 def _ledger_headers(mail: ParsedMail | None) -> dict[str, Any]:
     if mail is None:
         return {}
-    return {name: list(mail.headers[name])[:5] for name in LEDGER_HEADERS if name in mail.headers}
+    headers = mail.headers
+    return {name: list(headers[name][:5]) for name in LEDGER_HEADERS if name in headers}
 
 
 def _year(now: datetime, config: Config) -> int:

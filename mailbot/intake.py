@@ -614,7 +614,14 @@ def _file_quiet(
                     _settle_if_nothing_to_do(
                         session, app=app, position=position, status=outcome.status
                     )
-            _save_cursor(session, items[-1][1], state)
+            last = items[-1][1]
+            repo.advance_cursor(
+                session=session,
+                mailbox=last.mailbox,
+                folder=last.folder,
+                uidvalidity=state.uidvalidity,
+                last_uid=last.uid,
+            )
             faults.checkpoint("before_commit")
     except IntegrityError:
         # Another worker wrote one of them meanwhile: file them one by one.

@@ -56,6 +56,8 @@ SUBJECT_MAX_LENGTH = 998
 MESSAGE_ID_KEY_MAX_LENGTH = 512
 
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
+# What is inside the first <...> of a Message-ID header.
+_ANGLE_ADDR = re.compile(r"<([^<>]*)>")
 
 
 def utcnow() -> datetime:
@@ -96,7 +98,7 @@ def normalise_message_id(message_id: str | None) -> str | None:
     if message_id is None:
         return None
     value = message_id.strip()
-    match = re.search(r"<([^<>]*)>", value)
+    match = _ANGLE_ADDR.search(value)
     if match is not None:
         value = match.group(1)
     value = "".join(value.split()).strip("<>").lower()

@@ -14,10 +14,14 @@ moment is handled too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, TypeVar
+from weakref import WeakKeyDictionary
 
+import sqlalchemy as sa
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, select
@@ -346,6 +350,167 @@ def mailboxes_for_dossier(*, session: Session, dossier: Dossier) -> list[str]:
     return list(session.exec(query).all())
 
 
+# The drivers' positional parameter mark (sqlite3: qmark; psycopg: format and pyformat).
+_PARAMETER_MARK = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+
+
+def ledger_ids(*, session: Session, dedup_keys: Collection[str]) -> dict[str, int]:
+    """The id of each of these dedup keys already in the ledger (one query, no ORM rows).
+
+    Written for the driver: SQLAlchemy's expanding IN costs more than the
+    query itself on a batch of keys.
+    """
+    if not dedup_keys:
+        return {}
+    session.flush()  # as an ORM query would, so that pending rows are seen
+    connection = session.connection()
+    mark = _PARAMETER_MARK[connection.dialect.paramstyle]
+    marks = ", ".join([mark] * len(dedup_keys))
+    found = connection.exec_driver_sql(
+        f"SELECT dedup_key, id FROM message WHERE dedup_key IN ({marks})", tuple(dedup_keys)
+    )
+    return {key: pk for key, pk in found}
+
+
+def insert_ledger_rows(*, session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert ledger rows given as column values at once; their ids, in order.
+
+    The rows written are those ``insert(Message)`` writes with the same
+    values (each column converted by its own type for the database in use),
+    through one driver-level executemany: no ORM objects, no per-row
+    statement bookkeeping. The ids are read back by dedup key, unique, in
+    the same transaction. A dedup key already there raises IntegrityError,
+    as the ORM insert would.
+    """
+    if not rows:
+        return []
+    _bulk_insert(session, Message.__table__, rows)
+    ids = ledger_ids(session=session, dedup_keys=[row["dedup_key"] for row in rows])
+    return [ids[row["dedup_key"]] for row in rows]
+
+
+def insert_sightings(*, session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert sightings given as column values at once (``insert_ledger_rows``' way).
+
+    A position already recorded raises IntegrityError: this is for
+    positions seen for the first time (``add_sighting`` is the idempotent one).
+    """
+    if rows:
+        _bulk_insert(session, Sighting.__table__, rows)
+
+
+@dataclass(frozen=True)
+class _InsertPlan:
+    """One table's INSERT as the driver takes it, with each column's conversion."""
+
+    sql: str
+    # Column keys in the order the statement takes its parameters (when positional).
+    keys: tuple[str, ...]
+    positional: bool
+    # (index, bind processor) of the columns whose type converts values for this dialect.
+    converting: tuple[tuple[int, Callable[[Any], Any]], ...]
+    # Per key: what is written when a row does not give the column, already
+    # converted (the column's scalar default, else NULL as when an INSERT
+    # leaves it out); _CONVERT for a converting column (its ``missing`` holds it).
+    fill: tuple[Any, ...]
+    missing: tuple[Any, ...]
+    # Columns a plain executemany cannot fill on its own (a computed or server default).
+    required: tuple[str, ...]
+
+
+# Insert plans by dialect (a dialect carries its engine's JSON serialiser) and table.
+_INSERT_PLANS: WeakKeyDictionary[sa.Dialect, dict[str, _InsertPlan]] = WeakKeyDictionary()
+
+# Stands for a converting column's value a row does not give (``_bulk_insert``).
+_CONVERT = object()
+
+
+def _insert_plan(dialect: sa.Dialect, table: sa.Table) -> _InsertPlan:
+    plans = _INSERT_PLANS.setdefault(dialect, {})
+    plan = plans.get(table.name)
+    if plan is not None:
+        return plan
+    columns = [column for column in table.columns if not column.primary_key]
+    # inline: no RETURNING of the new id (PostgreSQL adds one to a one-row INSERT).
+    compiled = (
+        table.insert().inline().compile(dialect=dialect, column_keys=[c.key for c in columns])
+    )
+    positional = bool(compiled.positional)
+    keys = tuple(compiled.positiontup or ()) if positional else tuple(c.key for c in columns)
+    by_key = {column.key: column for column in columns}
+    converting, fill, missing, required = [], [], [], []
+    for index, key in enumerate(keys):
+        column = by_key[key]
+        process = column.type.dialect_impl(dialect).bind_processor(dialect)
+        if column.server_default is not None or (
+            column.default is not None and not column.default.is_scalar
+        ):
+            required.append(key)
+        value = (
+            column.default.arg if column.default is not None and column.default.is_scalar else None
+        )
+        if process is not None:
+            converting.append((index, process))
+            # A scalar default is converted like a given value, as SQLAlchemy does.
+            missing.append(process(value) if column.default is not None else None)
+            fill.append(_CONVERT)
+        else:
+            missing.append(value)
+            fill.append(value)
+    plan = _InsertPlan(
+        sql=str(compiled),
+        keys=keys,
+        positional=positional,
+        converting=tuple(converting),
+        fill=tuple(fill),
+        missing=tuple(missing),
+        required=tuple(required),
+    )
+    plans[table.name] = plan
+    return plan
+
+
+def _bulk_insert(session: Session, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+    """One driver executemany of ``rows`` (column values, converted here as their types do).
+
+    A value given to many rows as the same object (the batch's timestamp, a
+    rule trace shared by equal traces) is converted once: the rows hold it
+    for the whole call, so its id names it, and a conversion depends on the
+    value alone.
+    """
+    session.flush()  # what the ORM would have flushed before its own insert
+    connection = session.connection()
+    plan = _insert_plan(connection.dialect, table)
+    fills = list(zip(plan.keys, plan.fill, strict=True))
+    every_column = itemgetter(*plan.keys)
+    missing = plan.missing
+    converted: dict[tuple[int, int], Any] = {}
+    params: list[Any] = []
+    for row in rows:
+        try:
+            values = list(every_column(row))
+        except KeyError:
+            for key in plan.required:
+                if key not in row:
+                    raise InvalidValueError(
+                        f"{table.name}.{key} must be given to a bulk insert"
+                    ) from None
+            values = [row.get(key, fill) for key, fill in fills]
+        for index, process in plan.converting:
+            value = values[index]
+            if value is _CONVERT:
+                values[index] = missing[index]
+                continue
+            seen = (index, id(value))
+            if seen not in converted:
+                converted[seen] = process(value)
+            values[index] = converted[seen]
+        params.append(
+            tuple(values) if plan.positional else dict(zip(plan.keys, values, strict=True))
+        )
+    connection.exec_driver_sql(plan.sql, params)
+
+
 # -- cursors -----------------------------------------------------------------
 
 
@@ -399,6 +564,61 @@ def save_cursor(
             continue  # created meanwhile by another worker: update it instead
         return row
     raise StorageError(f"could not save the cursor of {mailbox}/{folder}")  # pragma: no cover
+
+
+_CURSOR = MailboxCursor.__table__.c
+# save_cursor's change of an existing cursor, as one statement.
+_ADVANCE_CURSOR = (
+    update(MailboxCursor.__table__)
+    .where(
+        _CURSOR.mailbox == sa.bindparam("at_mailbox"),
+        _CURSOR.folder == sa.bindparam("at_folder"),
+        sa.or_(
+            _CURSOR.uidvalidity != sa.bindparam("new_uidvalidity"),
+            _CURSOR.last_uid < sa.bindparam("new_last_uid"),
+        ),
+    )
+    .values(
+        uidvalidity=sa.bindparam("new_uidvalidity"),
+        last_uid=sa.bindparam("new_last_uid"),
+        updated_at=sa.bindparam("new_updated_at", type_=_CURSOR.updated_at.type),
+    )
+)
+
+
+def advance_cursor(
+    *, session: Session, mailbox: str, folder: str, uidvalidity: int, last_uid: int
+) -> None:
+    """``save_cursor`` (without ``allow_rewind``) for a caller that needs no row back.
+
+    The usual case, a cursor moving forward, is one UPDATE (a sixth of
+    ``save_cursor``'s ORM load and flush). Anything else (no cursor yet, one
+    already further on, a cursor held by this session's ORM, which the
+    UPDATE would leave stale) is ``save_cursor``'s.
+    """
+    if uidvalidity < 0 or last_uid < 0:
+        raise InvalidValueError(f"invalid cursor uidvalidity={uidvalidity} last_uid={last_uid}")
+    session.flush()
+    if not any(isinstance(row, MailboxCursor) for row in session.identity_map.values()):
+        changed = session.connection().execute(
+            _ADVANCE_CURSOR,
+            {
+                "at_mailbox": mailbox,
+                "at_folder": folder,
+                "new_uidvalidity": uidvalidity,
+                "new_last_uid": last_uid,
+                "new_updated_at": utcnow(),
+            },
+        )
+        if changed.rowcount:
+            return
+    save_cursor(
+        session=session,
+        mailbox=mailbox,
+        folder=folder,
+        uidvalidity=uidvalidity,
+        last_uid=last_uid,
+    )
 
 
 # -- pieces ------------------------------------------------------------------
