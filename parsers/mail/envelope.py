@@ -26,6 +26,7 @@ from parsers.mail.headers import (
     _field_text,
     _first,
     _header_text,
+    _plain_text,
     _safe_text,
     _unfold,
 )
@@ -82,15 +83,19 @@ def _header_map(fields: tuple[_Field, ...], report: _Report) -> dict[str, tuple[
     values: dict[str, list[str]] = {}
     subject_seen = False
     for item in fields:
-        if item.key == "subject" and not subject_seen:
+        key = item.key
+        text = _plain_text(item.value, _MAX_HEADER_VALUE)
+        if text is None:
+            if key == "subject" and not subject_seen:
+                text = _field_text(item, report, "the Subject header")
+            else:
+                text = _field_text(item)
+            text = _safe_text(nfc(text), _MAX_HEADER_VALUE)
+        if key == "subject":
             subject_seen = True
-            text = _field_text(item, report, "the Subject header")
-        else:
-            text = _field_text(item)
-        text = _safe_text(nfc(text), _MAX_HEADER_VALUE)
-        found = values.get(item.key)
+        found = values.get(key)
         if found is None:
-            values[item.key] = [text]
+            values[key] = [text]
         else:
             found.append(text)
     return {name: tuple(found) for name, found in values.items()}
@@ -100,7 +105,7 @@ def _message_id(item: _Field | None, report: _Report) -> str | None:
     if item is None:
         report.warn("no Message-ID header")
         return None
-    compact = _SPACES.sub("", _header_text(_unfold(item.value[:2048]))[0])
+    compact = _compact(_header_text(_unfold(item.value[:2048]))[0])
     found = _MESSAGE_ID.search(compact)
     if found:
         return _safe_text(found.group(0), 998)
@@ -115,8 +120,15 @@ def _message_id(item: _Field | None, report: _Report) -> str | None:
 def _ids(item: _Field | None) -> list[str]:
     if item is None:
         return []
-    compact = _SPACES.sub("", _header_text(_unfold(item.value[:_MAX_RAW_HEADER_VALUE]))[0])
+    compact = _compact(_header_text(_unfold(item.value[:_MAX_RAW_HEADER_VALUE]))[0])
     return [_safe_text(found, 998) for found in _MESSAGE_ID.findall(compact)]
+
+
+def _compact(text: str) -> str:
+    """``text`` without its white space (a printable string has no other than spaces)."""
+    if text.isprintable():
+        return text.replace(" ", "") if " " in text else text
+    return _SPACES.sub("", text)
 
 
 def _first_id(item: _Field | None) -> str | None:
@@ -138,7 +150,7 @@ def _return_path(item: _Field | None) -> str | None:
         return None
     text = _header_text(_unfold(item.value[:1024]))[0].strip()
     inner = text.strip("<> \t")
-    return header_safe(inner.lower(), max_length=320) if inner else ""
+    return _safe_text(inner.lower(), 320) if inner else ""
 
 
 class _HeaderView(mailparser.MailParser):
@@ -193,6 +205,8 @@ def _mail_parser_text(item: _Field, limits: ParseLimits) -> str:
 
 
 def _cut_after_commas(value: bytes, commas: int) -> bytes:
+    if value.count(b",") < commas:
+        return value
     pos = -1
     for _ in range(commas):
         pos = value.find(b",", pos + 1)
@@ -205,17 +219,20 @@ def _clean_address(address: object) -> str | None:
     """The address as ``parsers.addresses`` keeps it (the one validator), or None."""
     if not isinstance(address, str) or len(address) > 320:
         return None
-    return normalise_address(address.encode("utf-8", "replace").decode("utf-8"))
+    if not address.isascii():  # lone surrogates become "?"
+        address = address.encode("utf-8", "replace").decode("utf-8")
+    return normalise_address(address)
 
 
 def _clean_name(name: object) -> str:
     if not isinstance(name, str):
         return ""
-    name = name.encode("utf-8", "replace").decode("utf-8")
+    if not name.isascii():  # lone surrogates become "?"
+        name = name.encode("utf-8", "replace").decode("utf-8")
     # mail-parser leaves words it finds suspicious encoded; we show them
     # decoded, header_safe removes what made them suspicious.
     name = _decode_words(name, None, "")
-    return header_safe(nfc(name), max_length=200).strip("\"' ")
+    return _safe_text(nfc(name), 200).strip("\"' ")
 
 
 def _addresses(pairs: object) -> list[str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import email.parser
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.errors import HeaderParseError
@@ -118,8 +119,7 @@ def _scan_head(data: bytes, limits: ParseLimits, report: _Report) -> _Head:
     too_big = len(block) > limits.max_header_bytes
     too_many = total > limits.max_header_count
     if not (too_big or too_many):
-        fields = [_make_field(block[start:stop]) for start, stop in _field_spans(block)]
-        return _Head(tuple([f for f in fields if f is not None]), end, None)
+        return _Head(_all_fields(block), end, None)
     if too_big:
         report.over(
             f"header block is {len(block)} bytes, over the limit of {limits.max_header_bytes}; "
@@ -165,6 +165,39 @@ def _field_spans(block: bytes) -> Iterator[tuple[int, int]]:
         pos = stop
     if pos < len(block):
         yield pos, len(block)
+
+
+def _all_fields(block: bytes) -> tuple[_Field, ...]:
+    """``_make_field`` of each span of ``_field_spans``: every field of the block.
+
+    Most blocks are one field a line (no continuation, no mbox line, the
+    last line ended): split at once and the fields built here, the value's
+    end stripped without its line end (``_make_field`` strips spaces and
+    tabs from a value that still ends with it, so only from its start).
+    """
+    if (
+        b"\n " in block
+        or b"\n\t" in block
+        or block.startswith((b"From ", b" ", b"\t"))
+        or not block.endswith(b"\n")
+    ):
+        fields = [_make_field(block[start:stop]) for start, stop in _field_spans(block)]
+        return tuple([f for f in fields if f is not None])
+    kept: list[_Field] = []
+    lines = block.split(b"\n")
+    lines.pop()  # what follows the last line end: nothing
+    for line in lines:
+        name, colon, value = line.partition(b":")
+        name = name.strip()
+        if colon and name:
+            item = _NEW(_Field)
+            attributes = item.__dict__  # as in _new_field
+            attributes["name"] = text = name.decode("ascii", "replace")
+            attributes["value"] = value.lstrip(b" \t").rstrip(b"\r\n")
+            attributes["line"] = line + b"\n"
+            attributes["key"] = text.lower()
+            kept.append(item)
+    return tuple(kept)
 
 
 def _fields_within(block: bytes, limits: ParseLimits, report: _Report) -> list[_Field]:
@@ -292,6 +325,28 @@ def _safe_text(text: str, max_length: int) -> str:
     """
     if text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " ":
         return text[:max_length]
+    return header_safe(text, max_length=max_length)
+
+
+def _plain_text(value: bytes, max_length: int) -> str | None:
+    """``_safe_text(nfc(_field_text(item)), max_length)`` of a plain value, else None.
+
+    Plain: one line of utf-8 within ``_MAX_RAW_HEADER_VALUE`` bytes, no
+    encoded word; its text is the decoded value (NFC unless ASCII), which
+    ``_field_text`` leaves as it is and no problem of which it reports.
+    """
+    if b"\n" in value or b"\r" in value or len(value) > _MAX_RAW_HEADER_VALUE:
+        return None
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if "=?" in text:
+        return None
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text)
+    if text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " ":
+        return text[:max_length]  # as _safe_text
     return header_safe(text, max_length=max_length)
 
 

@@ -20,7 +20,6 @@ it on the golden, hostile, seed, mutated and bench corpora.
 
 from __future__ import annotations
 
-import contextlib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -107,8 +106,7 @@ def plain_date(text: str) -> datetime | None:
         # Fixed-width digit strings compare as their numbers do.
         in_range = hour < "24" and minute < "60" and second < "60" and year >= "1900"
         if in_range and (sign is None or zone_minutes < "60"):
-            offset = int(zone_hours) * 60 + int(zone_minutes) if sign is not None else 0
-            with contextlib.suppress(OverflowError, ValueError):  # mail-parser says why
+            try:
                 value = datetime(
                     int(year),
                     _MONTHS[month],
@@ -118,7 +116,12 @@ def plain_date(text: str) -> datetime | None:
                     int(second),
                     tzinfo=UTC,
                 )
+                if sign is None or zone_hours == zone_minutes == "00":
+                    return value
+                offset = int(zone_hours) * 60 + int(zone_minutes)
                 return value - timedelta(minutes=-offset if sign == "-" else offset)
+            except (OverflowError, ValueError):
+                pass  # mail-parser says why
     return parse_mail_date(text).value
 
 
@@ -132,12 +135,16 @@ def _addresses(text: str) -> list[tuple[str, str]] | None:
         found = _ITEM.match(text, pos)
         if found is None or found.end() == pos:
             return None
-        bare, angle = found.group("bare"), found.group("angle")
+        bare, phrase, quoted, angle = found.group("bare", "phrase", "quoted", "angle")
         if bare is not None:
             pairs.append(("", bare))
         else:
-            phrase, quoted = found.group("phrase"), found.group("quoted")
-            name = _SPACES.sub(" ", phrase) if phrase is not None else quoted[1:-1]
+            if phrase is None:
+                name = quoted[1:-1]
+            elif "  " in phrase or "\t" in phrase:
+                name = _SPACES.sub(" ", phrase)
+            else:
+                name = phrase  # nothing to squeeze
             pairs.append(("" if name == angle else name, angle))
         pos = found.end()
         if text[pos - 1 : pos] == "," and not text[pos:].strip(" \t"):
