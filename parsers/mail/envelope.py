@@ -27,6 +27,7 @@ from parsers.mail.headers import (
     _first,
     _header_text,
     _plain_text,
+    _plain_texts,
     _safe_text,
     _unfold,
 )
@@ -80,25 +81,40 @@ def _read_envelope(
 
 def _header_map(fields: tuple[_Field, ...], report: _Report) -> dict[str, tuple[str, ...]]:
     """Every field's value as text; the first Subject's problems go to ``report``."""
+    texts = _plain_texts(fields)
+    if texts is not None:
+        keys = [item.key for item in fields]
+        if len(set(keys)) == len(keys):  # most blocks: no name twice
+            return {key: (text[:_MAX_HEADER_VALUE],) for key, text in zip(keys, texts, strict=True)}
+        texts = [text[:_MAX_HEADER_VALUE] for text in texts]
+    else:
+        texts = _field_texts(fields, report)
     values: dict[str, list[str]] = {}
+    for item, text in zip(fields, texts, strict=True):
+        found = values.get(item.key)
+        if found is None:
+            values[item.key] = [text]
+        else:
+            found.append(text)
+    return {name: tuple(found) for name, found in values.items()}
+
+
+def _field_texts(fields: tuple[_Field, ...], report: _Report) -> list[str]:
+    """Each field's value as ``ParsedMail.headers`` keeps it, read one by one."""
+    texts: list[str] = []
     subject_seen = False
     for item in fields:
-        key = item.key
         text = _plain_text(item.value, _MAX_HEADER_VALUE)
         if text is None:
-            if key == "subject" and not subject_seen:
+            if item.key == "subject" and not subject_seen:
                 text = _field_text(item, report, "the Subject header")
             else:
                 text = _field_text(item)
             text = _safe_text(nfc(text), _MAX_HEADER_VALUE)
-        if key == "subject":
+        if item.key == "subject":
             subject_seen = True
-        found = values.get(key)
-        if found is None:
-            values[key] = [text]
-        else:
-            found.append(text)
-    return {name: tuple(found) for name, found in values.items()}
+        texts.append(text)
+    return texts
 
 
 def _message_id(item: _Field | None, report: _Report) -> str | None:

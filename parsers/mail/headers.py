@@ -328,6 +328,34 @@ def _safe_text(text: str, max_length: int) -> str:
     return header_safe(text, max_length=max_length)
 
 
+def _plain_texts(fields: tuple[_Field, ...]) -> list[str] | None:
+    """``_plain_text`` of every field when all of them are plain and in NFC, else None.
+
+    Checked once on the values joined by spaces: utf-8 (a space cannot be
+    part of a multi-byte character: the whole decodes only if each value
+    does), printable (so no line break: unfolding changes nothing), no
+    encoded word (a space cannot be part of one) and no two spaces in a
+    row nor one at either end (so none inside a value or at its ends, and
+    no empty value). Each value's text is then the decoded value, cut.
+    """
+    values = [item.value for item in fields]
+    joined = b" ".join(values)
+    if len(joined) > _MAX_RAW_HEADER_VALUE:
+        return None
+    try:
+        text = joined.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not text.isprintable() or "  " in text or "=?" in text or text.strip() != text:
+        return None
+    texts = [value.decode("utf-8") for value in values]
+    if not text.isascii():
+        for text in texts:
+            if not text.isascii() and not unicodedata.is_normalized("NFC", text):
+                return None
+    return texts
+
+
 def _plain_text(value: bytes, max_length: int) -> str | None:
     """``_safe_text(nfc(_field_text(item)), max_length)`` of a plain value, else None.
 
@@ -335,7 +363,7 @@ def _plain_text(value: bytes, max_length: int) -> str | None:
     encoded word; its text is the decoded value (NFC unless ASCII), which
     ``_field_text`` leaves as it is and no problem of which it reports.
     """
-    if b"\n" in value or b"\r" in value or len(value) > _MAX_RAW_HEADER_VALUE:
+    if len(value) > _MAX_RAW_HEADER_VALUE:
         return None
     try:
         text = value.decode("utf-8")
@@ -345,8 +373,10 @@ def _plain_text(value: bytes, max_length: int) -> str | None:
         return None
     if not text.isascii():
         text = unicodedata.normalize("NFC", text)
-    if text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " ":
+    if text.isprintable() and "  " not in text and text.strip() == text:
         return text[:max_length]  # as _safe_text
+    if "\n" in text or "\r" in text:
+        return None  # to unfold first
     return header_safe(text, max_length=max_length)
 
 
