@@ -20,7 +20,17 @@ from mailparser.utils import get_addresses
 from parsers.addresses import normalise_address
 from parsers.mail.bounds import _MAX_HEADER_VALUE, _MAX_RAW_HEADER_VALUE, _MAX_REFERENCES
 from parsers.mail.charsets import _decode_words, _quoted
-from parsers.mail.headers import _ADDRESS_FIELDS, _Field, _field_text, _first, _header_text, _unfold
+from parsers.mail.headers import (
+    _ADDRESS_FIELDS,
+    _Field,
+    _field_text,
+    _first,
+    _header_text,
+    _plain_text,
+    _plain_texts,
+    _safe_text,
+    _unfold,
+)
 from parsers.mail.plain_view import PlainView, plain_view
 from parsers.mail.report import _Draft, _Report
 from parsers.text import header_safe, nfc
@@ -38,6 +48,7 @@ _MAILPARSER_FIELDS = _ADDRESS_FIELDS | {"date"}
 # tests turn this off to compare both readings.
 PLAIN_VIEW = True
 _MESSAGE_ID = re.compile(r"<[^<>]+>")
+_SPACES = re.compile(r"\s+")
 _ADDRESS_OK = re.compile(r"[^\s\x00-\x1f\x7f@<>()\[\],;:\"]+@[^\s\x00-\x1f\x7f@<>()\[\],;:\"]+")
 _BRACKETED = re.compile(r"<\s*([^<>\s]+@[^<>\s]+)\s*>")
 
@@ -46,41 +57,74 @@ def _read_envelope(
     fields: tuple[_Field, ...], *, limits: ParseLimits, report: _Report, draft: _Draft
 ) -> None:
     """Everything ParsedMail takes from the outer headers."""
-    draft.headers = _header_map(fields)
-    subject = _first(fields, "subject")
-    if subject is not None:
-        text = _field_text(subject, report, "the Subject header")
-        draft.subject = header_safe(nfc(text), max_length=998)
-    draft.message_id = _message_id(fields, report)
-    draft.in_reply_to = _first_id(fields, "in-reply-to")
-    draft.references = _references(fields)
-    draft.return_path = _return_path(fields)
+    # The first field of each name, looked up once (``_first`` would scan
+    # the fields again for each of them).
+    first = {item.key: item for item in reversed(fields)}
+    draft.headers = _header_map(fields, report)
+    if "subject" in first:
+        # header_safe cuts last: the Subject is its header value cut shorter.
+        draft.subject = draft.headers["subject"][0][:998]
+    draft.message_id = _message_id(first.get("message-id"), report)
+    draft.in_reply_to = _first_id(first.get("in-reply-to"))
+    draft.references = _references(first.get("references"))
+    draft.return_path = _return_path(first.get("return-path"))
     view = _mail_parser_view(fields, limits=limits, report=report, label="")
-    draft.date = _date(view, fields, report)
+    draft.date = _date(view, first.get("date"), report)
     draft.sender, draft.sender_name = _pick_sender(view, fields, report=report, label="")
     draft.from_address = draft.sender
-    draft.to, draft.cc = _recipients(view, fields, limits=limits, report=report)
+    draft.to, draft.cc = _recipients(
+        view, (first.get("to"), first.get("cc")), limits=limits, report=report
+    )
     reply_to = _addresses(getattr(view, "reply_to", None) if view else None)
     draft.reply_to = reply_to[0] if reply_to else None
 
 
-def _header_map(fields: tuple[_Field, ...]) -> dict[str, tuple[str, ...]]:
+def _header_map(fields: tuple[_Field, ...], report: _Report) -> dict[str, tuple[str, ...]]:
+    """Every field's value as text; the first Subject's problems go to ``report``."""
+    texts = _plain_texts(fields)
+    if texts is not None:
+        keys = [item.key for item in fields]
+        if len(set(keys)) == len(keys):  # most blocks: no name twice
+            return {key: (text[:_MAX_HEADER_VALUE],) for key, text in zip(keys, texts, strict=True)}
+        texts = [text[:_MAX_HEADER_VALUE] for text in texts]
+    else:
+        texts = _field_texts(fields, report)
     values: dict[str, list[str]] = {}
-    for item in fields:
-        text = header_safe(nfc(_field_text(item)), max_length=_MAX_HEADER_VALUE)
-        values.setdefault(item.key, []).append(text)
+    for item, text in zip(fields, texts, strict=True):
+        found = values.get(item.key)
+        if found is None:
+            values[item.key] = [text]
+        else:
+            found.append(text)
     return {name: tuple(found) for name, found in values.items()}
 
 
-def _message_id(fields: tuple[_Field, ...], report: _Report) -> str | None:
-    item = _first(fields, "message-id")
+def _field_texts(fields: tuple[_Field, ...], report: _Report) -> list[str]:
+    """Each field's value as ``ParsedMail.headers`` keeps it, read one by one."""
+    texts: list[str] = []
+    subject_seen = False
+    for item in fields:
+        text = _plain_text(item.value, _MAX_HEADER_VALUE)
+        if text is None:
+            if item.key == "subject" and not subject_seen:
+                text = _field_text(item, report, "the Subject header")
+            else:
+                text = _field_text(item)
+            text = _safe_text(nfc(text), _MAX_HEADER_VALUE)
+        if item.key == "subject":
+            subject_seen = True
+        texts.append(text)
+    return texts
+
+
+def _message_id(item: _Field | None, report: _Report) -> str | None:
     if item is None:
         report.warn("no Message-ID header")
         return None
-    compact = re.sub(r"\s+", "", _header_text(_unfold(item.value[:2048]))[0])
+    compact = _compact(_header_text(_unfold(item.value[:2048]))[0])
     found = _MESSAGE_ID.search(compact)
     if found:
-        return header_safe(found.group(0), max_length=998)
+        return _safe_text(found.group(0), 998)
     bare = compact.strip("<>")
     if not bare:
         report.warn("empty Message-ID header")
@@ -89,35 +133,40 @@ def _message_id(fields: tuple[_Field, ...], report: _Report) -> str | None:
     return header_safe(f"<{bare}>", max_length=998)
 
 
-def _ids(fields: tuple[_Field, ...], key: str) -> list[str]:
-    item = _first(fields, key)
+def _ids(item: _Field | None) -> list[str]:
     if item is None:
         return []
-    compact = re.sub(r"\s+", "", _header_text(_unfold(item.value[:_MAX_RAW_HEADER_VALUE]))[0])
-    return [header_safe(found, max_length=998) for found in _MESSAGE_ID.findall(compact)]
+    compact = _compact(_header_text(_unfold(item.value[:_MAX_RAW_HEADER_VALUE]))[0])
+    return [_safe_text(found, 998) for found in _MESSAGE_ID.findall(compact)]
 
 
-def _first_id(fields: tuple[_Field, ...], key: str) -> str | None:
-    found = _ids(fields, key)
+def _compact(text: str) -> str:
+    """``text`` without its white space (a printable string has no other than spaces)."""
+    if text.isprintable():
+        return text.replace(" ", "") if " " in text else text
+    return _SPACES.sub("", text)
+
+
+def _first_id(item: _Field | None) -> str | None:
+    found = _ids(item)
     return found[0] if found else None
 
 
-def _references(fields: tuple[_Field, ...]) -> tuple[str, ...]:
-    found = _ids(fields, "references")
+def _references(item: _Field | None) -> tuple[str, ...]:
+    found = _ids(item)
     if len(found) > _MAX_REFERENCES:
         # Keep the thread root and the most recent ancestors (RFC 5322 3.6.4).
         found = [found[0], *found[-(_MAX_REFERENCES - 1) :]]
     return tuple(found)
 
 
-def _return_path(fields: tuple[_Field, ...]) -> str | None:
+def _return_path(item: _Field | None) -> str | None:
     """The Return-Path address; the empty string for the null path ``<>``."""
-    item = _first(fields, "return-path")
     if item is None:
         return None
     text = _header_text(_unfold(item.value[:1024]))[0].strip()
     inner = text.strip("<> \t")
-    return header_safe(inner.lower(), max_length=320) if inner else ""
+    return _safe_text(inner.lower(), 320) if inner else ""
 
 
 class _HeaderView(mailparser.MailParser):
@@ -172,6 +221,8 @@ def _mail_parser_text(item: _Field, limits: ParseLimits) -> str:
 
 
 def _cut_after_commas(value: bytes, commas: int) -> bytes:
+    if value.count(b",") < commas:
+        return value
     pos = -1
     for _ in range(commas):
         pos = value.find(b",", pos + 1)
@@ -184,17 +235,20 @@ def _clean_address(address: object) -> str | None:
     """The address as ``parsers.addresses`` keeps it (the one validator), or None."""
     if not isinstance(address, str) or len(address) > 320:
         return None
-    return normalise_address(address.encode("utf-8", "replace").decode("utf-8"))
+    if not address.isascii():  # lone surrogates become "?"
+        address = address.encode("utf-8", "replace").decode("utf-8")
+    return normalise_address(address)
 
 
 def _clean_name(name: object) -> str:
     if not isinstance(name, str):
         return ""
-    name = name.encode("utf-8", "replace").decode("utf-8")
+    if not name.isascii():  # lone surrogates become "?"
+        name = name.encode("utf-8", "replace").decode("utf-8")
     # mail-parser leaves words it finds suspicious encoded; we show them
     # decoded, header_safe removes what made them suspicious.
     name = _decode_words(name, None, "")
-    return header_safe(nfc(name), max_length=200).strip("\"' ")
+    return _safe_text(nfc(name), 200).strip("\"' ")
 
 
 def _addresses(pairs: object) -> list[str]:
@@ -272,15 +326,16 @@ def _address_in(text: str) -> tuple[str, str] | None:
 
 def _recipients(
     view: mailparser.MailParser | PlainView | None,
-    fields: tuple[_Field, ...],
+    to_cc: tuple[_Field | None, _Field | None],
     *,
     limits: ParseLimits,
     report: _Report,
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The To and Cc addresses (``to_cc``: the first To and Cc fields), cut to the limit."""
     to = _addresses(getattr(view, "to", None) if view else None)
     cc = [a for a in _addresses(getattr(view, "cc", None) if view else None) if a not in to]
     limit = limits.max_recipients
-    listed = sum(f.value.count(b",") + 1 for f in (_first(fields, "to"), _first(fields, "cc")) if f)
+    listed = sum(f.value.count(b",") + 1 for f in to_cc if f)
     total = max(len(to) + len(cc), listed if listed > 2 * limit else 0)
     if total > limit:
         about = "about " if total > len(to) + len(cc) else ""
@@ -294,9 +349,9 @@ def _recipients(
 
 
 def _date(
-    view: mailparser.MailParser | PlainView | None, fields: tuple[_Field, ...], report: _Report
+    view: mailparser.MailParser | PlainView | None, item: _Field | None, report: _Report
 ) -> datetime | None:
-    item = _first(fields, "date")
+    """The date of the first Date field (``item``) as mail-parser read it."""
     if item is None:
         report.warn("no Date header")
         return None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import email.parser
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.errors import HeaderParseError
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING
 from parsers.mail.bounds import _MAX_MIME_HEADER, _MAX_RAW_HEADER_VALUE
 from parsers.mail.charsets import _decode_words, _quoted
 from parsers.mail.report import _Report
+from parsers.text import header_safe
 
 if TYPE_CHECKING:
     from parsers.rules import ParseLimits
@@ -97,6 +99,9 @@ class _Field:
         object.__setattr__(self, "key", self.name.lower())
 
 
+_NEW = object.__new__
+
+
 @dataclass(frozen=True)
 class _Head:
     fields: tuple[_Field, ...]
@@ -114,8 +119,7 @@ def _scan_head(data: bytes, limits: ParseLimits, report: _Report) -> _Head:
     too_big = len(block) > limits.max_header_bytes
     too_many = total > limits.max_header_count
     if not (too_big or too_many):
-        fields = (_make_field(block[start:stop]) for start, stop in _field_spans(block))
-        return _Head(tuple(f for f in fields if f is not None), end, None)
+        return _Head(_all_fields(block), end, None)
     if too_big:
         report.over(
             f"header block is {len(block)} bytes, over the limit of {limits.max_header_bytes}; "
@@ -154,11 +158,46 @@ def _field_spans(block: bytes) -> Iterator[tuple[int, int]]:
     pos = 0
     if block.startswith(b"From "):  # mbox envelope line, not a header
         pos = block.find(b"\n") + 1 or len(block)
-    while pos < len(block):
-        found = _FIELD_END.search(block, pos)
-        stop = found.end() if found else len(block)
+    # One scan of the block for all the field ends (not one search a field).
+    for found in _FIELD_END.finditer(block, pos):
+        stop = found.end()
         yield pos, stop
         pos = stop
+    if pos < len(block):
+        yield pos, len(block)
+
+
+def _all_fields(block: bytes) -> tuple[_Field, ...]:
+    """``_make_field`` of each span of ``_field_spans``: every field of the block.
+
+    Most blocks are one field a line (no continuation, no mbox line, the
+    last line ended): split at once and the fields built here, the value's
+    end stripped without its line end (``_make_field`` strips spaces and
+    tabs from a value that still ends with it, so only from its start).
+    """
+    if (
+        b"\n " in block
+        or b"\n\t" in block
+        or block.startswith((b"From ", b" ", b"\t"))
+        or not block.endswith(b"\n")
+    ):
+        fields = [_make_field(block[start:stop]) for start, stop in _field_spans(block)]
+        return tuple([f for f in fields if f is not None])
+    kept: list[_Field] = []
+    lines = block.split(b"\n")
+    lines.pop()  # what follows the last line end: nothing
+    for line in lines:
+        name, colon, value = line.partition(b":")
+        name = name.strip()
+        if colon and name:
+            item = _NEW(_Field)
+            attributes = item.__dict__  # as in _new_field
+            attributes["name"] = text = name.decode("ascii", "replace")
+            attributes["value"] = value.lstrip(b" \t").rstrip(b"\r\n")
+            attributes["line"] = line + b"\n"
+            attributes["key"] = text.lower()
+            kept.append(item)
+    return tuple(kept)
 
 
 def _fields_within(block: bytes, limits: ParseLimits, report: _Report) -> list[_Field]:
@@ -192,11 +231,28 @@ def _make_field(line: bytes) -> _Field | None:
     name = name.strip()
     if not colon or not name or line[:1] in (b" ", b"\t"):
         return None
-    return _Field(
-        name=name.decode("ascii", "replace"),
-        value=value.strip(b" \t").rstrip(b"\r\n"),
-        line=_ensure_newline(line),
+    return _new_field(
+        name.decode("ascii", "replace"),
+        value.strip(b" \t").rstrip(b"\r\n"),
+        line if line[-1:] == b"\n" else line + b"\n",
     )
+
+
+def _new_field(name: str, value: bytes, line: bytes) -> _Field:
+    """``_Field(name, value, line)``, built at a third of the cost.
+
+    A frozen dataclass sets each attribute through ``object.__setattr__``
+    and ``__post_init__`` once more for ``key``; every header field of every
+    message is built here, so the instance dict is filled directly (the
+    attributes, and so equality, hash and repr, are the same).
+    """
+    item = _NEW(_Field)
+    attributes = item.__dict__
+    attributes["name"] = name
+    attributes["value"] = value
+    attributes["line"] = line
+    attributes["key"] = name.lower()
+    return item
 
 
 def _cut_partial_field(item: _Field) -> _Field:
@@ -226,13 +282,14 @@ def _rescue_mime_fields(kept: list[_Field], block: bytes) -> list[_Field]:
     return rescued
 
 
-def _ensure_newline(line: bytes) -> bytes:
-    return line if line.endswith(b"\n") else line + b"\n"
+_FOLD = re.compile(rb"\r?\n(?=[ \t])")
 
 
 def _unfold(value: bytes) -> bytes:
     """RFC 5322 unfolding; any other line break becomes a space."""
-    value = re.sub(rb"\r?\n(?=[ \t])", b"", value)
+    if b"\n" not in value and b"\r" not in value:
+        return value  # one line: most values
+    value = _FOLD.sub(b"", value)
     return value.replace(b"\r", b" ").replace(b"\n", b" ")
 
 
@@ -255,6 +312,72 @@ def _field_text(item: _Field, report: _Report | None = None, label: str = "") ->
     if fallback and report is not None:
         report.warn(f"8-bit bytes in {label} are not utf-8; decoded as {fallback}")
     return _decode_words(text, report, label)
+
+
+def _safe_text(text: str, max_length: int) -> str:
+    """``header_safe(text, max_length=max_length)``, without its two substitutions when idle.
+
+    ``header_safe`` replaces unsafe characters and runs of white space with
+    one space, strips and cuts. In a printable string the only white space
+    is the ASCII space and no unsafe character is left (``str.isprintable``
+    refuses every other separator and control character): without two
+    spaces in a row or one at either end there is nothing to replace.
+    """
+    if text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " ":
+        return text[:max_length]
+    return header_safe(text, max_length=max_length)
+
+
+def _plain_texts(fields: tuple[_Field, ...]) -> list[str] | None:
+    """``_plain_text`` of every field when all of them are plain and in NFC, else None.
+
+    Checked once on the values joined by spaces: utf-8 (a space cannot be
+    part of a multi-byte character: the whole decodes only if each value
+    does), printable (so no line break: unfolding changes nothing), no
+    encoded word (a space cannot be part of one) and no two spaces in a
+    row nor one at either end (so none inside a value or at its ends, and
+    no empty value). Each value's text is then the decoded value, cut.
+    """
+    values = [item.value for item in fields]
+    joined = b" ".join(values)
+    if len(joined) > _MAX_RAW_HEADER_VALUE:
+        return None
+    try:
+        text = joined.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not text.isprintable() or "  " in text or "=?" in text or text.strip() != text:
+        return None
+    texts = [value.decode("utf-8") for value in values]
+    if not text.isascii():
+        for text in texts:
+            if not text.isascii() and not unicodedata.is_normalized("NFC", text):
+                return None
+    return texts
+
+
+def _plain_text(value: bytes, max_length: int) -> str | None:
+    """``_safe_text(nfc(_field_text(item)), max_length)`` of a plain value, else None.
+
+    Plain: one line of utf-8 within ``_MAX_RAW_HEADER_VALUE`` bytes, no
+    encoded word; its text is the decoded value (NFC unless ASCII), which
+    ``_field_text`` leaves as it is and no problem of which it reports.
+    """
+    if len(value) > _MAX_RAW_HEADER_VALUE:
+        return None
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if "=?" in text:
+        return None
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text)
+    if text.isprintable() and "  " not in text and text.strip() == text:
+        return text[:max_length]  # as _safe_text
+    if "\n" in text or "\r" in text:
+        return None  # to unfold first
+    return header_safe(text, max_length=max_length)
 
 
 def _first(fields: tuple[_Field, ...] | list[_Field], key: str) -> _Field | None:

@@ -150,18 +150,15 @@ def read_head(header: bytes, *, size: int, limits: ParseLimits) -> HeadReading:
                 f"internal error while reading the headers ({type(exc).__name__}); "
                 "parts of them were not read"
             )
-    kept_report, kept_draft = report.copy(), dataclasses.replace(draft)
-    kept_draft.headers = dict(draft.headers)
+    # ``build`` copies what it takes: the draft and report are kept as they
+    # are (``parse_message`` copies them again before carrying on), only the
+    # declared type is the header-only reading's own.
+    read_types = draft.content_types
     if head is not None:
         draft.content_types = (_declared_content_type(head.fields),)
-    return HeadReading(
-        header=data,
-        mail=draft.build(report),
-        head=head,
-        draft=kept_draft,
-        report=kept_report,
-        limits=limits,
-    )
+    mail = draft.build(report)
+    draft.content_types = read_types
+    return HeadReading(header=data, mail=mail, head=head, draft=draft, report=report, limits=limits)
 
 
 def parse_head(header: bytes, *, size: int, limits: ParseLimits) -> ParsedMail:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 
 from mailparser.dates import parse_mail_date
@@ -40,6 +40,17 @@ _ITEM = re.compile(
     rf"[ \t]*<(?P<angle>{_ADDR})>)[ \t]*(?:,|\Z)"
 )
 _SPACES = re.compile(r"[ \t]+")
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
+    )
+}
+_PLAIN_DATE = re.compile(
+    r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?([0-9]{1,2}) (" + "|".join(_MONTHS) + r") "
+    r"([0-9]{4}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) (?:([+-])([0-9]{2})([0-9]{2})|GMT|UT)",
+    re.ASCII,
+)
 _PRINTABLE_ASCII = re.compile(r"[ \t\x21-\x7e]*")
 _VIEW_FIELDS = {"from": "from_", "to": "to", "cc": "cc", "reply-to": "reply_to"}
 
@@ -71,14 +82,47 @@ def plain_view(texts: list[tuple[str, str]]) -> PlainView | None:
         if key == "date":
             if not _PRINTABLE_ASCII.fullmatch(text):
                 return None
-            result = parse_mail_date(text.lstrip(" \t"))
-            view.date = result.value
+            view.date = plain_date(text.lstrip(" \t"))
             continue
         pairs = _addresses(text)
         if pairs is None:
             return None
         setattr(view, _VIEW_FIELDS[key], pairs)
     return view
+
+
+def plain_date(text: str) -> datetime | None:
+    """``parse_mail_date(text).value``, without its scanner when ``text`` has the usual shape.
+
+    ``Thu, 03 Dec 2026 06:57:44 +0000`` (also ``-0000``, ``GMT``, ``UT``, no
+    weekday), single spaces, a real date and time of 1900 or later:
+    mail-parser's own computation, done directly (a wrong weekday does not
+    change the value; ``-0000`` is UTC, as to mail-parser). Anything else,
+    leap seconds and out-of-range values included, is mail-parser's to read.
+    """
+    found = _PLAIN_DATE.fullmatch(text)
+    if found is not None:
+        day, month, year, hour, minute, second, sign, zone_hours, zone_minutes = found.groups()
+        # Fixed-width digit strings compare as their numbers do.
+        in_range = hour < "24" and minute < "60" and second < "60" and year >= "1900"
+        if in_range and (sign is None or zone_minutes < "60"):
+            try:
+                value = datetime(
+                    int(year),
+                    _MONTHS[month],
+                    int(day),
+                    int(hour),
+                    int(minute),
+                    int(second),
+                    tzinfo=UTC,
+                )
+                if sign is None or zone_hours == zone_minutes == "00":
+                    return value
+                offset = int(zone_hours) * 60 + int(zone_minutes)
+                return value - timedelta(minutes=-offset if sign == "-" else offset)
+            except (OverflowError, ValueError):
+                pass  # mail-parser says why
+    return parse_mail_date(text).value
 
 
 def _addresses(text: str) -> list[tuple[str, str]] | None:
@@ -91,12 +135,16 @@ def _addresses(text: str) -> list[tuple[str, str]] | None:
         found = _ITEM.match(text, pos)
         if found is None or found.end() == pos:
             return None
-        bare, angle = found.group("bare"), found.group("angle")
+        bare, phrase, quoted, angle = found.group("bare", "phrase", "quoted", "angle")
         if bare is not None:
             pairs.append(("", bare))
         else:
-            phrase, quoted = found.group("phrase"), found.group("quoted")
-            name = _SPACES.sub(" ", phrase) if phrase is not None else quoted[1:-1]
+            if phrase is None:
+                name = quoted[1:-1]
+            elif "  " in phrase or "\t" in phrase:
+                name = _SPACES.sub(" ", phrase)
+            else:
+                name = phrase  # nothing to squeeze
             pairs.append(("" if name == angle else name, angle))
         pos = found.end()
         if text[pos - 1 : pos] == "," and not text[pos:].strip(" \t"):
