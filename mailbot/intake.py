@@ -286,7 +286,11 @@ def _poll(
         done += len(chunk)
         if progress:
             progress(mailbox.name, done, len(plan))
-        _advance_cursor(app, mailbox=mailbox, state=state, uid=max(uid for uid, _p in chunk))
+        last = max(uid for uid, _p in chunk)
+        # Filing a message moves the cursor to it in the same transaction: a
+        # chunk that ends with a filed message needs no transaction of its own.
+        if not fetched or fetched[-1].uid != last:
+            _advance_cursor(app, mailbox=mailbox, state=state, uid=last)
 
 
 @dataclass(frozen=True)
