@@ -492,3 +492,20 @@ def test_reading_is_the_same_on_mutated_candidatures(raw):
     with pytest.MonkeyPatch.context() as patch:
         ours, general = _both_ways(raw, patch)
     assert ours == general
+
+
+def test_the_fast_paths_read_the_everyday_mail(monkeypatch):
+    """Not vacuous: on ordinary mail the header block takes the fast paths."""
+    answers: list[bool] = []
+    real = envelope._plain_texts
+
+    def counting(fields):
+        found = real(fields)
+        answers.append(found is not None)
+        return found
+
+    monkeypatch.setattr(envelope, "_plain_texts", counting)
+    monkeypatch.setattr(headers, "_make_field", None)  # the split path builds the fields
+    for raw in everyday_messages(3):
+        parse_message(raw, limits=LIMITS)
+    assert answers and all(answers)
