@@ -141,6 +141,12 @@ def _parse_structure(
     except Exception:
         budget.stop = "error"
         return budget.root
+    finally:
+        # The root part refers to the budget (``mb_budget``) and the budget to
+        # the raw message (``elided.data``): left set, ``budget.root`` would
+        # close a cycle that keeps the whole message in memory until the next
+        # garbage collection, while the sandbox children read its documents.
+        budget.root = None
 
 
 def _feed(parser: BytesFeedParser, data: bytes, *, start: int, end: int) -> None:
