@@ -22,7 +22,7 @@ import functools
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -44,7 +44,7 @@ from mailbot.filing import (
     is_quiet,
     known_message,
 )
-from mailbot.imap import FolderState, ImapError, MailboxClient
+from mailbot.imap import FetchedMessage, FolderState, ImapError, MailboxClient
 from mailbot.pipeline import Analyser, Analysis
 from parsers.mail import HeadReading, header_block, header_text, read_headers
 from parsers.reasons import ReviewReason
@@ -68,6 +68,13 @@ log = logging.getLogger(__name__)
 # fetched and read from there: the worker does not hold them while their
 # documents are read (bench.memory).
 SPOOL_BYTES = 1 << 20
+# What a batch may hold in memory of whole messages (and of the analyses of
+# a run of mail that is not for us): the bodies of one batch are fetched in
+# FETCH commands of at most this many bytes (by the server's RFC822.SIZE; a
+# bigger message alone), messages fetched beyond it are spooled, and a quiet
+# run that holds more is filed at once. The worker's memory therefore does
+# not grow with ``fetch_batch``.
+BATCH_BYTES = 16 << 20
 
 # Failures of the infrastructure: the message is fetched again next time.
 RETRY_LATER = (OperationalError, BlobError, OSError, ImapError)
@@ -360,8 +367,17 @@ def _first_pass(
         elif head is not None:
             heads[item.uid] = head
     rest = [uid for uid in uids if uid not in arrivals]
-    for message in client.fetch(rest, batch=batch) if rest else ():
-        arrival = _arrival(app, message.uid, message.raw, head=heads.get(message.uid))
+    sizes = {item.uid: item.size for item in structures}
+    held = 0
+    for message in _fetch_whole(client, rest, sizes=sizes, batch=batch):
+        arrival = _arrival(
+            app,
+            message.uid,
+            message.raw,
+            head=heads.get(message.uid),
+            spool=held + len(message.raw) > BATCH_BYTES,
+        )
+        held += len(arrival.raw)
         # Whole, its key is read again (the server's header block may end
         # elsewhere than ours): the same Message-ID key was looked up above.
         looked_up = header_keys.get(message.uid, "")
@@ -372,9 +388,31 @@ def _first_pass(
     return [arrivals[uid] for uid in sorted(arrivals)]
 
 
-def _arrival(app: App, uid: int, raw: bytes, *, head: HeadReading | None) -> _Arrival:
-    """A whole message; spooled to a file when it is big (see ``SPOOL_BYTES``)."""
-    if len(raw) < SPOOL_BYTES:
+def _fetch_whole(
+    client: MailboxClient, uids: list[int], *, sizes: dict[int, int], batch: int
+) -> Iterator[FetchedMessage]:
+    """The whole messages ``uids``, in FETCH commands of at most ``batch`` messages and
+    ``BATCH_BYTES`` (by their size in ``sizes``; a message of unknown size counts as
+    ``SPOOL_BYTES``), so that no answer held by imaplib is much bigger than that.
+    """
+    group: list[int] = []
+    total = 0
+    for uid in uids:
+        size = sizes.get(uid, SPOOL_BYTES)
+        if group and (len(group) >= batch or total + size > BATCH_BYTES):
+            yield from client.fetch(group, batch=len(group))
+            group, total = [], 0
+        group.append(uid)
+        total += size
+    if group:
+        yield from client.fetch(group, batch=len(group))
+
+
+def _arrival(
+    app: App, uid: int, raw: bytes, *, head: HeadReading | None, spool: bool = False
+) -> _Arrival:
+    """A whole message; spooled to a file when it is big (see ``SPOOL_BYTES``) or ``spool``."""
+    if len(raw) < SPOOL_BYTES and not spool:
         return _Arrival(uid, raw, head=head)
     try:
         key: str | None = quick_dedup_key(raw)
@@ -515,6 +553,7 @@ def _handle_all(
     last message whose rows are committed.
     """
     quiet: list[tuple[Analysis, Position]] = []
+    quiet_bytes = 0
     stopped = False
     known = _known_uids(app, fetched)
     for message in fetched:
@@ -527,6 +566,20 @@ def _handle_all(
             analysis = _analyse(client, analyser=analyser, mailbox=mailbox, arrival=message)
             if is_quiet(analysis):
                 quiet.append((analysis, position))
+                # Its parsed parts are held until the run is filed: a run
+                # of big messages is filed before it holds too much.
+                quiet_bytes += analysis.size
+                if quiet_bytes > BATCH_BYTES:
+                    _file_quiet(
+                        app,
+                        client=client,
+                        mailbox=mailbox,
+                        state=state,
+                        analyser=analyser,
+                        items=quiet,
+                        report=report,
+                    )
+                    quiet, quiet_bytes = [], 0
                 continue
         _file_quiet(
             app,
@@ -537,7 +590,7 @@ def _handle_all(
             items=quiet,
             report=report,
         )
-        quiet = []
+        quiet, quiet_bytes = [], 0
         if analysis is None:
             filed = _file_known(app, fetched=message, position=position, state=state)
             if filed is None:  # it left the ledger meanwhile (purge): read it

@@ -139,7 +139,7 @@ class ServiceSettings(Strict):
 
 class IntakeSettings(Strict):
     backlog_days: int = Field(default=30, ge=0)
-    fetch_batch: int = Field(default=50, ge=1, le=1000)
+    fetch_batch: int = Field(default=200, ge=1, le=1000)
 
 
 class ScheduleSettings(Strict):

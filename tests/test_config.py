@@ -154,10 +154,10 @@ def test_every_problem_reported_at_once(config_dir, secrets_env, edit_config, ca
 
 
 def test_toml_syntax_error_has_line(config_dir, secrets_env, edit_config, capsys):
-    edit_config("mailbot.toml", "fetch_batch = 50", "fetch_batch = = 50")
+    edit_config("mailbot.toml", "fetch_batch = 200", "fetch_batch = = 200")
     code, _out, err = run_check(config_dir, capsys)
     assert code == 2
-    line = line_of(config_dir / "mailbot.toml", "fetch_batch = = 50")
+    line = line_of(config_dir / "mailbot.toml", "fetch_batch = = 200")
     assert f"mailbot.toml:{line}: invalid TOML" in err
 
 
