@@ -197,12 +197,12 @@ class MailboxClient:
 
     # -- folders --------------------------------------------------------------
 
-    def select(self, folder: str | None = None) -> FolderState:
-        """Select ``folder`` read-write and return its UIDVALIDITY."""
+    def select(self, folder: str | None = None, *, readonly: bool = False) -> FolderState:
+        """Select ``folder`` (read-write, or read-only: EXAMINE) and return its UIDVALIDITY."""
         name = folder or self.settings.folder
         client = self._mailbox.client
         try:
-            self._mailbox.folder.set(name)
+            self._mailbox.folder.set(name, readonly=readonly)
         except _IMAP_FAILURES as err:
             raise ImapError(f"{self.settings.name}: cannot select {name!r}: {err}") from err
         uidvalidity = _first_int(client.untagged_responses.get("UIDVALIDITY"))

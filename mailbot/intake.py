@@ -46,7 +46,9 @@ from mailbot.filing import (
 )
 from mailbot.imap import FetchedMessage, FolderState, ImapError, MailboxClient
 from mailbot.pipeline import Analyser, Analysis
+from mailbot.prefetch import StructurePrefetch
 from parsers.mail import HeadReading, header_block, header_text, read_headers
+from parsers.mail.bodystructure import FetchedStructure
 from parsers.reasons import ReviewReason
 from storage import repositories as repo
 from storage.db import session_scope
@@ -183,6 +185,7 @@ def poll_mailbox(
             _poll(
                 app,
                 client=client,
+                open_client=functools.partial(_connected, client_factory, mailbox, password),
                 mailbox=mailbox,
                 analyser=analyser,
                 report=report,
@@ -195,10 +198,22 @@ def poll_mailbox(
     return report
 
 
+def _connected(
+    factory: Callable[[MailboxSettings, str], MailboxClient],
+    mailbox: MailboxSettings,
+    password: str,
+) -> MailboxClient:
+    """A second connection to ``mailbox`` (see ``StructurePrefetch``)."""
+    client = factory(mailbox, password)
+    client.connect()
+    return client
+
+
 def _poll(
     app: App,
     *,
     client: MailboxClient,
+    open_client: Callable[[], MailboxClient],
     mailbox: MailboxSettings,
     analyser: Analyser,
     report: MailboxReport,
@@ -250,6 +265,40 @@ def _poll(
         return
     report.new = sum(1 for _uid, process in plan if process)
     batch = app.config.settings.intake.fetch_batch
+    # More than one batch: the next one's structures come on a second
+    # connection while this one is read.
+    with StructurePrefetch(
+        open_client, folder=state, batch=batch, enabled=len(plan) > batch
+    ) as prefetch:
+        _poll_batches(
+            app,
+            client=client,
+            mailbox=mailbox,
+            state=state,
+            plan=plan,
+            analyser=analyser,
+            prefetch=prefetch,
+            report=report,
+            progress=progress,
+            should_stop=should_stop,
+        )
+
+
+def _poll_batches(
+    app: App,
+    *,
+    client: MailboxClient,
+    mailbox: MailboxSettings,
+    state: FolderState,
+    plan: list[tuple[int, bool]],
+    analyser: Analyser,
+    prefetch: StructurePrefetch,
+    report: MailboxReport,
+    progress: Progress | None,
+    should_stop: Callable[[], bool],
+) -> None:
+    """Read, file and act on the planned UIDs a batch at a time, moving the cursor."""
+    batch = app.config.settings.intake.fetch_batch
     done = 0
     for start in range(0, len(plan), batch):
         if should_stop():
@@ -261,8 +310,18 @@ def _poll(
             _record_skipped(
                 app, client=client, mailbox=mailbox, state=state, uids=skip, report=report
             )
+        structures = prefetch.take(take)
+        prefetch.submit(
+            [uid for uid, process in plan[start + batch : start + 2 * batch] if process]
+        )
         fetched = _first_pass(
-            app, client=client, mailbox=mailbox, analyser=analyser, uids=take, batch=batch
+            app,
+            client=client,
+            mailbox=mailbox,
+            analyser=analyser,
+            uids=take,
+            batch=batch,
+            structures=structures,
         )
         # A UID the server did not return is skipped only once it is really gone
         # (expunged meanwhile); otherwise stop below it so that it is fetched again.
@@ -334,6 +393,7 @@ def _first_pass(
     analyser: Analyser,
     uids: list[int],
     batch: int,
+    structures: list[FetchedStructure] | None = None,
 ) -> list[_Arrival]:
     """Structure and headers of the batch first; whole messages only where needed.
 
@@ -344,7 +404,8 @@ def _first_pass(
     UID absent from both answers is absent from the result: the caller
     checks whether it is still there.
     """
-    structures = list(client.fetch_structures(uids, batch=batch))
+    if structures is None:  # not prefetched (see ``StructurePrefetch``)
+        structures = list(client.fetch_structures(uids, batch=batch))
     header_keys = {item.uid: _header_key(item.header) for item in structures}
     known = _known_message_ids(app, header_keys)
     arrivals: dict[int, _Arrival] = {}

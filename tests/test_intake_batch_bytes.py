@@ -14,21 +14,17 @@ cursor) is the same.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from sqlalchemy import Engine
 
 from bench.harness import everyday_messages
 from mailbot import intake
 from mailbot.app import App
-from mailbot.config import load_config
 from mailbot.imap import FetchedMessage, MailboxClient
 from mailbot.intake import poll_mailbox
-from tests.fixtures.candidatures import candidature
-from tests.fixtures.mail import as_bytes, make_mail
+from tests.fixtures.polls import app_over, filed_rows, mixed_mailbox
 
 NB = "n.bataillon"
 BUDGET = 2_000
@@ -47,51 +43,6 @@ class _RecordingClient(MailboxClient):
             yield message
 
 
-def _mailbox() -> list[bytes]:
-    """Ordinary mail (some settled by the headers), two candidatures, a big annex."""
-    messages = everyday_messages(14)
-    messages.insert(3, as_bytes(candidature(1)))
-    messages.insert(9, as_bytes(candidature(2)))
-    annex = make_mail(
-        subject="Photos de la fête des voisins",
-        body="Bonjour, voici les photos.",
-        attachments=[("photos.bin", os.urandom(30_000), "application/octet-stream")],
-    )
-    messages.insert(6, as_bytes(annex))
-    return messages
-
-
-def _app(config_dir: Path, root: Path) -> App:
-    environ = {
-        **os.environ,
-        "MAILBOT_DATABASE__URL": f"sqlite:///{root / 'mailbot.sqlite3'}",
-        "MAILBOT_STORAGE__BLOB_DIR": str(root / "blobs"),
-    }
-    return App(str(config_dir), _config=load_config(config_dir, environ=environ))
-
-
-def _filed(engine: Engine) -> dict[str, list[Any]]:
-    """What a poll files, without ids and times (the two polls run one after the other)."""
-    queries = {
-        "message": (
-            "SELECT dedup_key, message_id, sha256, raw_blob, size, sender, subject, verdict,"
-            " headers, rule_trace, status, warnings, reason, dossier_id IS NULL"
-            " FROM message ORDER BY dedup_key"
-        ),
-        "sighting": (
-            "SELECT uid, server_action, (SELECT dedup_key FROM message WHERE id = message_pk)"
-            " FROM sighting ORDER BY uid"
-        ),
-        "dossier": "SELECT reference, status, sender, fields, missing FROM dossier ORDER BY 1",
-        "cursor": "SELECT mailbox, folder, uidvalidity, last_uid FROM mailbox_cursor",
-    }
-    with engine.connect() as connection:
-        return {
-            name: [tuple(row) for row in connection.exec_driver_sql(query)]
-            for name, query in queries.items()
-        }
-
-
 def _poll(app: App) -> tuple[intake.MailboxReport, list[list[tuple[int, int]]]]:
     _RecordingClient.commands = []
     report = poll_mailbox(app, app.config.settings.mailbox(NB), client_factory=_RecordingClient)
@@ -101,9 +52,9 @@ def _poll(app: App) -> tuple[intake.MailboxReport, list[list[tuple[int, int]]]]:
 def test_a_tight_budget_fetches_in_small_commands_and_files_the_same(
     config_dir, service_env, dovecot, tmp_path, monkeypatch
 ):
-    dovecot.append_many(NB, _mailbox())
-    shipped = _app(config_dir, tmp_path / "shipped")
-    tight = _app(config_dir, tmp_path / "tight")
+    dovecot.append_many(NB, mixed_mailbox())
+    shipped = app_over(config_dir, tmp_path / "shipped")
+    tight = app_over(config_dir, tmp_path / "tight")
     spooled: list[int] = []
     original = tight.blobs.spool
 
@@ -130,7 +81,7 @@ def test_a_tight_budget_fetches_in_small_commands_and_files_the_same(
         # Beyond the budget, the batch's messages wait in the spool, not in memory.
         assert spooled
         assert _left_in_spool(shipped) == _left_in_spool(tight) == []
-        assert _filed(tight.engine) == _filed(shipped.engine)
+        assert filed_rows(tight.engine) == filed_rows(shipped.engine)
     finally:
         shipped.close()
         tight.close()
@@ -146,7 +97,7 @@ def test_a_quiet_run_over_the_budget_is_filed_in_several_transactions(
     config_dir, service_env, dovecot, tmp_path, monkeypatch
 ):
     dovecot.append_many(NB, everyday_messages(12))
-    app = _app(config_dir, tmp_path / "quiet")
+    app = app_over(config_dir, tmp_path / "quiet")
     runs: list[int] = []
     original = intake.file_ignored
 
@@ -161,7 +112,7 @@ def test_a_quiet_run_over_the_budget_is_filed_in_several_transactions(
             report = poll_mailbox(app, app.config.settings.mailbox(NB))
         assert report.error is None and report.ignored == 12, report.summary()
         assert sum(runs) == 12 and len(runs) > 1, runs
-        filed = _filed(app.engine)
+        filed = filed_rows(app.engine)
         assert [uid for uid, _action, _key in filed["sighting"]] == list(range(1, 13))
         assert [row[3] for row in filed["cursor"]] == [12]
     finally:
