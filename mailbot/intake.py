@@ -732,14 +732,7 @@ def _file_quiet(
                     _settle_if_nothing_to_do(
                         session, app=app, position=position, status=outcome.status
                     )
-            last = items[-1][1]
-            repo.advance_cursor(
-                session=session,
-                mailbox=last.mailbox,
-                folder=last.folder,
-                uidvalidity=state.uidvalidity,
-                last_uid=last.uid,
-            )
+            _save_cursor(session, items[-1][1], state)
             faults.checkpoint("before_commit")
     except IntegrityError:
         # Another worker wrote one of them meanwhile: file them one by one.
@@ -852,7 +845,8 @@ def _settle_if_nothing_to_do(
 
 
 def _save_cursor(session: Session, position: Position, state: FolderState) -> None:
-    repo.save_cursor(
+    """Move the cursor up to ``position`` in the caller's transaction (never back)."""
+    repo.advance_cursor(
         session=session,
         mailbox=position.mailbox,
         folder=position.folder,
@@ -862,14 +856,9 @@ def _save_cursor(session: Session, position: Position, state: FolderState) -> No
 
 
 def _advance_cursor(app: App, *, mailbox: MailboxSettings, state: FolderState, uid: int) -> None:
+    """``_save_cursor`` in a transaction of its own."""
     with session_scope(app.engine) as session:
-        repo.save_cursor(
-            session=session,
-            mailbox=mailbox.name,
-            folder=state.name,
-            uidvalidity=state.uidvalidity,
-            last_uid=uid,
-        )
+        _save_cursor(session, Position(mailbox.name, state.name, state.uidvalidity, uid), state)
 
 
 def _record_skipped(
@@ -924,12 +913,8 @@ def _record_skipped(
                 report.duplicates += 1
             else:
                 report.skipped += 1
-        repo.save_cursor(
-            session=session,
-            mailbox=mailbox.name,
-            folder=state.name,
-            uidvalidity=state.uidvalidity,
-            last_uid=max(uids),
+        _save_cursor(
+            session, Position(mailbox.name, state.name, state.uidvalidity, max(uids)), state
         )
 
 
