@@ -14,7 +14,7 @@ moment is handled too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
@@ -353,23 +353,46 @@ def mailboxes_for_dossier(*, session: Session, dossier: Dossier) -> list[str]:
 # The drivers' positional parameter mark (sqlite3: qmark; psycopg: format and pyformat).
 _PARAMETER_MARK = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 
+# Keys per IN list: under SQLite's oldest limit of bound parameters (999) and
+# PostgreSQL's (65,535), few enough that a statement is prepared once per size.
+_KEYS_PER_QUERY = 500
 
-def ledger_ids(*, session: Session, dedup_keys: Collection[str]) -> dict[str, int]:
-    """The id of each of these dedup keys already in the ledger (one query, no ORM rows).
+
+def _by_dedup_key(
+    connection: sa.Connection, columns: str, dedup_keys: Collection[str]
+) -> Iterator[Any]:
+    """Rows (``columns`` of ``message``) of these dedup keys, in queries of at most 500 keys.
 
     Written for the driver: SQLAlchemy's expanding IN costs more than the
     query itself on a batch of keys.
     """
+    mark = _PARAMETER_MARK[connection.dialect.paramstyle]
+    keys = list(dedup_keys)
+    for start in range(0, len(keys), _KEYS_PER_QUERY):
+        chunk = keys[start : start + _KEYS_PER_QUERY]
+        marks = ", ".join([mark] * len(chunk))
+        yield from connection.exec_driver_sql(
+            f"SELECT {columns} FROM message WHERE dedup_key IN ({marks})", tuple(chunk)
+        )
+
+
+def dedup_keys_present(*, connection: sa.Connection, dedup_keys: Collection[str]) -> set[str]:
+    """Those of ``dedup_keys`` that are in the ledger, on ``connection`` (any transaction).
+
+    The poller's look-up of a fetched batch, before it reads the messages:
+    for a read-only connection, ``storage.db.read_scope``.
+    """
+    if not dedup_keys:
+        return set()
+    return {key for (key,) in _by_dedup_key(connection, "dedup_key", dedup_keys)}
+
+
+def ledger_ids(*, session: Session, dedup_keys: Collection[str]) -> dict[str, int]:
+    """The id of each of these dedup keys already in the ledger (no ORM rows)."""
     if not dedup_keys:
         return {}
     session.flush()  # as an ORM query would, so that pending rows are seen
-    connection = session.connection()
-    mark = _PARAMETER_MARK[connection.dialect.paramstyle]
-    marks = ", ".join([mark] * len(dedup_keys))
-    found = connection.exec_driver_sql(
-        f"SELECT dedup_key, id FROM message WHERE dedup_key IN ({marks})", tuple(dedup_keys)
-    )
-    return {key: pk for key, pk in found}
+    return dict(_by_dedup_key(session.connection(), "dedup_key, id", dedup_keys))
 
 
 def insert_ledger_rows(*, session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
