@@ -29,7 +29,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from mailbot import faults
 from mailbot.app import App
@@ -51,7 +51,7 @@ from parsers.mail import HeadReading, header_block, header_text, read_headers
 from parsers.mail.bodystructure import FetchedStructure
 from parsers.reasons import ReviewReason
 from storage import repositories as repo
-from storage.db import session_scope
+from storage.db import read_scope, session_scope
 from storage.errors import BlobError
 from storage.models import (
     SUBJECT_MAX_LENGTH,
@@ -1004,8 +1004,7 @@ def _uids_in_ledger(app: App, keys: dict[str, list[int]]) -> set[int]:
     """The UIDs whose dedup key (``keys``: key -> UIDs) is in the ledger, in one query."""
     if not keys:
         return set()
-    with app.engine.connect() as connection:
-        found = connection.execute(
-            select(Message.dedup_key).where(col(Message.dedup_key).in_(keys))
-        ).scalars()
-        return {uid for key in found for uid in keys[key]}
+    # A read: no write lock (SQLite's BEGIN IMMEDIATE) held behind another worker's filing.
+    with read_scope(app.engine) as connection:
+        found = repo.dedup_keys_present(connection=connection, dedup_keys=keys)
+    return {uid for key in found for uid in keys[key]}
