@@ -22,9 +22,12 @@ the shipped, the odd and shuffled chains.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import logging
 import random
 import re
+import warnings
 
 import pytest
 from hypothesis import given, settings
@@ -37,9 +40,11 @@ from parsers.classify import Classification, Classifier, _rule_hit
 from parsers.headers_first import decide_from_headers, plain_header_block, structure_needs_body
 from parsers.mail import envelope, headers, read_head
 from parsers.mail import plain_view as plain_view_module
+from parsers.mail import report as report_module
 from parsers.mail.bodystructure import BodyPart
 from parsers.mail.message import parse_message
 from parsers.mail.plain_view import _addresses, _addresses_of, plain_date
+from parsers.mail.report import _Report
 from parsers.rules import DetectionRules
 from tests.fixtures.classify_corpus import MAILBOXES, _structure, config, odd_rules, raw_cases
 from tests.fixtures.mutations import LIMITS, PROPERTY_SETTINGS, mutated
@@ -47,6 +52,7 @@ from tests.test_head_speed import CORPUS, _readings
 
 CACHES = (
     headers._line_field,
+    headers._declared_type_short,
     plain_view_module._usual_date,
     plain_view_module._pairs_short,
     envelope._clean_ascii_address,
@@ -62,6 +68,7 @@ def _clear() -> None:
 def _uncached(patch: pytest.MonkeyPatch) -> None:
     """Every kept reading replaced by the function it keeps the answers of."""
     patch.setattr(headers, "_line_field", headers._split_field)
+    patch.setattr(headers, "_declared_type_short", headers._declared_type)
     patch.setattr(plain_view_module, "_usual_date", plain_view_module._plain_date_now)
     patch.setattr(plain_view_module, "_pairs_short", plain_view_module._pairs)
     patch.setattr(envelope, "_clean_ascii_address", envelope._clean_address_now)
@@ -344,3 +351,87 @@ def test_decide_from_headers_is_the_former_one_on_the_classify_corpus():
                 assert found == old_decide_from_headers(head, **args), name
                 decided += found is not None
     assert decided > 100  # not vacuous: many are decided, by several chains
+
+
+def old_declared_content_type(fields) -> str:
+    item = headers._first(fields, "content-type")
+    if item is None:
+        return "text/plain"
+    text = headers._header_text(headers._unfold(item.value[: headers._MAX_MIME_HEADER]))[0]
+    return headers._clean_content_type(text.split(";", 1)[0])
+
+
+_TYPE_VALUES = st.sampled_from(
+    [b"text/plain; charset=utf-8", b"TEXT/Plain", b" multipart/mixed;\r\n boundary=x", b"",
+     b"text/\xe9", b"\xe2\x84\xaaext/plain", b"a/b" * 400, b"text/plain\r\n\t; x=y", b";"]
+) | st.binary(max_size=30)  # fmt: skip
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["Content-Type", "content-TYPE", "X"]), _TYPE_VALUES)))
+def test_declared_content_type_is_the_former_one(items):
+    fields = tuple(headers._new_field(name, value, b"") for name, value in items)
+    for _ in range(2):  # cold, then kept
+        assert headers._declared_content_type(fields) == old_declared_content_type(fields)
+
+
+# --------------------------------------------------------------------------
+# _quiet_libraries, against the generator it was
+
+
+@contextlib.contextmanager
+def old_quiet_libraries(report):
+    token = report_module._QUIET.set(True)
+    try:
+        with report_module._WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        report_module._QUIET.reset(token)
+    for item in caught[:10]:
+        report.warn(f"library warning: {item.category.__name__}: {item.message}")
+
+
+def _quietly(quiet, emitted: int, fail: bool) -> tuple:
+    report = _Report()
+    filters = list(warnings.filters)
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    handler = Keep()
+    logger = logging.getLogger("mailparser")
+    logger.addHandler(handler)
+    raised = None
+    try:
+        with quiet(report):
+            assert report_module._QUIET.get() is True
+            for n in range(emitted):
+                warnings.warn(
+                    f"odd {n % 12}", UserWarning if n % 2 else DeprecationWarning, stacklevel=2
+                )
+            logger.warning("dropped")
+            if fail:
+                raise ValueError("inside")
+    except ValueError as exc:
+        raised = str(exc)
+    try:
+        logger.warning("kept")
+    finally:
+        logger.removeHandler(handler)
+    lock_free = report_module._WARNINGS_LOCK.acquire(blocking=False)
+    if lock_free:
+        report_module._WARNINGS_LOCK.release()
+    state = (report_module._QUIET.get(), warnings.filters == filters, lock_free)
+    return report.result(), report.over_limits, records, raised, state
+
+
+@pytest.mark.parametrize("emitted", [0, 1, 3, 15])
+@pytest.mark.parametrize("fail", [False, True])
+def test_quiet_libraries_is_the_former_generator(emitted, fail):
+    ours = _quietly(report_module._quiet_libraries, emitted, fail)
+    assert ours == _quietly(old_quiet_libraries, emitted, fail)
+    assert ours[2] == ["kept"] and ours[4] == (False, True, True)
+    assert len(ours[0]) == (0 if fail else min(emitted, 10))

@@ -404,11 +404,23 @@ def _first(fields: tuple[_Field, ...] | list[_Field], key: str) -> _Field | None
 
 
 def _declared_content_type(fields: tuple[_Field, ...]) -> str:
-    item = _first(fields, "content-type")
-    if item is None:
-        return "text/plain"
-    text = _header_text(_unfold(item.value[:_MAX_MIME_HEADER]))[0]
+    for item in fields:  # the first Content-Type (``_first``, without its generator)
+        if item.key == "content-type":
+            value = item.value
+            if len(value) <= _SHORT_LINE:
+                return _declared_type_short(value)
+            return _declared_type(value)
+    return "text/plain"
+
+
+def _declared_type(value: bytes) -> str:
+    text = _header_text(_unfold(value[:_MAX_MIME_HEADER]))[0]
     return _clean_content_type(text.split(";", 1)[0])
+
+
+# String methods and patterns alone: the types of short values are kept (a
+# plain text part's Content-Type comes back message after message).
+_declared_type_short = functools.lru_cache(maxsize=256)(_declared_type)
 
 
 _ADDRESS_FIELDS = frozenset({"from", "to", "cc", "reply-to"})
