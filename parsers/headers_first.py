@@ -35,7 +35,14 @@ from __future__ import annotations
 
 import re
 
-from parsers.classify import Classification, Classifier, ClassifyContext, RuleHit, _rule_hit
+from parsers.classify import (
+    Classification,
+    Classifier,
+    ClassifyContext,
+    Rule,
+    RuleHit,
+    _rule_hit,
+)
 from parsers.mail.bodystructure import BodyPart
 from parsers.rules import Verdict
 from parsers.types import ParsedMail
@@ -68,7 +75,11 @@ QUIET_VERDICTS = frozenset({Verdict.AUTO_REPLY, Verdict.NOT_CANDIDATURE})
 _READ_WHOLE_TYPES = re.compile(r"^(message/|multipart/report$|text/rfc822-headers$)")
 # A header block that every parser splits the same way: fields and
 # continuation lines only, ending with the blank line.
-_FIELD_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]+:[^\r\n]*\r?\n|[ \t][^\r\n]*\r?\n")
+_FIELD_LINE = rb"[\x21-\x39\x3b-\x7e]+:[^\r\n]*\r?\n|[ \t][^\r\n]*\r?\n"
+# Each line matches one way (the alternatives start differently, a line ends
+# at its first CR or LF): the lines one after the other are the block whole
+# exactly when one possessive repetition matches it all, in one call.
+_FIELD_LINES = re.compile(rb"(?:" + _FIELD_LINE + rb")*+")
 
 
 def plain_header_block(header: bytes) -> bool:
@@ -86,19 +97,23 @@ def plain_header_block(header: bytes) -> bool:
         body = header[:-1]
     else:
         return False
-    if b"\r" in body.replace(b"\r\n", b""):
-        return False
-    pos = 0
-    for match in _FIELD_LINE.finditer(body):
-        if match.start() != pos:
-            return False
-        pos = match.end()
-    return pos == len(body) and not body[:1].isspace()
+    # Every line ends with LF or CRLF: no lone CR is left once this matches.
+    return _FIELD_LINES.fullmatch(body) is not None and not body[:1].isspace()
 
 
 def structure_needs_body(structure: BodyPart) -> bool:
-    """True when a part of the structure can only be judged with the body."""
-    return any(_READ_WHOLE_TYPES.match(part.content_type) for part in structure.walk())
+    """True when a part of the structure can only be judged with the body.
+
+    Every part is looked at (``BodyPart.walk``'s parts, without its nested
+    generators: the order does not change whether one matches).
+    """
+    parts = [structure]
+    while parts:
+        part = parts.pop()
+        if _READ_WHOLE_TYPES.match(part.content_type):
+            return True
+        parts.extend(part.parts)
+    return False
 
 
 def decide_from_headers(
@@ -114,18 +129,16 @@ def decide_from_headers(
     trace: list[RuleHit] = []
     # Verdicts a rule that missed here could still give once the body is read.
     could_flip: set[Verdict] = set()
-    for rule, verdict in classifier.chain:
-        name = rule.name
-        if name not in HEADER_RULES and name not in SENDER_RULES:
-            return None
+    for rule, name, verdict, kind in _steps(classifier.chain):
         result = rule.check(head, ctx)
-        trace.append(_rule_hit(name, result.hit, result.reason))
-        if name in SENDER_RULES and not (result.hit and name in _HIT_STANDS):
-            if result.hit:
+        hit = result.hit
+        trace.append(_rule_hit(name, hit, result.reason))
+        if kind is _SENDER or (kind is _SENDER_HIT_STANDS and not hit):
+            if hit:
                 return None
             could_flip.add(verdict)
             continue
-        if not result.hit:
+        if not hit:
             continue
         if verdict not in QUIET_VERDICTS or could_flip - {verdict}:
             return None
@@ -136,4 +149,38 @@ def decide_from_headers(
             reference=result.reference,
             decided_by=name,
         )
+    # Out of steps: the chain's next rule (if any) needs the body.
     return None
+
+
+_HEADER = "header"
+_SENDER = "sender"
+_SENDER_HIT_STANDS = "sender, its hit stands"
+_Step = tuple[Rule, str, Verdict, str]
+# The steps of the chains seen, by the chain's id (the chain is kept with
+# them, so that its id is not reused): a classifier's chain is a tuple of
+# rules that keep their names, its steps are the same for every message.
+_STEPS: dict[int, tuple[tuple[tuple[Rule, Verdict], ...], tuple[_Step, ...]]] = {}
+
+
+def _steps(chain: tuple[tuple[Rule, Verdict], ...]) -> tuple[_Step, ...]:
+    """The rules of ``chain`` that can decide here, in order, up to the first that cannot."""
+    found = _STEPS.get(id(chain))
+    if found is not None and found[0] is chain:
+        return found[1]
+    steps: list[_Step] = []
+    for rule, verdict in chain:
+        name = rule.name
+        if name in HEADER_RULES:
+            kind = _HEADER
+        elif name in _HIT_STANDS:
+            kind = _SENDER_HIT_STANDS
+        elif name in SENDER_RULES:
+            kind = _SENDER
+        else:
+            break  # this rule (and so the chain from here) needs the body
+        steps.append((rule, name, verdict, kind))
+    if len(_STEPS) >= 16:  # classifiers are few; never let the table grow
+        _STEPS.clear()
+    _STEPS[id(chain)] = (chain, tuple(steps))
+    return tuple(steps)

@@ -10,6 +10,7 @@ References and Return-Path.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -235,20 +236,41 @@ def _clean_address(address: object) -> str | None:
     """The address as ``parsers.addresses`` keeps it (the one validator), or None."""
     if not isinstance(address, str) or len(address) > 320:
         return None
+    if address.isascii():
+        return _clean_ascii_address(address)
+    return _clean_address_now(address)
+
+
+def _clean_address_now(address: str) -> str | None:
     if not address.isascii():  # lone surrogates become "?"
         address = address.encode("utf-8", "replace").decode("utf-8")
     return normalise_address(address)
 
 
+# The same senders and recipients come back message after message. An ASCII
+# address is read by string methods and patterns alone (no library that
+# could warn), so its answer is kept; ``tests/test_head_speed2.py`` compares.
+_clean_ascii_address = functools.lru_cache(maxsize=1024)(_clean_address_now)
+
+
 def _clean_name(name: object) -> str:
     if not isinstance(name, str):
         return ""
+    if len(name) <= 1024 and "=?" not in name:
+        return _clean_plain_name(name)  # no encoded word: string methods alone
+    return _clean_name_now(name)
+
+
+def _clean_name_now(name: str) -> str:
     if not name.isascii():  # lone surrogates become "?"
         name = name.encode("utf-8", "replace").decode("utf-8")
     # mail-parser leaves words it finds suspicious encoded; we show them
     # decoded, header_safe removes what made them suspicious.
     name = _decode_words(name, None, "")
     return _safe_text(nfc(name), 200).strip("\"' ")
+
+
+_clean_plain_name = functools.lru_cache(maxsize=1024)(_clean_name_now)
 
 
 def _addresses(pairs: object) -> list[str]:

@@ -14,6 +14,7 @@ its RFC 2047 words decoded).
 from __future__ import annotations
 
 import email.parser
+import functools
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -171,9 +172,8 @@ def _all_fields(block: bytes) -> tuple[_Field, ...]:
     """``_make_field`` of each span of ``_field_spans``: every field of the block.
 
     Most blocks are one field a line (no continuation, no mbox line, the
-    last line ended): split at once and the fields built here, the value's
-    end stripped without its line end (``_make_field`` strips spaces and
-    tabs from a value that still ends with it, so only from its start).
+    last line ended): split at once, each line's field built by
+    ``_split_field`` (or kept from an earlier block, ``_line_field``).
     """
     if (
         b"\n " in block
@@ -183,21 +183,40 @@ def _all_fields(block: bytes) -> tuple[_Field, ...]:
     ):
         fields = [_make_field(block[start:stop]) for start, stop in _field_spans(block)]
         return tuple([f for f in fields if f is not None])
-    kept: list[_Field] = []
     lines = block.split(b"\n")
     lines.pop()  # what follows the last line end: nothing
-    for line in lines:
-        name, colon, value = line.partition(b":")
-        name = name.strip()
-        if colon and name:
-            item = _NEW(_Field)
-            attributes = item.__dict__  # as in _new_field
-            attributes["name"] = text = name.decode("ascii", "replace")
-            attributes["value"] = value.lstrip(b" \t").rstrip(b"\r\n")
-            attributes["line"] = line + b"\n"
-            attributes["key"] = text.lower()
-            kept.append(item)
-    return tuple(kept)
+    fields = [
+        _line_field(line) if len(line) <= _SHORT_LINE else _split_field(line) for line in lines
+    ]
+    return tuple([item for item in fields if item is not None])
+
+
+def _split_field(line: bytes) -> _Field | None:
+    """The field of one line (without its line end) of a block without continuations.
+
+    ``_make_field`` of the line ended, its value's end stripped without the
+    line end (``_make_field`` strips spaces and tabs from a value that
+    still ends with it, so only from its start).
+    """
+    name, colon, value = line.partition(b":")
+    name = name.strip()
+    if not (colon and name):
+        return None
+    item = _NEW(_Field)
+    attributes = item.__dict__  # as in _new_field
+    attributes["name"] = text = name.decode("ascii", "replace")
+    attributes["value"] = value.lstrip(b" \t").rstrip(b"\r\n")
+    attributes["line"] = line + b"\n"
+    attributes["key"] = text.lower()
+    return item
+
+
+# Most lines of a header block come back message after message (To, From,
+# MIME-Version, Content-Type of plain text, List-Id, Precedence): a field is
+# frozen, of strings and bytes, so one serves every block holding its line.
+# Only short lines are kept; ``tests/test_head_speed2.py`` compares.
+_SHORT_LINE = 1024
+_line_field = functools.lru_cache(maxsize=1024)(_split_field)
 
 
 def _fields_within(block: bytes, limits: ParseLimits, report: _Report) -> list[_Field]:
@@ -385,11 +404,23 @@ def _first(fields: tuple[_Field, ...] | list[_Field], key: str) -> _Field | None
 
 
 def _declared_content_type(fields: tuple[_Field, ...]) -> str:
-    item = _first(fields, "content-type")
-    if item is None:
-        return "text/plain"
-    text = _header_text(_unfold(item.value[:_MAX_MIME_HEADER]))[0]
+    for item in fields:  # the first Content-Type (``_first``, without its generator)
+        if item.key == "content-type":
+            value = item.value
+            if len(value) <= _SHORT_LINE:
+                return _declared_type_short(value)
+            return _declared_type(value)
+    return "text/plain"
+
+
+def _declared_type(value: bytes) -> str:
+    text = _header_text(_unfold(value[:_MAX_MIME_HEADER]))[0]
     return _clean_content_type(text.split(";", 1)[0])
+
+
+# String methods and patterns alone: the types of short values are kept (a
+# plain text part's Content-Type comes back message after message).
+_declared_type_short = functools.lru_cache(maxsize=256)(_declared_type)
 
 
 _ADDRESS_FIELDS = frozenset({"from", "to", "cc", "reply-to"})

@@ -20,6 +20,7 @@ it on the golden, hostile, seed, mutated and bench corpora.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -51,6 +52,9 @@ _PLAIN_DATE = re.compile(
     r"([0-9]{4}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) (?:([+-])([0-9]{2})([0-9]{2})|GMT|UT)",
     re.ASCII,
 )
+# Texts up to this length have their readings kept (below); mail-parser's
+# readings of dates are not: it may warn, and each message's report must say so.
+_SHORT_TEXT = 1024
 _PRINTABLE_ASCII = re.compile(r"[ \t\x21-\x7e]*")
 _VIEW_FIELDS = {"from": "from_", "to": "to", "cc": "cc", "reply-to": "reply_to"}
 
@@ -84,7 +88,7 @@ def plain_view(texts: list[tuple[str, str]]) -> PlainView | None:
                 return None
             view.date = plain_date(text.lstrip(" \t"))
             continue
-        pairs = _addresses(text)
+        pairs = _addresses_of(text)
         if pairs is None:
             return None
         setattr(view, _VIEW_FIELDS[key], pairs)
@@ -100,6 +104,15 @@ def plain_date(text: str) -> datetime | None:
     change the value; ``-0000`` is UTC, as to mail-parser). Anything else,
     leap seconds and out-of-range values included, is mail-parser's to read.
     """
+    found = _usual_date(text) if len(text) <= _SHORT_TEXT else _plain_date_now(text)
+    return parse_mail_date(text).value if found is _UNUSUAL else found
+
+
+_UNUSUAL = object()
+
+
+def _plain_date_now(text: str) -> datetime | object:
+    """The date of ``text`` when it has the usual shape and is in range, else ``_UNUSUAL``."""
     found = _PLAIN_DATE.fullmatch(text)
     if found is not None:
         day, month, year, hour, minute, second, sign, zone_hours, zone_minutes = found.groups()
@@ -122,7 +135,32 @@ def plain_date(text: str) -> datetime | None:
                 return value - timedelta(minutes=-offset if sign == "-" else offset)
             except (OverflowError, ValueError):
                 pass  # mail-parser says why
-    return parse_mail_date(text).value
+    return _UNUSUAL
+
+
+# Values are read again and again: the same senders, the same recipients,
+# dates to the second of a batch sent at once. Both readings are pure
+# functions of a short text (a datetime and tuples of strings cannot be
+# changed), so the last few hundred answers are kept, as ``classify`` keeps
+# its folded values; ``tests/test_head_speed2.py`` compares them with the
+# uncached readings.
+_usual_date = functools.lru_cache(maxsize=512)(_plain_date_now)
+
+
+def _pairs(text: str) -> tuple[tuple[str, str], ...] | None:
+    found = _addresses(text)
+    return None if found is None else tuple(found)
+
+
+_pairs_short = functools.lru_cache(maxsize=512)(_pairs)
+
+
+def _addresses_of(text: str) -> list[tuple[str, str]] | None:
+    """``_addresses(text)``, kept for short texts (a new list each time)."""
+    if len(text) > _SHORT_TEXT:
+        return _addresses(text)
+    found = _pairs_short(text)
+    return None if found is None else list(found)
 
 
 def _addresses(text: str) -> list[tuple[str, str]] | None:

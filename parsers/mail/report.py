@@ -8,12 +8,10 @@ warnings into ours while our calls run.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import logging
 import threading
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -39,18 +37,57 @@ for _logger_name in ("mailparser", "mailparser.core", "mailparser.utils"):
     logging.getLogger(_logger_name).addFilter(_QuietFilter())
 
 
-@contextlib.contextmanager
-def _quiet_libraries(report: _Report) -> Iterator[None]:
-    """Silence mail-parser's logging and turn Python warnings into ours."""
-    token = _QUIET.set(True)
-    try:
-        with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            yield
-    finally:
-        _QUIET.reset(token)
-    for item in caught[:10]:
-        report.warn(f"library warning: {item.category.__name__}: {item.message}")
+def _quiet_libraries(report: _Report) -> _Quiet:
+    """Silence mail-parser's logging and turn Python warnings into ours (a context manager)."""
+    return _Quiet(report)
+
+
+class _Quiet:
+    """``_quiet_libraries``' context: entered once per message read.
+
+    What a generator-based context manager would do (set the flag, take the
+    lock, catch every warning; on the way out undo it all in reverse and,
+    when no exception is on its way, report the first ten warnings), as a
+    plain class: ``contextlib``'s generator machinery cost as much as the
+    rest on a header block.
+    """
+
+    __slots__ = ("_catcher", "_caught", "_report", "_token")
+
+    def __init__(self, report: _Report) -> None:
+        self._report = report
+
+    def __enter__(self) -> None:
+        self._token = _QUIET.set(True)
+        try:
+            _WARNINGS_LOCK.acquire()
+            try:
+                self._catcher = warnings.catch_warnings(record=True)
+                self._caught = self._catcher.__enter__()
+                try:
+                    warnings.simplefilter("always")
+                except BaseException:
+                    self._catcher.__exit__(None, None, None)
+                    raise
+            except BaseException:
+                _WARNINGS_LOCK.release()
+                raise
+        except BaseException:
+            _QUIET.reset(self._token)
+            raise
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> bool:
+        try:
+            try:
+                self._catcher.__exit__(kind, value, traceback)
+            finally:
+                _WARNINGS_LOCK.release()
+        finally:
+            _QUIET.reset(self._token)
+        if kind is None:
+            for item in self._caught[:10]:
+                self._report.warn(f"library warning: {item.category.__name__}: {item.message}")
+        return False
 
 
 # --------------------------------------------------------------------------
