@@ -18,6 +18,12 @@ RFC 2047 encoded words decoded.
 
 Pure: bytes in, frozen data out; never raises on a malformed response
 except ``BodyStructureError``.
+
+``fetched_structures`` reads the usual answer through ``_fast_values``
+(C-level splits and replaces, then the C JSON decoder) and falls back on
+the general tokenizer ``_values`` for anything unusual and for every
+refusal; tests/test_bodystructure_speed.py holds both to a frozen copy of
+the reader as it was before.
 """
 
 from __future__ import annotations
@@ -260,8 +266,8 @@ def _fast_values(text: bytes, literals: list[bytes]) -> list[object] | None:
             strict=False,
             parse_constant=lambda _nan: next(pending),
         )
-    except (ValueError, RecursionError):
-        return None
+    except (ValueError, RecursionError, StopIteration):
+        return None  # (no StopIteration: there are no more NaN than literals)
     return values if isinstance(values, list) else None
 
 
@@ -350,6 +356,9 @@ def _responses(values: list[object]) -> list[tuple[int, dict[str, object]]]:
             raise BodyStructureError(f"message {number!r}: FETCH items are not pairs")
         pairs: dict[str, object] = {}
         for name, value in zip(items[::2], items[1::2], strict=True):
+            if name.__class__ is str and name.isascii():  # the fast path's usual name
+                pairs[name.upper()] = value
+                continue
             if not isinstance(name, _STRINGS):
                 raise BodyStructureError(f"message {number!r}: item name {name!r}")
             pairs[_ascii_upper(name)] = value
@@ -521,7 +530,7 @@ def _text(value: object) -> str:
 
 
 def _number(value: object) -> int:
-    text = _text(value)
+    text = value if value.__class__ is str and value.isascii() else _text(value)
     return int(text) if text.isdigit() else 0
 
 
