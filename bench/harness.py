@@ -174,12 +174,16 @@ def everyday_messages(count: int, *, date: dt.datetime | None = None) -> list[by
     """``count`` raw messages that are NOT candidatures, like a city mailbox's usual mail.
 
     Three kinds in turn: a newsletter (multipart/alternative, List-Id), a colleague's
-    plain-text mail, a meeting reply; 1.5 to 9 KB each, unique Message-IDs.
+    plain-text mail, a meeting reply; 1.5 to 9 KB each, unique Message-IDs, and
+    each its own Date (47 s before the previous one, from ``date``, now by
+    default: 20,000 messages span 11 days), as in a real mailbox, so that no
+    reading of a Date line is measured as if every message had the same.
     """
-    when = email.utils.format_datetime(date or dt.datetime.now(dt.UTC))
+    start = date or dt.datetime.now(dt.UTC)
     out = []
     for i in range(count):
         mid = message_id("everyday")
+        when = email.utils.format_datetime(start - dt.timedelta(seconds=47 * i))
         kind = i % 3
         if kind == 0:
             boundary = f"=-bench-{i}"

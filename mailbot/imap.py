@@ -333,7 +333,7 @@ class MailboxClient:
                 raise ImapError(f"{self.settings.name}: FETCH BODYSTRUCTURE refused: {data!r}")
             try:
                 found = fetched_structures(data)
-            except BodyStructureError as err:
+            except (BodyStructureError, ValueError) as err:  # ValueError: e.g. a size "²"
                 # Not a reason to stop: these messages are fetched whole instead.
                 log.warning(
                     "%s: unreadable FETCH BODYSTRUCTURE answer: %s", self.settings.name, err
