@@ -31,6 +31,7 @@ def test_the_first_poll_freezes_the_startup_heap_once(service_app, dovecot):
         dovecot.append_many(NB, everyday_messages(2))
         again = poll_mailbox(service_app, mailbox)
         assert again.error is None and again.ignored == 2, again.summary()
-        assert gc.get_freeze_count() == frozen
+        # Nothing frozen again (frozen objects freed since only lower the count).
+        assert gc.get_freeze_count() <= frozen
     finally:
         gc.unfreeze()
