@@ -28,7 +28,7 @@ from mailparser.dates import parse_mail_date
 from bench.harness import everyday_messages
 from parsers import addresses
 from parsers.addresses import normalise_address
-from parsers.mail import envelope, headers, read_head
+from parsers.mail import envelope, headers
 from parsers.mail import plain_view as plain_view_module
 from parsers.mail.bounds import _MAX_HEADER_VALUE
 from parsers.mail.envelope import _compact
@@ -48,8 +48,8 @@ from parsers.mail.plain_view import plain_date
 from parsers.mail.report import _Draft, _Report
 from parsers.text import header_safe, nfc
 from parsers.types import ParsedMail
-from tests.fixtures.hostile_mail import CASES
-from tests.fixtures.mutations import LIMITS, PROPERTY_SETTINGS, SEEDS, mutated
+from tests.fixtures.head_corpus import CORPUS, readings
+from tests.fixtures.mutations import LIMITS, PROPERTY_SETTINGS, mutated
 
 GOLDEN = sorted((Path(__file__).parent / "golden").glob("*.eml"))
 WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun", "mon", "Xyz"]
@@ -386,52 +386,12 @@ def _general_paths(patch: pytest.MonkeyPatch) -> None:
     patch.setattr(_Draft, "build", _general_build)
 
 
-def _readings(raw: bytes) -> object:
-    """``parse_message`` alone, the header-only mail, ``parse_message`` after ``read_head``.
-
-    The last twice with the same reading: it must be reusable unchanged.
-    """
-
-    def comparable(mail: ParsedMail) -> tuple:
-        return tuple((f.name, getattr(mail, f.name)) for f in dataclasses.fields(mail)), repr(mail)
-
-    try:
-        whole = comparable(parse_message(raw, limits=LIMITS))
-    except Exception as exc:  # refused alike
-        whole = ("raised", type(exc), str(exc))
-    end = raw.find(b"\r\n\r\n")
-    header = raw[: end + 4] if end >= 0 else raw
-    if not header:
-        return whole, None
-    head = read_head(header, size=len(raw), limits=LIMITS)
-    first = comparable(head.mail)
-    later = []
-    for _ in range(2):
-        try:
-            later.append(comparable(parse_message(raw, limits=LIMITS, head=head)))
-        except Exception as exc:
-            later.append(("raised", type(exc), str(exc)))
-    return whole, first, later
-
-
 def _both_ways(raw: bytes, patch: pytest.MonkeyPatch) -> tuple[object, object]:
-    ours = _readings(raw)
+    ours = readings(raw)
     with patch.context() as inner:
         _general_paths(inner)
-        general = _readings(raw)
+        general = readings(raw)
     return ours, general
-
-
-def _corpus() -> dict[str, bytes]:
-    mails = {path.name: path.read_bytes() for path in GOLDEN}
-    mails.update({f"hostile:{name}": build() for name, build in CASES.items()})
-    mails.update({f"seed:{n}": raw for n, raw in enumerate(SEEDS)})
-    date = dt.datetime(2026, 12, 3, 6, 57, 44, tzinfo=dt.UTC)
-    mails.update({f"everyday:{n}": raw for n, raw in enumerate(everyday_messages(9, date=date))})
-    return mails
-
-
-CORPUS = _corpus()
 
 
 @pytest.mark.parametrize("name", list(CORPUS))

@@ -47,8 +47,8 @@ from parsers.mail.plain_view import _addresses, _addresses_of, plain_date
 from parsers.mail.report import _Report
 from parsers.rules import DetectionRules
 from tests.fixtures.classify_corpus import MAILBOXES, _structure, config, odd_rules, raw_cases
+from tests.fixtures.head_corpus import CORPUS, readings
 from tests.fixtures.mutations import LIMITS, PROPERTY_SETTINGS, mutated
-from tests.test_head_speed import CORPUS, _readings
 
 CACHES = (
     headers._line_field,
@@ -77,16 +77,16 @@ def _uncached(patch: pytest.MonkeyPatch) -> None:
 
 def _cached_and_fresh(raw: bytes, patch: pytest.MonkeyPatch) -> tuple[object, object, object]:
     _clear()
-    cold = _readings(raw)
-    warm = _readings(raw)
+    cold = readings(raw)
+    warm = readings(raw)
     with patch.context() as inner:
         _uncached(inner)
-        fresh = _readings(raw)
+        fresh = readings(raw)
     return cold, warm, fresh
 
 
 @pytest.mark.parametrize("name", list(CORPUS))
-def test_reading_is_the_same_without_the_kept_readings(name, monkeypatch):
+def test_reading_is_the_same_without_the_keptreadings(name, monkeypatch):
     cold, warm, fresh = _cached_and_fresh(CORPUS[name], monkeypatch)
     assert cold == fresh
     assert warm == fresh
