@@ -632,6 +632,19 @@ def _handle_all(
     """
     quiet: list[tuple[Analysis, Position]] = []
     quiet_bytes = 0
+
+    def file_quiet_run() -> None:
+        """File the run of mail that is not for us gathered so far (``quiet``)."""
+        _file_quiet(
+            app,
+            client=client,
+            mailbox=mailbox,
+            state=state,
+            analyser=analyser,
+            items=quiet,
+            report=report,
+        )
+
     stopped = False
     known = _known_uids(app, fetched)
     for message in fetched:
@@ -648,26 +661,10 @@ def _handle_all(
                 # of big messages is filed before it holds too much.
                 quiet_bytes += analysis.size
                 if quiet_bytes > BATCH_BYTES:
-                    _file_quiet(
-                        app,
-                        client=client,
-                        mailbox=mailbox,
-                        state=state,
-                        analyser=analyser,
-                        items=quiet,
-                        report=report,
-                    )
+                    file_quiet_run()
                     quiet, quiet_bytes = [], 0
                 continue
-        _file_quiet(
-            app,
-            client=client,
-            mailbox=mailbox,
-            state=state,
-            analyser=analyser,
-            items=quiet,
-            report=report,
-        )
+        file_quiet_run()
         quiet, quiet_bytes = [], 0
         if analysis is None:
             filed = _file_known(app, fetched=message, position=position, state=state)
@@ -678,15 +675,7 @@ def _handle_all(
         faults.checkpoint("after_commit")
         report.count(filed)
         _server_action(app, client=client, mailbox=mailbox, position=position, filed=filed)
-    _file_quiet(
-        app,
-        client=client,
-        mailbox=mailbox,
-        state=state,
-        analyser=analyser,
-        items=quiet,
-        report=report,
-    )
+    file_quiet_run()
     return not stopped
 
 
