@@ -33,6 +33,10 @@ class App:
     # False for commands that classify nothing: rules.toml is validated if and
     # when the rules are used (a listing of dossiers never does).
     check_rules: bool = True
+    # True for the long-running commands (``poll``, ``run``): a database that
+    # needs migrating is migrated by a child process, so that Alembic is not
+    # held in memory for the life of the worker (see storage.db).
+    upgrade_apart: bool = False
 
     @property
     def config(self) -> Config:
@@ -52,7 +56,7 @@ class App:
 
         url = self.config.database_url
         log.debug("opening database %s", _redact(url))
-        return open_database(url)
+        return open_database(url, upgrade_apart=self.upgrade_apart)
 
     @cached_property
     def blobs(self) -> BlobStore:

@@ -136,6 +136,14 @@ def _reading_app(ctx: typer.Context) -> App:
     return application
 
 
+def _worker_app(ctx: typer.Context) -> App:
+    """The app of a command that reads mail (``poll``, ``run``): a process that may live
+    for months migrates its database in a child process (see ``storage.db``)."""
+    application = _app(ctx)
+    application.upgrade_apart = True
+    return application
+
+
 def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
 
@@ -662,7 +670,7 @@ def poll(
     from mailbot.intake import poll_all
 
     del once  # a single pass is all this command does
-    application = _app(ctx)
+    application = _worker_app(ctx)
     check_secrets(application.config)
     from rich.progress import Progress
 
@@ -698,7 +706,7 @@ def run_command(ctx: typer.Context) -> None:
     from mailbot.config import check_secrets
     from mailbot.worker import run_service
 
-    application = _app(ctx)
+    application = _worker_app(ctx)
     config = application.config
     check_secrets(config)
     _set_up_logging(

@@ -31,9 +31,12 @@ import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import authres
-import tldextract
+
+if TYPE_CHECKING:
+    import tldextract
 
 
 class AuthOutcome(StrEnum):
@@ -56,6 +59,11 @@ _FAILED = frozenset({"fail", "softfail", "permerror"})
 
 @functools.cache
 def _extractor() -> tldextract.TLDExtract:
+    # Imported on first use: tldextract brings requests and urllib3 (about
+    # 6 MB a process), which a worker whose mail never needs a domain name
+    # read does not pay for (bench.memory).
+    import tldextract
+
     # No download, no cache on disk: the snapshot shipped with the package.
     return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 

@@ -28,13 +28,20 @@ then review the generated file by hand (it must run on SQLite and PostgreSQL).
 Alembic is imported only to migrate: ``open_database`` compares the stored
 revision with the head read from the revision files' own ``revision`` and
 ``down_revision`` lines (``head_in_files``), which costs no import; the CLI
-starts about as fast as a bare SQLAlchemy query.
+starts about as fast as a bare SQLAlchemy query. The commands that read mail
+(``poll``, ``run``) live long and hold what they import: they migrate a
+database that needs it in a short-lived child process (``upgrade_apart``),
+so that Alembic, Mako and Pygments (about 16 MB) never stay in the worker.
 """
 
 from __future__ import annotations
 
 import ast
+import json
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 import zlib
 from collections.abc import Iterator
@@ -330,19 +337,99 @@ def stored_revision(engine: Engine) -> str | None:
     return rows[0][0] if len(rows) == 1 else None
 
 
-def open_database(url: str) -> Engine:
-    """Engine for ``url`` with the schema at the latest revision (created if needed)."""
+def open_database(url: str, *, upgrade_apart: bool = False) -> Engine:
+    """Engine for ``url`` with the schema at the latest revision (created if needed).
+
+    ``upgrade_apart``: a database that needs migrating is migrated by a child
+    process (``upgrade_in_child``), so that this process never imports
+    Alembic; for the long-running commands. An in-memory SQLite database,
+    which a child cannot reach, is migrated here.
+    """
     engine = make_engine(url)
     try:
         # A database at head, the usual case, needs neither Alembic nor its
         # scripts; upgrade() reads both again under the migration lock.
         head = head_in_files()
-        if head is None or stored_revision(engine) != head:
+        if head is not None and stored_revision(engine) == head:
+            return engine
+        if upgrade_apart and head is not None and not _in_memory(engine):
+            upgrade_in_child(url)
+            found = stored_revision(engine)
+            if found != head:
+                raise MigrationError(
+                    f"migrating {_redacted(engine.url)} left it at {found!r}, not at {head!r}"
+                )
+        else:
             upgrade(engine)
     except BaseException:
         engine.dispose()
         raise
     return engine
+
+
+def _in_memory(engine: Engine) -> bool:
+    database = engine.url.database
+    return engine.url.get_backend_name() == "sqlite" and (
+        not database or database == ":memory:" or "mode=memory" in database
+    )
+
+
+# Code of the child that migrates (``upgrade_in_child``); the URL comes on its
+# standard input, so that a password never shows in a process listing.
+_UPGRADE_CHILD = "from storage.db import upgrade_from_stdin; upgrade_from_stdin()"
+# Exit status of the child when the migration itself failed (its message on stderr).
+_UPGRADE_FAILED = 3
+_FAILURE_PREFIX = "mailbot-migration-error: "
+
+
+def upgrade_in_child(url: str) -> None:
+    """``upgrade`` of the database at ``url``, run by a child Python process.
+
+    Raises ``MigrationError`` with the child's message when it fails; the
+    child takes the same locks as ``upgrade`` (two workers starting together
+    still migrate once).
+    """
+    here = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _UPGRADE_CHILD],
+            input=url,
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+    except OSError as err:
+        raise MigrationError(f"cannot start the migration of {_redacted(url)}: {err}") from err
+    if done.returncode == 0:
+        return
+    for line in reversed(done.stderr.splitlines()):
+        if line.startswith(_FAILURE_PREFIX) and done.returncode == _UPGRADE_FAILED:
+            raise MigrationError(json.loads(line[len(_FAILURE_PREFIX) :]))
+    # Anything else (a crash): the last line of its traceback, which names
+    # the error, and no more of it (a traceback could quote the URL).
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    last = lines[-1] if lines else "no message"
+    raise MigrationError(
+        f"migrating {_redacted(url)} failed (exit status {done.returncode}): {last}"
+    )
+
+
+def upgrade_from_stdin() -> None:
+    """The child of ``upgrade_in_child``: migrate the database whose URL is on stdin."""
+    url = sys.stdin.readline().strip()
+    try:
+        engine = make_engine(url)
+        try:
+            upgrade(engine)
+        finally:
+            engine.dispose()
+    except StorageError as err:
+        # One line the parent finds among whatever else was logged.
+        print(_FAILURE_PREFIX + json.dumps(str(err)), file=sys.stderr)
+        sys.exit(_UPGRADE_FAILED)
 
 
 # Execution option of a connection that only reads (``read_scope``).
