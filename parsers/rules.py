@@ -38,9 +38,14 @@ Regex = Annotated[str, AfterValidator(lambda p: compile_pattern(p).pattern and p
 
 
 class Strict(BaseModel):
-    """Base for every config model: unknown keys are errors, values frozen."""
+    """Base for every config model: unknown keys are errors, values frozen.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    The validation schemas are built when rules are first validated, not at
+    import: a command that never reads the rules (``dossiers list``) does
+    not pay for them (bench.startup).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 # --------------------------------------------------------------------------
