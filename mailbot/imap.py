@@ -311,6 +311,38 @@ class MailboxClient:
                 seen.add(uid)
                 yield FetchedMessage(uid=uid, raw=message.raw, flags=message.flags)
 
+    def fetch_pieces(self, uid: int, *, piece: int) -> Iterator[bytes]:
+        """The whole message ``uid`` (``BODY.PEEK[]``), in pieces of at most ``piece`` bytes.
+
+        One partial FETCH (``BODY.PEEK[]<offset.piece>``, RFC 3501 §6.4.5) per
+        piece, so that imaplib never holds more than one: a big message goes
+        to a file as it arrives. \\Seen is never set. Yields nothing when the
+        message is not there (expunged); raises ``ImapError`` when it goes
+        away after its first piece (what was read is not the whole message).
+        """
+        offset = 0
+        while True:
+            try:
+                typ, data = self._mailbox.client.uid(
+                    "FETCH", str(uid), f"(UID BODY.PEEK[]<{offset}.{piece}>)"
+                )
+            except _IMAP_FAILURES as err:
+                raise ImapError(f"{self.settings.name}: FETCH of UID {uid} failed: {err}") from err
+            if typ != "OK":
+                raise ImapError(f"{self.settings.name}: FETCH of UID {uid} refused: {data!r}")
+            found = _piece_of(data, uid=uid, offset=offset)
+            if found is None:
+                if offset == 0:
+                    return
+                raise ImapError(
+                    f"{self.settings.name}: UID {uid} went away while it was being fetched"
+                )
+            if found:
+                yield found
+            if len(found) < piece:
+                return
+            offset += len(found)
+
     def fetch_structures(self, uids: Sequence[int], *, batch: int) -> Iterator[FetchedStructure]:
         """Size, BODYSTRUCTURE and header block of messages, one FETCH per batch.
 
@@ -466,6 +498,34 @@ class MailboxClient:
             if untagged.pop(name, None):
                 found = True
         return found
+
+
+_PIECE_ANSWER = re.compile(rb"BODY\[\]<(\d+)>")
+_UID_ITEM = re.compile(rb"UID (\d+)")
+
+
+def _piece_of(data: list, *, uid: int, offset: int) -> bytes | None:
+    """The literal answering ``BODY.PEEK[]<offset.…>`` for ``uid`` in a FETCH answer.
+
+    None when the answer has none (no such message). Other FETCH responses
+    (flag updates of other messages) are passed over; the UID item may come
+    before the literal or after it.
+    """
+    for index, item in enumerate(data):
+        if not isinstance(item, tuple) or len(item) != 2:
+            continue
+        head, literal = item
+        answered = _PIECE_ANSWER.search(head)
+        if answered is None or int(answered.group(1)) != offset:
+            continue
+        after = data[index + 1] if index + 1 < len(data) else b""
+        named = _UID_ITEM.search(head) or (
+            _UID_ITEM.search(after) if isinstance(after, bytes) else None
+        )
+        if named is not None and int(named.group(1)) != uid:
+            continue
+        return bytes(literal)
+    return None
 
 
 def _capability_words(data) -> tuple[str, ...]:

@@ -50,6 +50,7 @@ from mailbot.pipeline import Analyser, Analysis
 from mailbot.prefetch import StructurePrefetch
 from parsers.mail import HeadReading, header_block, header_text, read_headers
 from parsers.mail.bodystructure import FetchedStructure
+from parsers.mail.headers import head_ends_within
 from parsers.reasons import ReviewReason
 from storage import repositories as repo
 from storage.db import read_scope, session_scope
@@ -71,6 +72,10 @@ log = logging.getLogger(__name__)
 # fetched and read from there: the worker does not hold them while their
 # documents are read (bench.memory).
 SPOOL_BYTES = 1 << 20
+# A message of at least ``SPOOL_BYTES`` (by the server's RFC822.SIZE) is
+# fetched in partial FETCHes of this many bytes, each written to the spool as
+# it arrives (``_spill``).
+PIECE_BYTES = 1 << 20
 # What a batch may hold in memory of whole messages (and of the analyses of
 # a run of mail that is not for us): the bodies of one batch are fetched in
 # FETCH commands of at most this many bytes (by the server's RFC822.SIZE; a
@@ -446,8 +451,12 @@ def _first_pass(
             heads[item.uid] = head
     rest = [uid for uid in uids if uid not in arrivals]
     sizes = {item.uid: item.size for item in structures}
+    # A message the server says is big goes to the spool as it is fetched.
+    big = {uid for uid in rest if sizes.get(uid, 0) >= SPOOL_BYTES}
     held = 0
-    for message in _fetch_whole(client, rest, sizes=sizes, batch=batch):
+    for message in _fetch_whole(
+        client, [uid for uid in rest if uid not in big], sizes=sizes, batch=batch
+    ):
         arrival = _arrival(
             app,
             message.uid,
@@ -456,14 +465,57 @@ def _first_pass(
             spool=held + len(message.raw) > BATCH_BYTES,
         )
         held += len(arrival.raw)
-        # Whole, its key is read again (the server's header block may end
-        # elsewhere than ours): the same Message-ID key was looked up above.
-        looked_up = header_keys.get(message.uid, "")
-        if looked_up.startswith("mid") and _key_of(arrival) == looked_up:
-            arrival = replace(arrival, key=looked_up, checked=True)
-        arrivals[message.uid] = arrival
+        arrivals[message.uid] = _key_checked(arrival, header_keys.get(message.uid, ""))
         del message, arrival  # a spooled message is not held here
+    for uid in sorted(big):
+        spilled = _spill(app, client, uid, head=heads.get(uid))
+        if spilled is not None:  # None: gone (the caller checks whether it is still there)
+            arrivals[uid] = _key_checked(spilled, header_keys.get(uid, ""))
     return [arrivals[uid] for uid in sorted(arrivals)]
+
+
+def _key_checked(arrival: _Arrival, looked_up: str) -> _Arrival:
+    """``arrival`` marked as looked up in the ledger when its key is the one the first pass
+    looked up. Whole, its key is read again (the server's header block may end
+    elsewhere than ours): only the same Message-ID key counts."""
+    if looked_up.startswith("mid") and _key_of(arrival) == looked_up:
+        return replace(arrival, key=looked_up, checked=True)
+    return arrival
+
+
+def _spill(
+    app: App, client: MailboxClient, uid: int, *, head: HeadReading | None
+) -> _Arrival | None:
+    """A big message fetched piece by piece straight into the spool; None when it is gone.
+
+    Neither imaplib nor the worker holds more than a piece of it
+    (``PIECE_BYTES``); its dedup key is read from the file. When the spool
+    cannot take it (a full disk), it is fetched whole as any other message.
+    """
+    digest = hashlib.sha256()
+    length = 0
+
+    def pieces() -> Iterator[bytes]:
+        nonlocal length
+        for piece in client.fetch_pieces(uid, piece=PIECE_BYTES):
+            digest.update(piece)
+            length += len(piece)
+            yield piece
+
+    try:
+        path = app.blobs.spool_pieces(pieces())
+    except BlobError as err:
+        log.warning("uid %s: not spooled as fetched (%s); fetched whole", uid, err)
+        found = list(client.fetch([uid], batch=1))
+        return _arrival(app, uid, found[0].raw, head=head) if found else None
+    if not length:
+        path.unlink(missing_ok=True)
+        return None
+    try:
+        key: str | None = _spooled_key(path, sha=digest.hexdigest(), length=length)
+    except Exception:  # as in _arrival: the full path decides
+        key = ""
+    return _Arrival(uid, b"", spool=path, key=key, head=head)
 
 
 def _fetch_whole(
@@ -593,9 +645,17 @@ def quick_dedup_key(raw: bytes) -> str:
     starts oddly or has a lone CR. Both give the same key
     (tests/test_properties.py).
     """
+    return _quick_key(raw, sha=hashlib.sha256(raw).hexdigest(), length=len(raw))
+
+
+def _quick_key(raw: bytes, *, sha: str, length: int) -> str:
+    """``quick_dedup_key`` of a message of ``length`` bytes and digest ``sha``.
+
+    ``raw`` is the message, or, past ``_WHOLE_PARSE_LIMIT``, a first part of it
+    in which its header block ends (``_head_decided``).
+    """
     end = _HEAD_END.search(raw)
     head = raw[: end.start() + 1] if end else raw
-    sha = hashlib.sha256(raw).hexdigest()
     if (
         not _FIELD_START.match(head)
         or b"\r" in head.replace(b"\r\n", b"")  # a lone CR ends a line for the stdlib
@@ -603,13 +663,41 @@ def quick_dedup_key(raw: bytes) -> str:
         # On a whole message the stdlib parser splits every line (266 MB for
         # 36 MB): past 1 MiB it only gets the header block, which can differ
         # on such odd input; a key that differs only costs a full analysis.
-        source = raw if len(raw) <= _WHOLE_PARSE_LIMIT else header_block(raw)
+        source = raw if length <= _WHOLE_PARSE_LIMIT else header_block(raw)
         message_id = read_headers(source).get("Message-ID")
         return dedup_key_for(str(message_id) if message_id else None, sha)
     found = _MESSAGE_ID_FIELD.search(head)
     # 8-bit bytes as str(Header) gives them under compat32: U+FFFD each.
     value = found.group(1).decode("ascii", "replace").strip() if found else ""
     return dedup_key_for(value or None, sha)
+
+
+def _spooled_key(path: Path, *, sha: str, length: int) -> str:
+    """``quick_dedup_key`` of a spooled message, reading no more of it than its header needs."""
+    if length <= _WHOLE_PARSE_LIMIT:
+        return quick_dedup_key(path.read_bytes())
+    prefix = b""
+    with path.open("rb") as spooled:
+        while more := spooled.read(_WHOLE_PARSE_LIMIT):
+            prefix += more
+            if _head_decided(prefix):
+                break
+    return _quick_key(prefix, sha=sha, length=length)
+
+
+def _head_decided(prefix: bytes) -> bool:
+    """Whether the header block of a message starting with ``prefix`` ends in it, as both
+    ``_HEAD_END`` and ``header_block`` would find it on the whole message.
+
+    ``_HEAD_END`` finds the first line feed not followed by a header line, a
+    test that looks no further than the next line: the end is decided when a
+    whole line follows it in ``prefix`` (``head_ends_within`` says the same of
+    ``header_block``).
+    """
+    found = _HEAD_END.search(prefix)
+    if found is None or prefix.find(b"\n", found.start() + 1) < 0:
+        return False
+    return head_ends_within(prefix)
 
 
 def _handle_all(

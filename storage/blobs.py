@@ -141,6 +141,15 @@ class BlobStore:
         directory = self._make_dirs(self.root / SPOOL_DIR_NAME)
         return self._write_temp(directory, [data], sync=False)
 
+    def spool_pieces(self, pieces: Iterable[bytes]) -> Path:
+        """``spool`` of a message that arrives in pieces, each written as it comes.
+
+        If ``pieces`` raises, the partly written file is removed and the error
+        goes on to the caller.
+        """
+        directory = self._make_dirs(self.root / SPOOL_DIR_NAME)
+        return self._write_temp(directory, pieces, sync=False)
+
     def clear_spool(self, *, older_than_seconds: float = 3600.0) -> int:
         """Delete spooled messages older than ``older_than_seconds``; how many were removed.
 

@@ -2,7 +2,7 @@
 
 The worker does not hold a big message while its documents are read
 (``mailbot.intake.SPOOL_BYTES``): the raw bytes go to ``BLOBS/.spool``
-as soon as they are fetched; the stored raw blob of a filed message is
+as they are fetched (tests/test_spill_fetch.py for the pieces); the stored raw blob of a filed message is
 byte for byte what the server sent; nothing stays in the spool after a
 poll, and what a crash left there is removed by the next poll.
 """
@@ -45,13 +45,21 @@ def test_a_big_message_is_spooled_filed_whole_and_the_spool_emptied(service_app,
     dovecot.append(NB, make_mail(subject="Petit message", body="Bonjour"))
     spooled = []
     original = service_app.blobs.spool
+    original_pieces = service_app.blobs.spool_pieces
 
     def spool(data):
         path = original(data)
         spooled.append((path, hashlib.sha256(data).hexdigest()))
         return path
 
+    def spool_pieces(pieces):
+        # A big message (by its RFC822.SIZE) is written as it is fetched.
+        path = original_pieces(pieces)
+        spooled.append((path, hashlib.sha256(path.read_bytes()).hexdigest()))
+        return path
+
     service_app.blobs.spool = spool
+    service_app.blobs.spool_pieces = spool_pieces
     report = poll_mailbox(service_app, service_app.config.settings.mailbox(NB))
     assert report.error is None and report.filed + report.needs_review == 1, report.summary()
     assert len(spooled) == 1  # only the big one

@@ -44,6 +44,16 @@ def header_block(raw: bytes) -> bytes:
     return raw[: _head_end(raw)]
 
 
+def head_ends_within(prefix: bytes) -> bool:
+    """Whether ``header_block`` finds the same block in ``prefix`` as in any message that
+    starts with ``prefix``: its end is the first line feed not followed by a
+    header line, a test that looks no further than the next line, so the end
+    is decided once a whole line follows it.
+    """
+    found = _END_OF_HEAD.search(prefix)
+    return found is not None and prefix.find(b"\n", found.start() + 1) >= 0
+
+
 def read_headers(data: bytes) -> Message:
     """The header fields of ``data`` as the standard library reads them.
 
