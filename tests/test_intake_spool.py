@@ -2,9 +2,10 @@
 
 The worker does not hold a big message while its documents are read
 (``mailbot.intake.SPOOL_BYTES``): the raw bytes go to ``BLOBS/.spool``
-as they are fetched (tests/test_spill_fetch.py for the pieces); the stored raw blob of a filed message is
-byte for byte what the server sent; nothing stays in the spool after a
-poll, and what a crash left there is removed by the next poll.
+as they are fetched (tests/test_spill_fetch.py for the pieces); the
+stored raw blob of a filed message is byte for byte what the server
+sent; nothing stays in the spool after a poll, and what a crash left
+there is removed by the next poll.
 """
 
 from __future__ import annotations
