@@ -8,7 +8,6 @@ warnings (``report``).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -70,9 +69,7 @@ def parse_message(
     sha = hashlib.sha256(raw).hexdigest()
     if head is not None and head.reusable_for(raw, limits):
         report = head.report.copy()
-        draft = dataclasses.replace(
-            head.draft, sha256=sha, size=len(raw), headers=dict(head.draft.headers), attachments=[]
-        )
+        draft = head.draft.carried_on(sha256=sha, size=len(raw))
         with _quiet_libraries(report):
             try:
                 _read_after_head(raw, head.head, limits=limits, report=report, draft=draft)
