@@ -9,7 +9,7 @@ warnings (``report``).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from parsers.errors import MailParseError
@@ -108,6 +108,9 @@ class HeadReading:
     draft: _Draft
     report: _Report
     limits: ParseLimits
+    # What the first pass's rules answered on ``mail`` (``mailbot.pipeline``
+    # notes them with the classifier and context they ran with).
+    notes: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
     def reusable_for(self, raw: bytes, limits: ParseLimits) -> bool:
         """True when ``raw``'s header stage is exactly this one."""
