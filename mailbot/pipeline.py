@@ -30,11 +30,13 @@ from parsers.classify import (
     ClassifyContext,
     OpenDossiers,
     ReadingFacts,
+    RuleHit,
+    RuleResult,
 )
 from parsers.documents import DocumentText, extract_documents
 from parsers.dossier import DossierReading, read_dossier
 from parsers.dossier.body_answers import read_body_answers
-from parsers.headers_first import decide_from_headers, plain_header_block
+from parsers.headers_first import decide_from_headers, plain_header_block, reusable_results
 from parsers.letter import LetterFinding, find_letter
 from parsers.mail import HeadReading, header_text, parse_message, read_head
 from parsers.mail.bodystructure import BodyPart
@@ -130,6 +132,23 @@ class Analysis:
         return self.error is not None
 
 
+# Where ``Analyser.decide_from_headers`` notes its rules' answers in a ``HeadReading``.
+_RULES_NOTE = "first-pass rules"
+
+
+class _Answered:
+    """A rule of the chain whose answer on this message is known (``Analyser._classify``)."""
+
+    __slots__ = ("_result", "name")
+
+    def __init__(self, name: str, result: RuleResult) -> None:
+        self.name = name
+        self._result = result
+
+    def check(self, mail: ParsedMail, ctx: ClassifyContext) -> RuleResult:
+        return self._result
+
+
 class Analyser:
     """Reusable: compiles the rules once for many messages."""
 
@@ -166,7 +185,7 @@ class Analyser:
             # The fetch and the parse of a big message leave freed memory in
             # the heap: give it back before a child starts.
             release_freed_memory()
-            analysis = self._analyse_checked(b"", mail, mailbox)
+            analysis = self._analyse_checked(b"", mail, mailbox, head=head)
             if analysis.mail is not None and spooled:
                 back = tuple(_unspool(a) for a in analysis.mail.attachments)
                 analysis = replace(analysis, mail=replace(analysis.mail, attachments=back))
@@ -180,7 +199,7 @@ class Analyser:
         mail = self._parse(raw, mailbox=mailbox, head=head)
         if isinstance(mail, Analysis):
             return mail
-        return self._analyse_checked(raw, mail, mailbox)
+        return self._analyse_checked(raw, mail, mailbox, head=head)
 
     def _parse(
         self, raw: bytes, *, mailbox: str, head: HeadReading | None = None
@@ -202,9 +221,11 @@ class Analyser:
                 failure=ReviewReason.PARSE_ERROR,
             )
 
-    def _analyse_checked(self, raw: bytes, mail: ParsedMail, mailbox: str) -> Analysis:
+    def _analyse_checked(
+        self, raw: bytes, mail: ParsedMail, mailbox: str, *, head: HeadReading | None = None
+    ) -> Analysis:
         try:
-            return self._analyse_parsed(raw, mail, mailbox)
+            return self._analyse_parsed(raw, mail, mailbox, head=head)
         except Exception as err:
             log.exception("cannot analyse message %s from %s", mail.message_id, mailbox)
             return Analysis(
@@ -248,9 +269,13 @@ class Analyser:
         if header is None:
             return None
         head = header.mail
+        ctx = self._context(mailbox)
+        results: dict[str, RuleResult] = {}
+        # Kept for the whole message's classification (``_classify``).
+        header.notes[_RULES_NOTE] = (self.classifier, ctx, results)
         try:
             classification = decide_from_headers(
-                head, structure=structure, classifier=self.classifier, ctx=self._context(mailbox)
+                head, structure=structure, classifier=self.classifier, ctx=ctx, results=results
             )
         except Exception:  # the whole read decides, and reports the problem
             log.exception("cannot decide from the headers of a message from %s", mailbox)
@@ -279,9 +304,35 @@ class Analyser:
             self._contexts[mailbox] = ctx
         return ctx
 
-    def _analyse_parsed(self, raw: bytes, mail: ParsedMail, mailbox: str) -> Analysis:
+    def _classify(self, mail: ParsedMail, mailbox: str, head: HeadReading | None) -> Classification:
+        """``classifier.classify`` of ``mail``, without running again what the first pass ran.
+
+        The rules ``decide_from_headers`` ran on the header block of this
+        message (``head``), with this classifier and context, are not asked
+        again when the whole message, as classified (a trusted forward
+        unwrapped), has the same header fields (``reusable_results``): the
+        chain and the score are otherwise those of ``Classifier.classify``.
+        """
+        ctx = self._context(mailbox)
+        noted = head.notes.get(_RULES_NOTE) if head is not None else None
+        known: dict[str, RuleResult] = {}
+        if noted is not None and noted[0] is self.classifier and noted[1] is ctx:
+            known = reusable_results(head.mail, mail, noted[2])
+        if not known:
+            return self.classifier.classify(mail, ctx=ctx)
+        steps = [
+            (_Answered(rule.name, known[rule.name]) if rule.name in known else rule, verdict)
+            for rule, verdict in self.classifier.chain
+        ]
+        trace: list[RuleHit] = []
+        decided = Classifier._run(steps, mail=mail, ctx=ctx, trace=trace, score=None)
+        return decided or self.classifier._score(mail, ctx, trace)
+
+    def _analyse_parsed(
+        self, raw: bytes, mail: ParsedMail, mailbox: str, *, head: HeadReading | None = None
+    ) -> Analysis:
         mail = trusted_forward(mail, own_addresses=self.config.settings.own_addresses)
-        classification = self.classifier.classify(mail, ctx=self._context(mailbox))
+        classification = self._classify(mail, mailbox, head)
         documents: tuple[DocumentText, ...] | None = None
         scored = classification.decided_by == "score"
         # Attachment text is a sign only worth reading for when the cheap signs

@@ -41,6 +41,7 @@ from parsers.classify import (
     ClassifyContext,
     Rule,
     RuleHit,
+    RuleResult,
     _rule_hit,
 )
 from parsers.mail.bodystructure import BodyPart
@@ -122,8 +123,13 @@ def decide_from_headers(
     structure: BodyPart,
     classifier: Classifier,
     ctx: ClassifyContext,
+    results: dict[str, RuleResult] | None = None,
 ) -> Classification | None:
-    """The verdict the whole message would get, when the headers settle it; else None."""
+    """The verdict the whole message would get, when the headers settle it; else None.
+
+    ``results``: filled with what each rule that ran answered on ``head``
+    (by rule name), for ``reusable_results``.
+    """
     if head.message_id is None or structure_needs_body(structure):
         return None
     trace: list[RuleHit] = []
@@ -131,6 +137,8 @@ def decide_from_headers(
     could_flip: set[Verdict] = set()
     for rule, name, verdict, kind in _steps(classifier.chain):
         result = rule.check(head, ctx)
+        if results is not None:
+            results[name] = result
         hit = result.hit
         trace.append(_rule_hit(name, hit, result.reason))
         if kind is _SENDER or (kind is _SENDER_HIT_STANDS and not hit):
@@ -184,3 +192,35 @@ def _steps(chain: tuple[tuple[Rule, Verdict], ...]) -> tuple[_Step, ...]:
         _STEPS.clear()
     _STEPS[id(chain)] = (chain, tuple(steps))
     return tuple(steps)
+
+
+# Of the rules ``decide_from_headers`` runs, those that read nothing but the
+# fields of ``_HEAD_FIELDS`` (and the context): their answer on the header
+# block alone is their answer on the whole message when these fields are
+# the same. ``delivery_report`` also reads the parts (``content_types``).
+REUSABLE_RULES = (HEADER_RULES - {"delivery_report"}) | SENDER_RULES
+# Every field of a ParsedMail but those only the body fills or changes.
+_BODY_FIELDS = frozenset(
+    {"sha256", "size", "text", "attachments", "content_types", "warnings", "over_limits"}
+)
+_HEAD_FIELDS = tuple(name for name in ParsedMail.__dataclass_fields__ if name not in _BODY_FIELDS)
+
+
+def reusable_results(
+    head: ParsedMail, mail: ParsedMail, results: dict[str, RuleResult]
+) -> dict[str, RuleResult]:
+    """Those of ``results`` (rules run on ``head``) that ``mail`` would get again.
+
+    ``mail`` is the whole message as classified (after a trusted forward is
+    unwrapped): when it differs from the header-only reading in any field
+    but those only the body fills (a forward names another sender, the
+    parser read other headers), nothing is reused and every rule runs again.
+    Only ``REUSABLE_RULES`` are reused.
+    """
+    if not results:
+        return {}
+    for name in _HEAD_FIELDS:
+        mine, theirs = getattr(head, name), getattr(mail, name)
+        if mine is not theirs and mine != theirs:
+            return {}
+    return {name: result for name, result in results.items() if name in REUSABLE_RULES}

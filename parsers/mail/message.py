@@ -8,9 +8,8 @@ warnings (``report``).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from parsers.errors import MailParseError
@@ -70,9 +69,7 @@ def parse_message(
     sha = hashlib.sha256(raw).hexdigest()
     if head is not None and head.reusable_for(raw, limits):
         report = head.report.copy()
-        draft = dataclasses.replace(
-            head.draft, sha256=sha, size=len(raw), headers=dict(head.draft.headers), attachments=[]
-        )
+        draft = head.draft.carried_on(sha256=sha, size=len(raw))
         with _quiet_libraries(report):
             try:
                 _read_after_head(raw, head.head, limits=limits, report=report, draft=draft)
@@ -111,6 +108,9 @@ class HeadReading:
     draft: _Draft
     report: _Report
     limits: ParseLimits
+    # What the first pass's rules answered on ``mail`` (``mailbot.pipeline``
+    # notes them with the classifier and context they ran with).
+    notes: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
     def reusable_for(self, raw: bytes, limits: ParseLimits) -> bool:
         """True when ``raw``'s header stage is exactly this one."""
