@@ -688,14 +688,15 @@ def quick_dedup_key(raw: bytes) -> str:
     starts oddly or has a lone CR. Both give the same key
     (tests/test_properties.py).
     """
-    return _quick_key(raw, sha=hashlib.sha256(raw).hexdigest(), length=len(raw))
+    return _quick_key(raw, digest=lambda: hashlib.sha256(raw).hexdigest(), length=len(raw))
 
 
-def _quick_key(raw: bytes, *, sha: str, length: int) -> str:
-    """``quick_dedup_key`` of a message of ``length`` bytes and digest ``sha``.
+def _quick_key(raw: bytes, *, digest: Callable[[], str], length: int) -> str:
+    """``quick_dedup_key`` of a message of ``length`` bytes whose SHA-256 ``digest`` gives.
 
     ``raw`` is the message, or, past ``_WHOLE_PARSE_LIMIT``, a first part of it
-    in which its header block ends (``_head_decided``).
+    in which its header block ends (``_head_decided``). ``digest`` is called
+    only when the key needs it (``_key_for``).
     """
     end = _HEAD_END.search(raw)
     head = raw[: end.start() + 1] if end else raw
@@ -708,19 +709,19 @@ def _quick_key(raw: bytes, *, sha: str, length: int) -> str:
         # on such odd input; a key that differs only costs a full analysis.
         source = raw if length <= _WHOLE_PARSE_LIMIT else header_block(raw)
         message_id = read_headers(source).get("Message-ID")
-        return _key_for(str(message_id) if message_id else None, raw)
+        return _key_for(str(message_id) if message_id else None, digest)
     found = _MESSAGE_ID_FIELD.search(head)
     # 8-bit bytes as str(Header) gives them under compat32: U+FFFD each.
     value = found.group(1).decode("ascii", "replace").strip() if found else ""
-    return _key_for(value or None, raw)
+    return _key_for(value or None, digest)
 
 
 # Stands for the SHA-256 of a message whose key is its Message-ID's (``_key_for``).
 _UNUSED_SHA = "0" * 64
 
 
-def _key_for(message_id: str | None, raw: bytes) -> str:
-    """``dedup_key_for(message_id, sha256 of raw)``, hashing ``raw`` only when the key needs it.
+def _key_for(message_id: str | None, digest: Callable[[], str]) -> str:
+    """``dedup_key_for(message_id, digest())``, hashing the message only when the key needs it.
 
     A usable Message-ID makes the key by itself: the SHA-256 of a whole
     message (the first pass reads the key of each message fetched whole)
@@ -728,7 +729,7 @@ def _key_for(message_id: str | None, raw: bytes) -> str:
     """
     if normalise_message_id(message_id) is not None:
         return dedup_key_for(message_id, _UNUSED_SHA)
-    return dedup_key_for(message_id, hashlib.sha256(raw).hexdigest())
+    return dedup_key_for(message_id, digest())
 
 
 def _spooled_key(path: Path, *, sha: str, length: int) -> str:
@@ -741,7 +742,7 @@ def _spooled_key(path: Path, *, sha: str, length: int) -> str:
             prefix += more
             if _head_decided(prefix):
                 break
-    return _quick_key(prefix, sha=sha, length=length)
+    return _quick_key(prefix, digest=lambda: sha, length=length)
 
 
 def _head_decided(prefix: bytes) -> bool:
