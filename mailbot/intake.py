@@ -736,16 +736,16 @@ def _spooled_key(path: Path, *, sha: str, length: int) -> str:
     """``quick_dedup_key`` of a spooled message, reading no more of it than its header needs."""
     if length <= _WHOLE_PARSE_LIMIT:
         return quick_dedup_key(path.read_bytes())
-    prefix = b""
+    prefix = bytearray()  # grown in place: a header without end reads the whole file
     with path.open("rb") as spooled:
         while more := spooled.read(_WHOLE_PARSE_LIMIT):
             prefix += more
             if _head_decided(prefix):
                 break
-    return _quick_key(prefix, digest=lambda: sha, length=length)
+    return _quick_key(bytes(prefix), digest=lambda: sha, length=length)
 
 
-def _head_decided(prefix: bytes) -> bool:
+def _head_decided(prefix: bytes | bytearray) -> bool:
     """Whether the header block of a message starting with ``prefix`` ends in it, as both
     ``_HEAD_END`` and ``header_block`` would find it on the whole message.
 

@@ -28,6 +28,7 @@ from storage.db import (
 )
 from storage.errors import InvalidValueError, MigrationError
 from storage.models import Event
+from tests.fixtures.database import stored_revisions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -213,13 +214,7 @@ def test_concurrent_first_opens_migrate_once(db_url: str) -> None:
     for stdout, stderr, returncode in outcomes:
         assert returncode == 0, stderr
         assert stdout.strip() == head_revision()
-    engine = make_engine(db_url)
-    try:
-        with engine.connect() as connection:
-            versions = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
-        assert versions == [(head_revision(),)]
-    finally:
-        engine.dispose()
+    assert stored_revisions(db_url) == [head_revision()]
 
 
 def test_pending_server_actions_are_found_through_the_partial_index(engine: Engine) -> None:

@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from storage.db import head_in_files, head_revision, make_engine, open_database, upgrade_in_child
 from storage.errors import MigrationError
 from tests.fixtures.candidatures import candidature
+from tests.fixtures.database import stored_revisions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,13 +81,7 @@ def test_four_workers_starting_together_migrate_once(db_url):
     workers = [_open_in_process(db_url, apart=True, start_at=start_at) for _ in range(4)]
     outcomes = [_outcome(worker) for worker in workers]
     assert outcomes == [{"revision": head_revision(), "alembic": False}] * 4
-    engine = make_engine(db_url)
-    try:
-        with engine.connect() as connection:
-            versions = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
-        assert versions == [(head_revision(),)]
-    finally:
-        engine.dispose()
+    assert stored_revisions(db_url) == [head_revision()]
 
 
 def test_the_childs_refusal_reaches_the_caller_as_a_migration_error(db_url):

@@ -44,7 +44,7 @@ def header_block(raw: bytes) -> bytes:
     return raw[: _head_end(raw)]
 
 
-def head_ends_within(prefix: bytes) -> bool:
+def head_ends_within(prefix: bytes | bytearray) -> bool:
     """Whether ``header_block`` finds the same block in ``prefix`` as in any message that
     starts with ``prefix``: its end is the first line feed not followed by a
     header line, a test that looks no further than the next line, so the end
