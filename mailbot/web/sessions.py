@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from itsdangerous.encoding import base64_decode, base64_encode
 from itsdangerous.exc import BadSignature
 from starlette.datastructures import MutableHeaders
 from starlette.middleware.sessions import Session
@@ -29,6 +30,18 @@ from starlette.types import Message, Receive, Scope, Send
 
 # A few cookies per staff member and browser: plenty.
 REMEMBERED = 1024
+
+
+def _canonical_signature(cookie: str) -> bool:
+    """Whether the cookie's signature is written as the signer writes it.
+
+    The signature is URL-safe base64 without padding: its last character carries
+    bits that decoding ignores, so a few spellings decode to the same bytes and
+    ``unsign`` accepts them all. Only the one we issue is accepted, so that a
+    cookie changed by one character is always refused.
+    """
+    signature = cookie.rpartition(".")[2].encode("ascii", "replace")
+    return base64_encode(base64_decode(signature)) == signature
 
 
 class SessionMiddleware(StarletteSessions):
@@ -59,6 +72,8 @@ class SessionMiddleware(StarletteSessions):
                 cookie.encode("utf-8"), max_age=self.max_age, return_timestamp=True
             )
         except BadSignature:
+            return None
+        if not _canonical_signature(cookie):
             return None
         payload = b64decode(data)
         session = json.loads(payload)
