@@ -454,9 +454,10 @@ class MailboxClient:
         self._quick_empty_polls = 0
         try:
             self._mailbox.idle.start()
+            lines = self._lines_read_ahead()
         except _IMAP_FAILURES as err:
             raise ImapError(f"{self.settings.name}: IDLE refused: {err}") from err
-        return self._take_new_mail_notice()
+        return self._news_in(lines) | self._take_new_mail_notice()
 
     def wait_in_idle(self, *, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds in IDLE; whether new mail was announced.
@@ -467,12 +468,11 @@ class MailboxClient:
         """
         before = time.monotonic()
         try:
-            responses = self._mailbox.idle.poll(timeout=timeout)
+            # Lines already read from the socket are not seen by a wait on it.
+            responses = self._lines_read_ahead() or self._mailbox.idle.poll(timeout=timeout)
         except _IMAP_FAILURES as err:
             raise ImapError(f"{self.settings.name}: IDLE failed: {err}") from err
-        if any(b"BYE" in r for r in responses):
-            raise ImapError(f"{self.settings.name}: server said BYE")
-        news = any(b"EXISTS" in r or b"RECENT" in r for r in responses)
+        news = self._news_in(responses)
         news = self._take_new_mail_notice() or news
         if not responses and time.monotonic() - before < timeout / 2:
             self._quick_empty_polls += 1
@@ -489,6 +489,38 @@ class MailboxClient:
         except _IMAP_FAILURES as err:
             raise ImapError(f"{self.settings.name}: leaving IDLE failed: {err}") from err
         return self._take_new_mail_notice()
+
+    def _lines_read_ahead(self) -> list[bytes]:
+        """Server lines imaplib has read past the one it wanted, read now.
+
+        Dovecot answers IDLE with ``+ idling`` and, when mail came while the
+        connection was out of IDLE, ``* N EXISTS`` in the same packet. imaplib
+        reads the first line and keeps the second in its buffer (and TLS may
+        keep decrypted bytes in its own), where a wait on the socket does not
+        see them: the notice would wait for the next packet (the next message,
+        or the server's keep-alive minutes later).
+        """
+        client = self._mailbox.client
+        sock = client.sock
+        timeout = sock.gettimeout()
+        lines: list[bytes] = []
+        while True:
+            sock.settimeout(0)
+            try:
+                waiting = client.file.peek(1)  # buffered bytes, or what comes without waiting
+            except (TimeoutError, BlockingIOError, ssl.SSLWantReadError):
+                waiting = b""
+            finally:
+                sock.settimeout(timeout)
+            if not waiting:
+                return lines
+            lines.append(client._get_line())  # completes a line begun in the buffer
+
+    def _news_in(self, lines: list[bytes]) -> bool:
+        """Whether IDLE answer lines announce new mail; ``ImapError`` on BYE."""
+        if any(b"BYE" in line for line in lines):
+            raise ImapError(f"{self.settings.name}: server said BYE")
+        return any(b"EXISTS" in line or b"RECENT" in line for line in lines)
 
     def _take_new_mail_notice(self) -> bool:
         """Whether imaplib holds an EXISTS/RECENT notice (and forget it)."""

@@ -229,3 +229,31 @@ def test_only_the_imap_module_imports_imap_libraries():
     assert offenders == [], "import imap-tools/imaplib only in mailbot/imap.py: " + ", ".join(
         offenders
     )
+
+
+def test_mail_arriving_as_idle_starts_is_announced(service_env, dovecot):
+    """A notice sent with the IDLE continuation is not left unread in imaplib's buffer.
+
+    Dovecot answers IDLE with ``+ idling`` and, when mail came since the
+    connection last looked, ``* N EXISTS`` in the same packet: imaplib reads
+    the first line and buffers the second, where a wait on the socket never
+    sees it (the notice then waited for the next packet: the next message or
+    the server's keep-alive two minutes later).
+    """
+    settings = mailbox_settings(service_env)
+    password = service_env["MAILBOT_IMAP_PASSWORD_NBATAILLON"]
+    announced = []
+    with MailboxClient(settings, password) as client:
+        client.select()
+        client.start_idle()
+        client.stop_idle()
+        for round_ in range(20):
+            dovecot.append("n.bataillon", make_mail(subject=f"while out of IDLE {round_}"))
+            news = client.start_idle()
+            deadline = time.monotonic() + 3
+            while not news and time.monotonic() < deadline:
+                news = client.wait_in_idle(timeout=0.5)
+            client.stop_idle()
+            announced.append(news)
+        assert len(client.all_uids()) == 20
+    assert all(announced), announced
