@@ -26,7 +26,7 @@ from sqlmodel import Session, select
 
 from mailbot.config import Config, Rules, Verdict
 from mailbot.filed import SERVICE_STATUSES, Filed, Filing
-from mailbot.pipeline import Analysis, Reading
+from mailbot.pipeline import Analysis, Reading, store_attachment
 from parsers.checks import is_required, missing_pieces
 from parsers.dossier import UNCERTAIN_BELOW, DossierReading
 from storage import repositories as repo
@@ -209,7 +209,7 @@ def add_pieces(filing: Filing, *, dossier: Dossier) -> None:
     for attachment in filing.mail.attachments:
         if not attachment.data:
             continue  # over the size limit: named in the message's warnings
-        sha = filing.blobs.put(attachment.data)
+        sha = store_attachment(filing.blobs, attachment)
         repo.add_piece(
             session=filing.session,
             dossier=dossier,

@@ -48,7 +48,7 @@ from mailbot.filing import (
     known_message,
 )
 from mailbot.imap import FetchedMessage, FolderState, ImapError, MailboxClient
-from mailbot.pipeline import Analyser, Analysis
+from mailbot.pipeline import Analyser, Analysis, remove_spooled
 from mailbot.prefetch import StructurePrefetch
 from parsers.mail import HeadReading, header_block, header_text, read_headers
 from parsers.mail.bodystructure import FetchedStructure
@@ -606,7 +606,7 @@ def _drop_spool(arrivals: Iterable[_Arrival]) -> None:
     """Delete the spooled files of a batch: filed by now, or to be fetched again."""
     for arrival in arrivals:
         if arrival.spool is not None:
-            arrival.spool.unlink(missing_ok=True)
+            remove_spooled(arrival.spool)
 
 
 def _header_key(header: bytes) -> str:

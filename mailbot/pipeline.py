@@ -14,12 +14,13 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import glob
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailbot.config import Config, Verdict
 from parsers.addresses import normalise_address
@@ -42,6 +43,9 @@ from parsers.mail import HeadReading, header_text, parse_message, read_head
 from parsers.mail.bodystructure import BodyPart
 from parsers.reasons import ReviewReason
 from parsers.types import Attachment, ParsedMail
+
+if TYPE_CHECKING:
+    from storage.blobs import BlobStore
 
 log = logging.getLogger(__name__)
 
@@ -165,8 +169,9 @@ class Analyser:
 
         The raw bytes are dropped once parsed: the returned analysis names
         ``path`` (``raw_path``) and its ``raw`` is empty; filing reads the
-        file (``Analysis.raw_bytes``). The caller deletes the file once the
-        message is filed.
+        file (``Analysis.raw_bytes``). Big attachments stay in files beside
+        it, which filing stores from (``store_attachment``). The caller deletes
+        them all with ``remove_spooled`` once the message is filed.
         """
         raw = path.read_bytes()
         size = len(raw)
@@ -175,8 +180,8 @@ class Analyser:
             return replace(mail, raw=b"", raw_path=path, whole_size=size)
         del raw
         # Big attachments wait in files beside the spooled message while the
-        # sandbox child reads them (it reads the files itself); the worker
-        # takes them back once the child is done, for filing.
+        # sandbox child reads them (it reads the files itself), and until
+        # they are filed (stored from their files).
         spooled: list[Path] = []
         try:
             mail = replace(
@@ -186,12 +191,10 @@ class Analyser:
             # the heap: give it back before a child starts.
             release_freed_memory()
             analysis = self._analyse_checked(b"", mail, mailbox, head=head)
-            if analysis.mail is not None and spooled:
-                back = tuple(_unspool(a) for a in analysis.mail.attachments)
-                analysis = replace(analysis, mail=replace(analysis.mail, attachments=back))
-        finally:
+        except BaseException:
             for spool in spooled:
                 spool.unlink(missing_ok=True)
+            raise
         return replace(analysis, raw_path=path, whole_size=size)
 
     def analyse(self, raw: bytes, *, mailbox: str, head: HeadReading | None = None) -> Analysis:
@@ -461,7 +464,7 @@ class Analyser:
 SPOOL_ATTACHMENT_BYTES = 1 << 20
 
 
-class _SpooledData:
+class SpooledData:
     """An attachment's bytes kept in a file: what the worker holds while a child reads them.
 
     Pickled (to the sandbox child) as a call that reads the file, so the
@@ -498,14 +501,22 @@ def _spool_big(attachment: Attachment, message_path: Path, spooled: list[Path]) 
     spool = message_path.with_name(f"{message_path.name}.part{len(spooled)}")
     spooled.append(spool)
     spool.write_bytes(data)
-    return replace(attachment, data=_SpooledData(spool, len(data)))  # type: ignore[arg-type]
+    return replace(attachment, data=SpooledData(spool, len(data)))  # type: ignore[arg-type]
 
 
-def _unspool(attachment: Attachment) -> Attachment:
+def store_attachment(blobs: BlobStore, attachment: Attachment) -> str:
+    """Store an attachment's bytes; a spooled one is copied from its file, never read whole."""
     data = attachment.data
-    if isinstance(data, _SpooledData):
-        return replace(attachment, data=data.path.read_bytes())
-    return attachment
+    if isinstance(data, SpooledData):
+        return blobs.put_file(data.path)
+    return blobs.put(data)
+
+
+def remove_spooled(path: Path) -> None:
+    """Delete a spooled message and the files of its big attachments (``analyse_file``)."""
+    for part in path.parent.glob(glob.escape(path.name) + ".part*"):
+        part.unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
 
 
 @functools.cache

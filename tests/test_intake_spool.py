@@ -13,22 +13,29 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import tracemalloc
+from dataclasses import replace
 
 from sqlmodel import select
 
 from mailbot import intake
 from mailbot.intake import poll_mailbox
+from mailbot.pipeline import SpooledData, remove_spooled, store_attachment
+from parsers.types import Attachment
 from storage.blobs import SPOOL_DIR_NAME
 from storage.db import session_scope
-from storage.models import Message, MessageStatus
+from storage.models import Message, MessageStatus, Piece
 from tests.fixtures.candidatures import candidature
 from tests.fixtures.mail import as_bytes, make_mail
 
 NB = "n.bataillon"
 
 
+ANNEX = os.urandom(1_600_000)  # over SPOOL_BYTES once in base64, and over SPOOL_ATTACHMENT_BYTES
+
+
 def _big_candidature() -> bytes:
-    annex = os.urandom(1_600_000)  # over SPOOL_BYTES once in base64
+    annex = ANNEX
     message = candidature(
         7,
         attachments=[
@@ -71,6 +78,11 @@ def test_a_big_message_is_spooled_filed_whole_and_the_spool_emptied(service_app,
         assert kept[0].size == len(stored)
         assert kept[0].sha256 == spooled[0][1] == hashlib.sha256(stored).hexdigest()
     assert stored.replace(b"\r\n", b"\n") == raw.replace(b"\r\n", b"\n")
+    # The annex was filed from its file beside the spooled message: same bytes.
+    with session_scope(service_app.engine) as session:
+        pieces = session.exec(select(Piece).where(Piece.filename == "annexe.bin")).all()
+    assert [service_app.blobs.get(p.blob_sha256) for p in pieces] == [ANNEX]
+    assert pieces[0].size == len(ANNEX)
     assert not spooled[0][0].exists()
     assert list((service_app.blobs.root / SPOOL_DIR_NAME).iterdir()) == []
 
@@ -126,9 +138,55 @@ def test_a_message_read_from_the_spool_reads_as_in_memory(service_app, tmp_path)
     spooled = analyser.analyse_file(path, mailbox=NB)
     assert spooled.raw == b"" and spooled.raw_bytes() == raw and spooled.size == len(raw)
     assert spooled.verdict == memory.verdict
-    assert spooled.mail == memory.mail  # attachments' bytes taken back for filing
     assert spooled.reading is not None and memory.reading is not None
     assert spooled.reading.documents == memory.reading.documents
     assert spooled.warnings == memory.warnings
     assert any(d.filename == "annexe_plans.pdf" and d.pages for d in spooled.reading.documents)
-    assert [p.name for p in spool.iterdir()] == ["spooled.eml"]  # the parts' files removed
+    # The big PDF stays in a file (the worker holds its path) until it is filed.
+    assert spooled.mail is not None and memory.mail is not None
+    held = {a.filename: a.data for a in spooled.mail.attachments}
+    assert isinstance(held["annexe_plans.pdf"], SpooledData)
+    assert isinstance(held["dossier_intention.txt"], bytes)
+    assert spooled.mail == replace(
+        memory.mail,
+        attachments=tuple(replace(a, data=held[a.filename]) for a in memory.mail.attachments),
+    )
+    for attachment in spooled.mail.attachments:
+        stored = service_app.blobs.get(store_attachment(service_app.blobs, attachment))
+        assert hashlib.sha256(stored).hexdigest() == attachment.sha256
+    assert sorted(p.name for p in spool.iterdir()) == ["spooled.eml", "spooled.eml.part0"]
+    remove_spooled(path)
+    assert list(spool.iterdir()) == []
+
+
+def test_a_spooled_attachment_is_stored_without_being_read_whole(service_app, tmp_path):
+    """Filing copies a big attachment from its file in chunks (tracemalloc peak)."""
+    data = os.urandom(12 << 20)
+    path = tmp_path / "message.eml.part0"
+    path.write_bytes(data)
+    attachment = Attachment(
+        filename="annexe.bin",
+        content_type="application/octet-stream",
+        data=SpooledData(path, len(data)),  # type: ignore[arg-type]
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        source="attachment",
+    )
+    del data
+    tracemalloc.start()
+    try:
+        sha = store_attachment(service_app.blobs, attachment)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert sha == attachment.sha256
+    assert service_app.blobs.path_for(sha).stat().st_size == 12 << 20
+    assert peak < 4 << 20, peak
+    # The measure sees a whole read: filing as it was (the file read back, then stored).
+    tracemalloc.start()
+    try:
+        assert service_app.blobs.put(path.read_bytes()) == sha
+        whole_peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert whole_peak >= 12 << 20
