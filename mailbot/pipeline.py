@@ -39,10 +39,10 @@ from parsers.dossier import DossierReading, read_dossier
 from parsers.dossier.body_answers import read_body_answers
 from parsers.headers_first import decide_from_headers, plain_header_block, reusable_results
 from parsers.letter import LetterFinding, find_letter
-from parsers.mail import HeadReading, header_text, parse_message, read_head
+from parsers.mail import HeadReading, header_text, parse_message, parse_spooled, read_head
 from parsers.mail.bodystructure import BodyPart
 from parsers.reasons import ReviewReason
-from parsers.types import Attachment, ParsedMail
+from parsers.types import Attachment, ParsedMail, SpooledData
 
 if TYPE_CHECKING:
     from storage.blobs import BlobStore
@@ -165,52 +165,61 @@ class Analyser:
     def analyse_file(
         self, path: Path, *, mailbox: str, head: HeadReading | None = None
     ) -> Analysis:
-        """``analyse`` of a spooled message, without holding it while documents are read.
+        """``analyse`` of a spooled message, never holding it or a big attachment whole.
 
-        The raw bytes are dropped once parsed: the returned analysis names
+        It is parsed from its file (``parse_spooled``): the returned analysis names
         ``path`` (``raw_path``) and its ``raw`` is empty; filing reads the
         file (``Analysis.raw_bytes``). Big attachments stay in files beside
         it, which filing stores from (``store_attachment``). The caller deletes
         them all with ``remove_spooled`` once the message is filed.
         """
-        raw = path.read_bytes()
-        size = len(raw)
-        mail = self._parse(raw, mailbox=mailbox, head=head)
-        if isinstance(mail, Analysis):
-            return replace(mail, raw=b"", raw_path=path, whole_size=size)
-        del raw
-        # Big attachments wait in files beside the spooled message while the
-        # sandbox child reads them (it reads the files itself), and until
-        # they are filed (stored from their files).
-        spooled: list[Path] = []
+        size = path.stat().st_size
+        parts = _PartFiles(path)
         try:
-            mail = replace(
-                mail, attachments=tuple(_spool_big(a, path, spooled) for a in mail.attachments)
+            # The parser reads the file window by window and decodes long
+            # base64 attachments straight into files beside it (``parts``).
+            mail = self._parse(
+                lambda: parse_spooled(
+                    path, limits=self.config.settings.limits, head=head, spool=parts.new
+                ),
+                mailbox=mailbox,
+                raw=b"",
             )
-            # The fetch and the parse of a big message leave freed memory in
-            # the heap: give it back before a child starts.
+            if isinstance(mail, Analysis):
+                parts.remove()
+                return replace(mail, raw_path=path, whole_size=size)
+            # Big attachments the parser decoded in memory (a defect in their
+            # base64, a forwarded message's) wait in files too, while the
+            # sandbox child reads them (it reads the files itself) and until
+            # they are filed (stored from their files).
+            mail = replace(mail, attachments=tuple(_spool_big(a, parts) for a in mail.attachments))
+            # The parse of a big message leaves freed memory in the heap: give
+            # it back before a child starts.
             release_freed_memory()
             analysis = self._analyse_checked(b"", mail, mailbox, head=head)
         except BaseException:
-            for spool in spooled:
-                spool.unlink(missing_ok=True)
+            parts.remove()
             raise
         return replace(analysis, raw_path=path, whole_size=size)
 
     def analyse(self, raw: bytes, *, mailbox: str, head: HeadReading | None = None) -> Analysis:
         """Parse, classify and read one message; ``head``: its header block read already."""
-        mail = self._parse(raw, mailbox=mailbox, head=head)
+        limits = self.config.settings.limits
+        mail = self._parse(
+            lambda: parse_message(raw, limits=limits, head=head), mailbox=mailbox, raw=raw
+        )
         if isinstance(mail, Analysis):
             return mail
         return self._analyse_checked(raw, mail, mailbox, head=head)
 
     def _parse(
-        self, raw: bytes, *, mailbox: str, head: HeadReading | None = None
+        self, parse: Callable[[], ParsedMail], *, mailbox: str, raw: bytes
     ) -> ParsedMail | Analysis:
         """The parsed message, or the failed analysis of one that cannot be parsed."""
-        limits = self.config.settings.limits
         try:
-            return parse_message(raw, limits=limits, head=head)
+            return parse()
+        except OSError:
+            raise  # the spooled file cannot be read: the poll fails, the message is fetched again
         except Exception as err:  # any parser bug must quarantine, not stop the poll
             log.exception("cannot parse a message from %s", mailbox)
             return Analysis(
@@ -464,44 +473,32 @@ class Analyser:
 SPOOL_ATTACHMENT_BYTES = 1 << 20
 
 
-class SpooledData:
-    """An attachment's bytes kept in a file: what the worker holds while a child reads them.
+class _PartFiles:
+    """The files of a spooled message's big attachments: ``<message>.part<N>`` beside it."""
 
-    Pickled (to the sandbox child) as a call that reads the file, so the
-    child gets the bytes from the disk, not from the worker. In the worker,
-    any other use reads the file (a failed read names the document's kind).
-    """
+    def __init__(self, message_path: Path) -> None:
+        self.message_path = message_path
+        self.made: list[Path] = []
 
-    __slots__ = ("path", "size")
+    def new(self) -> Path:
+        path = self.message_path.with_name(f"{self.message_path.name}.part{len(self.made)}")
+        self.made.append(path)
+        return path
 
-    def __init__(self, path: Path, size: int) -> None:
-        self.path = path
-        self.size = size
-
-    def __bool__(self) -> bool:
-        return self.size > 0
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __reduce__(self) -> tuple[Callable[[Path], bytes], tuple[Path]]:
-        return (Path.read_bytes, (self.path,))
-
-    def __getitem__(self, key: Any) -> Any:
-        return self.path.read_bytes()[key]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.path.read_bytes(), name)
+    def remove(self) -> None:
+        for path in self.made:
+            path.unlink(missing_ok=True)
 
 
-def _spool_big(attachment: Attachment, message_path: Path, spooled: list[Path]) -> Attachment:
+def _spool_big(attachment: Attachment, parts: _PartFiles) -> Attachment:
+    """A big attachment the parser decoded in memory, moved to a file."""
     data = attachment.data
     if not isinstance(data, bytes) or len(data) < SPOOL_ATTACHMENT_BYTES:
         return attachment
-    spool = message_path.with_name(f"{message_path.name}.part{len(spooled)}")
-    spooled.append(spool)
+    spool = parts.new()
     spool.write_bytes(data)
-    return replace(attachment, data=SpooledData(spool, len(data)))  # type: ignore[arg-type]
+    spooled = SpooledData(spool, size=len(data), sha256=attachment.sha256)
+    return replace(attachment, data=spooled)  # type: ignore[arg-type]
 
 
 def store_attachment(blobs: BlobStore, attachment: Attachment) -> str:

@@ -6,10 +6,55 @@ network, so the same objects serve the worker, ``mailbot try`` and tests.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from types import MappingProxyType
+from typing import Any
+
+
+class SpooledData:
+    """An attachment's bytes kept in a file, standing in for ``Attachment.data``.
+
+    What the worker holds of a big attachment: the parser decodes it straight
+    into a file (``parsers.mail.parse_spooled``), the sandbox child reads the
+    file (pickled, it is a call that reads it), filing copies the file in
+    chunks (``mailbot.pipeline.store_attachment``). A slice reads only its
+    range; any other use of it as bytes reads the file.
+    """
+
+    __slots__ = ("path", "sha256", "size")
+
+    def __init__(self, path: Path, *, size: int, sha256: str) -> None:
+        self.path = path
+        self.size = size
+        self.sha256 = sha256
+
+    def __bool__(self) -> bool:
+        return self.size > 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __reduce__(self) -> tuple[Callable[[Path], bytes], tuple[Path]]:
+        return (Path.read_bytes, (self.path,))
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, slice) and key.step in (None, 1):
+            start, stop, _ = key.indices(self.size)
+            if stop <= start:
+                return b""
+            with self.path.open("rb") as stream:
+                return os.pread(stream.fileno(), stop - start, start)
+        return self.path.read_bytes()[key]
+
+    def startswith(self, prefix: bytes) -> bool:
+        return self[: len(prefix)] == prefix
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.path.read_bytes(), name)
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from sqlmodel import select
 
 from mailbot import intake
 from mailbot.intake import poll_mailbox
-from mailbot.pipeline import SpooledData, remove_spooled, store_attachment
-from parsers.types import Attachment
+from mailbot.pipeline import remove_spooled, store_attachment
+from parsers.types import Attachment, SpooledData
 from storage.blobs import SPOOL_DIR_NAME
 from storage.db import session_scope
 from storage.models import Message, MessageStatus, Piece
@@ -167,7 +167,7 @@ def test_a_spooled_attachment_is_stored_without_being_read_whole(service_app, tm
     attachment = Attachment(
         filename="annexe.bin",
         content_type="application/octet-stream",
-        data=SpooledData(path, len(data)),  # type: ignore[arg-type]
+        data=SpooledData(path, size=len(data), sha256=hashlib.sha256(data).hexdigest()),  # type: ignore[arg-type]
         sha256=hashlib.sha256(data).hexdigest(),
         size=len(data),
         source="attachment",
@@ -190,3 +190,43 @@ def test_a_spooled_attachment_is_stored_without_being_read_whole(service_app, tm
     finally:
         tracemalloc.stop()
     assert whole_peak >= 12 << 20
+
+
+def test_the_worker_never_holds_a_big_annex_while_it_reads_the_message(service_app, tmp_path):
+    """``analyse_file``: the message parsed from its file, the annex decoded into a file.
+
+    tracemalloc sees the worker's allocations (the sandbox child is another
+    process): its peak stays far below the 12 MB annex and its 16 MB of base64.
+    """
+    from mailbot.pipeline import Analyser
+
+    annex = os.urandom(12 << 20)
+    raw = as_bytes(
+        candidature(
+            11,
+            attachments=[
+                ("dossier_intention.txt", b"Intitule de l'action : Potager", "text/plain"),
+                ("annexe.bin", annex, "application/x-binary"),
+            ],
+        )
+    )
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    path = spool / "spooled.eml"
+    path.write_bytes(raw)
+    analyser = Analyser(service_app.config)
+    analyser.analyse(b"Subject: warm-up\r\n\r\nBonjour\r\n", mailbox=NB)  # imports, caches
+    del raw
+    tracemalloc.start()
+    try:
+        analysis = analyser.analyse_file(path, mailbox=NB)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert analysis.mail is not None and analysis.error is None
+    held = next(a.data for a in analysis.mail.attachments if a.filename == "annexe.bin")
+    assert isinstance(held, SpooledData) and held.path.parent == spool
+    assert held.sha256 == hashlib.sha256(annex).hexdigest()
+    assert peak < 8 << 20, peak
+    remove_spooled(path)
+    assert list(spool.iterdir()) == []

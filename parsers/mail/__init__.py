@@ -64,6 +64,7 @@ attachments, attached messages), ``attachments`` (file names, types, zip),
 from parsers.mail.bounds import MAX_TEXT_CHARS
 from parsers.mail.headers import header_block, header_text, read_headers
 from parsers.mail.message import HeadReading, parse_head, parse_message, read_head
+from parsers.mail.spooled import parse_spooled
 
 __all__ = [
     "MAX_TEXT_CHARS",
@@ -72,6 +73,7 @@ __all__ = [
     "header_text",
     "parse_head",
     "parse_message",
+    "parse_spooled",
     "read_head",
     "read_headers",
 ]

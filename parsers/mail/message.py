@@ -18,7 +18,7 @@ from parsers.mail.envelope import _read_envelope
 from parsers.mail.headers import _declared_content_type, _Head, _scan_head
 from parsers.mail.plain_body import read_plain_body
 from parsers.mail.report import _Draft, _quiet_libraries, _Report
-from parsers.mail.structure import _Budget, _parse_structure, _report_budget
+from parsers.mail.structure import _Budget, _Elided, _parse_structure, _report_budget
 from parsers.types import ParsedMail
 
 if TYPE_CHECKING:
@@ -66,13 +66,37 @@ def parse_message(
     raw = bytes(raw)
     if not raw:
         raise MailParseError("empty message: there is nothing to parse")
-    sha = hashlib.sha256(raw).hexdigest()
+    whole = _Whole(sha256=hashlib.sha256(raw).hexdigest(), size=len(raw))
+    return _parse_data(raw, limits=limits, head=head, whole=whole)
+
+
+@dataclass(frozen=True)
+class _Whole:
+    """The whole message, when the bytes parsed are its skeleton (``parsers.mail.spooled``).
+
+    ``lines``: its line count (None: count the bytes parsed); ``elided``: its
+    long base64 runs, left out of the skeleton and read from the file.
+    """
+
+    sha256: str
+    size: int
+    lines: int | None = None
+    elided: _Elided | None = None
+
+
+def _parse_data(
+    raw: bytes, *, limits: ParseLimits, head: HeadReading | None, whole: _Whole
+) -> ParsedMail:
+    """``parse_message`` of ``raw``, the message itself or its skeleton (see ``_Whole``)."""
+    sha = whole.sha256
     if head is not None and head.reusable_for(raw, limits):
         report = head.report.copy()
-        draft = head.draft.carried_on(sha256=sha, size=len(raw))
+        draft = head.draft.carried_on(sha256=sha, size=whole.size)
         with _quiet_libraries(report):
             try:
-                _read_after_head(raw, head.head, limits=limits, report=report, draft=draft)
+                _read_after_head(
+                    raw, head.head, limits=limits, report=report, draft=draft, whole=whole
+                )
             except Exception as exc:  # last resort: keep what was read so far
                 report.over(
                     f"internal error while reading the message ({type(exc).__name__}); "
@@ -80,10 +104,10 @@ def parse_message(
                 )
         return draft.build(report)
     report = _Report()
-    draft = _Draft(sha256=sha, size=len(raw))
+    draft = _Draft(sha256=sha, size=whole.size)
     with _quiet_libraries(report):
         try:
-            _read_message(raw, limits=limits, report=report, draft=draft)
+            _read_message(raw, limits=limits, report=report, draft=draft, whole=whole)
         except Exception as exc:  # last resort: keep what was read so far
             report.over(
                 f"internal error while reading the message ({type(exc).__name__}); "
@@ -166,7 +190,9 @@ def parse_head(header: bytes, *, size: int, limits: ParseLimits) -> ParsedMail:
     return read_head(header, size=size, limits=limits).mail
 
 
-def _read_message(raw: bytes, *, limits: ParseLimits, report: _Report, draft: _Draft) -> None:
+def _read_message(
+    raw: bytes, *, limits: ParseLimits, report: _Report, draft: _Draft, whole: _Whole
+) -> None:
     """All the stages, in the order that keeps the cheap checks first."""
     data = raw
     if b"\n" not in data and b"\r" in data:
@@ -174,24 +200,35 @@ def _read_message(raw: bytes, *, limits: ParseLimits, report: _Report, draft: _D
         data = data.replace(b"\r", b"\n")
     head = _scan_head(data, limits, report)
     _read_envelope(head.fields, limits=limits, report=report, draft=draft)
-    _read_after_head(data, head, limits=limits, report=report, draft=draft)
+    _read_after_head(data, head, limits=limits, report=report, draft=draft, whole=whole)
 
 
 def _read_after_head(
-    data: bytes, head: _Head, *, limits: ParseLimits, report: _Report, draft: _Draft
+    data: bytes,
+    head: _Head,
+    *,
+    limits: ParseLimits,
+    report: _Report,
+    draft: _Draft,
+    whole: _Whole,
 ) -> None:
     """The stages after the headers: size checks, MIME structure, body and attachments."""
-    if not _body_within_limits(data, limits, report):
+    if not _body_within_limits(data, limits, report, whole=whole):
         draft.content_types = (_declared_content_type(head.fields),)
         return
-    if read_plain_body(data, head, limits=limits, report=report, draft=draft):
+    # A skeleton (``whole.elided``) is of a message too big for the plain reading.
+    if whole.elided is None and read_plain_body(
+        data, head, limits=limits, report=report, draft=draft
+    ):
         return  # one plain text part: read without the MIME parser
     budget = _Budget(limits)
     if head.trimmed is None:
-        root = _parse_structure(data, budget)
+        root = _parse_structure(data, budget, elided=whole.elided)
     else:
         # The cut header block, then the body read in place (no copy of it).
-        root = _parse_structure(data, budget, prefix=head.trimmed, start=head.end)
+        root = _parse_structure(
+            data, budget, prefix=head.trimmed, start=head.end, elided=whole.elided
+        )
     _report_budget(budget, limits, report)
     if root is None:
         report.warn("no MIME structure could be read")
@@ -199,15 +236,17 @@ def _read_after_head(
     _read_body(root, budget=budget, limits=limits, report=report, draft=draft)
 
 
-def _body_within_limits(data: bytes, limits: ParseLimits, report: _Report) -> bool:
-    """Size checks made before any MIME parsing."""
-    if len(data) > limits.max_message_bytes:
+def _body_within_limits(
+    data: bytes, limits: ParseLimits, report: _Report, *, whole: _Whole
+) -> bool:
+    """Size checks made before any MIME parsing (of the whole message)."""
+    if whole.size > limits.max_message_bytes:
         report.over(
-            f"message is {len(data)} bytes, over the limit of {limits.max_message_bytes}; "
+            f"message is {whole.size} bytes, over the limit of {limits.max_message_bytes}; "
             "only the headers were read"
         )
         return False
-    lines = data.count(b"\n")
+    lines = data.count(b"\n") if whole.lines is None else whole.lines
     line_budget = max(1_000_000, limits.max_message_bytes // 32)
     if lines > line_budget:
         report.over(

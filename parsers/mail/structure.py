@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import binascii
 import functools
+import hashlib
 import io
+import os
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email.feedparser import BytesFeedParser
 from email.message import Message
 from email.policy import compat32
@@ -21,8 +23,11 @@ from typing import TYPE_CHECKING
 
 from parsers.mail.bounds import _FEED_CHUNK, _MAX_MIME_HEADER, _MAX_STRUCTURE_DEPTH
 from parsers.mail.report import _Report
+from parsers.types import SpooledData
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from parsers.rules import ParseLimits
 
 
@@ -102,11 +107,18 @@ class _Part(Message):
 
 
 def _parse_structure(
-    data: bytes, budget: _Budget, *, prefix: bytes = b"", start: int = 0
+    data: bytes,
+    budget: _Budget,
+    *,
+    prefix: bytes = b"",
+    start: int = 0,
+    elided: _Elided | None = None,
 ) -> _Part | None:
     """Parse ``prefix + data[start:]`` with the stdlib; on a limit, keep the tree built so far.
 
     Long runs of base64-looking lines are not fed to the parser (see ``_Elided``).
+    ``elided``: ``data`` is a skeleton whose runs were taken out already
+    (``parsers.mail.spooled``), and these are they.
     """
 
     def factory(policy: object = compat32) -> _Part:
@@ -123,11 +135,12 @@ def _parse_structure(
     parser = BytesFeedParser(_factory=factory, policy=compat32)
     # The constructor calls the factory once to probe its signature.
     budget.parts, budget.root = 0, None
-    elided = budget.elided = _Elided(data)
+    runs = _elidable_runs(data, start) if elided is None else iter(())
+    elided = budget.elided = _Elided(data) if elided is None else elided
     try:
         _feed(parser, prefix, start=0, end=len(prefix))
         pos = start
-        for run_start, run_end in _elidable_runs(data, start):
+        for run_start, run_end in runs:
             _feed(parser, data, start=pos, end=run_start)
             parser.feed(elided.add(run_start, run_end))
             pos = run_end
@@ -161,6 +174,9 @@ _BASE64_RUN = re.compile(rb"(?:^[A-Za-z0-9+/=]++\r?\n)++", re.M)
 _ELIDE_MIN_BYTES = 64 * 1024
 _ELIDE_WINDOW = 1 << 20
 _BASE64_CLEAN = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
+# An attachment whose elided base64 is at least this long is decoded into a
+# file when the message is read from its spool (about 768 KiB decoded).
+SPOOL_DECODED_BYTES = 1 << 20
 
 
 def _elidable_runs(data: bytes, start: int) -> Iterator[tuple[int, int]]:
@@ -192,10 +208,15 @@ class _Elided:
     part that is not base64).
     """
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(
+        self, data: bytes | _FileBytes, *, spool: Callable[[], Path] | None = None
+    ) -> None:
+        # The raw message, or the spooled file it is in (read by ranges).
         self.data = data
         self.runs: list[tuple[int, int]] = []
         self.marker = f"#mailbot-elided-{secrets.token_hex(8)}-"
+        # Where an attachment this big is decoded to (``decode_base64``).
+        self.spool = spool
 
     @functools.cached_property
     def _pattern(self) -> re.Pattern[str]:
@@ -229,11 +250,40 @@ class _Elided:
                 out.append(piece.decode("ascii", "surrogateescape"))
         return "".join(out)
 
-    def decode_base64(self, payload: str) -> bytes | None:
-        """What ``get_payload(decode=True)`` returns for base64 without defects, else None."""
+    def decode_base64(self, payload: str, *, to_file: bool = False) -> bytes | SpooledData | None:
+        """What ``get_payload(decode=True)`` returns for base64 without defects, else None.
+
+        ``to_file``: when ``spool`` is set and the payload's runs hold at least
+        ``SPOOL_DECODED_BYTES``, the bytes are decoded into a new file of the
+        spool, never held whole (a ``SpooledData``).
+        """
+        if to_file and self.spool is not None and self._run_bytes(payload) >= SPOOL_DECODED_BYTES:
+            path = self.spool()
+            digest = hashlib.sha256()
+            with path.open("wb") as stream:
+
+                def write(decoded: bytes) -> None:
+                    digest.update(decoded)
+                    stream.write(decoded)
+
+                size = self._decode_base64(payload, write)
+            if size is None:
+                path.unlink(missing_ok=True)
+                return None
+            return SpooledData(path, size=size, sha256=digest.hexdigest())
         out = io.BytesIO()
+        if self._decode_base64(payload, out.write) is None:
+            return None
+        return out.getvalue()
+
+    def _run_bytes(self, payload: str) -> int:
+        return sum(p[1] - p[0] for p in self._pieces(payload) if isinstance(p, tuple))
+
+    def _decode_base64(self, payload: str, write: Callable[[bytes], object]) -> int | None:
+        """Decode the payload window by window into ``write``; its size, None on a defect."""
         carry = b""
         padded = False
+        size = 0
         for chunk in self._windows(payload):
             chunk = chunk.translate(None, b"\r\n")
             if not chunk:
@@ -245,12 +295,14 @@ class _Elided:
             cut = len(chunk) - len(chunk) % 4
             carry = chunk[cut:]
             try:
-                out.write(binascii.a2b_base64(chunk[:cut], strict_mode=True))
+                decoded = binascii.a2b_base64(chunk[:cut], strict_mode=True)
             except binascii.Error:
                 return None
+            write(decoded)
+            size += len(decoded)
         if carry:
             return None  # bad length: the stdlib adds padding and a defect
-        return out.getvalue()
+        return size
 
     def _windows(self, payload: str) -> Iterator[bytes]:
         for piece in self._pieces(payload):
@@ -259,6 +311,21 @@ class _Elided:
                 continue
             for pos in range(piece[0], piece[1], _ELIDE_WINDOW):
                 yield self.data[pos : min(pos + _ELIDE_WINDOW, piece[1])]
+
+
+class _FileBytes:
+    """A spooled message's bytes, read by ranges (``data[start:end]``) as ``_Elided`` needs."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd = fd
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, key: slice) -> bytes:
+        start, stop, _ = key.indices(self.size)
+        return os.pread(self.fd, max(0, stop - start), start)
 
 
 def _report_budget(budget: _Budget, limits: ParseLimits, report: _Report) -> None:

@@ -32,7 +32,7 @@ from parsers.mail.html_text import _html_to_text
 from parsers.mail.report import _Report
 from parsers.mail.structure import _Budget, _parse_structure, _Part
 from parsers.text import header_safe
-from parsers.types import Attachment
+from parsers.types import Attachment, SpooledData
 
 if TYPE_CHECKING:
     from parsers.rules import ParseLimits
@@ -237,7 +237,7 @@ class _Walker:
         filename = _clean_filename(name, notes, loud) or f"piece-{number}.{_extension_for(ctype)}"
         if ctype in _GENERIC_TYPES:
             ctype = _type_for_name(filename)
-        data = _payload_bytes(part)
+        data = _payload_bytes(part, to_file=True)
         attachment = self._make_attachment(
             filename, ctype, data=data, source=source, notes=notes, loud=loud
         )
@@ -250,7 +250,7 @@ class _Walker:
         filename: str,
         ctype: str,
         *,
-        data: bytes,
+        data: bytes | SpooledData,
         source: str,
         notes: list[str],
         loud: list[str],
@@ -262,6 +262,8 @@ class _Walker:
                 f"{size} bytes, over the limit of {self.limits.max_attachment_bytes}; data dropped"
             )
             self.report.over_limits = True
+            if isinstance(data, SpooledData):
+                data.path.unlink(missing_ok=True)
             data = b""
         for note in loud:
             self.report.warn(f"attachment {_quoted(filename)}: {note}")
@@ -269,8 +271,10 @@ class _Walker:
         return Attachment(
             filename=filename,
             content_type=ctype,
-            data=data,
-            sha256=hashlib.sha256(data).hexdigest(),
+            data=data,  # type: ignore[arg-type]
+            sha256=data.sha256
+            if isinstance(data, SpooledData)
+            else hashlib.sha256(data).hexdigest(),
             size=size,
             source=source,
             warnings=tuple(header_safe(n, max_length=300) for n in notes),
@@ -294,7 +298,10 @@ class _Walker:
         label = f"attachment {_quoted(archive.filename)}"
         if not archive.data:
             return []
-        count = _zip_entry_count(archive.data)
+        data = archive.data
+        if isinstance(data, SpooledData):
+            data = data.path.read_bytes()  # a zip is expanded in memory, members and all
+        count = _zip_entry_count(data)
         if count > self.limits.max_zip_members:
             self.report.over(
                 f"{label}: {count} zip members, over the limit of {self.limits.max_zip_members}; "
@@ -302,7 +309,7 @@ class _Walker:
             )
             return []
         try:
-            archive_file = zipfile.ZipFile(io.BytesIO(archive.data))
+            archive_file = zipfile.ZipFile(io.BytesIO(data))
         except Exception as exc:
             self.report.warn(f"{label}: unreadable zip archive ({type(exc).__name__})")
             return []
@@ -477,14 +484,18 @@ def _fix_surrogates(text: str) -> str:
     return _header_text(data)[0]
 
 
-def _payload_bytes(part: Message) -> bytes:
-    """The decoded payload; b"" when there is none or it cannot be decoded."""
+def _payload_bytes(part: Message, *, to_file: bool = False) -> bytes | SpooledData:
+    """The decoded payload; b"" when there is none or it cannot be decoded.
+
+    ``to_file``: a big base64 payload of a message read from its spool may
+    be decoded into a file (``_Elided.decode_base64``).
+    """
     budget = getattr(part, "mb_budget", None)
     elided = budget.elided if budget is not None else None
     if elided is not None and not part.is_multipart() and elided.holds(part._payload):
         cte = str(part.get("content-transfer-encoding", "")).lower()
         if cte == "base64":
-            data = elided.decode_base64(part._payload)
+            data = elided.decode_base64(part._payload, to_file=to_file)
             if data is not None:
                 return data
         part.set_payload(elided.restore(part._payload))
