@@ -74,9 +74,14 @@ def _both(
     return memory, spooled
 
 
-@pytest.fixture
-def everything_elided(monkeypatch):
-    """Every file read through a skeleton, every base64 run elided, every decode to a file."""
+@pytest.fixture(params=[1 << 20, 4096, 77], ids=["1MiB-reads", "4KiB-reads", "77B-reads"])
+def everything_elided(monkeypatch, request):
+    """Every file read through a skeleton, every base64 run elided, every decode to a file.
+
+    The file is read in blocks of 1 MiB (as shipped), 4 KiB or 77 bytes (shorter
+    than many lines): runs go on across many block edges.
+    """
+    monkeypatch.setattr(spooled_module, "_READ", request.param)
     monkeypatch.setattr(spooled_module, "SKELETON_MIN_BYTES", 1)
     monkeypatch.setattr(spooled_module, "_ELIDE_MIN_BYTES", 1)
     monkeypatch.setattr(structure, "_ELIDE_MIN_BYTES", 1)
@@ -164,7 +169,9 @@ BIG_CASES = {
 
 @pytest.mark.parametrize("case", sorted(BIG_CASES))
 @pytest.mark.parametrize("limits", [LIMITS, SMALL_ATTACHMENTS], ids=["limits", "small-limit"])
-def test_big_messages_read_the_same_from_the_spool(case, limits, tmp_path) -> None:
+@pytest.mark.parametrize("read", [1 << 20, 4093])
+def test_big_messages_read_the_same_from_the_spool(case, limits, read, tmp_path, monkeypatch):
+    monkeypatch.setattr(spooled_module, "_READ", read)
     raw = BIG_CASES[case]()
     assert len(raw) >= spooled_module.SKELETON_MIN_BYTES
     for head in (False, True):
@@ -260,3 +267,26 @@ def test_neither_the_message_nor_the_annex_is_held_whole(tmp_path) -> None:
     finally:
         tracemalloc.stop()
     assert whole_peak >= 12 << 20
+
+
+@pytest.mark.parametrize("read", [1 << 20, 4093, 77])
+def test_the_skeleton_elides_the_runs_the_in_memory_parse_elides(read, monkeypatch) -> None:
+    """Same runs as ``structure._elidable_runs`` on the whole bytes, whatever the reads."""
+    monkeypatch.setattr(spooled_module, "_READ", read)
+    monkeypatch.setattr(spooled_module, "_ELIDE_MIN_BYTES", 4096)
+    monkeypatch.setattr(structure, "_ELIDE_MIN_BYTES", 4096)
+    messages = [raw for raw in CORPUS.values() if raw] + [build() for build in BIG_CASES.values()]
+    elided_somewhere = 0
+    for raw in messages:
+        elided = structure._Elided(raw)
+        skeleton, lines, digest = spooled_module._skeleton(io.BytesIO(raw), elided)
+        runs = list(structure._elidable_runs(raw, 0))
+        assert elided.runs == runs
+        expected, pos = bytearray(), 0
+        for index, (start, end) in enumerate(runs):
+            expected += raw[pos:start] + f"{elided.marker}{index}#".encode()
+            pos = end
+        assert skeleton == bytes(expected + raw[pos:])
+        assert lines == raw.count(b"\n") and digest == hashlib.sha256(raw).hexdigest()
+        elided_somewhere += bool(runs)
+    assert elided_somewhere >= 15, elided_somewhere

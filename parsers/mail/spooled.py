@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -28,7 +27,7 @@ from parsers.errors import MailParseError
 from parsers.mail.headers import _scan_head
 from parsers.mail.message import HeadReading, _parse_data, _Whole, parse_message
 from parsers.mail.report import _Report
-from parsers.mail.structure import _ELIDE_MIN_BYTES, _Elided, _FileBytes
+from parsers.mail.structure import _BASE64_RUN, _ELIDE_MIN_BYTES, _Elided, _FileBytes
 from parsers.types import ParsedMail
 
 if TYPE_CHECKING:
@@ -36,8 +35,6 @@ if TYPE_CHECKING:
 
 # Smaller files are read whole: a skeleton would save nothing worth its pass.
 SKELETON_MIN_BYTES = 1 << 20
-# One line of ``structure._BASE64_RUN``.
-_BASE64_LINE = re.compile(rb"[A-Za-z0-9+/=]++\r?\n")
 _READ = 1 << 20
 
 
@@ -70,65 +67,85 @@ def parse_spooled(
 def _skeleton(stream: BinaryIO, elided: _Elided) -> tuple[bytes, int, str]:
     """The file with its long base64 runs elided, its line count and its sha256.
 
-    A run is a maximal sequence of whole base64-looking lines; one of at
-    least ``_ELIDE_MIN_BYTES`` is replaced by its placeholder, its last line
-    end kept (``structure._elidable_runs``).
+    A run is a maximal sequence of whole base64-looking lines
+    (``structure._BASE64_RUN``); one of at least ``_ELIDE_MIN_BYTES`` is
+    replaced by its placeholder, its last line end kept
+    (``structure._elidable_runs``). The file is read in blocks cut at line
+    ends; a run may go on from one block to the next.
     """
     out = bytearray()
     digest = hashlib.sha256()
     lines = 0
+    run = _Run()
     offset = 0
-    run_start = -1
-    run_length = 0
-    run_kept: list[bytes] = []
-    last_end = b"\n"
-
-    def close_run() -> None:
-        nonlocal run_start, run_length
-        if run_start < 0:
-            return
-        if run_length >= _ELIDE_MIN_BYTES:
-            out.extend(elided.add(run_start, run_start + run_length - len(last_end)))
-            out.extend(last_end)
-        else:
-            out.extend(b"".join(run_kept))
-        run_kept.clear()
-        run_start, run_length = -1, 0
-
-    for line in _lines(stream):
-        digest.update(line)
-        if _BASE64_LINE.fullmatch(line):
-            lines += 1
-            if run_start < 0:
-                run_start = offset
-            run_length += len(line)
-            if run_length < _ELIDE_MIN_BYTES:
-                run_kept.append(line)
-            elif run_kept:
-                run_kept.clear()
-            last_end = b"\r\n" if line.endswith(b"\r\n") else b"\n"
-        else:
-            close_run()
-            lines += line.endswith(b"\n")
-            out.extend(line)
-        offset += len(line)
-    close_run()
+    for block in _blocks(stream):
+        digest.update(block)
+        lines += block.count(b"\n")
+        pos = 0
+        for match in _BASE64_RUN.finditer(block):
+            start, end = match.span()
+            if start > pos or not run.open:
+                run.close(out, elided)
+                out += block[pos:start]
+                run.start(offset + start)
+            run.extend(block[start:end])
+            pos = end
+        if pos < len(block):
+            run.close(out, elided)
+            out += block[pos:]
+        offset += len(block)
+    run.close(out, elided)
     return bytes(out), lines, digest.hexdigest()
 
 
-def _lines(stream: BinaryIO) -> Iterator[bytes]:
-    """The file's lines, each with its LF (the last one maybe without), read in blocks."""
+class _Run:
+    """The run of base64 lines being read: its start in the file, its length, its last line end.
+
+    Its bytes are kept only while it is too short to be elided.
+    """
+
+    def __init__(self) -> None:
+        self.open = False
+        self.begin = 0
+        self.length = 0
+        self.kept: list[bytes] = []
+        self.last_end = b"\n"
+
+    def start(self, offset: int) -> None:
+        self.open, self.begin, self.length = True, offset, 0
+
+    def extend(self, lines: bytes) -> None:
+        self.length += len(lines)
+        if self.length < _ELIDE_MIN_BYTES:
+            self.kept.append(lines)
+        else:
+            self.kept.clear()
+        self.last_end = b"\r\n" if lines.endswith(b"\r\n") else b"\n"
+
+    def close(self, out: bytearray, elided: _Elided) -> None:
+        if not self.open:
+            return
+        if self.length >= _ELIDE_MIN_BYTES:
+            out += elided.add(self.begin, self.begin + self.length - len(self.last_end))
+            out += self.last_end
+        else:
+            out += b"".join(self.kept)
+        self.kept.clear()
+        self.open = False
+
+
+def _blocks(stream: BinaryIO) -> Iterator[bytes]:
+    """The file in blocks of about ``_READ`` bytes, each ending at a line end (but the last)."""
     stream.seek(0)
     carry = b""
-    while block := stream.read(_READ):
-        block = carry + block
+    while more := stream.read(_READ):
+        block = carry + more
         cut = block.rfind(b"\n") + 1
         if cut == 0:
             carry = block
             continue
         carry = block[cut:]
-        for line in block[: cut - 1].split(b"\n"):
-            yield line + b"\n"
+        yield block[:cut]
     if carry:
         yield carry
 
