@@ -6,6 +6,7 @@ network, so the same objects serve the worker, ``mailbot try`` and tests.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -55,6 +56,29 @@ class SpooledData:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.path.read_bytes(), name)
+
+
+class SpoolSink:
+    """A new file of the spool being written, with the digest of what went in."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stream = path.open("wb")
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.stream.write(data)
+        self.digest.update(data)
+        self.size += len(data)
+
+    def done(self) -> SpooledData:
+        self.stream.close()
+        return SpooledData(self.path, size=self.size, sha256=self.digest.hexdigest())
+
+    def discard(self) -> None:
+        self.stream.close()
+        self.path.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from parsers.mail import parse_message, parse_spooled, read_head, structure
+from parsers.mail import bounds, parse_message, parse_spooled, read_head, structure
 from parsers.mail import spooled as spooled_module
 from parsers.rules import ParseLimits
 from parsers.types import ParsedMail, SpooledData
@@ -85,7 +85,7 @@ def everything_elided(monkeypatch, request):
     monkeypatch.setattr(spooled_module, "SKELETON_MIN_BYTES", 1)
     monkeypatch.setattr(spooled_module, "_ELIDE_MIN_BYTES", 1)
     monkeypatch.setattr(structure, "_ELIDE_MIN_BYTES", 1)
-    monkeypatch.setattr(structure, "SPOOL_DECODED_BYTES", 1)
+    monkeypatch.setattr(bounds, "SPOOL_DECODED_BYTES", 1)
 
 
 @pytest.mark.parametrize("name", sorted(CORPUS))
@@ -217,8 +217,8 @@ def test_the_big_cases_take_the_paths_they_are_for(tmp_path) -> None:
     assert kinds["crlf"] == kinds["lf"] == kinds["no final line end"] == [("annexe.bin", True)]
     assert kinds["two annexes"] == [("annexe.bin", True), ("second_pdf", True)]
     assert kinds["small and big"] == [("annexe.bin", True), ("small_pdf", False)]
-    # The members of a zip are expanded in memory (to a budget), the archive kept in a file.
-    assert kinds["zip"] == [("a.txt", False), ("b.bin", False), ("pieces.zip", True)]
+    # The archive is read in its file; a big member is inflated into a file.
+    assert kinds["zip"] == [("a.txt", False), ("b.bin", True), ("pieces.zip", True)]
     assert kinds["defective base64"] == [("annexe.bin", False)]
     assert kinds["base64 lines in a 7bit part"] == [("annexe.bin", False)]
 
@@ -290,3 +290,35 @@ def test_the_skeleton_elides_the_runs_the_in_memory_parse_elides(read, monkeypat
         assert lines == raw.count(b"\n") and digest == hashlib.sha256(raw).hexdigest()
         elided_somewhere += bool(runs)
     assert elided_somewhere >= 15, elided_somewhere
+
+
+def test_a_big_zip_is_expanded_without_holding_it_or_its_big_member(tmp_path) -> None:
+    member = os.urandom(12 << 20)
+    archive = _zip({"dossier.txt": b"Intitule de l'action : Potager", "plans.bin": member})
+    raw = _big(annex=archive, name="pieces.zip")
+    path = tmp_path / "message.eml"
+    path.write_bytes(raw)
+    del raw, archive
+    tracemalloc.start()
+    try:
+        mail = parse_spooled(path, limits=LIMITS, spool=_Spool(tmp_path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    data = {a.filename: a.data for a in mail.attachments}
+    assert isinstance(data["plans.bin"], SpooledData)
+    assert data["plans.bin"].path.read_bytes() == member
+    assert data["dossier.txt"] == b"Intitule de l'action : Potager"
+    assert peak < 6 << 20, peak
+
+
+def test_a_zip_member_over_its_limit_leaves_no_file(tmp_path) -> None:
+    """A member inflated past the limit into a file: refused, its file removed."""
+    limits = LIMITS.model_copy(update={"max_attachment_bytes": 3 << 20})
+    archive = _zip({"a.txt": b"Intitule", "big.bin": bytes(4 << 20)})  # compresses well
+    raw = _big(annex=archive, name="pieces.zip")
+    memory, spooled = _both(raw, tmp_path, limits=limits)
+    assert _comparable(spooled) == memory
+    assert all(a.filename != "big.bin" or not a.data for a in spooled.attachments)
+    kept = {a.data.path for a in spooled.attachments if isinstance(a.data, SpooledData)}
+    assert set(tmp_path.glob("*.part*")) == kept

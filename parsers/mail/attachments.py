@@ -12,10 +12,17 @@ import re
 import struct
 import unicodedata
 import zipfile
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
+from parsers.mail import bounds
 from parsers.mail.bounds import _MAX_FILENAME, _ZIP_RATIO_FLOOR, _ZIP_READ_CHUNK
 from parsers.mail.charsets import _quoted
 from parsers.text import nfc
+from parsers.types import SpooledData, SpoolSink
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 # --------------------------------------------------------------------------
 # File names and types
@@ -142,21 +149,26 @@ def _zip_member_name(info: zipfile.ZipInfo) -> str:
         return info.filename
 
 
-def _zip_entry_count(data: bytes) -> int:
+def _zip_entry_count(data: bytes | SpooledData) -> int:
     """Entries in the central directory, counted without zipfile.
 
     zipfile builds a ZipInfo for every entry before we could refuse a
     directory of 500,000 entries; the end record may lie, so the entry
-    signatures inside the directory are counted too.
+    signatures inside the directory are counted too. Only the end of the
+    archive and its directory are read (an archive may be in a file).
     """
-    eocd = data.rfind(b"PK\x05\x06", max(0, len(data) - 22 - 65535))
-    if eocd < 0 or len(data) < eocd + 22:
-        return data.count(b"PK\x01\x02")
-    _, _, _, _, total, cd_size, _, _ = struct.unpack("<4s4H2LH", data[eocd : eocd + 22])
+    size = len(data)
+    tail_start = max(0, size - 22 - 65535)
+    tail = data[tail_start:]
+    found = tail.rfind(b"PK\x05\x06")
+    if found < 0 or len(tail) < found + 22:
+        return bytes(data[:]).count(b"PK\x01\x02")
+    eocd = tail_start + found
+    _, _, _, _, total, cd_size, _, _ = struct.unpack("<4s4H2LH", tail[found : found + 22])
     if total == 0xFFFF or cd_size == 0xFFFFFFFF:
-        total, cd_size = _zip64_counts(data, eocd, total=total, cd_size=cd_size)
+        total, cd_size = _zip64_counts(bytes(data[:eocd]), eocd, total=total, cd_size=cd_size)
     start = max(0, eocd - cd_size)
-    return max(total, data.count(b"PK\x01\x02", start, eocd))
+    return max(total, data[start:eocd].count(b"PK\x01\x02"))
 
 
 def _zip64_counts(data: bytes, eocd: int, *, total: int, cd_size: int) -> tuple[int, int]:
@@ -168,21 +180,51 @@ def _zip64_counts(data: bytes, eocd: int, *, total: int, cd_size: int) -> tuple[
 
 
 def _read_zip_member(
-    archive_file: zipfile.ZipFile, info: zipfile.ZipInfo, *, limit: int, max_ratio: float
-) -> tuple[bytes, str | None]:
+    archive_file: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    *,
+    limit: int,
+    max_ratio: float,
+    spool: Callable[[], Path] | None = None,
+) -> tuple[bytes | SpooledData, str | None]:
     """Inflate one member, stopping as soon as it passes ``limit`` bytes.
 
     Returns the data and None, or b"" and "over" / "ratio": the sizes in zip
     headers are whatever the sender wrote, so they are checked again here.
+    ``spool``: a member that reaches ``SPOOL_DECODED_BYTES`` goes on into a
+    new file of it (a ``SpooledData``) instead of memory.
     """
     chunks: list[bytes] = []
     total = 0
-    with archive_file.open(info) as stream:
-        while chunk := stream.read(_ZIP_READ_CHUNK):
-            total += len(chunk)
-            if total > limit:
-                return b"", "over"
-            if total > _ZIP_RATIO_FLOOR and total / max(info.compress_size, 1) > max_ratio:
-                return b"", "ratio"
-            chunks.append(chunk)
+    sink: SpoolSink | None = None
+    outcome: str | None = None
+    try:
+        with archive_file.open(info) as stream:
+            while chunk := stream.read(_ZIP_READ_CHUNK):
+                total += len(chunk)
+                if total > limit:
+                    outcome = "over"
+                    break
+                if total > _ZIP_RATIO_FLOOR and total / max(info.compress_size, 1) > max_ratio:
+                    outcome = "ratio"
+                    break
+                if sink is None and spool is not None and total >= bounds.SPOOL_DECODED_BYTES:
+                    sink = SpoolSink(spool())
+                    for kept in chunks:
+                        sink.write(kept)
+                    chunks.clear()
+                if sink is None:
+                    chunks.append(chunk)
+                else:
+                    sink.write(chunk)
+    except BaseException:
+        if sink is not None:
+            sink.discard()
+        raise
+    if outcome is not None:
+        if sink is not None:
+            sink.discard()
+        return b"", outcome
+    if sink is not None:
+        return sink.done(), None
     return b"".join(chunks), None

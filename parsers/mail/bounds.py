@@ -35,3 +35,8 @@ _ZIP_RATIO_FLOOR = 1 << 20
 _ZIP_READ_CHUNK = 64 * 1024
 # A forwarding note longer than this is a message of its own, not a forward.
 _SHORT_FORWARD_NOTE = 2000
+
+# When a message is read from its spool (``parsers.mail.spooled``), an
+# attachment at least this big (its base64 run, or a zip member inflated) is
+# written into a file of the spool instead of memory.
+SPOOL_DECODED_BYTES = 1 << 20

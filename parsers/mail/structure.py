@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import binascii
 import functools
-import hashlib
 import io
 import os
 import re
@@ -21,9 +20,10 @@ from email.message import Message
 from email.policy import compat32
 from typing import TYPE_CHECKING
 
+from parsers.mail import bounds
 from parsers.mail.bounds import _FEED_CHUNK, _MAX_MIME_HEADER, _MAX_STRUCTURE_DEPTH
 from parsers.mail.report import _Report
-from parsers.types import SpooledData
+from parsers.types import SpooledData, SpoolSink
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -174,9 +174,6 @@ _BASE64_RUN = re.compile(rb"(?:^[A-Za-z0-9+/=]++\r?\n)++", re.M)
 _ELIDE_MIN_BYTES = 64 * 1024
 _ELIDE_WINDOW = 1 << 20
 _BASE64_CLEAN = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
-# An attachment whose elided base64 is at least this long is decoded into a
-# file when the message is read from its spool (about 768 KiB decoded).
-SPOOL_DECODED_BYTES = 1 << 20
 
 
 def _elidable_runs(data: bytes, start: int) -> Iterator[tuple[int, int]]:
@@ -254,23 +251,21 @@ class _Elided:
         """What ``get_payload(decode=True)`` returns for base64 without defects, else None.
 
         ``to_file``: when ``spool`` is set and the payload's runs hold at least
-        ``SPOOL_DECODED_BYTES``, the bytes are decoded into a new file of the
+        ``bounds.SPOOL_DECODED_BYTES``, the bytes are decoded into a new file of the
         spool, never held whole (a ``SpooledData``).
         """
-        if to_file and self.spool is not None and self._run_bytes(payload) >= SPOOL_DECODED_BYTES:
-            path = self.spool()
-            digest = hashlib.sha256()
-            with path.open("wb") as stream:
-
-                def write(decoded: bytes) -> None:
-                    digest.update(decoded)
-                    stream.write(decoded)
-
-                size = self._decode_base64(payload, write)
+        big = self._run_bytes(payload) >= bounds.SPOOL_DECODED_BYTES
+        if to_file and self.spool is not None and big:
+            sink = SpoolSink(self.spool())
+            try:
+                size = self._decode_base64(payload, sink.write)
+            except BaseException:
+                sink.discard()
+                raise
             if size is None:
-                path.unlink(missing_ok=True)
+                sink.discard()
                 return None
-            return SpooledData(path, size=size, sha256=digest.hexdigest())
+            return sink.done()
         out = io.BytesIO()
         if self._decode_base64(payload, out.write) is None:
             return None

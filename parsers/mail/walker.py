@@ -11,6 +11,7 @@ import hashlib
 import io
 import re
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import TYPE_CHECKING
@@ -35,6 +36,8 @@ from parsers.text import header_safe
 from parsers.types import Attachment, SpooledData
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from parsers.rules import ParseLimits
 
 
@@ -299,8 +302,6 @@ class _Walker:
         if not archive.data:
             return []
         data = archive.data
-        if isinstance(data, SpooledData):
-            data = data.path.read_bytes()  # a zip is expanded in memory, members and all
         count = _zip_entry_count(data)
         if count > self.limits.max_zip_members:
             self.report.over(
@@ -309,7 +310,9 @@ class _Walker:
             )
             return []
         try:
-            archive_file = zipfile.ZipFile(io.BytesIO(data))
+            # An archive in a file is read there (only its directory and members).
+            source = data.path if isinstance(data, SpooledData) else io.BytesIO(data)
+            archive_file = zipfile.ZipFile(source)
         except Exception as exc:
             self.report.warn(f"{label}: unreadable zip archive ({type(exc).__name__})")
             return []
@@ -408,7 +411,11 @@ class _Walker:
         limit = min(budget, self.limits.max_attachment_bytes)
         try:
             data, outcome = _read_zip_member(
-                archive_file, info, limit=limit, max_ratio=self.limits.max_zip_ratio
+                archive_file,
+                info,
+                limit=limit,
+                max_ratio=self.limits.max_zip_ratio,
+                spool=self._spool(),
             )
         except Exception as exc:
             self.report.warn(f"{shown} unreadable ({type(exc).__name__}); skipped")
@@ -433,6 +440,11 @@ class _Walker:
             notes=notes,
             loud=[],
         )
+
+    def _spool(self) -> Callable[[], Path] | None:
+        """Where big attachments go when the message is read from its spool, else None."""
+        elided = self.budget.elided
+        return elided.spool if elided is not None else None
 
     def _oversized_member(
         self,
