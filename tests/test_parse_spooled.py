@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import email
+import email.policy
 import hashlib
 import io
 import os
@@ -151,7 +153,20 @@ def _defective(raw: bytes) -> bytes:
     return raw[: cut - 4] + b"AA==" + raw[cut:]
 
 
+def _forwarded() -> bytes:
+    """Staff forward the applicant's message as an attachment (message/rfc822)."""
+    inner = email.message_from_bytes(_big(), policy=email.policy.default)
+    outer = EmailMessage()
+    outer["From"] = "N. Bataillon <n.bataillon@ville-bethune.fr>"
+    outer["To"] = "n.bataillon@ville-bethune.fr"
+    outer["Subject"] = "TR: Candidature au label Béthune Smart City"
+    outer.set_content("Pour information.\n")
+    outer.add_attachment(inner)
+    return outer.as_bytes(policy=outer.policy.clone(linesep="\r\n"))
+
+
 BIG_CASES = {
+    "forwarded as attachment": _forwarded,
     "crlf": lambda: _big(),
     "lf": lambda: _big(linesep="\n"),
     "two annexes": lambda: _big(second_pdf=os.urandom(2 << 20)),
@@ -219,6 +234,7 @@ def test_the_big_cases_take_the_paths_they_are_for(tmp_path) -> None:
     assert kinds["small and big"] == [("annexe.bin", True), ("small_pdf", False)]
     # The archive is read in its file; a big member is inflated into a file.
     assert kinds["zip"] == [("a.txt", False), ("b.bin", True), ("pieces.zip", True)]
+    assert ("annexe.bin", True) in kinds["forwarded as attachment"]
     assert kinds["defective base64"] == [("annexe.bin", False)]
     assert kinds["base64 lines in a 7bit part"] == [("annexe.bin", False)]
 
