@@ -17,18 +17,16 @@ from __future__ import annotations
 
 import contextlib
 import smtplib
-import ssl
 import subprocess
 import threading
 import time
 from email.message import EmailMessage
 
-from imap_tools import MailBox
-
 from bench import harness
 from bench.dossiers import candidature
 from bench.harness import NB, Figure
 from mailbot.config import load_config
+from mailbot.imap import lines_read_ahead
 from tests.fixtures.config import SHIPPED_CONFIG
 
 
@@ -57,28 +55,6 @@ def measure(srv: harness.Servers, raws: list[bytes], wait: float = 10.0) -> tupl
     return [srv.smtp.arrivals[i] - start for i, start in enumerate(starts)], missed
 
 
-def _read_ahead(box: MailBox) -> list[bytes]:
-    """IDLE answer lines imaplib read with ``+ idling`` and buffered (a socket wait misses them).
-
-    Dovecot sends ``* N EXISTS`` with the continuation when mail came while
-    the connection was out of IDLE; without this look the baseline slept
-    through it until the next message (``mailbot.imap`` looks the same way).
-    """
-    sock, lines = box.client.sock, []
-    while True:
-        timeout = sock.gettimeout()
-        sock.settimeout(0)
-        try:
-            waiting = box.client.file.peek(1)
-        except (TimeoutError, BlockingIOError, ssl.SSLWantReadError):
-            waiting = b""
-        finally:
-            sock.settimeout(timeout)
-        if not waiting:
-            return lines
-        lines.append(box.client._get_line())
-
-
 class BareResponder(threading.Thread):
     """IDLE, fetch what is new, reply with smtplib: nothing else."""
 
@@ -96,7 +72,8 @@ class BareResponder(threading.Thread):
                 # Blocking wait (timeouts and imap-tools' non-blocking reads do not mix
                 # well on this connection); run() wakes it with one last message.
                 box.idle.start()
-                responses = _read_ahead(box) or box.idle.poll(timeout=None)
+                # What imaplib read with ``+ idling`` and buffered (a socket wait misses it).
+                responses = lines_read_ahead(box.client) or box.idle.poll(timeout=None)
                 box.idle.stop()
                 if self.stop.is_set() or not any(b"EXISTS" in r for r in responses):
                     continue

@@ -449,12 +449,13 @@ class MailboxClient:
         """Enter IDLE on the selected folder; whether new mail was announced already.
 
         A notice sent while IDLE was starting is read by imaplib as an
-        untagged response, not returned by the IDLE poll: it is looked for there.
+        untagged response, or left in its buffer with ``+ idling``
+        (``lines_read_ahead``): it is looked for in both.
         """
         self._quick_empty_polls = 0
         try:
             self._mailbox.idle.start()
-            lines = self._lines_read_ahead()
+            lines = lines_read_ahead(self._mailbox.client)
         except _IMAP_FAILURES as err:
             raise ImapError(f"{self.settings.name}: IDLE refused: {err}") from err
         return self._news_in(lines) | self._take_new_mail_notice()
@@ -469,7 +470,8 @@ class MailboxClient:
         before = time.monotonic()
         try:
             # Lines already read from the socket are not seen by a wait on it.
-            responses = self._lines_read_ahead() or self._mailbox.idle.poll(timeout=timeout)
+            responses = lines_read_ahead(self._mailbox.client)
+            responses = responses or self._mailbox.idle.poll(timeout=timeout)
         except _IMAP_FAILURES as err:
             raise ImapError(f"{self.settings.name}: IDLE failed: {err}") from err
         news = self._news_in(responses)
@@ -490,32 +492,6 @@ class MailboxClient:
             raise ImapError(f"{self.settings.name}: leaving IDLE failed: {err}") from err
         return self._take_new_mail_notice()
 
-    def _lines_read_ahead(self) -> list[bytes]:
-        """Server lines imaplib has read past the one it wanted, read now.
-
-        Dovecot answers IDLE with ``+ idling`` and, when mail came while the
-        connection was out of IDLE, ``* N EXISTS`` in the same packet. imaplib
-        reads the first line and keeps the second in its buffer (and TLS may
-        keep decrypted bytes in its own), where a wait on the socket does not
-        see them: the notice would wait for the next packet (the next message,
-        or the server's keep-alive minutes later).
-        """
-        client = self._mailbox.client
-        sock = client.sock
-        timeout = sock.gettimeout()
-        lines: list[bytes] = []
-        while True:
-            sock.settimeout(0)
-            try:
-                waiting = client.file.peek(1)  # buffered bytes, or what comes without waiting
-            except (TimeoutError, BlockingIOError, ssl.SSLWantReadError):
-                waiting = b""
-            finally:
-                sock.settimeout(timeout)
-            if not waiting:
-                return lines
-            lines.append(client._get_line())  # completes a line begun in the buffer
-
     def _news_in(self, lines: list[bytes]) -> bool:
         """Whether IDLE answer lines announce new mail; ``ImapError`` on BYE."""
         if any(b"BYE" in line for line in lines):
@@ -530,6 +506,33 @@ class MailboxClient:
             if untagged.pop(name, None):
                 found = True
         return found
+
+
+def lines_read_ahead(client: imaplib.IMAP4) -> list[bytes]:
+    """Server lines imaplib has read past the one it wanted, read now.
+
+    Dovecot answers IDLE with ``+ idling`` and, when mail came while the
+    connection was out of IDLE, ``* N EXISTS`` in the same packet. imaplib
+    reads the first line and keeps the second in its buffer (and TLS may keep
+    decrypted bytes in its own), where a wait on the socket does not see
+    them: the notice would wait for the next packet (the next message, or the
+    server's keep-alive minutes later). ``bench.latency``'s bare responder
+    uses this too.
+    """
+    sock = client.sock
+    timeout = sock.gettimeout()
+    lines: list[bytes] = []
+    while True:
+        sock.settimeout(0)
+        try:
+            waiting = client.file.peek(1)  # buffered bytes, or what comes without waiting
+        except (TimeoutError, BlockingIOError, ssl.SSLWantReadError):
+            waiting = b""
+        finally:
+            sock.settimeout(timeout)
+        if not waiting:
+            return lines
+        lines.append(client._get_line())  # completes a line begun in the buffer
 
 
 _PIECE_ANSWER = re.compile(rb"BODY\[\]<(\d+)>")
