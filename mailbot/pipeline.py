@@ -189,7 +189,7 @@ class Analyser:
                 parts.remove()
                 return replace(mail, raw_path=path, whole_size=size)
             # Big attachments the parser decoded in memory (a defect in their
-            # base64, a forwarded message's) wait in files too, while the
+            # base64, a guessed boundary) wait in files too, while the
             # sandbox child reads them (it reads the files itself) and until
             # they are filed (stored from their files).
             mail = replace(mail, attachments=tuple(_spool_big(a, parts) for a in mail.attachments))

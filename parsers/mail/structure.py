@@ -212,7 +212,7 @@ class _Elided:
         self.data = data
         self.runs: list[tuple[int, int]] = []
         self.marker = f"#mailbot-elided-{secrets.token_hex(8)}-"
-        # Where an attachment this big is decoded to (``decode_base64``).
+        # Where a big attachment is decoded to (``decode_base64``); None: memory.
         self.spool = spool
 
     @functools.cached_property
@@ -254,8 +254,11 @@ class _Elided:
         ``bounds.SPOOL_DECODED_BYTES``, the bytes are decoded into a new file of the
         spool, never held whole (a ``SpooledData``).
         """
-        big = self._run_bytes(payload) >= bounds.SPOOL_DECODED_BYTES
-        if to_file and self.spool is not None and big:
+        if (
+            to_file
+            and self.spool is not None
+            and self._run_bytes(payload) >= bounds.SPOOL_DECODED_BYTES
+        ):
             sink = SpoolSink(self.spool())
             try:
                 size = self._decode_base64(payload, sink.write)
