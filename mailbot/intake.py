@@ -518,9 +518,11 @@ def _first_pass(
 
 
 def _key_checked(arrival: _Arrival, looked_up: str) -> _Arrival:
-    """``arrival`` marked as looked up in the ledger when its key is the one the first pass
-    looked up. Whole, its key is read again (the server's header block may end
-    elsewhere than ours): only the same Message-ID key counts."""
+    """``arrival``, marked as looked up in the ledger if the first pass looked up its key.
+
+    Whole, its key is read again (the server's header block may end elsewhere
+    than ours): only the same Message-ID key counts.
+    """
     if looked_up.startswith("mid") and _key_of(arrival) == looked_up:
         return replace(arrival, key=looked_up, checked=True)
     return arrival

@@ -39,7 +39,7 @@ from parsers.dossier import DossierReading, read_dossier
 from parsers.dossier.body_answers import read_body_answers
 from parsers.headers_first import decide_from_headers, plain_header_block, reusable_results
 from parsers.letter import LetterFinding, find_letter
-from parsers.mail import HeadReading, header_text, parse_message, parse_spooled, read_head
+from parsers.mail import HeadReading, bounds, header_text, parse_message, parse_spooled, read_head
 from parsers.mail.bodystructure import BodyPart
 from parsers.reasons import ReviewReason
 from parsers.types import Attachment, ParsedMail, SpooledData
@@ -469,10 +469,6 @@ class Analyser:
         )
 
 
-# Attachments at least this big wait in a file while documents are read.
-SPOOL_ATTACHMENT_BYTES = 1 << 20
-
-
 class _PartFiles:
     """The files of a spooled message's big attachments: ``<message>.part<N>`` beside it."""
 
@@ -493,7 +489,7 @@ class _PartFiles:
 def _spool_big(attachment: Attachment, parts: _PartFiles) -> Attachment:
     """A big attachment the parser decoded in memory, moved to a file."""
     data = attachment.data
-    if not isinstance(data, bytes) or len(data) < SPOOL_ATTACHMENT_BYTES:
+    if not isinstance(data, bytes) or len(data) < bounds.SPOOL_DECODED_BYTES:
         return attachment
     spool = parts.new()
     spool.write_bytes(data)

@@ -31,7 +31,7 @@ from tests.fixtures.mail import as_bytes, make_mail
 NB = "n.bataillon"
 
 
-ANNEX = os.urandom(1_600_000)  # over SPOOL_BYTES once in base64, and over SPOOL_ATTACHMENT_BYTES
+ANNEX = os.urandom(1_600_000)  # over SPOOL_BYTES in base64; over bounds.SPOOL_DECODED_BYTES
 
 
 def _big_candidature() -> bytes:

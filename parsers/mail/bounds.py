@@ -38,5 +38,6 @@ _SHORT_FORWARD_NOTE = 2000
 
 # When a message is read from its spool (``parsers.mail.spooled``), an
 # attachment at least this big (its base64 run, or a zip member inflated) is
-# written into a file of the spool instead of memory.
+# written into a file of the spool instead of memory; one decoded in memory
+# anyway (``mailbot.pipeline._spool_big``) is moved to a file from this size.
 SPOOL_DECODED_BYTES = 1 << 20

@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from parsers.errors import MailParseError
 from parsers.mail.headers import _scan_head
 from parsers.mail.message import HeadReading, _parse_data, _Whole, parse_message
 from parsers.mail.report import _Report
@@ -47,14 +46,13 @@ def parse_spooled(
 ) -> ParsedMail:
     """``parse_message`` of the file at ``path`` (see the module); ``spool`` makes new files.
 
-    Raises ``MailParseError`` for an empty file, ``OSError`` when it cannot be read.
+    Raises ``MailParseError`` for an empty file (as ``parse_message``), ``OSError``
+    when it cannot be read.
     """
     with path.open("rb") as stream:
         size = os.fstat(stream.fileno()).st_size
         if size < SKELETON_MIN_BYTES:
-            return parse_message(stream.read(), limits=limits, head=head)
-        if size == 0:  # pragma: no cover - below SKELETON_MIN_BYTES
-            raise MailParseError("empty message: there is nothing to parse")
+            return parse_message(stream.read(), limits=limits, head=head)  # empty: refused there
         elided = _Elided(_FileBytes(stream.fileno(), size), spool=spool)
         skeleton, lines, digest = _skeleton(stream, elided)
         if not _stands_for_the_message(skeleton, elided, limits):
